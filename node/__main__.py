@@ -1,0 +1,85 @@
+"""``artdag-node`` / ``python -m node``: read settings, start embedded daemons, serve HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from aiohttp import web
+
+from node import __version__
+from node.config import ConfigError, Settings
+from node.http import create_app
+from node.services import EmbeddedServices, ServiceError
+
+log = logging.getLogger("node")
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the node until SIGINT or SIGTERM; the exit code says how it ended."""
+    args = _parse_args(argv)
+    try:
+        settings = Settings.from_env(config_file=args.config)
+    except ConfigError as exc:
+        print(f"artdag-node: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop daemons cleanly even during start-up
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        with EmbeddedServices(settings) as services:
+            return asyncio.run(serve(services.settings, services))
+    except ServiceError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="artdag-node", description="Art DAG L1 peer node (settings: ARTDAG_* variables)"
+    )
+    parser.add_argument("--config", type=Path, help="YAML settings file (also ARTDAG_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(argv)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+async def serve(settings: Settings, services: EmbeddedServices | None = None) -> int:
+    """Serve the app on HOST:PORT until SIGINT/SIGTERM, then shut it down in order."""
+    runner = web.AppRunner(create_app(settings, services), access_log_format=ACCESS_LOG_FORMAT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error(
+                "cannot listen on %s:%d: %s (set ARTDAG_PORT)", settings.host, settings.port, exc.strerror
+            )
+            return 1
+        log.info("serving on http://%s:%d (public URL %s)", settings.host, settings.port, settings.public_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        return 0
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

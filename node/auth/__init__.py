@@ -1,0 +1,1 @@
+"""Tokens, L2 verification, revocation, permissions and deletion rules."""

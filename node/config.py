@@ -1,0 +1,275 @@
+"""Node settings: one frozen dataclass, read once at start-up from ``ARTDAG_*`` variables.
+
+An optional YAML file (``ARTDAG_CONFIG`` or ``artdag-node --config``) supplies values under the
+same names in lower case without the prefix (``port: 8100``); the environment wins over the
+file. Every problem is collected and reported together, each naming the variable it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+ENV_PREFIX = "ARTDAG_"
+CONFIG_FILE_VAR = "ARTDAG_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_SIZE_UNITS = {
+    "": 1, "B": 1,
+    "K": 1000, "KB": 1000, "KIB": 1024,
+    "M": 1000**2, "MB": 1000**2, "MIB": 1024**2,
+    "G": 1000**3, "GB": 1000**3, "GIB": 1024**3,
+    "T": 1000**4, "TB": 1000**4, "TIB": 1024**4,
+}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """Raised when settings are invalid; the message names every offending variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def default_workers() -> int:
+    """One worker per CPU the process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the node reads from its environment; see the README's settings table."""
+
+    host: str = "127.0.0.1"
+    port: int = 8100
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".artdag")
+    redis_url: str | None = None  # None: start an embedded redis-server
+    redis_prefix: str = "artdag:"
+    ipfs_api: str | None = None  # None: start an embedded IPFS daemon
+    ipfs_timeout: float = 30.0
+    workers: int = field(default_factory=default_workers)
+    peers: tuple[str, ...] = ()
+    public_url: str = ""  # empty: http://HOST:PORT
+    l2_trusted: tuple[str, ...] = ()
+    import_roots: tuple[Path, ...] = ()
+    max_upload: int = 2 * 1024**3
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://{_url_host(self.host)}:{self.port}")
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where the embedded daemons write their logs."""
+        return self.data_dir / "logs"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (e.g. the URLs of started services)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+        """Read and validate settings; raise :class:`ConfigError` naming each bad variable."""
+        environ = os.environ if environ is None else environ
+        problems: list[str] = []
+        raw = _read_config_file(config_file or _config_file_from(environ), problems)
+        values: dict[str, Any] = {}
+        for spec in _FIELDS:
+            env_name = ENV_PREFIX + spec.name.upper()
+            in_file = spec.name in raw
+            file_value = raw.pop(spec.name, None)
+            if env_name in environ:
+                source, value = env_name, environ[env_name]
+            elif in_file:
+                source, value = f"{spec.name} (in config file)", file_value
+            else:
+                continue
+            try:
+                values[spec.name] = spec.parse(value)
+            except ValueError as exc:
+                problems.append(f"{source}: {exc}")
+        problems.extend(f"{key} (in config file): unknown setting" for key in sorted(raw))
+        if problems:
+            raise ConfigError(problems)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    parse: Callable[[Any], Any]
+
+
+def _config_file_from(environ: Mapping[str, str]) -> Path | None:
+    value = environ.get(CONFIG_FILE_VAR, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _read_config_file(path: Path | None, problems: list[str]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.append(f"{CONFIG_FILE_VAR}: cannot read {path}: {exc.strerror}")
+        return {}
+    except yaml.YAMLError as exc:
+        problems.append(f"{CONFIG_FILE_VAR}: {path} is not valid YAML: {exc}")
+        return {}
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        problems.append(f"{CONFIG_FILE_VAR}: {path} must hold a mapping of settings")
+        return {}
+    return {str(key).lower(): value for key, value in loaded.items()}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"must be a single value, got {value!r}")
+    return str(value).strip()
+
+
+def _items(value: Any) -> list[str]:
+    """A list from YAML, or a comma/whitespace separated string from the environment."""
+    if isinstance(value, (list, tuple)):
+        return [_text(item) for item in value if _text(item)]
+    return [item for item in re.split(r"[,\s]+", _text(value)) if item]
+
+
+def _host(value: Any) -> str:
+    host = _text(value)
+    if not host or re.search(r"[\s/]", host):
+        raise ValueError(f"must be a host name or IP address, got {value!r}")
+    return host
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        text = _text(value)
+        if not re.fullmatch(r"[+-]?\d+", text) or not low <= int(text) <= high:
+            raise ValueError(f"must be an integer from {low} to {high}, got {value!r}")
+        return int(text)
+
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(_text(value))
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"must be a number of seconds above 0 and at most 3600, got {value!r}")
+    return seconds
+
+
+def _path(value: Any) -> Path:
+    text = _text(value)
+    if not text:
+        raise ValueError("must be a path, got an empty value")
+    return Path(text).expanduser().resolve()
+
+
+def _import_roots(value: Any) -> tuple[Path, ...]:
+    if isinstance(value, (list, tuple)):
+        parts = [_text(item) for item in value]
+    else:
+        parts = _text(value).split(os.pathsep)
+    roots = tuple(_path(part) for part in parts if part)
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise ValueError(f"each root must be an existing directory; not found: {', '.join(missing)}")
+    return roots
+
+
+def _http_url(value: Any) -> str:
+    text = _text(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"must be an http:// or https:// URL without query, got {value!r}")
+    return text
+
+
+def _http_urls(value: Any) -> tuple[str, ...]:
+    return tuple(_http_url(item) for item in _items(value))
+
+
+def _redis_url(value: Any) -> str:
+    text = _text(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {value!r}")
+    db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise ValueError(f"database in the URL path must be a number, got {db!r}")
+    return text
+
+
+def _ipfs_api(value: Any) -> str:
+    """Kubo RPC address as an http URL; a multiaddr like /ip4/127.0.0.1/tcp/5001 is accepted."""
+    text = _text(value)
+    multiaddr = re.fullmatch(r"/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(/https?)?/?", text)
+    if multiaddr:
+        kind, host, port, scheme = multiaddr.groups()
+        host = f"[{host}]" if kind == "ip6" else host
+        return f"{(scheme or '/http')[1:]}://{host}:{port}"
+    return _http_url(text)
+
+
+def _prefix(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise ValueError(f"must be 1-64 characters of letters, digits and _.:- , got {value!r}")
+    return text
+
+
+def _size(value: Any) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", _text(value))
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        raise ValueError(f"must be a size such as 2G, 512MiB or 1048576, got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def _log_level(value: Any) -> str:
+    level = _text(value).upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def _peers(value: Any) -> tuple[str, ...]:
+    return tuple(_items(value))
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reached via loopback
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+_FIELDS = (
+    _Field("host", _host),
+    _Field("port", _int_range(1, 65535)),
+    _Field("data_dir", _path),
+    _Field("redis_url", _redis_url),
+    _Field("redis_prefix", _prefix),
+    _Field("ipfs_api", _ipfs_api),
+    _Field("ipfs_timeout", _seconds),
+    _Field("workers", _int_range(1, 1024)),
+    _Field("peers", _peers),
+    _Field("public_url", _http_url),
+    _Field("l2_trusted", _http_urls),
+    _Field("import_roots", _import_roots),
+    _Field("max_upload", _size),
+    _Field("log_level", _log_level),
+)

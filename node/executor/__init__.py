@@ -1,0 +1,1 @@
+"""Recipes to DAGs to plans to executed steps, ending in signed provenance."""

@@ -1,0 +1,104 @@
+"""The application factory: resources opened in ``cleanup_ctx``, routes, one error middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from node.config import Settings
+from node.http import health
+from node.http.appkeys import (
+    CONTENT_INDEX,
+    HTTP_SESSION,
+    IDENTITY,
+    IPFS,
+    KEYS,
+    REDIS,
+    SERVICES,
+    SETTINGS,
+    STEP_INDEX,
+)
+from node.http.errors import error_middleware
+from node.identity import load_or_create
+from node.services import EmbeddedServices
+from node.store.ipfs import IpfsClient
+from node.sync.connection import connect
+from node.sync.index import ContentIndex, StepIndex
+from node.sync.keys import Keys
+
+log = logging.getLogger(__name__)
+
+SERVICE_WATCH_INTERVAL_S = 2.0
+
+
+def create_app(settings: Settings, services: EmbeddedServices | None = None) -> web.Application:
+    """Build the node's application. ``settings`` must name reachable Redis and IPFS URLs;
+    ``services`` (the embedded daemons, if any) lets ``/health`` report a daemon's death."""
+    _required(settings.redis_url, "redis_url")
+    _required(settings.ipfs_api, "ipfs_api")
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    app[SETTINGS] = settings
+    if services is not None:
+        app[SERVICES] = services
+        app.cleanup_ctx.append(_watch_services)
+    app.cleanup_ctx.extend([_identity, _redis, _ipfs])
+    app.router.add_get("/", health.index, name="index")
+    app.router.add_get("/health", health.health, name="health")
+    return app
+
+
+def _required(url: str | None, name: str) -> str:
+    if url is None:
+        raise ValueError(f"create_app needs {name}; start EmbeddedServices first")
+    return url
+
+
+async def _identity(app: web.Application) -> AsyncIterator[None]:
+    app[IDENTITY] = await asyncio.to_thread(load_or_create, app[SETTINGS].data_dir)
+    log.info("node id %s", app[IDENTITY].node_id)
+    yield
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = connect(_required(settings.redis_url, "redis_url"))
+    keys = Keys(settings.redis_prefix)
+    app[REDIS] = client
+    app[KEYS] = keys
+    app[CONTENT_INDEX] = ContentIndex(client, keys)
+    app[STEP_INDEX] = StepIndex(client, keys)
+    yield
+    await client.aclose()
+
+
+async def _ipfs(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession()
+    app[HTTP_SESSION] = session
+    app[IPFS] = IpfsClient(_required(settings.ipfs_api, "ipfs_api"), session, settings.ipfs_timeout)
+    yield
+    await session.close()
+
+
+async def _watch_services(app: web.Application) -> AsyncIterator[None]:
+    """Log, once, each embedded daemon that dies while the node runs (``/health`` says 503)."""
+
+    async def watch() -> None:
+        reported: set[str] = set()
+        while True:
+            for role, problem in app[SERVICES].problems().items():
+                if role not in reported:
+                    reported.add(role)
+                    log.error("%s", problem)
+            await asyncio.sleep(SERVICE_WATCH_INTERVAL_S)
+
+    task = asyncio.create_task(watch(), name="watch-embedded-services")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,24 @@
+"""Typed keys for what the application holds (aiohttp ``web.AppKey``)."""
+
+from __future__ import annotations
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from node.config import Settings
+from node.identity import NodeIdentity
+from node.services import EmbeddedServices
+from node.store.ipfs import IpfsClient
+from node.sync.index import ContentIndex, StepIndex
+from node.sync.keys import Keys
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", EmbeddedServices)  # absent when every daemon is external
+IDENTITY = web.AppKey("identity", NodeIdentity)
+REDIS = web.AppKey("redis", aioredis.Redis)
+KEYS = web.AppKey("keys", Keys)
+CONTENT_INDEX = web.AppKey("content_index", ContentIndex)
+STEP_INDEX = web.AppKey("step_index", StepIndex)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+IPFS = web.AppKey("ipfs", IpfsClient)

@@ -1,0 +1,90 @@
+"""``GET /`` (what this node is) and ``GET /health`` (whether it can work right now)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from node import __version__
+from node.errors import NodeError
+from node.http.appkeys import IDENTITY, IPFS, REDIS, SERVICES, SETTINGS
+from node.http.errors import error_response
+from node.sync.connection import server_version
+
+HEALTH_TIMEOUT_S = 3.0
+NAME = "artdag-node"
+
+
+async def _timed(check: Any) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    result = await asyncio.wait_for(check, HEALTH_TIMEOUT_S)
+    return result, round((time.perf_counter() - started) * 1000, 2)
+
+
+async def redis_health(app: web.Application) -> dict[str, Any]:
+    """Whether Redis answers a command, with its version and round-trip time."""
+    try:
+        version, latency_ms = await _timed(server_version(app[REDIS]))
+    except (NodeError, TimeoutError) as exc:
+        return {"healthy": False, "error": _describe(exc, "Redis")}
+    return {"healthy": True, "version": version, "latency_ms": latency_ms}
+
+
+async def ipfs_health(app: web.Application) -> dict[str, Any]:
+    """Whether the IPFS daemon answers, with its peer id, version and round-trip time."""
+    try:
+        peer, latency_ms = await _timed(app[IPFS].id())
+        version = await asyncio.wait_for(app[IPFS].version(), HEALTH_TIMEOUT_S)
+    except (NodeError, TimeoutError) as exc:
+        return {"healthy": False, "error": _describe(exc, "IPFS daemon")}
+    return {
+        "healthy": True,
+        "peer_id": peer.get("ID"),
+        "agent": peer.get("AgentVersion"),
+        "version": version.get("Version"),
+        "latency_ms": latency_ms,
+    }
+
+
+def _describe(exc: BaseException, what: str) -> str:
+    if isinstance(exc, NodeError):
+        return exc.message
+    return f"{what} did not answer within {HEALTH_TIMEOUT_S:.0f} s"
+
+
+async def dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
+    """Health of Redis and IPFS, checked concurrently, with any embedded daemon's death."""
+    redis_report, ipfs_report = await asyncio.gather(redis_health(app), ipfs_health(app))
+    report = {"redis": redis_report, "ipfs": ipfs_report}
+    services = app.get(SERVICES)
+    for role, problem in (services.problems() if services else {}).items():
+        report[role]["daemon"] = problem
+    return report
+
+
+async def index(request: web.Request) -> web.Response:
+    """Server info: name, version, node id, and the state of Redis and IPFS."""
+    app = request.app
+    report = await dependencies(app)
+    return web.json_response(
+        {
+            "name": NAME,
+            "version": __version__,
+            "node_id": app[IDENTITY].node_id,
+            "public_url": app[SETTINGS].public_url,
+            **report,
+        }
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when Redis and IPFS both answer; 503 in the error shape naming what is down."""
+    report = await dependencies(request.app)
+    down = [name for name, entry in report.items() if not entry["healthy"]]
+    if not down:
+        return web.json_response({"status": "ok", "checks": report})
+    message = "; ".join(f"{name}: {report[name]['error']}" for name in down)
+    return error_response(503, "unhealthy", message, {"checks": report}, headers={"Retry-After": "5"})

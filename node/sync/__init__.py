@@ -1,0 +1,1 @@
+"""Redis keys and indexes, claims, and the node's published state."""

@@ -1,0 +1,44 @@
+"""The node's Redis client and the translation of Redis failures into node errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis
+import redis.asyncio as aioredis
+
+from node.sync.errors import RedisUnavailable
+
+CONNECT_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 10.0
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A pooled client that answers or fails within a few seconds (no silent long retries)."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=COMMAND_TIMEOUT_S,
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )
+
+
+@contextlib.contextmanager
+def redis_errors() -> Iterator[None]:
+    """Turn connection failures and timeouts into :class:`RedisUnavailable` (503)."""
+    try:
+        yield
+    except redis.BusyLoadingError as exc:  # a ConnectionError subclass: catch it first
+        raise RedisUnavailable("Redis is still loading its data; try again shortly") from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+async def server_version(client: aioredis.Redis) -> str:
+    """The Redis server's version; proves the server answers commands."""
+    with redis_errors():
+        info = await client.info("server")
+    return str(info.get("redis_version", "unknown"))

@@ -1,0 +1,86 @@
+"""Every Redis key and channel name the node uses, in one place.
+
+All names start with one prefix (``artdag:`` unless ``ARTDAG_REDIS_PREFIX`` says otherwise), so
+several nodes or test cases can share a server without touching each other's keys. Arguments
+are validated here: a key built from an unchecked id could collide with another key's space.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from node.sync.errors import InvalidId
+
+DEFAULT_PREFIX = "artdag:"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _checked(kind: str, value: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidId(f"malformed {kind}: {value!r}", kind=kind)
+    return value
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds key names under one prefix. Ids must already be in canonical form."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    # --- content and steps -------------------------------------------------------------
+    def content(self, content_id: str) -> str:
+        """Hash {cid, size, media_type, created} for one SHA3-256 content id."""
+        return f"{self.prefix}content:{_checked('content id', content_id, _HEX64)}"
+
+    def content_owners(self, content_id: str) -> str:
+        """Set of users who own the content (deletion is reference counted)."""
+        return f"{self.content(content_id)}:owners"
+
+    def content_runs(self, content_id: str) -> str:
+        """Set of run ids that use or produced the content."""
+        return f"{self.content(content_id)}:runs"
+
+    @property
+    def contents(self) -> str:
+        """Sorted set of content ids scored by creation time: the listing index (no SCAN)."""
+        return f"{self.prefix}contents"
+
+    def cid(self, cid: str) -> str:
+        """String: CID (v1 base32) -> content id."""
+        return f"{self.prefix}cid:{_checked('CID', cid, _TOKEN)}"
+
+    def step(self, cache_id: str) -> str:
+        """Hash {cid, content_id, size, media_type, receipt_cid}: a computed step."""
+        return f"{self.prefix}step:{_checked('cache id', cache_id, _HEX64)}"
+
+    # --- runs and plans ------------------------------------------------------------------
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}run:{_checked('run id', run_id, _TOKEN)}"
+
+    def plan(self, plan_id: str) -> str:
+        return f"{self.prefix}plan:{_checked('plan id', plan_id, _HEX64)}"
+
+    @property
+    def plans_active(self) -> str:
+        """Sorted set of plan ids still being rendered, scored by announcement time."""
+        return f"{self.prefix}plans:active"
+
+    def events(self, run_id: str) -> str:
+        """Stream of a run's progress events (XADD; SSE resumes with Last-Event-ID)."""
+        return f"{self.prefix}events:{_checked('run id', run_id, _TOKEN)}"
+
+    @property
+    def notices(self) -> str:
+        """Pub/sub channel for plan announcements and step commits."""
+        return f"{self.prefix}notices"
+
+    # --- claims --------------------------------------------------------------------------
+    def claim(self, cache_id: str) -> str:
+        """String ``node:token`` with a PX lease: who is computing the step right now."""
+        return f"{self.prefix}claim:{_checked('cache id', cache_id, _HEX64)}"
+
+    def attempts(self, cache_id: str) -> str:
+        """Counter of claims made on a step, for the attempt limit."""
+        return f"{self.prefix}attempts:{_checked('cache id', cache_id, _HEX64)}"

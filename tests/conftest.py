@@ -1,0 +1,44 @@
+"""Session daemons (a real redis-server and IPFS daemon, started through node/services.py) and
+per-test settings that isolate each test under its own Redis key prefix and data directory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient
+
+from node.config import Settings
+from node.http import create_app
+from node.services import EmbeddedServices
+from tests.helpers import AiohttpClient
+
+
+@pytest.fixture(scope="session")
+def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServices]:
+    """One redis-server and one IPFS daemon for the whole session, on free loopback ports."""
+    with EmbeddedServices(Settings(data_dir=tmp_path_factory.mktemp("daemons"))) as services:
+        yield services
+
+
+@pytest.fixture
+def settings(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[Settings]:
+    """Settings pointing at the session daemons, with a key prefix and data dir of this test's."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    yield daemons.settings.replace(data_dir=tmp_path / "node", redis_prefix=prefix)
+    assert daemons.settings.redis_url is not None
+    cleanup = redis.Redis.from_url(daemons.settings.redis_url)
+    try:
+        for key in cleanup.scan_iter(match=f"{prefix}*", count=1000):
+            cleanup.delete(key)
+    finally:
+        cleanup.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """A test client for the node's app on the session daemons."""
+    yield await aiohttp_client(create_app(settings))
