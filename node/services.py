@@ -32,6 +32,8 @@ from types import TracebackType
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from node.config import Settings
 
@@ -120,9 +122,10 @@ class ManagedProcess:
         """Probe until ready; stop the process and raise :class:`ServiceError` if it is not."""
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
-            if self.exit_code() is not None:
+            ready = self.probe()
+            if self.exit_code() is not None:  # checked after the probe: a dying daemon may answer
                 self._fail(f"exited with code {self.exit_code()} while starting")
-            if self.probe():
+            if ready:
                 log.info("%s ready pid=%s", self.name, self.pid)
                 return
             time.sleep(0.1)
@@ -171,7 +174,9 @@ def redis_process(data_dir: Path, port: int, logs_dir: Path) -> ManagedProcess:
 
 
 def _redis_answers(port: int) -> bool:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         return bool(client.ping())
     except redis.RedisError:  # refused, or still loading the append-only file

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from aiohttp.test_utils import TestClient
 
 from node.config import Settings
 from node.http import create_app
 from node.services import EmbeddedServices
-from tests.helpers import AiohttpClient
+from tests.helpers import AiohttpClient, Client
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +38,6 @@ def settings(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture
-async def client(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Client]:
     """A test client for the node's app on the session daemons."""
     yield await aiohttp_client(create_app(settings))

@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient]]  # type: ignore[type-arg]
+Client = TestClient[web.Request, web.Application]
+AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 
 
 def closed_port() -> int:
