@@ -27,11 +27,13 @@ $(PY_STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # Kubo on PATH is used as it is; otherwise the bundled js-ipfs, pinned by its lock file.
+# --ignore-scripts: what the daemon needs ships prebuilt (classic-level's prebuilds); the
+# scripts left are optional WebRTC/electron downloads that cannot succeed offline.
 ipfs-daemon:
 	@if command -v ipfs >/dev/null 2>&1; then :; else $(MAKE) --no-print-directory $(JS_STAMP); fi
 
 $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
-	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(JS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 lint:
