@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -60,7 +61,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     """preexec_fn: SIGTERM this child when the node dies, however it dies (Linux only)."""
-    libc = ctypes.CDLL(None, use_errno=True) if hasattr(os, "sched_getaffinity") else None
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
     def preexec() -> None:
         if libc is not None:

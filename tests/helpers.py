@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,17 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s
         if result:
             return result
         time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
+
+
+async def wait_until_async(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """:func:`wait_until` for async tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
 
 

@@ -20,7 +20,7 @@ from node.identity import load_or_create
 from node.services import EmbeddedServices
 from node.store.errors import IpfsUnavailable
 from node.sync.errors import RedisUnavailable
-from tests.helpers import AiohttpClient, Client, closed_port, wait_until
+from tests.helpers import AiohttpClient, Client, closed_port, wait_until_async
 
 ERROR_KEYS = {"code", "message", "details"}
 
@@ -105,7 +105,7 @@ async def test_embedded_daemon_death_is_reported(
     redis_proc = embedded_redis.processes["redis"]
     assert redis_proc.pid is not None
     os.kill(redis_proc.pid, signal.SIGKILL)
-    wait_until(embedded_redis.problems)
+    await wait_until_async(embedded_redis.problems)
     health = await client.get("/health")
     assert health.status == 503
     redis_check = (await health.json())["error"]["details"]["checks"]["redis"]
