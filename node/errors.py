@@ -14,11 +14,13 @@ class NodeError(Exception):
     """Base of every error the node raises on purpose."""
 
     code: ClassVar[str] = "error"
+    default_headers: ClassVar[dict[str, str]] = {}  # sent with the response (WWW-Authenticate ...)
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = {**self.default_headers, **(headers or {})}
 
 
 class InvalidInput(NodeError):
@@ -27,6 +29,7 @@ class InvalidInput(NodeError):
 
 class Unauthorized(NodeError):
     code = "unauthorized"
+    default_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="artdag"'}
 
 
 class Forbidden(NodeError):
@@ -41,6 +44,12 @@ class Conflict(NodeError):
     code = "conflict"
 
 
+class RequestTimeout(NodeError):
+    """The client stopped sending a request it had started."""
+
+    code = "request_timeout"
+
+
 class TooLarge(NodeError):
     code = "too_large"
 
@@ -49,3 +58,13 @@ class Unavailable(NodeError):
     """A dependency (Redis, IPFS, a peer) cannot be reached or did not answer in time."""
 
     code = "unavailable"
+
+
+class RangeNotSatisfiable(NodeError):
+    code = "range_not_satisfiable"
+
+
+class Upstream(NodeError):
+    """A dependency answered, but wrongly (an error we did not expect, or bytes that lie)."""
+
+    code = "upstream_error"

@@ -7,13 +7,14 @@ recover the public key and check a signature without asking the node.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from multiformats import multibase, multicodec
+
+from node.private_files import create_private_file
 
 KEY_FILE = "node_key.pem"
 
@@ -68,19 +69,7 @@ def load_or_create(data_dir: Path) -> NodeIdentity:
 
 
 def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:  # link, not rename: of two nodes starting on one data dir, the first key wins
-        os.link(tmp_path, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp_path.unlink()
+    create_private_file(path, pem)

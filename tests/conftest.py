@@ -41,3 +41,10 @@ def settings(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[Settings]:
 async def client(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Client]:
     """A test client for the node's app on the session daemons."""
     yield await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def auth(client: Client, settings: Settings) -> dict[str, str]:
+    """Headers carrying the local-mode admin token the app created on start."""
+    token = (settings.data_dir / "admin_token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}

@@ -7,62 +7,16 @@ node still leaves no daemon behind, and the next start works.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
-from node.services import free_port
+from node.testing import NodeProcess
 from tests.helpers import pid_alive, wait_until
-
-START_DEADLINE_S = 90.0
-
-
-class NodeProcess:
-    """One `python -m node` child with its own data directory and port."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir = data_dir
-        self.port = port
-        self.log_path = data_dir.parent / f"node-{port}.log"
-        env = {**os.environ, "ARTDAG_DATA_DIR": str(data_dir), "ARTDAG_PORT": str(port)}
-        for name in ("ARTDAG_REDIS_URL", "ARTDAG_IPFS_API", "ARTDAG_CONFIG"):
-            env.pop(name, None)
-        with self.log_path.open("ab") as log_file:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "node"], env=env, stdout=log_file, stderr=subprocess.STDOUT
-            )
-
-    def index(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=5) as response:
-                return dict(json.load(response))
-        except OSError:
-            assert self.popen.poll() is None, f"node exited early:\n{self.log_path.read_text()}"
-            return None
-
-    def wait_healthy(self) -> dict[str, Any]:
-        def healthy() -> dict[str, Any] | None:
-            info = self.index()
-            return info if info and info["redis"]["healthy"] and info["ipfs"]["healthy"] else None
-
-        result: dict[str, Any] = wait_until(healthy, START_DEADLINE_S, 0.2)
-        return result
-
-    def daemons(self) -> dict[str, Any]:
-        return dict(json.loads((self.data_dir / "services.json").read_text()))
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(30)
 
 
 @pytest.fixture
@@ -74,7 +28,7 @@ def nodes(tmp_path: Path) -> Iterator[list[NodeProcess]]:
 
 
 def _start(nodes: list[NodeProcess], data_dir: Path) -> NodeProcess:
-    node = NodeProcess(data_dir, free_port())
+    node = NodeProcess(data_dir)
     nodes.append(node)
     return node
 

@@ -10,14 +10,18 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from node.auth.local import Authenticator, load_or_create_admin_token
 from node.config import Settings
-from node.http import health
+from node.http import cache, health
 from node.http.appkeys import (
+    AUTH,
     CONTENT_INDEX,
+    CONTENT_STORE,
     HTTP_SESSION,
     IDENTITY,
     IPFS,
     KEYS,
+    LOCAL_CACHE,
     REDIS,
     SERVICES,
     SETTINGS,
@@ -26,6 +30,8 @@ from node.http.appkeys import (
 from node.http.errors import error_middleware
 from node.identity import load_or_create
 from node.services import EmbeddedServices
+from node.store.cache import LocalCache
+from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
 from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
@@ -46,9 +52,12 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     if services is not None:
         app[SERVICES] = services
         app.cleanup_ctx.append(_watch_services)
-    app.cleanup_ctx.extend([_identity, _redis, _ipfs])
+    app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store])
     app.router.add_get("/", health.index, name="index")
     app.router.add_get("/health", health.health, name="health")
+    app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
+    app.router.add_get("/cache", cache.listing, name="cache-list")
+    app.router.add_get("/cache/{ref}", cache.download, name="cache-get")
     return app
 
 
@@ -61,6 +70,12 @@ def _required(url: str | None, name: str) -> str:
 async def _identity(app: web.Application) -> AsyncIterator[None]:
     app[IDENTITY] = await asyncio.to_thread(load_or_create, app[SETTINGS].data_dir)
     log.info("node id %s", app[IDENTITY].node_id)
+    yield
+
+
+async def _auth(app: web.Application) -> AsyncIterator[None]:
+    token = await asyncio.to_thread(load_or_create_admin_token, app[SETTINGS].data_dir)
+    app[AUTH] = Authenticator(token)
     yield
 
 
@@ -83,6 +98,12 @@ async def _ipfs(app: web.Application) -> AsyncIterator[None]:
     app[IPFS] = IpfsClient(_required(settings.ipfs_api, "ipfs_api"), session, settings.ipfs_timeout)
     yield
     await session.close()
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    app[CONTENT_STORE] = ContentStore(app[IPFS], app[CONTENT_INDEX], app[REDIS], app[KEYS])
+    app[LOCAL_CACHE] = LocalCache(app[SETTINGS].data_dir / "cache", app[IPFS])
+    yield
 
 
 async def _watch_services(app: web.Application) -> AsyncIterator[None]:

@@ -6,9 +6,12 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from node.auth.local import Authenticator
 from node.config import Settings
 from node.identity import NodeIdentity
 from node.services import EmbeddedServices
+from node.store.cache import LocalCache
+from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
@@ -22,3 +25,6 @@ CONTENT_INDEX = web.AppKey("content_index", ContentIndex)
 STEP_INDEX = web.AppKey("step_index", StepIndex)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 IPFS = web.AppKey("ipfs", IpfsClient)
+AUTH = web.AppKey("auth", Authenticator)
+CONTENT_STORE = web.AppKey("content_store", ContentStore)
+LOCAL_CACHE = web.AppKey("local_cache", LocalCache)

@@ -18,9 +18,12 @@ from node.errors import (
     InvalidInput,
     NodeError,
     NotFound,
+    RangeNotSatisfiable,
+    RequestTimeout,
     TooLarge,
     Unauthorized,
     Unavailable,
+    Upstream,
 )
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,11 @@ STATUS_BY_KIND: dict[type[NodeError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    RequestTimeout: 408,
     Conflict: 409,
     TooLarge: 413,
+    RangeNotSatisfiable: 416,
+    Upstream: 502,
     Unavailable: 503,
 }
 # Headers of an aiohttp HTTPException worth keeping on the JSON error (e.g. Allow on a 405).
@@ -70,7 +76,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = status_for(exc)
         if status >= 500:
             log.warning("%s %s -> %d %s: %s", request.method, request.path, status, exc.code, exc.message)
-        return error_response(status, exc.code, exc.message, exc.details)
+        return error_response(status, exc.code, exc.message, exc.details, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and other non-errors pass through untouched

@@ -1,6 +1,8 @@
 """Errors of the IPFS-backed content store."""
 
-from node.errors import InvalidInput, NodeError, NotFound, Unavailable
+from __future__ import annotations
+
+from node.errors import Conflict, InvalidInput, NotFound, RequestTimeout, TooLarge, Unavailable, Upstream
 
 
 class IpfsUnavailable(Unavailable):
@@ -11,7 +13,7 @@ class IpfsTimeout(IpfsUnavailable):
     code = "ipfs_timeout"
 
 
-class IpfsError(NodeError):
+class IpfsError(Upstream):
     """The daemon answered, but with an error we did not expect."""
 
     code = "ipfs_error"
@@ -23,3 +25,37 @@ class ContentNotFound(NotFound):
 
 class InvalidCid(InvalidInput):
     code = "invalid_cid"
+
+
+class IntegrityError(Upstream):
+    """Bytes read back from IPFS do not hash to the content id they were stored under."""
+
+    code = "integrity_error"
+
+
+class UploadTooLarge(TooLarge):
+    code = "too_large"
+
+    @classmethod
+    def over(cls, limit: int) -> UploadTooLarge:
+        return cls(f"upload exceeds the limit of {limit} bytes (ARTDAG_MAX_UPLOAD)", limit=limit)
+
+
+class InvalidUpload(InvalidInput):
+    code = "invalid_upload"
+
+
+class AssetNameTaken(Conflict):
+    """An asset name already names other content."""
+
+    code = "asset_exists"
+
+
+class ContentBusy(Unavailable):
+    """Another request holds the content's lock for longer than we wait."""
+
+    code = "content_busy"
+
+
+class UploadStalled(RequestTimeout):
+    code = "upload_stalled"

@@ -1,19 +1,56 @@
 """An async client for the Kubo RPC API (``/api/v0``), spoken over aiohttp.
 
-Every call has a deadline; failures come out as the store's typed errors, never as raw
-aiohttp exceptions. Later issues add streaming add/cat, pins, keys, names and pubsub here.
+Works with Kubo and with the bundled js-ipfs, which serves the same API. Bytes stream both
+ways: ``add`` reads an async iterator of chunks, ``cat`` yields chunks, so memory stays bounded
+whatever the size. Every call has a deadline: plain calls a total one, streams an idle one (no
+byte for ``timeout_s`` ends the call), subscriptions one for connecting. Failures come out as
+the store's typed errors, never as raw aiohttp exceptions.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import logging
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import payload
 
-from node.store.errors import IpfsError, IpfsTimeout, IpfsUnavailable
+from node.store.cid import normalize_cid
+from node.store.errors import ContentNotFound, IpfsError, IpfsTimeout, IpfsUnavailable
 
 log = logging.getLogger(__name__)
+
+# The import settings fix the CID of given bytes; other settings give other CIDs (DESIGN.md).
+IMPORT_PARAMS = {
+    "cid-version": "1",
+    "raw-leaves": "true",
+    "chunker": "size-262144",
+    "hash": "sha2-256",
+    "cid-base": "base32",
+}
+CHUNK_SIZE = 256 * 1024
+CONNECT_TIMEOUT_S = 5.0
+_NOT_FOUND_HINTS = ("not found", "no link named", "does not exist", "could not resolve", "not pinned")
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``add`` stored: the root CID (v1 base32) and the daemon's DAG size."""
+
+    cid: str
+    dag_size: int
+
+
+@dataclass(frozen=True)
+class PubsubMessage:
+    sender: str
+    data: bytes
+    seqno: str
 
 
 class IpfsClient:
@@ -24,22 +61,46 @@ class IpfsClient:
         self._session = session
         self._timeout_s = timeout_s
 
-    async def call(self, command: str, *, timeout_s: float | None = None, **params: str) -> Any:
-        """POST ``/api/v0/{command}`` and return its decoded JSON answer."""
+    @property
+    def timeout_s(self) -> float:
+        """The default deadline (total for calls, idle for streams), in seconds."""
+        return self._timeout_s
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _deadline(self, kind: str, timeout_s: float | None = None) -> aiohttp.ClientTimeout:
+        seconds = timeout_s or self._timeout_s
+        if kind == "total":
+            return aiohttp.ClientTimeout(total=seconds, sock_connect=CONNECT_TIMEOUT_S)
+        if kind == "idle":
+            return aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=seconds)
+        return aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None)
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self, command: str, params: dict[str, str], deadline: aiohttp.ClientTimeout, data: Any = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         url = f"{self.api_url}/api/v0/{command}"
-        deadline = aiohttp.ClientTimeout(total=timeout_s or self._timeout_s)
         try:
-            async with self._session.post(url, params=params, timeout=deadline) as response:
+            async with self._session.post(url, params=params, data=data, timeout=deadline) as response:
                 if response.status >= 400:
-                    raise IpfsError(await _error_message(response, command), command=command)
-                return await response.json(content_type=None)
+                    raise await _error_for(response, command)
+                yield response
         except TimeoutError as exc:
             raise IpfsTimeout(f"IPFS daemon did not answer {command} in time", command=command) from exc
         except aiohttp.ClientConnectionError as exc:
             raise IpfsUnavailable(f"IPFS daemon is unavailable: {exc}", command=command) from exc
-        except (aiohttp.ContentTypeError, ValueError) as exc:
+
+    async def call(self, command: str, *, timeout_s: float | None = None, **params: str) -> Any:
+        """POST ``/api/v0/{command}`` and return its decoded JSON answer (last line if NDJSON)."""
+        async with self._request(command, params, self._deadline("total", timeout_s)) as response:
+            text = await response.text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:
+            return json.loads(lines[-1]) if lines else {}
+        except ValueError as exc:
             raise IpfsError(f"IPFS daemon sent a malformed answer to {command}", command=command) from exc
 
+    # --- identity -----------------------------------------------------------------------------
     async def id(self) -> dict[str, Any]:
         """The daemon's peer id, public key, addresses and agent version."""
         return dict(await self.call("id"))
@@ -47,11 +108,153 @@ class IpfsClient:
     async def version(self) -> dict[str, Any]:
         return dict(await self.call("version"))
 
+    # --- bytes ----------------------------------------------------------------------------------
+    async def add(self, chunks: AsyncIterable[bytes], *, pin: bool = False) -> Added:
+        """Stream bytes into IPFS with the fixed import settings; unpinned unless ``pin``."""
+        writer = aiohttp.MultipartWriter("form-data")
+        part = writer.append_payload(
+            payload.AsyncIterablePayload(chunks, content_type="application/octet-stream")
+        )
+        part.set_content_disposition("form-data", name="file", filename="data")
+        params = {**IMPORT_PARAMS, "pin": str(pin).lower(), "progress": "false"}
+        async with self._request("add", params, self._deadline("idle"), data=writer) as response:
+            text = await response.text()
+        try:
+            last = json.loads(text.splitlines()[-1])
+            return Added(normalize_cid(last["Hash"]), int(last.get("Size", 0)))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise IpfsError(f"IPFS add gave a malformed answer: {text[:200]!r}", command="add") from exc
 
-async def _error_message(response: aiohttp.ClientResponse, command: str) -> str:
+    @contextlib.asynccontextmanager
+    async def cat(
+        self, cid: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Open ``cid`` (from ``offset``, at most ``length`` bytes); yields a chunk iterator.
+
+        Errors that the daemon reports before the first byte (unavailable, not found) are raised
+        on entry, so an HTTP handler can still answer with the right status."""
+        params = {"arg": cid, "offset": str(offset)}
+        if length is not None:
+            params["length"] = str(length)
+        async with self._request("cat", params, self._deadline("idle")) as response:
+            yield _chunks(response)
+
+    # --- pins -----------------------------------------------------------------------------------
+    async def pin_add(self, cid: str) -> None:
+        await self.call("pin/add", arg=cid, recursive="true")
+
+    async def pin_rm(self, cid: str) -> None:
+        """Unpin ``cid``; unpinning what is not pinned is not an error."""
+        with contextlib.suppress(ContentNotFound):
+            await self.call("pin/rm", arg=cid, recursive="true")
+
+    async def pin_ls(self, cid: str | None = None) -> set[str]:
+        """Recursively pinned CIDs (v1 base32); with ``cid``, that CID if it is pinned."""
+        try:
+            if cid is None:
+                answer = await self.call("pin/ls", type="recursive")
+            else:
+                answer = await self.call("pin/ls", type="recursive", arg=cid)
+        except ContentNotFound:
+            return set()
+        return {normalize_cid(key) for key in answer.get("Keys", {})}
+
+    # --- keys and names -------------------------------------------------------------------------
+    async def key_gen(self, name: str) -> str:
+        """Create an Ed25519 key named ``name``; returns its IPNS name."""
+        return str((await self.call("key/gen", arg=name, type="ed25519"))["Id"])
+
+    async def key_list(self) -> dict[str, str]:
+        """Key name -> IPNS name, for every key the daemon holds."""
+        answer = await self.call("key/list")
+        return {str(key["Name"]): str(key["Id"]) for key in answer.get("Keys", [])}
+
+    async def name_publish(self, cid: str, key: str, lifetime: str = "48h") -> str:
+        """Point ``key``'s IPNS name at ``cid`` without resolving it on the network.
+
+        With no peer listening yet, js-ipfs answers InsufficientPeers but has stored the
+        record locally: that is logged as a warning, not raised."""
+        try:
+            answer = await self.call(
+                "name/publish", arg=f"/ipfs/{cid}", key=key, resolve="false", lifetime=lifetime
+            )
+        except IpfsError as exc:
+            if "InsufficientPeers" not in exc.message:
+                raise
+            log.warning("name publish %s for key %s reached no peer yet: %s", cid, key, exc.message)
+            return (await self.key_list())[key]
+        return str(answer["Name"])
+
+    async def name_resolve(self, name: str, timeout_s: float | None = None) -> str:
+        """The CID an IPNS name points at."""
+        answer = await self.call("name/resolve", arg=name, recursive="true", timeout_s=timeout_s)
+        path = str(answer.get("Path", ""))
+        if not path.startswith("/ipfs/"):
+            message = f"IPNS name {name} resolves to {path!r}, not an /ipfs/ path"
+            raise IpfsError(message, command="name/resolve")
+        return normalize_cid(path.removeprefix("/ipfs/").split("/")[0])
+
+    # --- pubsub -----------------------------------------------------------------------------------
+    async def pubsub_pub(self, topic: str, data: bytes) -> None:
+        writer = aiohttp.MultipartWriter("form-data")
+        part = writer.append(data, {"Content-Type": "application/octet-stream"})
+        part.set_content_disposition("form-data", name="file", filename="data")
+        params = {"arg": _multibase(topic.encode())}
+        async with self._request("pubsub/pub", params, self._deadline("total"), data=writer):
+            pass
+
+    async def pubsub_sub(self, topic: str) -> AsyncIterator[PubsubMessage]:
+        """Messages on ``topic`` as they arrive, until the caller stops iterating."""
+        params = {"arg": _multibase(topic.encode())}
+        async with self._request("pubsub/sub", params, self._deadline("stream")) as response:
+            async for line in _lines(response):
+                message = json.loads(line)
+                if "data" in message:
+                    yield PubsubMessage(
+                        sender=str(message.get("from", "")),
+                        data=_unmultibase(str(message["data"])),
+                        seqno=str(message.get("seqno", "")),
+                    )
+
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            yield chunk
+    except TimeoutError as exc:
+        raise IpfsTimeout("IPFS daemon stalled while streaming", command="cat") from exc
+    except aiohttp.ClientError as exc:
+        raise IpfsUnavailable(f"IPFS daemon broke off the stream: {exc}", command="cat") from exc
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    try:
+        async for raw in response.content:
+            if raw.strip():
+                yield raw.decode()
+    except aiohttp.ClientError as exc:
+        raise IpfsUnavailable(f"IPFS daemon broke off the subscription: {exc}", command="pubsub/sub") from exc
+
+
+def _multibase(data: bytes) -> str:
+    """Multibase base64url ('u' prefix), as the RPC API wants topics and returns data."""
+    return "u" + base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unmultibase(text: str) -> bytes:
+    if not text.startswith("u"):
+        raise IpfsError(f"unexpected multibase prefix in pubsub data: {text[:1]!r}", command="pubsub/sub")
+    body = text[1:]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+
+
+async def _error_for(response: aiohttp.ClientResponse, command: str) -> Exception:
     try:
         body = await response.json(content_type=None)
         message = str(body.get("Message", "")) if isinstance(body, dict) else ""
     except (TimeoutError, ValueError, aiohttp.ClientError):
         message = ""
-    return f"IPFS {command} failed ({response.status}): {message or response.reason}"
+    text = f"IPFS {command} failed ({response.status}): {message or response.reason}"
+    if any(hint in message.lower() for hint in _NOT_FOUND_HINTS):
+        return ContentNotFound(text, command=command)
+    return IpfsError(text, command=command)

@@ -17,6 +17,24 @@ import redis.asyncio as aioredis
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
 
+# Index content, its owner and asset name in one step; refuse (writing nothing) an asset name
+# that already names other content. KEYS: content, cid, contents, owners, assets.
+# ARGV: content_id, cid, size, media_type, created, owner, asset. Returns {existed, taken_by}.
+_PUT_CONTENT = """
+local existed = redis.call('EXISTS', KEYS[1])
+if ARGV[7] ~= '' then
+  local current = redis.call('HGET', KEYS[5], ARGV[7])
+  if current and current ~= ARGV[1] then return {existed, current} end
+end
+redis.call('HSET', KEYS[1], 'cid', ARGV[2], 'size', ARGV[3], 'media_type', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'created', ARGV[5])
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[1])
+if ARGV[6] ~= '' then redis.call('SADD', KEYS[4], ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], ARGV[7], ARGV[1]) end
+return {existed, false}
+"""
+
 # Write a step entry only if none exists: a computed result is never overwritten.
 _PUT_STEP_IF_ABSENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -73,31 +91,60 @@ def _fields(entry: ContentEntry | StepEntry, key_field: str) -> dict[Any, Any]:
     return {name: str(value) for name, value in asdict(entry).items() if name != key_field}
 
 
+@dataclass(frozen=True)
+class PutResult:
+    existed: bool  # the content was indexed before this put
+    name_taken_by: str | None = None  # content id the asset name already names (nothing written)
+
+
 class ContentIndex:
-    """``content:{id}`` hashes, the ``cid:`` inverse mapping and the ``contents`` listing."""
+    """``content:{id}`` hashes, the ``cid:`` inverse mapping, the ``contents`` listing, owners and
+    asset names."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self._redis = client
         self._keys = keys
+        self._put = client.register_script(_PUT_CONTENT)
 
-    async def put(self, entry: ContentEntry) -> None:
-        """Index content idempotently; a second put keeps the first creation time."""
-        key = self._keys.content(entry.content_id)
-        fields = _fields(entry, "content_id")
-        created = fields.pop("created")
+    async def put(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> PutResult:
+        """Index content with its owner and asset name, all or nothing; idempotent.
+
+        A second put of the same content keeps its first creation time and adds the owner.
+        If ``asset`` already names other content nothing is written (``name_taken_by`` says
+        which)."""
+        keys = [
+            self._keys.content(entry.content_id),
+            self._keys.cid(entry.cid),
+            self._keys.contents,
+            self._keys.content_owners(entry.content_id),
+            self._keys.assets,
+        ]
+        created = repr(entry.created)
+        args = [entry.content_id, entry.cid, str(entry.size), entry.media_type, created, owner, asset]
         with redis_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)
-                pipe.hsetnx(key, "created", created)
-                pipe.set(self._keys.cid(entry.cid), entry.content_id)
-                pipe.zadd(self._keys.contents, {entry.content_id: entry.created}, nx=True)
-                await pipe.execute()
+            existed, taken_by = await self._put(keys=keys, args=args)
+        return PutResult(existed=bool(existed), name_taken_by=str(taken_by) if taken_by else None)
 
     async def get(self, content_id: str) -> ContentEntry | None:
         key = self._keys.content(content_id)
         with redis_errors():
             fields = await self._redis.hgetall(key)
         return ContentEntry.from_hash(content_id, fields) if fields else None
+
+    async def get_many(self, content_ids: list[str]) -> list[ContentEntry]:
+        """Entries for several ids in one round trip, in order; ids not indexed are skipped."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for content_id in content_ids:
+                    pipe.hgetall(self._keys.content(content_id))
+                rows = await pipe.execute()
+        return [ContentEntry.from_hash(cid, row) for cid, row in zip(content_ids, rows, strict=True) if row]
+
+    async def asset(self, name: str) -> str | None:
+        """The content id an asset name stands for."""
+        with redis_errors():
+            value = await self._redis.hget(self._keys.assets, name)
+        return str(value) if value is not None else None
 
     async def content_id_for_cid(self, cid: str) -> str | None:
         with redis_errors():

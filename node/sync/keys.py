@@ -23,6 +23,11 @@ def _checked(kind: str, value: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
+def check_content_id(value: str) -> str:
+    """``value`` if it is a canonical (lower-case hex) SHA3-256 content id; InvalidId otherwise."""
+    return _checked("content id", value, _HEX64)
+
+
 @dataclass(frozen=True)
 class Keys:
     """Builds key names under one prefix. Ids must already be in canonical form."""
@@ -50,6 +55,15 @@ class Keys:
     def cid(self, cid: str) -> str:
         """String: CID (v1 base32) -> content id."""
         return f"{self.prefix}cid:{_checked('CID', cid, _TOKEN)}"
+
+    @property
+    def assets(self) -> str:
+        """Hash: asset name -> content id (names given at upload, used by recipes and runs)."""
+        return f"{self.prefix}assets"
+
+    def content_lock(self, content_id: str) -> str:
+        """Short lock held while content is pinned, indexed or unpinned, so those never interleave."""
+        return f"{self.prefix}lock:content:{_checked('content id', content_id, _HEX64)}"
 
     def step(self, cache_id: str) -> str:
         """Hash {cid, content_id, size, media_type, receipt_cid}: a computed step."""

@@ -1,0 +1,189 @@
+"""``/cache``: upload content (streamed into IPFS), download it by CID or SHA3-256, list it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from node.errors import InvalidInput
+from node.http.appkeys import CONTENT_STORE, SETTINGS
+from node.http.auth import require_user
+from node.http.ranges import parse_range
+from node.store.content import Stored
+from node.store.errors import InvalidUpload, UploadTooLarge
+from node.store.ipfs import CHUNK_SIZE
+from node.sync.index import ContentEntry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file, beyond ARTDAG_MAX_UPLOAD
+MAX_FIELD_BYTES = 1024
+PAGE_DEFAULT, PAGE_MAX = 50, 1000
+# Content is served as it was uploaded: never let a browser run it as this node's page.
+CONTENT_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "Cache-Control": "public, max-age=31536000, immutable",  # content-addressed: never changes
+}
+
+
+def entry_json(entry: ContentEntry, asset: str | None = None) -> dict[str, Any]:
+    """How content is described in every answer of the API."""
+    return {
+        "cid": entry.cid,
+        "content_id": entry.content_id,
+        "sha3_256": entry.content_id,
+        "size": entry.size,
+        "media_type": entry.media_type,
+        "created": datetime.fromtimestamp(entry.created, UTC).isoformat().replace("+00:00", "Z"),
+        "url": f"/cache/{entry.cid}",
+        **({"name": asset} if asset else {}),
+    }
+
+
+async def upload(request: web.Request) -> web.Response:
+    """``POST /cache/upload``: multipart ``file`` (and optional ``name``: make it an asset)."""
+    user = await require_user(request)
+    max_upload = request.app[SETTINGS].max_upload
+    if request.content_length is not None and request.content_length > max_upload + MULTIPART_SLACK:
+        raise UploadTooLarge(
+            f"upload exceeds the limit of {max_upload} bytes (ARTDAG_MAX_UPLOAD)", limit=max_upload
+        )
+    if request.content_type != "multipart/form-data":
+        raise InvalidUpload("send the file as multipart/form-data in a field named 'file'", field="file")
+    store = request.app[CONTENT_STORE]
+    await store.check_ready()
+    name = request.query.get("name", "")
+    entry: ContentEntry | None = None
+    async for field in _fields(await _body_errors(request.multipart())):
+        if field.name == "name" and field.filename is None:
+            name = (await _small_field(field)).strip()
+        elif field.name == "file" and entry is None:
+            if name:
+                await store.check_asset_free(_checked_asset(name))
+            entry = await store.ingest(_part_chunks(field), max_size=max_upload)
+        else:
+            raise InvalidUpload(
+                f"unexpected form field {field.name!r}; send 'file' once and optionally 'name'"
+            )
+    if entry is None:
+        raise InvalidUpload("no file: send it in a form field named 'file'", field="file")
+    stored = await store.commit(entry, owner=user.name, asset=_checked_asset(name) if name else "")
+    return _stored_response(stored, name)
+
+
+def _stored_response(stored: Stored, name: str) -> web.Response:
+    body = entry_json(stored.entry, name or None)
+    return web.json_response(body, status=200 if stored.existed else 201, headers={"Location": body["url"]})
+
+
+async def _fields(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
+    while (part := await _body_errors(reader.next())) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise InvalidUpload("nested multipart bodies are not accepted")
+        yield part
+
+
+async def _body_errors(reading: Awaitable[T]) -> T:
+    """Await a read of the request body, turning a broken or malformed body into a 400."""
+    try:
+        return await reading
+    except (ConnectionError, ClientPayloadError, HttpProcessingError) as exc:
+        log.info("upload incomplete: %s", exc)
+        raise InvalidUpload("upload incomplete: the body ended early or the connection closed") from exc
+    except ValueError as exc:  # aiohttp's multipart parser on bad framing
+        raise InvalidUpload(f"malformed multipart body: {exc}") from exc
+
+
+async def _small_field(part: BodyPartReader) -> str:
+    data = b""
+    while chunk := await _body_errors(part.read_chunk(MAX_FIELD_BYTES)):
+        data += chunk
+        if len(data) > MAX_FIELD_BYTES:
+            raise InvalidUpload(
+                f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes", field=part.name
+            )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidUpload(f"form field {part.name!r} is not UTF-8 text", field=part.name) from exc
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await _body_errors(part.read_chunk(CHUNK_SIZE)):
+        yield chunk
+
+
+def _checked_asset(name: str) -> str:
+    if not ASSET_NAME.fullmatch(name):
+        raise InvalidUpload(
+            f"asset name {name!r} must be 1-64 letters, digits and ._- starting with a letter or digit",
+            field="name",
+        )
+    return name
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """``GET``/``HEAD /cache/{ref}``: the bytes, by CID (any form) or SHA3-256 hex, with Range."""
+    store = request.app[CONTENT_STORE]
+    entry = await store.resolve(request.match_info["ref"])
+    etag = f'"{entry.content_id}"'
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Type": entry.media_type,
+        "X-IPFS-Path": f"/ipfs/{entry.cid}",
+        **CONTENT_SECURITY_HEADERS,
+    }
+    if etag in _etags(request.headers.get("If-None-Match", "")):
+        return web.Response(status=304, headers={key: headers[key] for key in ("ETag", "Cache-Control")})
+    wanted = None
+    if request.headers.get("If-Range", etag) == etag:
+        wanted = parse_range(request.headers.get("Range"), entry.size)
+    first, last = wanted or (0, entry.size - 1)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{entry.size}"
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    response.content_length = last - first + 1
+    if request.method == "HEAD":
+        await response.prepare(request)
+        return response
+    async with store.ipfs.cat(entry.cid, offset=first, length=last - first + 1) as chunks:
+        await response.prepare(request)
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+async def listing(request: web.Request) -> web.Response:
+    """``GET /cache?offset=&limit=``: content this node holds, newest first."""
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = _int_param(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
+    index = request.app[CONTENT_STORE].index
+    content_ids, total = await index.newest(offset, limit)
+    entries = await index.get_many(content_ids)
+    return web.json_response(
+        {"items": [entry_json(entry) for entry in entries], "total": total, "offset": offset, "limit": limit}
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not re.fullmatch(r"\d{1,10}", text) or not low <= int(text) <= high:
+        raise InvalidInput(f"query parameter {name!r} must be an integer from {low} to {high}", field=name)
+    return int(text)

@@ -1,0 +1,27 @@
+"""Secrets on disk: written 0600, whole or not at all, and never overwritten."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def create_private_file(path: Path, data: bytes) -> bool:
+    """Write ``data`` to a new 0600 file at ``path``; False (nothing written) if it exists.
+
+    The bytes go to a temporary file first and are linked into place, so a reader never sees a
+    half-written secret and, of two processes racing, the first one's secret wins."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp_path, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,84 @@
+"""The local working cache: content materialized as files for effects to read.
+
+``<data>/cache/ab/cd/<content_id>``: sharded by content id, like dvc-objects. A file appears only
+whole and verified: bytes stream from IPFS into a temporary file beside it while being hashed,
+and are renamed into place only if they hash to the content id. Reading is idempotent; two
+concurrent materializations of the same content each write their own temporary file and the
+rename makes one of them win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+from node.store.errors import IntegrityError
+from node.store.ipfs import IpfsClient
+from node.sync.index import ContentEntry
+from node.sync.keys import check_content_id
+
+log = logging.getLogger(__name__)
+
+
+class LocalCache:
+    """Materializes indexed content under ``root`` and finds what is already there."""
+
+    def __init__(self, root: Path, ipfs: IpfsClient) -> None:
+        self.root = root
+        self._ipfs = ipfs
+
+    def path_for(self, content_id: str) -> Path:
+        """Where ``content_id`` lives (or would live) in the cache; validates the id."""
+        check_content_id(content_id)
+        return self.root / content_id[:2] / content_id[2:4] / content_id
+
+    def has(self, content_id: str) -> bool:
+        return self.path_for(content_id).is_file()
+
+    async def materialize(self, entry: ContentEntry) -> Path:
+        """A local file holding the entry's bytes, fetched from IPFS and verified if missing."""
+        path = self.path_for(entry.content_id)
+        if await asyncio.to_thread(path.is_file):
+            return path
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        tmp_path = path.with_name(f".{entry.content_id}.{secrets.token_hex(6)}.tmp")
+        try:
+            digest = await self._fetch(entry.cid, tmp_path)
+            if digest != entry.content_id:
+                raise IntegrityError(
+                    f"IPFS returned bytes for {entry.cid} that hash to {digest}, not {entry.content_id}",
+                    cid=entry.cid,
+                    content_id=entry.content_id,
+                )
+            await asyncio.to_thread(os.replace, tmp_path, path)
+        finally:
+            await asyncio.to_thread(tmp_path.unlink, missing_ok=True)
+        log.info("materialized %s at %s", entry.content_id, path)
+        return path
+
+    async def _fetch(self, cid: str, tmp_path: Path) -> str:
+        hasher = hashlib.sha3_256()
+        handle = await asyncio.to_thread(tmp_path.open, "wb")
+        try:
+            async with self._ipfs.cat(cid) as chunks:
+                async for chunk in chunks:
+                    await asyncio.to_thread(_write_and_hash, handle, hasher, chunk)
+            await asyncio.to_thread(_flush, handle)
+        finally:
+            await asyncio.to_thread(handle.close)
+        return hasher.hexdigest()
+
+
+def _write_and_hash(handle: BinaryIO, hasher: hashlib._Hash, chunk: bytes) -> None:
+    handle.write(chunk)
+    hasher.update(chunk)
+
+
+def _flush(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())

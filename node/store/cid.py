@@ -1,0 +1,40 @@
+"""Identifiers of content: CIDs (where bytes live in IPFS) and SHA3-256 content ids.
+
+CIDs entering the node in any form (CIDv0 ``Qm…``, base58 ``zb2…``, base32 ``bafy…``) are parsed
+with the multiformats library and printed as CIDv1 base32, so one item has one spelling in
+every index and URL. Anything that does not parse is refused with :class:`InvalidCid`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from multiformats import CID
+
+from node.store.errors import InvalidCid
+
+_CONTENT_ID = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_CID_LENGTH = 512
+
+
+def normalize_cid(text: str) -> str:
+    """The CIDv1 base32 spelling of a CID in any supported form; InvalidCid otherwise."""
+    if not isinstance(text, str) or not text or len(text) > _MAX_CID_LENGTH:
+        raise InvalidCid(f"not a CID: {str(text)[:80]!r}", ref=str(text)[:80])
+    try:
+        cid = CID.decode(text.strip())
+    except Exception as exc:  # the parser raises KeyError/ValueError subclasses, among others
+        raise InvalidCid(f"not a CID: {text[:80]!r} ({exc})", ref=text[:80]) from exc
+    return str(cid.set(version=1).encode("base32"))
+
+
+def is_content_id(text: str) -> bool:
+    """Whether ``text`` has the form of a SHA3-256 hex digest (either case)."""
+    return bool(_CONTENT_ID.fullmatch(text))
+
+
+def normalize_ref(ref: str) -> tuple[str, str]:
+    """Classify a client's reference: ``("content_id", hex)`` or ``("cid", cidv1)``."""
+    if is_content_id(ref):
+        return "content_id", ref.lower()
+    return "cid", normalize_cid(ref)

@@ -1,0 +1,226 @@
+"""The content store: bytes into IPFS and back, known by SHA3-256 content id and CID.
+
+An upload is all or nothing: bytes are added to IPFS unpinned while being hashed, counted and
+sniffed; only once they arrived whole are they pinned and indexed, under a short per-content
+lock so that a concurrent upload or deletion of the same bytes cannot interleave. A failure at
+any point leaves no pin and no index entry that was not there before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
+
+from node.store.cid import normalize_ref
+from node.store.errors import (
+    AssetNameTaken,
+    ContentBusy,
+    ContentNotFound,
+    InvalidUpload,
+    IpfsTimeout,
+    UploadStalled,
+    UploadTooLarge,
+)
+from node.store.ipfs import Added, IpfsClient
+from node.store.media import SNIFF_BYTES, sniff_media_type
+from node.sync.connection import redis_errors
+from node.sync.index import ContentEntry, ContentIndex
+from node.sync.keys import Keys
+
+log = logging.getLogger(__name__)
+
+COMMIT_LOCK_TIMEOUT_S = 120.0
+CLIENT_IDLE_TIMEOUT_S = 120.0  # an upload that sends nothing for this long is abandoned
+STALL_CHECK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The result of a put: the indexed entry and whether the node held it already."""
+
+    entry: ContentEntry
+    existed: bool
+
+
+class _Meter:
+    """Hashes, counts and sniffs bytes as they stream past, and enforces the size limit."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], max_size: int, idle_timeout_s: float) -> None:
+        self._chunks = chunks
+        self._max_size = max_size
+        self._idle_timeout_s = idle_timeout_s
+        self.handed_over_at: float | None = None  # while IPFS holds a chunk: since when
+        self._hasher = hashlib.sha3_256()
+        self._head = b""
+        self.size = 0
+        self.failure: BaseException | None = None  # what broke the stream, if it broke
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        source = aiter(self._chunks)
+        try:
+            while (chunk := await self._next(source)) is not None:
+                self.size += len(chunk)
+                if self.size > self._max_size:
+                    raise UploadTooLarge.over(self._max_size)
+                if len(self._head) < SNIFF_BYTES:
+                    self._head += chunk[: SNIFF_BYTES - len(self._head)]
+                await asyncio.to_thread(self._hasher.update, chunk)  # SHA3 releases the GIL
+                self.handed_over_at = time.monotonic()
+                yield chunk
+                self.handed_over_at = None
+        except Exception as exc:  # not cancellation: that is the consumer's doing, not the source's
+            self.failure = exc
+            raise
+
+    async def _next(self, source: AsyncIterator[bytes]) -> bytes | None:
+        try:
+            return await asyncio.wait_for(anext(source), self._idle_timeout_s)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise UploadStalled(f"the upload sent nothing for {self._idle_timeout_s:.0f} s") from None
+
+    @property
+    def content_id(self) -> str:
+        return self._hasher.hexdigest()
+
+    def media_type(self) -> str:
+        return sniff_media_type(self._head)
+
+
+class ContentStore:
+    """Puts byte streams into IPFS and the content index; resolves and opens them again."""
+
+    def __init__(self, ipfs: IpfsClient, index: ContentIndex, client: aioredis.Redis, keys: Keys) -> None:
+        self.ipfs = ipfs
+        self.index = index
+        self._redis = client
+        self._keys = keys
+
+    async def put(
+        self, chunks: AsyncIterable[bytes], *, max_size: int, owner: str = "", asset: str = ""
+    ) -> Stored:
+        """Stream ``chunks`` into IPFS, then pin and index them; all or nothing."""
+        if asset:
+            await self.check_asset_free(asset)
+        return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
+
+    async def ingest(self, chunks: AsyncIterable[bytes], *, max_size: int) -> ContentEntry:
+        """Stream ``chunks`` into IPFS unpinned (garbage until committed); the entry they make."""
+        meter = _Meter(chunks, max_size, CLIENT_IDLE_TIMEOUT_S)
+        try:
+            added = await self._add_watched(meter)
+        except BaseException as exc:
+            # The reader's own failure (too large, client gone) explains more than the broken
+            # request to the daemon that it caused.
+            if meter.failure is not None and meter.failure is not exc:
+                raise meter.failure from exc
+            raise
+        if meter.size == 0:
+            raise InvalidUpload("the uploaded file is empty", field="file")
+        return ContentEntry(meter.content_id, added.cid, meter.size, meter.media_type(), time.time())
+
+    async def _add_watched(self, meter: _Meter) -> Added:
+        """``ipfs.add`` of the meter's stream, abandoned if the daemon stops taking bytes.
+
+        aiohttp's read deadline does not cover writing a request body: a daemon that stops
+        reading would hold the upload (and its client) forever."""
+        adding = asyncio.ensure_future(self.ipfs.add(meter.stream(), pin=False))
+        try:
+            while True:
+                done, _ = await asyncio.wait({adding}, timeout=STALL_CHECK_INTERVAL_S)
+                if done:
+                    return adding.result()
+                since = meter.handed_over_at
+                if since is not None and time.monotonic() - since > self.ipfs.timeout_s:
+                    raise IpfsTimeout(
+                        f"IPFS daemon took no upload bytes for {self.ipfs.timeout_s:.0f} s", command="add"
+                    )
+        finally:
+            if not adding.done():
+                adding.cancel()
+                await asyncio.gather(adding, return_exceptions=True)
+
+    async def check_ready(self) -> None:
+        """Raise RedisUnavailable now rather than after a long upload has streamed in."""
+        with redis_errors():
+            await self._redis.ping()
+
+    async def check_asset_free(self, asset: str) -> None:
+        """Refuse early (409) an asset name that is taken; commit checks again atomically."""
+        if await self.index.asset(asset) is not None:
+            raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
+
+    async def commit(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> Stored:
+        """Pin and index ingested content with its owner and asset name; all or nothing."""
+        async with self.content_lock(entry.content_id):
+            await self.ipfs.pin_add(entry.cid)
+            try:
+                result = await self.index.put(entry, owner=owner, asset=asset)
+            except BaseException:
+                if await self._safe_to_unpin(entry):
+                    await self.ipfs.pin_rm(entry.cid)
+                raise
+            if result.name_taken_by is not None:
+                if not result.existed:
+                    await self.ipfs.pin_rm(entry.cid)
+                raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
+        stored = await self.index.get(entry.content_id)
+        log.info(
+            "stored %s cid=%s size=%d existed=%s", entry.content_id, entry.cid, entry.size, result.existed
+        )
+        return Stored(stored or entry, result.existed)
+
+    async def _safe_to_unpin(self, entry: ContentEntry) -> bool:
+        """After a failed index write: unpin only content the index does not (or may not) hold."""
+        try:
+            return await self.index.get(entry.content_id) is None
+        except Exception:  # Redis is down: we cannot tell, so keep the pin (GC-safe, no loss)
+            return False
+
+    def content_lock(self, content_id: str) -> AbstractAsyncContextManager[Lock]:
+        """The per-content lock that pin, index and unpin of the same bytes all take."""
+        name = self._keys.content_lock(content_id)
+        lock = self._redis.lock(name, timeout=COMMIT_LOCK_TIMEOUT_S, blocking_timeout=COMMIT_LOCK_TIMEOUT_S)
+        return _RedisLock(lock)
+
+    async def resolve(self, ref: str) -> ContentEntry:
+        """The entry for a CID (any form) or SHA3-256 hex this node holds; 404 otherwise."""
+        kind, value = normalize_ref(ref)
+        content_id = value if kind == "content_id" else await self.index.content_id_for_cid(value)
+        entry = await self.index.get(content_id) if content_id else None
+        if entry is None:
+            raise ContentNotFound(f"no content {ref!r} on this node", ref=ref)
+        return entry
+
+
+class _RedisLock:
+    """redis-py's lock as an async context manager whose failures are RedisUnavailable."""
+
+    def __init__(self, lock: Lock) -> None:
+        self._lock = lock
+
+    async def __aenter__(self) -> Lock:
+        with redis_errors():
+            acquired = await self._lock.acquire()
+        if not acquired:
+            raise ContentBusy(
+                f"content is busy: {self._lock.name!r} stayed locked", lock=str(self._lock.name)
+            )
+        return self._lock
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            with redis_errors():
+                await self._lock.release()
+        except LockError as exc:  # the lease ran out first; the work under it is already done
+            log.warning("lock %s expired before release: %s", self._lock.name, exc)
