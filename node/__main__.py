@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+import uvloop
 from aiohttp import web
 
 from node import __version__
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         with EmbeddedServices(settings) as services:
-            return asyncio.run(serve(services.settings, services))
+            return uvloop.run(serve(services.settings, services))
     except ServiceError as exc:
         log.error("%s", exc)
         return 1
