@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.report import print_medians
 from node.config import Settings
 from node.services import EmbeddedServices, free_port
 
@@ -86,10 +86,7 @@ def main() -> None:
             figures["node cold"].append(ready)
             figures["node stop"].append(stop)
             figures["node warm"].append(node_round(node_dir)[0])
-    median = {key: statistics.median(values) for key, values in figures.items()}
-    print(f"median of {rounds} rounds (seconds)")
-    for key, value in median.items():
-        print(f"  {key:<13} {value:7.2f}   (all: {', '.join(f'{v:.2f}' for v in figures[key])})")
+    median = print_medians(f"median of {rounds} rounds (seconds)", figures)
     print(f"ratio node/daemons cold: {median['node cold'] / median['daemons cold']:.2f}")
     print(f"ratio node/daemons warm: {median['node warm'] / median['daemons warm']:.2f}")
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
+from bench.report import print_medians
 from node.config import Settings
 from node.services import EmbeddedServices
 from node.store.ipfs import IMPORT_PARAMS
@@ -103,10 +103,7 @@ async def run(size_mb: int, rounds: int, scratch: Path, api: str, node: NodeProc
                 figures[f"{side} down"].append(size / down / 1e6)
             for path in files:
                 path.unlink()
-    median = {key: statistics.median(values) for key, values in figures.items()}
-    print(f"{size_mb} MB, median of {rounds} rounds (MB/s, 1 MB = 10^6 bytes)")
-    for key, value in median.items():
-        print(f"  {key:<12} {value:8.1f}   (all: {', '.join(f'{v:.1f}' for v in figures[key])})")
+    median = print_medians(f"{size_mb} MB, median of {rounds} rounds (MB/s, 1 MB = 10^6 bytes)", figures, 1)
     print(f"ratio node/direct upload:   {median['node up'] / median['direct up']:.2f}")
     print(f"ratio node/direct download: {median['node down'] / median['direct down']:.2f}")
     print(f"node peak RSS growth during upload: max {max(growth) / 1024:.1f} MiB (all: {growth} KiB)")

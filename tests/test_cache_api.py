@@ -87,7 +87,7 @@ async def test_same_bytes_twice_is_one_entry(client: Client, auth: dict[str, str
 async def test_concurrent_uploads_of_the_same_bytes(
     client: Client, auth: dict[str, str], ipfs: IpfsClient
 ) -> None:
-    """Three simultaneous uploads of the same bytes give one entry, pinned once, all answering it."""
+    """Three simultaneous uploads of the same bytes give one entry, pinned, all answering it."""
     data = png_bytes(300_000)
     responses = await asyncio.gather(*(upload(client, auth, data) for _ in range(3)))
     bodies = [await response.json() for response in responses]
@@ -98,11 +98,13 @@ async def test_concurrent_uploads_of_the_same_bytes(
 
 
 async def test_download_by_every_ref_form(client: Client, auth: dict[str, str]) -> None:
-    """GET /cache/{ref} streams the bytes by CIDv1, CIDv0-style base58 and SHA3-256 hex."""
-    data = png_bytes(600_000)
+    """GET /cache/{ref} streams the bytes by CIDv1 base32, base58btc, CIDv0 and SHA3-256 hex."""
+    data = png_bytes(600_000)  # several blocks: a dag-pb root, which has a CIDv0 (Qm…) form
     body = await (await upload(client, auth, data)).json()
     base58 = str(CID.decode(body["cid"]).encode("base58btc"))
-    for ref in (body["cid"], base58, body["content_id"], body["content_id"].upper()):
+    v0 = str(CID.decode(body["cid"]).set(version=0, base="base58btc"))
+    assert v0.startswith("Qm")
+    for ref in (body["cid"], base58, v0, body["content_id"], body["content_id"].upper()):
         response = await client.get(f"/cache/{ref}")
         assert response.status == 200, ref
         assert await response.read() == data
@@ -120,6 +122,8 @@ async def test_head_has_headers_and_no_body(client: Client, auth: dict[str, str]
     response = await client.head(f"/cache/{body['cid']}")
     assert response.status == 200
     assert response.headers["Content-Length"] == str(len(data))
+    assert response.headers["Content-Type"] == "image/png"
+    assert response.headers["ETag"] == f'"{body["content_id"]}"'
     assert response.headers["Accept-Ranges"] == "bytes"
     assert await response.read() == b""
 
@@ -158,15 +162,36 @@ async def test_unsatisfiable_range_is_416(client: Client, auth: dict[str, str]) 
 
 
 async def test_conditional_requests(client: Client, auth: dict[str, str]) -> None:
-    """If-None-Match with the ETag is 304; If-Range with another ETag sends the whole body."""
+    """If-None-Match with the ETag (or *) is an empty 304 with the ETag; If-Range with the
+    ETag honours the Range, with another ETag it sends the whole body."""
     data = png_bytes(1000)
     body = await (await upload(client, auth, data)).json()
     etag = f'"{body["content_id"]}"'
-    not_modified = await client.get(f"/cache/{body['cid']}", headers={"If-None-Match": etag})
-    assert not_modified.status == 304
-    full = await client.get(f"/cache/{body['cid']}", headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    url = f"/cache/{body['cid']}"
+    for condition in (etag, f'"x", W/{etag}', "*"):
+        not_modified = await client.get(url, headers={"If-None-Match": condition})
+        assert not_modified.status == 304
+        assert not_modified.headers["ETag"] == etag
+        assert await not_modified.read() == b""
+    assert (await client.get(url, headers={"If-None-Match": '"other"'})).status == 200
+    partial = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert partial.status == 206
+    assert await partial.read() == data[:10]
+    full = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
     assert full.status == 200
     assert await full.read() == data
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=0-1,5-9", "items=0-9", "bytes=9-2", "bytes=" + "9" * 5000 + "-", "bytes=-"]
+)
+async def test_ranges_we_do_not_serve_are_ignored(client: Client, auth: dict[str, str], header: str) -> None:
+    """Multiple ranges, other units, reversed or absurdly long ranges: the whole body, 200."""
+    data = png_bytes(1000)
+    body = await (await upload(client, auth, data)).json()
+    response = await client.get(f"/cache/{body['cid']}", headers={"Range": header})
+    assert response.status == 200
+    assert await response.read() == data
 
 
 @pytest.mark.parametrize("ref", ["garbage", "Qm123", "ab" * 31, "bafy"])
@@ -178,9 +203,11 @@ async def test_malformed_ref_is_400_invalid_cid(client: Client, ref: str) -> Non
 
 
 @pytest.mark.parametrize("ref", ["QmY7Yh4UquoXHLPFo2XbhXkhBvFoPwmQUSa92pxnxjQuPU", "cd" * 32])
-async def test_unknown_content_is_404(client: Client, ref: str) -> None:
-    """Well-formed refs this node does not hold are 404, answered without asking the network."""
-    response = await client.get(f"/cache/{ref}")
+async def test_unknown_content_is_404(settings: Settings, aiohttp_client: AiohttpClient, ref: str) -> None:
+    """Well-formed refs this node does not hold are 404 from the index alone: even with IPFS
+    unreachable the answer is 404, so no request ever makes the daemon search the network."""
+    no_ipfs = await aiohttp_client(create_app(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}")))
+    response = await no_ipfs.get(f"/cache/{ref}")
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
 
@@ -212,6 +239,21 @@ async def test_upload_needs_a_token(client: Client) -> None:
     )
     assert wrong.status == 401
     assert (await (await client.get("/cache")).json())["total"] == 0
+
+
+async def test_undecodable_token_is_401(client: Client) -> None:
+    """A token with bytes that are not ASCII is a 401 like any wrong token, never a 500."""
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(
+        b"POST /cache/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.startswith(b"HTTP/1.1 401")
 
 
 async def test_asset_name_is_recorded(client: Client, auth: dict[str, str], settings: Settings) -> None:
@@ -250,15 +292,17 @@ async def test_taken_asset_name_is_409_and_stores_nothing(
     ],
 )
 async def test_bad_upload_bodies_are_400(
-    client: Client, auth: dict[str, str], make_body: Any, message: str
+    client: Client, auth: dict[str, str], ipfs: IpfsClient, make_body: Any, message: str
 ) -> None:
     """Every malformed upload is a 400 invalid_upload saying what is wrong, and stores nothing."""
+    pins_before = await ipfs.pin_ls()
     response = await client.post("/cache/upload", data=make_body(), headers=auth)
     assert response.status == 400
     error = (await response.json())["error"]
     assert error["code"] == "invalid_upload"
     assert message in error["message"]
     assert (await (await client.get("/cache")).json())["total"] == 0
+    assert await ipfs.pin_ls() == pins_before
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ class Authenticator:
         self._admin_token = admin_token.encode()
 
     async def authenticate(self, token: str) -> User | None:
+        if not token.isascii():  # tokens are ASCII; headers may carry undecodable bytes
+            return None
         if hmac.compare_digest(token.encode(), self._admin_token):
             return ADMIN
         return None
@@ -47,6 +49,10 @@ def load_or_create_admin_token(data_dir: Path) -> str:
     path = data_dir / TOKEN_FILE
     token = secrets.token_urlsafe(32)
     if create_private_file(path, f"{token}\n".encode()):
-        log.warning("local mode: admin token created in %s; send 'Authorization: Bearer %s'", path, token)
+        log.warning(
+            'local mode: admin token created in %s (0600); use it as -H "Authorization: Bearer $(cat %s)"',
+            path,
+            path,
+        )
         return token
     return path.read_text(encoding="utf-8").strip()

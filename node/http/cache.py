@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from node.errors import InvalidInput
+from node.errors import InvalidInput, NodeError
 from node.http.appkeys import CONTENT_STORE, SETTINGS
 from node.http.auth import require_user
 from node.http.ranges import parse_range
@@ -143,7 +143,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         "X-IPFS-Path": f"/ipfs/{entry.cid}",
         **CONTENT_SECURITY_HEADERS,
     }
-    if etag in _etags(request.headers.get("If-None-Match", "")):
+    if _etags(request.headers.get("If-None-Match", "")) & {etag, "*"}:
         return web.Response(status=304, headers={key: headers[key] for key in ("ETag", "Cache-Control")})
     wanted = None
     if request.headers.get("If-Range", etag) == etag:
@@ -158,10 +158,25 @@ async def download(request: web.Request) -> web.StreamResponse:
         return response
     async with store.ipfs.cat(entry.cid, offset=first, length=last - first + 1) as chunks:
         await response.prepare(request)
+        await _relay(request, response, chunks, entry.cid)
+    return response
+
+
+async def _relay(
+    request: web.Request, response: web.StreamResponse, chunks: AsyncIterator[bytes], cid: str
+) -> None:
+    """Copy the daemon's bytes to the client. Once the status line is sent an error cannot be
+    answered any more: the connection is cut, so the client sees a short body, not a lie."""
+    try:
         async for chunk in chunks:
             await response.write(chunk)
-    await response.write_eof()
-    return response
+        await response.write_eof()
+    except ConnectionError:
+        log.info("download of %s ended by the client", cid)
+    except NodeError as exc:
+        log.warning("download of %s broke off: %s", cid, exc.message)
+        if request.transport is not None:
+            request.transport.close()
 
 
 def _etags(header: str) -> set[str]:

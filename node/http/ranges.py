@@ -6,7 +6,7 @@ import re
 
 from node.errors import RangeNotSatisfiable
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # bounded: int() of 5000 digits raises
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

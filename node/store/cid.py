@@ -15,6 +15,7 @@ from node.store.errors import InvalidCid
 
 _CONTENT_ID = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_CID_LENGTH = 512
+_MAX_NORMALIZED_LENGTH = 128
 
 
 def normalize_cid(text: str) -> str:
@@ -25,7 +26,10 @@ def normalize_cid(text: str) -> str:
         cid = CID.decode(text.strip())
     except Exception as exc:  # the parser raises KeyError/ValueError subclasses, among others
         raise InvalidCid(f"not a CID: {text[:80]!r} ({exc})", ref=text[:80]) from exc
-    return str(cid.set(version=1).encode("base32"))
+    normalized = str(cid.set(version=1).encode("base32"))
+    if len(normalized) > _MAX_NORMALIZED_LENGTH:  # identity or exotic hashes: not content we add
+        raise InvalidCid(f"CID too long: {text[:80]!r}", ref=text[:80])
+    return normalized
 
 
 def is_content_id(text: str) -> bool:

@@ -119,7 +119,7 @@ class ContentStore:
         meter = _Meter(chunks, max_size, CLIENT_IDLE_TIMEOUT_S)
         try:
             added = await self._add_watched(meter)
-        except BaseException as exc:
+        except Exception as exc:
             # The reader's own failure (too large, client gone) explains more than the broken
             # request to the daemon that it caused.
             if meter.failure is not None and meter.failure is not exc:
@@ -163,15 +163,18 @@ class ContentStore:
     async def commit(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> Stored:
         """Pin and index ingested content with its owner and asset name; all or nothing."""
         async with self.content_lock(entry.content_id):
-            await self.ipfs.pin_add(entry.cid)
+            # Pins are not counted: roll back only a pin this call made, never one that was
+            # there before (another node on the same daemon, an earlier upload).
+            was_pinned = bool(await self.ipfs.pin_ls(entry.cid))
             try:
+                await self.ipfs.pin_add(entry.cid)
                 result = await self.index.put(entry, owner=owner, asset=asset)
             except BaseException:
-                if await self._safe_to_unpin(entry):
+                if not was_pinned and await self._safe_to_unpin(entry):
                     await self.ipfs.pin_rm(entry.cid)
                 raise
             if result.name_taken_by is not None:
-                if not result.existed:
+                if not was_pinned and not result.existed:
                     await self.ipfs.pin_rm(entry.cid)
                 raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
         stored = await self.index.get(entry.content_id)

@@ -10,6 +10,7 @@ the store's typed errors, never as raw aiohttp exceptions.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -133,7 +134,9 @@ class IpfsClient:
 
         Errors that the daemon reports before the first byte (unavailable, not found) are raised
         on entry, so an HTTP handler can still answer with the right status."""
-        params = {"arg": cid, "offset": str(offset)}
+        # offline: Kubo then never searches the network for what this node lacks (js-ipfs
+        # ignores it; the idle deadline bounds it there).
+        params = {"arg": cid, "offset": str(offset), "offline": "true"}
         if length is not None:
             params["length"] = str(length)
         async with self._request("cat", params, self._deadline("idle")) as response:
@@ -141,7 +144,7 @@ class IpfsClient:
 
     # --- pins -----------------------------------------------------------------------------------
     async def pin_add(self, cid: str) -> None:
-        await self.call("pin/add", arg=cid, recursive="true")
+        await self.call("pin/add", arg=cid, recursive="true", offline="true")
 
     async def pin_rm(self, cid: str) -> None:
         """Unpin ``cid``; unpinning what is not pinned is not an error."""
@@ -182,7 +185,9 @@ class IpfsClient:
             if "InsufficientPeers" not in exc.message:
                 raise
             log.warning("name publish %s for key %s reached no peer yet: %s", cid, key, exc.message)
-            return (await self.key_list())[key]
+            answer = {"Name": (await self.key_list()).get(key)}
+        if not answer.get("Name"):
+            raise IpfsError(f"IPFS name publish gave no name for key {key!r}", command="name/publish")
         return str(answer["Name"])
 
     async def name_resolve(self, name: str, timeout_s: float | None = None) -> str:
@@ -204,17 +209,16 @@ class IpfsClient:
             pass
 
     async def pubsub_sub(self, topic: str) -> AsyncIterator[PubsubMessage]:
-        """Messages on ``topic`` as they arrive, until the caller stops iterating."""
+        """Messages on ``topic`` as they arrive, until the caller stops iterating.
+
+        Subscriptions are long-lived, so only connecting has a deadline; close the iterator
+        (``contextlib.aclosing``) or cancel its task to end it."""
         params = {"arg": _multibase(topic.encode())}
         async with self._request("pubsub/sub", params, self._deadline("stream")) as response:
             async for line in _lines(response):
-                message = json.loads(line)
-                if "data" in message:
-                    yield PubsubMessage(
-                        sender=str(message.get("from", "")),
-                        data=_unmultibase(str(message["data"])),
-                        seqno=str(message.get("seqno", "")),
-                    )
+                message = _pubsub_message(line)
+                if message is not None:
+                    yield message
 
 
 async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -234,6 +238,23 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
                 yield raw.decode()
     except aiohttp.ClientError as exc:
         raise IpfsUnavailable(f"IPFS daemon broke off the subscription: {exc}", command="pubsub/sub") from exc
+
+
+def _pubsub_message(line: str) -> PubsubMessage | None:
+    """A message from one line of the subscription, None for keep-alives; IpfsError if garbled."""
+    try:
+        message = json.loads(line)
+        if not isinstance(message, dict) or "data" not in message:
+            return None
+        return PubsubMessage(
+            sender=str(message.get("from", "")),
+            data=_unmultibase(str(message["data"])),
+            seqno=str(message.get("seqno", "")),
+        )
+    except (ValueError, binascii.Error) as exc:
+        raise IpfsError(
+            f"IPFS pubsub sent a malformed message: {line[:100]!r}", command="pubsub/sub"
+        ) from exc
 
 
 def _multibase(data: bytes) -> str:
