@@ -24,6 +24,28 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServic
 
 
 @pytest.fixture
+def redis_only(daemons: EmbeddedServices, tmp_path: Path) -> Settings:
+    """Settings that embed only Redis (IPFS is the session daemon), so a start takes < 1 s."""
+    return Settings(data_dir=tmp_path / "own-redis", ipfs_api=daemons.settings.ipfs_api)
+
+
+@pytest.fixture
+def own_redis(redis_only: Settings) -> Iterator[EmbeddedServices]:
+    """A redis-server of this test's own, which the test may kill."""
+    with EmbeddedServices(redis_only) as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def own_ipfs(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[EmbeddedServices]:
+    """An IPFS daemon of this test's own (Redis from the session), which the test may kill."""
+    with EmbeddedServices(
+        Settings(data_dir=tmp_path / "own-ipfs", redis_url=daemons.settings.redis_url)
+    ) as embedded:
+        yield embedded
+
+
+@pytest.fixture
 def settings(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[Settings]:
     """Settings pointing at the session daemons, with a key prefix and data dir of this test's."""
     prefix = f"test-{uuid.uuid4().hex[:12]}:"

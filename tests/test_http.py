@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -87,25 +85,16 @@ async def test_redis_down_makes_health_503(settings: Settings, aiohttp_client: A
     assert error["details"]["checks"]["ipfs"]["healthy"] is True
 
 
-@pytest.fixture
-def embedded_redis(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[EmbeddedServices]:
-    """A node's own embedded redis-server (IPFS from the session), to be killed by the test."""
-    with EmbeddedServices(
-        Settings(data_dir=tmp_path / "data", ipfs_api=daemons.settings.ipfs_api)
-    ) as embedded:
-        yield embedded
-
-
 async def test_embedded_daemon_death_is_reported(
-    embedded_redis: EmbeddedServices, aiohttp_client: AiohttpClient
+    own_redis: EmbeddedServices, aiohttp_client: AiohttpClient
 ) -> None:
     """When the embedded redis-server dies under a running node, /health says so and where to look."""
-    client = await aiohttp_client(create_app(embedded_redis.settings, embedded_redis))
+    client = await aiohttp_client(create_app(own_redis.settings, own_redis))
     assert (await client.get("/health")).status == 200
-    redis_proc = embedded_redis.processes["redis"]
+    redis_proc = own_redis.processes["redis"]
     assert redis_proc.pid is not None
     os.kill(redis_proc.pid, signal.SIGKILL)
-    await wait_until_async(embedded_redis.problems)
+    await wait_until_async(own_redis.problems)
     health = await client.get("/health")
     assert health.status == 503
     redis_check = (await health.json())["error"]["details"]["checks"]["redis"]

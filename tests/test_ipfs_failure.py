@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -17,15 +16,6 @@ from node.services import EmbeddedServices
 from tests.helpers import AiohttpClient
 
 SIZE = 64 * 1024 * 1024
-
-
-@pytest.fixture
-def own_ipfs(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[EmbeddedServices]:
-    """An IPFS daemon of this test's own (Redis from the session), for the test to kill."""
-    with EmbeddedServices(
-        Settings(data_dir=tmp_path / "ipfs", redis_url=daemons.settings.redis_url)
-    ) as embedded:
-        yield embedded
 
 
 async def test_daemon_death_mid_download_cuts_the_body(

@@ -1,4 +1,4 @@
-"""The embedded default: real daemons started, probed, stopped, and reported when they fail."""
+"""The embedded default: real daemons own_redis, probed, stopped, and reported when they fail."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,43 +17,33 @@ from node.services import EmbeddedServices, ServiceError, redis_process
 from tests.helpers import pid_alive, wait_until
 
 
-@pytest.fixture
-def redis_only(daemons: EmbeddedServices, tmp_path: Path) -> Settings:
-    """Settings that embed only Redis (IPFS is the session daemon), so a start takes < 1 s."""
-    return Settings(data_dir=tmp_path / "data", ipfs_api=daemons.settings.ipfs_api)
-
-
-@pytest.fixture
-def started(redis_only: Settings) -> Iterator[EmbeddedServices]:
-    with EmbeddedServices(redis_only) as embedded:
-        yield embedded
-
-
 def _client(settings: Settings) -> redis.Redis:
     assert settings.redis_url is not None
     return redis.Redis.from_url(settings.redis_url, socket_timeout=5, decode_responses=True)
 
 
-def test_embedded_redis_answers_on_loopback_with_appendonly(started: EmbeddedServices) -> None:
+def test_embedded_redis_answers_on_loopback_with_appendonly(own_redis: EmbeddedServices) -> None:
     """The embedded redis-server listens on 127.0.0.1 with append-only files in the data dir."""
-    url = started.settings.redis_url
+    url = own_redis.settings.redis_url
     assert url is not None and url.startswith("redis://127.0.0.1:")
-    client = _client(started.settings)
+    client = _client(own_redis.settings)
     try:
         assert client.ping()
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("bind") == {"bind": "127.0.0.1"}
-        assert Path(str(client.config_get("dir")["dir"])) == started.settings.data_dir / "redis"
+        assert Path(str(client.config_get("dir")["dir"])) == own_redis.settings.data_dir / "redis"
     finally:
         client.close()
 
 
-def test_state_file_names_each_daemon_and_is_private(started: EmbeddedServices) -> None:
+def test_state_file_names_each_daemon_and_is_private(own_redis: EmbeddedServices) -> None:
     """services.json (0600) tells operators each embedded daemon's pid, URL and log file."""
-    state = json.loads(started.state_file.read_text())
-    proc = started.processes["redis"]
-    assert state == {"redis": {"pid": proc.pid, "url": started.settings.redis_url, "log": str(proc.log_path)}}
-    assert started.state_file.stat().st_mode & 0o777 == 0o600
+    state = json.loads(own_redis.state_file.read_text())
+    proc = own_redis.processes["redis"]
+    assert state == {
+        "redis": {"pid": proc.pid, "url": own_redis.settings.redis_url, "log": str(proc.log_path)}
+    }
+    assert own_redis.state_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_redis_data_survives_a_restart(redis_only: Settings) -> None:
@@ -82,7 +71,7 @@ def test_stop_ends_every_daemon_and_removes_the_state_file(redis_only: Settings)
 
 
 def test_settings_with_both_urls_start_nothing(daemons: EmbeddedServices, tmp_path: Path) -> None:
-    """With ARTDAG_REDIS_URL and ARTDAG_IPFS_API set, no daemon is started and no lock taken."""
+    """With ARTDAG_REDIS_URL and ARTDAG_IPFS_API set, no daemon is own_redis and no lock taken."""
     external = daemons.settings.replace(data_dir=tmp_path / "data")
     with EmbeddedServices(external) as embedded:
         assert embedded.processes == {}
@@ -122,22 +111,24 @@ def test_daemon_that_fails_to_start_names_its_log_file(tmp_path: Path) -> None:
     assert "Address already in use" in message  # the log's tail comes with the error
 
 
-def test_daemon_that_dies_while_running_is_reported(started: EmbeddedServices) -> None:
+def test_daemon_that_dies_while_running_is_reported(own_redis: EmbeddedServices) -> None:
     """A daemon killed under the node shows up in problems() with its exit code and log file."""
-    assert started.problems() == {}
-    pid = started.processes["redis"].pid
+    assert own_redis.problems() == {}
+    pid = own_redis.processes["redis"].pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    problems = wait_until(started.problems)
-    log_path = started.processes["redis"].log_path
+    problems = wait_until(own_redis.problems)
+    log_path = own_redis.processes["redis"].log_path
     assert problems == {"redis": f"embedded redis-server exited with code -9; see its log file {log_path}"}
 
 
-def test_second_node_on_the_same_data_dir_is_refused(started: EmbeddedServices, redis_only: Settings) -> None:
+def test_second_node_on_the_same_data_dir_is_refused(
+    own_redis: EmbeddedServices, redis_only: Settings
+) -> None:
     """Two nodes must not share a data directory: the second start fails, the first runs on."""
     with pytest.raises(
         ServiceError, match=rf"data directory {redis_only.data_dir} is in use .*pid {os.getpid()}"
     ):
         EmbeddedServices(redis_only).start()
-    assert started.problems() == {}
-    assert started.state_file.exists()
+    assert own_redis.problems() == {}
+    assert own_redis.state_file.exists()
