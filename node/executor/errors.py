@@ -1,0 +1,21 @@
+"""Errors of recipes, plans and rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.errors import InvalidInput
+
+
+class RecipeError(InvalidInput):
+    """A recipe (or the inputs given for it) that cannot be planned; names the node and field."""
+
+    code = "invalid_recipe"
+
+    def __init__(
+        self, message: str, *, node: str | None = None, field: str | None = None, **details: Any
+    ) -> None:
+        where = ".".join(part for part in (f"node {node!r}" if node else "", field or "") if part)
+        super().__init__(f"{where}: {message}" if where else message, node=node, field=field, **details)
+        self.node = node
+        self.field = field
