@@ -59,7 +59,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+def die_with_parent(parent_pid: int) -> Callable[[], None]:
     """preexec_fn: SIGTERM this child when the node dies, however it dies (Linux only)."""
     libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -113,7 +113,7 @@ class ManagedProcess:
                     stderr=subprocess.STDOUT,
                     env=self.env,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - async-signal-safe
+                    preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - async-signal-safe
                 )
             except OSError as exc:
                 raise ServiceError(f"{self.name}: cannot start {self.argv[0]}: {exc.strerror}") from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.errors import InvalidInput
+from node.errors import InvalidInput, NodeError
 
 
 class RecipeError(InvalidInput):
@@ -19,3 +19,13 @@ class RecipeError(InvalidInput):
         super().__init__(f"{where}: {message}" if where else message, node=node, field=field, **details)
         self.node = node
         self.field = field
+
+
+class StepFailed(NodeError):
+    """A step could not be computed (its worker reported an error, died or ran out of time)."""
+
+    code = "step_failed"
+
+
+class StepTimeout(StepFailed):
+    code = "step_timeout"

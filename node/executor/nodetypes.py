@@ -57,6 +57,8 @@ class NodeType:
         if problems:
             field, problem = next(iter(sorted(problems.items())))
             raise RecipeError(problem, node=node_id, field=f"config.{field}")
+        if self.name == "RESIZE" and not (values["width"] or values["height"]):
+            raise RecipeError("RESIZE needs a width or a height above 0", node=node_id, field="config.width")
         return values
 
 

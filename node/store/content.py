@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -30,7 +31,7 @@ from node.store.errors import (
     UploadStalled,
     UploadTooLarge,
 )
-from node.store.ipfs import Added, IpfsClient
+from node.store.ipfs import CHUNK_SIZE, Added, IpfsClient
 from node.store.media import SNIFF_BYTES, sniff_media_type
 from node.sync.connection import redis_errors
 from node.sync.index import ContentEntry, ContentIndex
@@ -113,6 +114,10 @@ class ContentStore:
         if asset:
             await self.check_asset_free(asset)
         return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
+
+    async def put_file(self, path: Path, *, owner: str = "") -> Stored:
+        """Store a local file (a step's output), read in chunks off the event loop."""
+        return await self.put(_file_chunks(path), max_size=2**62, owner=owner)
 
     async def ingest(self, chunks: AsyncIterable[bytes], *, max_size: int) -> ContentEntry:
         """Stream ``chunks`` into IPFS unpinned (garbage until committed); the entry they make."""
@@ -204,6 +209,15 @@ class ContentStore:
         if entry is None:
             raise ContentNotFound(f"no content {ref!r} on this node", ref=ref)
         return entry
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
 
 
 class _RedisLock:

@@ -1,0 +1,109 @@
+"""Step workers: long-lived ``node.executor.worker`` processes, each in its own process group.
+
+A step that is cancelled or runs past its deadline has its worker's whole process group killed
+(and the worker replaced on the next step), so nothing it started lives on. Workers also die
+with the node (PR_SET_PDEATHSIG), like the embedded daemons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from node.executor.errors import StepFailed, StepTimeout
+from node.services import die_with_parent
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One worker process and the pipe to it."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    async def spawn(cls) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "node.executor.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid()),
+        )
+        log.info("step worker started pid=%d", process.pid)
+        return cls(process)
+
+    async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send one job and wait for its answer."""
+        assert self.process.stdin is not None and self.process.stdout is not None  # noqa: S101 - PIPEs
+        self.process.stdin.write(json.dumps(job).encode() + b"\n")
+        await self.process.stdin.drain()
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
+        except TimeoutError:
+            raise StepTimeout(
+                f"step ran past its deadline of {timeout_s:.0f} s", timeout_s=timeout_s
+            ) from None
+        if not line:
+            code = await self.process.wait()
+            raise StepFailed(f"step worker died (exit code {code})", exit_code=code)
+        return dict(json.loads(line))
+
+    async def kill(self) -> None:
+        """SIGKILL the worker's process group and reap the worker."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
+        log.info("step worker killed pid=%d", self.process.pid)
+
+
+class WorkerPool:
+    """At most ``size`` jobs at once, on reused workers; a failed or cancelled worker is killed."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
+
+    @property
+    def busy_pids(self) -> list[int]:
+        """Pids of the workers running a job now (for tests and diagnostics)."""
+        return [worker.pid for worker in self._busy]
+
+    async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Run ``job`` on a free worker; StepFailed if it reports failure, dies or times out."""
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await Worker.spawn()
+            self._busy.add(worker)
+            try:
+                answer = await worker.run(job, timeout_s)
+            except BaseException:  # cancelled, timed out or died: the process group goes
+                self._busy.discard(worker)
+                await asyncio.shield(worker.kill())
+                raise
+            self._busy.discard(worker)
+            self._idle.append(worker)
+        if not answer.get("ok"):
+            raise StepFailed(str(answer.get("error", "step failed")))
+        return answer
+
+    async def close(self) -> None:
+        """Kill every worker (the node is stopping)."""
+        workers = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        await asyncio.gather(*(worker.kill() for worker in workers), return_exceptions=True)

@@ -1,0 +1,192 @@
+"""The local scheduler: runs a plan's ready steps concurrently, reusing every computed step.
+
+For each step whose inputs are done: a hit in the step index is reused (``step_cached``);
+otherwise the node claims it (the seam where cooperating nodes will claim steps in Redis), its
+inputs are materialized from IPFS into the local cache, a worker computes it in its own process
+group, and the output is added to IPFS, pinned, indexed and recorded in the step index
+(``step_finished``). ``identity`` is zero-copy: its output is its input. The first failure
+cancels the steps still running (killing their workers) and fails the plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from node.executor.effects import EFFECTS
+from node.executor.errors import StepFailed
+from node.executor.planner import Plan, Step
+from node.executor.pool import WorkerPool
+from node.store.cache import LocalCache
+from node.store.content import ContentStore
+from node.store.errors import ContentNotFound
+from node.sync.index import ContentEntry, StepEntry, StepIndex
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[..., Awaitable[None]]
+
+
+class Claims(Protocol):
+    """Who runs a step: one node alone now; cooperating nodes claim steps in Redis later."""
+
+    async def claim(self, step: Step) -> bool:
+        """True if this node should compute ``step`` now."""
+
+    async def commit(self, entry: StepEntry) -> bool:
+        """Record a computed step; False if this node lost the right to (fenced)."""
+
+
+class LocalClaims:
+    """Every step is this node's; a commit writes the step index (never overwriting)."""
+
+    def __init__(self, steps: StepIndex) -> None:
+        self._steps = steps
+
+    async def claim(self, step: Step) -> bool:
+        return True
+
+    async def commit(self, entry: StepEntry) -> bool:
+        await self._steps.put_if_absent(entry)
+        return True
+
+
+class Scheduler:
+    """Executes plans on this node with a pool of workers."""
+
+    def __init__(
+        self,
+        *,
+        store: ContentStore,
+        steps: StepIndex,
+        cache: LocalCache,
+        pool: WorkerPool,
+        work_dir: Path,
+        step_timeout_s: float,
+        claims: Claims | None = None,
+    ) -> None:
+        self._store = store
+        self._steps = steps
+        self._cache = cache
+        self._pool = pool
+        self._work_dir = work_dir
+        self._step_timeout_s = step_timeout_s
+        self._claims = claims or LocalClaims(steps)
+
+    async def execute(self, plan: Plan, emit: Emit) -> ContentEntry:
+        """Run every step of ``plan`` not yet computed; the output's content entry."""
+        done = {step.cache_id: await self._source(step) for step in plan.steps if step.type == "SOURCE"}
+        pending = [step for step in plan.steps if step.type != "SOURCE"]
+        running: dict[asyncio.Task[ContentEntry], Step] = {}
+        progress = _Progress(plan, done, emit)
+        try:
+            while pending or running:
+                await self._start_ready(pending, running, done, progress)
+                if running:
+                    finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in finished:
+                        done[running.pop(task).cache_id] = task.result()  # raises the step's failure
+                        await progress.report()
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        return done[plan.output]
+
+    async def _start_ready(
+        self,
+        pending: list[Step],
+        running: dict[asyncio.Task[ContentEntry], Step],
+        done: dict[str, ContentEntry],
+        progress: _Progress,
+    ) -> None:
+        """Reuse or start the steps whose inputs are done, up to the pool's size."""
+        ready = [step for step in pending if all(input_id in done for input_id in step.inputs)]
+        if not ready and not running:  # cannot happen for a plan in topological order
+            raise StepFailed(f"plan {progress.plan.plan_id} has steps whose inputs never come")
+        for step in ready:
+            if len(running) >= self._pool.size:
+                return
+            pending.remove(step)
+            hit = await self._steps.get(step.cache_id)
+            if hit is None:
+                running[asyncio.create_task(self._run_step(step, done, progress.emit))] = step
+                continue
+            done[step.cache_id] = await self._entry_of(hit)
+            await progress.emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=hit.cid)
+            await progress.report()
+
+    async def _source(self, step: Step) -> ContentEntry:
+        entry = await self._store.index.get(step.cache_id)
+        if entry is None:
+            raise ContentNotFound(
+                f"input {step.node_id} ({step.cache_id}) is not on this node", ref=step.cache_id
+            )
+        return entry
+
+    async def _entry_of(self, hit: StepEntry) -> ContentEntry:
+        entry = await self._store.index.get(hit.content_id)
+        return entry or ContentEntry(hit.content_id, hit.cid, hit.size, hit.media_type)
+
+    async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
+        await emit("step_started", step=step.node_id, cache_id=step.cache_id, type=step.type)
+        try:
+            if not await self._claims.claim(step):
+                raise StepFailed(f"step {step.node_id} is claimed elsewhere", step=step.node_id)
+            entry = await self._compute(step, [done[input_id] for input_id in step.inputs])
+            record = StepEntry(step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type)
+            if not await self._claims.commit(record):
+                raise StepFailed(f"step {step.node_id} was fenced: another node holds it", step=step.node_id)
+        except StepFailed as exc:
+            await emit("step_failed", step=step.node_id, cache_id=step.cache_id, error=exc.message)
+            raise
+        await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid)
+        return entry
+
+    async def _compute(self, step: Step, inputs: list[ContentEntry]) -> ContentEntry:
+        if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
+            return inputs[0]  # identity: same bytes, same CID, nothing added
+        paths = [str(await self._cache.materialize(entry)) for entry in inputs]
+        await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
+        output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
+        job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
+        job.update(inputs=paths, output=str(output))
+        try:
+            await self._pool.run(job, self._step_timeout_s)
+            stored = await self._store.put_file(output)
+            await self._keep_in_cache(output, stored.entry)
+        finally:
+            await asyncio.to_thread(_unlink, output)
+        log.info("step %s (%s) computed: %s", step.node_id, step.cache_id, stored.entry.cid)
+        return stored.entry
+
+    async def _keep_in_cache(self, output: Path, entry: ContentEntry) -> None:
+        """The output was hashed on its way into IPFS: move it into the local cache as it is."""
+        target = self._cache.path_for(entry.content_id)
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(os.replace, output, target)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+class _Progress:
+    """Reports the share of a plan's non-SOURCE steps that are done."""
+
+    def __init__(self, plan: Plan, done: dict[str, ContentEntry], emit: Emit) -> None:
+        self.plan = plan
+        self.emit = emit
+        self._done = done
+        self._work = [step.cache_id for step in plan.steps if step.type != "SOURCE"]
+
+    async def report(self) -> None:
+        finished = sum(1 for cache_id in self._work if cache_id in self._done)
+        await self.emit("progress", percent=100 if not self._work else int(100 * finished / len(self._work)))

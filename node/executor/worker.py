@@ -1,0 +1,67 @@
+"""A step worker: ``python -m node.executor.worker``, one job at a time over stdin/stdout.
+
+The scheduler keeps a few of these running, each in its own process group, so a step can be
+killed (cancel, timeout) with everything it started, and numpy and Pillow are imported once
+per worker rather than once per step. A job is one JSON line:
+``{"job": ID, "type": TYPE, "config": {...}, "inputs": [PATH, ...], "output": PATH}``; the answer
+is one JSON line ``{"job": ID, "ok": true, "media_type": ...}`` or ``{"job": ID, "ok": false,
+"error": "..."}``. Output is written to a temporary name and renamed, so it appears whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.executor import image_ops
+from node.executor.effects import EFFECTS
+from node.executor.imaging import Array, png_bytes, read_image
+
+PNG = "image/png"
+
+
+def compute(job: dict[str, Any]) -> str:
+    """Run one job; returns the output's media type. Raises on bad input or unsupported work."""
+    images = [read_image(Path(path)) for path in job["inputs"]]
+    config = job["config"]
+    kind = job["type"]
+    result: Array
+    if kind == "EFFECT":
+        effect = EFFECTS[config["effect"]]
+        if effect.apply is None:
+            raise ValueError(f"{effect.name} is zero-copy and never runs in a worker")
+        result = effect.apply(images[0], config["params"])
+    elif kind == "RESIZE":
+        result = image_ops.resize(images[0], config)
+    elif kind == "LAYER":
+        result = image_ops.layer(images[0], images[1], config)
+    elif kind == "BLEND":
+        result = image_ops.blend(images[0], images[1], config)
+    else:
+        raise ValueError(f"{kind} on images is not supported by this node yet")
+    _write_atomically(Path(job["output"]), png_bytes(result))
+    return PNG
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp_path = path.with_name(path.name + ".part")
+    tmp_path.write_bytes(data)
+    os.replace(tmp_path, path)
+
+
+def main() -> None:
+    for line in sys.stdin:
+        job = json.loads(line)
+        try:
+            answer = {"job": job.get("job"), "ok": True, "media_type": compute(job)}
+        except Exception as exc:  # report every failure of a job; the worker lives on
+            answer = {"job": job.get("job"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
