@@ -17,6 +17,7 @@ from node import __version__
 from node.config import ConfigError, Settings
 from node.http import create_app
 from node.services import EmbeddedServices, ServiceError
+from node.verify_cli import verify_command
 
 log = logging.getLogger("node")
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"artdag-node: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "verify":
+        return uvloop.run(verify_command(settings, args.cid, args.trust, args.json))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop daemons cleanly even during start-up
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
@@ -50,6 +53,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, help="YAML settings file (also ARTDAG_CONFIG)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the node (the default)")
+    verify = commands.add_parser("verify", help="verify a provenance record by CID")
+    verify.add_argument("cid", help="CID of the provenance record")
+    verify.add_argument(
+        "--trust", action="append", default=[], metavar="NODE_ID", help="accept only these signers"
+    )
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return parser.parse_args(argv)
 
 

@@ -55,6 +55,7 @@ class Settings:
     ipfs_api: str | None = None  # None: start an embedded IPFS daemon
     ipfs_timeout: float = 30.0
     workers: int = field(default_factory=default_workers)
+    step_timeout: float = 600.0
     peers: tuple[str, ...] = ()
     public_url: str = ""  # empty: http://HOST:PORT
     l2_trusted: tuple[str, ...] = ()
@@ -162,14 +163,17 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
-def _seconds(value: Any) -> float:
-    try:
-        seconds = float(_text(value))
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 3600:
-        raise ValueError(f"must be a number of seconds above 0 and at most 3600, got {value!r}")
-    return seconds
+def _seconds_up_to(limit: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            seconds = float(_text(value))
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= limit:
+            raise ValueError(f"must be a number of seconds above 0 and at most {limit:.0f}, got {value!r}")
+        return seconds
+
+    return parse
 
 
 def _path(value: Any) -> Path:
@@ -264,8 +268,9 @@ _FIELDS = (
     _Field("redis_url", _redis_url),
     _Field("redis_prefix", _prefix),
     _Field("ipfs_api", _ipfs_api),
-    _Field("ipfs_timeout", _seconds),
+    _Field("ipfs_timeout", _seconds_up_to(3600)),
     _Field("workers", _int_range(1, 1024)),
+    _Field("step_timeout", _seconds_up_to(86400)),
     _Field("peers", _peers),
     _Field("public_url", _http_url),
     _Field("l2_trusted", _http_urls),

@@ -74,6 +74,24 @@ class Plan:
             grouped.setdefault(step.level, []).append(step)
         return [grouped[level] for level in sorted(grouped)]
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Plan:
+        """The plan a stored record describes (inverse of :meth:`record`)."""
+        steps = tuple(
+            Step(
+                cache_id=step["cache_id"],
+                node_id=step["node_id"],
+                type=step["type"],
+                type_version=step["type_version"],
+                config=step["config"],
+                inputs=tuple(step["inputs"]),
+                runtime=step["runtime"],
+                level=step["level"],
+            )
+            for step in record["steps"]
+        )
+        return cls(record["plan_id"], record["recipe_id"], steps, record["output"])
+
     def record(self) -> dict[str, Any]:
         return {
             "plan_id": self.plan_id,

@@ -31,6 +31,7 @@ from node.sync.index import ContentEntry, StepEntry, StepIndex
 log = logging.getLogger(__name__)
 
 Emit = Callable[..., Awaitable[None]]
+Receipt = Callable[[Step, ContentEntry], Awaitable[str]]
 
 
 class Claims(Protocol):
@@ -70,6 +71,7 @@ class Scheduler:
         work_dir: Path,
         step_timeout_s: float,
         claims: Claims | None = None,
+        receipt: Receipt | None = None,
     ) -> None:
         self._store = store
         self._steps = steps
@@ -78,6 +80,7 @@ class Scheduler:
         self._work_dir = work_dir
         self._step_timeout_s = step_timeout_s
         self._claims = claims or LocalClaims(steps)
+        self._receipt = receipt
 
     async def execute(self, plan: Plan, emit: Emit) -> ContentEntry:
         """Run every step of ``plan`` not yet computed; the output's content entry."""
@@ -140,7 +143,10 @@ class Scheduler:
             if not await self._claims.claim(step):
                 raise StepFailed(f"step {step.node_id} is claimed elsewhere", step=step.node_id)
             entry = await self._compute(step, [done[input_id] for input_id in step.inputs])
-            record = StepEntry(step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type)
+            receipt_cid = await self._receipt(step, entry) if self._receipt else ""
+            record = StepEntry(
+                step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type, receipt_cid
+            )
             if not await self._claims.commit(record):
                 raise StepFailed(f"step {step.node_id} was fenced: another node holds it", step=step.node_id)
         except StepFailed as exc:

@@ -12,6 +12,11 @@ from aiohttp import web
 
 from node.auth.local import Authenticator, load_or_create_admin_token
 from node.config import Settings
+from node.errors import NodeError
+from node.executor.pool import WorkerPool
+from node.executor.provenance import RecordWriter
+from node.executor.runs import RunManager
+from node.executor.scheduler import Scheduler
 from node.http import cache, health
 from node.http.appkeys import (
     AUTH,
@@ -22,10 +27,14 @@ from node.http.appkeys import (
     IPFS,
     KEYS,
     LOCAL_CACHE,
+    RECORD_WRITER,
     REDIS,
+    RUNS,
+    SCHEDULER,
     SERVICES,
     SETTINGS,
     STEP_INDEX,
+    WORKER_POOL,
 )
 from node.http.errors import error_middleware
 from node.identity import load_or_create
@@ -53,7 +62,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     if services is not None:
         app[SERVICES] = services
         app.cleanup_ctx.append(_watch_services)
-    app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store])
+    app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store, _executor])
     app.router.add_get("/", health.index, name="index")
     app.router.add_get("/health", health.health, name="health")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
@@ -107,6 +116,38 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     app[CONTENT_STORE] = ContentStore(app[IPFS], app[CONTENT_INDEX], app[REDIS], app[KEYS])
     app[LOCAL_CACHE] = LocalCache(app[SETTINGS].data_dir / "cache", app[IPFS])
     yield
+
+
+async def _executor(app: web.Application) -> AsyncIterator[None]:
+    """Workers, scheduler and runs; unfinished runs resume once the node is up."""
+    settings = app[SETTINGS]
+    pool = WorkerPool(settings.workers)
+    writer = RecordWriter(app[IDENTITY], app[CONTENT_STORE])
+    scheduler = Scheduler(
+        store=app[CONTENT_STORE],
+        steps=app[STEP_INDEX],
+        cache=app[LOCAL_CACHE],
+        pool=pool,
+        work_dir=settings.data_dir / "work",
+        step_timeout_s=settings.step_timeout,
+        receipt=writer.receipt,
+    )
+    runs = RunManager(
+        client=app[REDIS],
+        keys=app[KEYS],
+        scheduler=scheduler,
+        writer=writer,
+        store=app[CONTENT_STORE],
+        steps=app[STEP_INDEX],
+    )
+    app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, runs
+    try:
+        await runs.resume()
+    except NodeError as exc:  # Redis down at start: serve anyway; /health says why
+        log.warning("could not resume unfinished runs: %s", exc.message)
+    yield
+    await runs.close()
+    await pool.close()
 
 
 async def _watch_services(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,10 @@ from aiohttp import web
 
 from node.auth.local import Authenticator
 from node.config import Settings
+from node.executor.pool import WorkerPool
+from node.executor.provenance import RecordWriter
+from node.executor.runs import RunManager
+from node.executor.scheduler import Scheduler
 from node.identity import NodeIdentity
 from node.services import EmbeddedServices
 from node.store.cache import LocalCache
@@ -28,3 +32,7 @@ IPFS = web.AppKey("ipfs", IpfsClient)
 AUTH = web.AppKey("auth", Authenticator)
 CONTENT_STORE = web.AppKey("content_store", ContentStore)
 LOCAL_CACHE = web.AppKey("local_cache", LocalCache)
+WORKER_POOL = web.AppKey("worker_pool", WorkerPool)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+RECORD_WRITER = web.AppKey("record_writer", RecordWriter)
+RUNS = web.AppKey("runs", RunManager)

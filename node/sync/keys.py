@@ -81,6 +81,11 @@ class Keys:
         """Sorted set of plan ids still being rendered, scored by announcement time."""
         return f"{self.prefix}plans:active"
 
+    @property
+    def runs_active(self) -> str:
+        """Sorted set of run ids not yet finished, scored by submission time: resumed on start."""
+        return f"{self.prefix}runs:active"
+
     def events(self, run_id: str) -> str:
         """Stream of a run's progress events (XADD; SSE resumes with Last-Event-ID)."""
         return f"{self.prefix}events:{_checked('run id', run_id, _TOKEN)}"

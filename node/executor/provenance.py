@@ -1,0 +1,233 @@
+"""Signed records of rendering: step receipts, plans, provenance, and their verification.
+
+Every record is a signed record (``node.records``) added to IPFS as its exact bytes, pinned and
+indexed, so ``GET /cache/{cid}`` serves it and anyone holding the CID can check it:
+
+- a **step receipt** (``artdag/step-receipt``) says which node computed which step (cache id,
+  type, config, input cache ids, runtime) and what came out (CID, SHA3-256);
+- a **plan** (``artdag/plan``) lists a run's steps and cache ids;
+- **provenance** (``artdag/provenance``) is the seeds' record (run id, rendered_at, rendered_by,
+  output {name, cid, sha3_256}, inputs, effects, infrastructure {software, hardware} as CIDs of
+  descriptor documents) plus the recipe and plan CIDs and the CIDs of the step receipts, signed
+  by the node that finished the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import platform
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from node import __version__
+from node.errors import NodeError
+from node.executor.effects import EFFECTS
+from node.executor.planner import Plan, Step, tool_versions
+from node.identity import NodeIdentity
+from node.records import RecordError, sign_record, verify_record
+from node.store.content import ContentStore
+from node.store.ipfs import IpfsClient
+from node.sync.index import ContentEntry
+
+RECORD_MAX_BYTES = 16 * 1024 * 1024
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class RecordWriter:
+    """Signs records with the node's key and stores them in IPFS (pinned, indexed)."""
+
+    def __init__(self, identity: NodeIdentity, store: ContentStore) -> None:
+        self.identity = identity
+        self._store = store
+
+    async def put(self, payload: dict[str, Any]) -> str:
+        """Sign ``payload`` and store it; its CID."""
+        data = sign_record(self.identity, payload)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return (await self._store.put(chunks(), max_size=RECORD_MAX_BYTES)).entry.cid
+
+    async def receipt(self, step: Step, output: ContentEntry) -> str:
+        """The signed receipt of a step this node computed; its CID."""
+        return await self.put(
+            {
+                "kind": "artdag/step-receipt",
+                "version": 1,
+                "cache_id": step.cache_id,
+                "step": step.node_id,
+                "type": step.type,
+                "type_version": step.type_version,
+                "config": dict(step.config),
+                "inputs": list(step.inputs),
+                "runtime": dict(step.runtime),
+                "output": _content(output),
+                "computed_at": utc_now(),
+            }
+        )
+
+    async def plan(self, plan: Plan) -> str:
+        return await self.put({"kind": "artdag/plan", "version": 1, **plan.record()})
+
+    async def descriptors(self) -> dict[str, str]:
+        """CIDs of this node's software and hardware descriptor documents."""
+        software = {
+            "kind": "artdag/software",
+            "artdag-node": __version__,
+            "python": platform.python_version(),
+            "tools": tool_versions(),
+            "effects": {name: effect.version for name, effect in sorted(EFFECTS.items())},
+        }
+        hardware = {
+            "kind": "artdag/hardware",
+            "machine": platform.machine(),
+            "cpu": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "os": platform.platform(),
+        }
+        return {"software": await self.put(software), "hardware": await self.put(hardware)}
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the provenance of a finished run states."""
+
+    run_id: str
+    rendered_by: str
+    output_name: str
+    output: ContentEntry
+    inputs: list[tuple[str, ContentEntry]]  # (input name, content)
+    recipe_name: str
+    recipe: ContentEntry
+    plan_cid: str
+    plan: Plan
+    receipts: list[str]
+
+
+async def write_provenance(writer: RecordWriter, facts: RunFacts) -> str:
+    """Sign and store a finished run's provenance record; its CID."""
+    used = sorted({str(step.config["effect"]) for step in facts.plan.steps if step.type == "EFFECT"})
+    return await writer.put(
+        {
+            "kind": "artdag/provenance",
+            "version": 1,
+            "run_id": facts.run_id,
+            "rendered_at": utc_now(),
+            "rendered_by": facts.rendered_by,
+            "output": {"name": facts.output_name, **_content(facts.output)},
+            "inputs": [{"name": name, **_content(entry)} for name, entry in facts.inputs],
+            "effects": [
+                {"name": name, "version": EFFECTS[name].version, "hash": EFFECTS[name].hash} for name in used
+            ],
+            "recipe": {"name": facts.recipe_name, **_content(facts.recipe)},
+            "plan": {"plan_id": facts.plan.plan_id, "cid": facts.plan_cid},
+            "infrastructure": await writer.descriptors(),
+            "receipts": facts.receipts,
+        }
+    )
+
+
+def _content(entry: ContentEntry) -> dict[str, Any]:
+    return {
+        "cid": entry.cid,
+        "sha3_256": entry.content_id,
+        "size": entry.size,
+        "media_type": entry.media_type,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@dataclass
+class Verdict:
+    """The outcome of verifying a provenance record: ``ok`` only if nothing failed."""
+
+    cid: str
+    signer: str = ""
+    problems: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def verify_provenance(ipfs: IpfsClient, cid: str, trusted: set[str] | None = None) -> Verdict:
+    """Check a provenance record: its signature (by a trusted node, if given), every receipt's
+    signature, every CID retrievable, and the SHA3-256 of the output and inputs."""
+    verdict = Verdict(cid)
+    record = await _verified(ipfs, cid, trusted, verdict, "provenance")
+    if record is None:
+        return verdict
+    verdict.signer = str(record.get("signer", ""))
+    if record.get("kind") != "artdag/provenance":
+        verdict.problems.append(f"{cid} is a {record.get('kind')!r} record, not provenance")
+        return verdict
+    for receipt_cid in record.get("receipts", []):
+        receipt = await _verified(ipfs, receipt_cid, trusted, verdict, "receipt")
+        if receipt is not None and receipt.get("kind") != "artdag/step-receipt":
+            verdict.problems.append(f"receipt {receipt_cid} is not a step receipt")
+    contents = [("output", record.get("output", {})), ("recipe", record.get("recipe", {}))]
+    contents += [(f"input {item.get('name')}", item) for item in record.get("inputs", [])]
+    for label, content in contents:
+        await _check_hash(ipfs, label, content, verdict)
+    for label, ref in [
+        ("plan", record.get("plan", {}).get("cid")),
+        *record.get("infrastructure", {}).items(),
+    ]:
+        if await _verified(ipfs, str(ref), trusted, verdict, label) is not None:
+            verdict.checked.append(f"{label} {ref} retrievable and signed")
+    return verdict
+
+
+async def _fetch(ipfs: IpfsClient, cid: str) -> bytes:
+    async with ipfs.cat(cid) as chunks:
+        return b"".join([chunk async for chunk in chunks])
+
+
+async def _verified(
+    ipfs: IpfsClient, cid: str, trusted: set[str] | None, verdict: Verdict, label: str
+) -> dict[str, Any] | None:
+    try:
+        record = verify_record(await _fetch(ipfs, cid), trusted)
+    except RecordError as exc:
+        verdict.problems.append(f"{label} {cid}: {exc.message}")
+        return None
+    except NodeError as exc:
+        verdict.problems.append(f"{label} {cid} not retrievable: {exc.message}")
+        return None
+    verdict.checked.append(f"{label} {cid} signature valid ({record['signer']})")
+    return record
+
+
+async def _check_hash(ipfs: IpfsClient, label: str, content: dict[str, Any], verdict: Verdict) -> None:
+    cid, expected = str(content.get("cid", "")), content.get("sha3_256")
+    hasher = hashlib.sha3_256()
+    try:
+        async with ipfs.cat(cid) as chunks:
+            async for chunk in chunks:
+                await asyncio.to_thread(hasher.update, chunk)
+    except NodeError as exc:
+        verdict.problems.append(f"{label} {cid} not retrievable: {exc.message}")
+        return
+    if hasher.hexdigest() != expected:
+        verdict.problems.append(f"{label} {cid} hashes to {hasher.hexdigest()}, record says {expected}")
+        return
+    verdict.checked.append(f"{label} {cid} matches its sha3_256")

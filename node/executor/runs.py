@@ -1,0 +1,246 @@
+"""Runs: a submission of a recipe with inputs, planned, executed, finished with provenance.
+
+A run record lives in Redis (``run:{id}``, JSON) and its progress in the run's event stream
+(``events:{id}``, XADD: ``run_queued``, ``step_started``, ``step_cached``, ``step_finished``,
+``step_failed``, ``progress``, then one of ``run_completed``, ``run_failed``,
+``run_cancelled``). Unfinished runs are in ``runs:active`` and are resumed when the node starts:
+their computed steps are cache hits, so a resumed run redoes only what was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from node.errors import NodeError, NotFound
+from node.executor.planner import Plan, make_plan
+from node.executor.provenance import RecordWriter, RunFacts, utc_now, write_provenance
+from node.executor.recipe import Recipe
+from node.executor.scheduler import Scheduler
+from node.store.content import ContentStore
+from node.sync.connection import redis_errors
+from node.sync.index import ContentEntry, StepIndex
+from node.sync.keys import Keys
+
+log = logging.getLogger(__name__)
+
+EVENTS_MAX_LEN = 10_000
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a client asks to render."""
+
+    recipe: Recipe
+    recipe_entry: ContentEntry  # the recipe's bytes in the store
+    sources: dict[str, str]  # SOURCE node id -> content id
+    owner: str
+    output_name: str = ""
+
+
+class RunManager:
+    """Submits, executes, cancels and resumes runs on this node."""
+
+    def __init__(
+        self,
+        *,
+        client: aioredis.Redis,
+        keys: Keys,
+        scheduler: Scheduler,
+        writer: RecordWriter,
+        store: ContentStore,
+        steps: StepIndex,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._scheduler = scheduler
+        self._writer = writer
+        self._store = store
+        self._steps = steps
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def submit(self, submission: Submission) -> dict[str, Any]:
+        """Plan and store a run, then start it; the run record (status ``queued``)."""
+        recipe = submission.recipe
+        plan = make_plan(recipe, submission.recipe_entry.content_id, submission.sources)
+        plan_cid = await self._writer.plan(plan)
+        run_id = f"run-{secrets.token_hex(8)}"
+        names = {node.id: node.variable or str(node.config.get("asset", node.id)) for node in recipe.nodes}
+        record = {
+            "run_id": run_id,
+            "status": "queued",
+            "recipe": {"name": recipe.name, "cid": submission.recipe_entry.cid},
+            "recipe_content_id": submission.recipe_entry.content_id,
+            "plan_id": plan.plan_id,
+            "plan_cid": plan_cid,
+            "inputs": [
+                {"name": names[node_id], "content_id": cid} for node_id, cid in submission.sources.items()
+            ],
+            "owner": submission.owner,
+            "output_name": submission.output_name or f"{recipe.name}-output",
+            "created": utc_now(),
+            "updated": utc_now(),
+            "output": None,
+            "provenance_cid": None,
+            "error": None,
+        }
+        now = time.time()
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._keys.plan(plan.plan_id), json.dumps(plan.record()))
+                pipe.set(self._keys.run(run_id), json.dumps(record))
+                pipe.zadd(self._keys.plans_active, {plan.plan_id: now})
+                pipe.zadd(self._keys.runs_active, {run_id: now})
+                await pipe.execute()
+        await self._event(run_id, "run_queued", plan_id=plan.plan_id)
+        self._start(run_id)
+        return record
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        with redis_errors():
+            raw = await self._redis.get(self._keys.run(run_id))
+        if raw is None:
+            raise RunNotFound(f"no run {run_id!r}", run_id=run_id)
+        return dict(json.loads(raw))
+
+    async def wait(self, run_id: str) -> dict[str, Any]:
+        """The run record once the run has finished here (for tests, the CLI and benchmarks)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+        return await self.get(run_id)
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        """Stop a run: its running steps' workers are killed; the record says ``cancelled``."""
+        record = await self.get(run_id)
+        if record["status"] in FINAL_STATUSES:
+            return record
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return await self._finish(run_id, "cancelled", "run_cancelled")
+
+    async def resume(self) -> list[str]:
+        """Start every unfinished run again (after a restart); their ids."""
+        with redis_errors():
+            run_ids = [str(run_id) for run_id in await self._redis.zrange(self._keys.runs_active, 0, -1)]
+        resumed = []
+        for run_id in run_ids:
+            if run_id not in self._tasks:
+                self._start(run_id)
+                resumed.append(run_id)
+        if resumed:
+            log.info("resuming %d unfinished runs: %s", len(resumed), ", ".join(resumed))
+        return resumed
+
+    async def close(self) -> None:
+        """Stop executing (the node is shutting down); runs stay active and resume on start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _start(self, run_id: str) -> None:
+        task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+
+    async def _execute(self, run_id: str) -> None:
+        record = await self.get(run_id)
+        with redis_errors():
+            plan_json = await self._redis.get(self._keys.plan(record["plan_id"]))
+        if plan_json is None:
+            await self._finish(run_id, "failed", "run_failed", error=f"plan {record['plan_id']} is missing")
+            return
+        plan = Plan.from_record(json.loads(plan_json))
+        await self._update(run_id, status="running")
+
+        async def emit(kind: str, **fields: Any) -> None:
+            await self._event(run_id, kind, **fields)
+
+        try:
+            output = await self._scheduler.execute(plan, emit)
+            provenance_cid = await self._provenance(record, plan, output)
+        except NodeError as exc:
+            log.warning("run %s failed: %s", run_id, exc.message)
+            await self._finish(run_id, "failed", "run_failed", error=exc.message)
+            return
+        except Exception as exc:  # a bug: the run fails visibly rather than hanging
+            log.exception("run %s failed unexpectedly", run_id)
+            await self._finish(run_id, "failed", "run_failed", error=f"internal error: {type(exc).__name__}")
+            return
+        output_json = {"cid": output.cid, "content_id": output.content_id, "media_type": output.media_type}
+        await self._finish(
+            run_id, "completed", "run_completed", output=output_json, provenance_cid=provenance_cid
+        )
+
+    async def _provenance(self, record: dict[str, Any], plan: Plan, output: ContentEntry) -> str:
+        index = self._store.index
+        inputs = []
+        for item in record["inputs"]:
+            entry = await index.get(item["content_id"])
+            if entry is not None:
+                inputs.append((str(item["name"]), entry))
+        receipts = []
+        for step in plan.steps:
+            if step.type != "SOURCE":
+                hit = await self._steps.get(step.cache_id)
+                if hit is not None and hit.receipt_cid:
+                    receipts.append(hit.receipt_cid)
+        recipe_entry = await index.get(record["recipe_content_id"])
+        if recipe_entry is None:
+            raise NotFound(f"recipe {record['recipe']['cid']} is no longer on this node")
+        facts = RunFacts(
+            run_id=record["run_id"],
+            rendered_by=record["owner"],
+            output_name=record["output_name"],
+            output=output,
+            inputs=inputs,
+            recipe_name=record["recipe"]["name"],
+            recipe=recipe_entry,
+            plan_cid=record["plan_cid"],
+            plan=plan,
+            receipts=receipts,
+        )
+        return await write_provenance(self._writer, facts)
+
+    async def _finish(self, run_id: str, status: str, event: str, **fields: Any) -> dict[str, Any]:
+        record = await self._update(run_id, status=status, **fields)
+        with redis_errors():
+            await self._redis.zrem(self._keys.runs_active, run_id)
+        await self._event(run_id, event, status=status, **fields)
+        log.info("run %s %s", run_id, status)
+        return record
+
+    async def _update(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        record = await self.get(run_id)
+        record.update(fields, updated=utc_now())
+        with redis_errors():
+            await self._redis.set(self._keys.run(run_id), json.dumps(record))
+        return record
+
+    async def _event(self, run_id: str, kind: str, **fields: Any) -> None:
+        with redis_errors():
+            await self._redis.xadd(
+                self._keys.events(run_id),
+                {"kind": kind, "data": json.dumps(fields)},
+                maxlen=EVENTS_MAX_LEN,
+                approximate=True,
+            )

@@ -1,0 +1,65 @@
+"""``artdag-node verify CID``: check a provenance record from the command line.
+
+Talks to an IPFS daemon: ``ARTDAG_IPFS_API``, or the embedded one of a node running on this
+data directory (its ``services.json``). Prints a readable verdict (or ``--json``) and exits 0
+when the record verifies, 1 when it does not, 2 when it could not be checked at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import aiohttp
+
+from node.config import Settings
+from node.errors import NodeError
+from node.executor.provenance import Verdict, verify_provenance
+from node.store.cid import normalize_cid
+from node.store.ipfs import IpfsClient
+
+
+def ipfs_api_for(settings: Settings) -> str | None:
+    """The IPFS API to use: the configured one, else that of a node running on the data dir."""
+    if settings.ipfs_api:
+        return settings.ipfs_api
+    try:
+        state = json.loads((settings.data_dir / "services.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(state.get("ipfs", {}).get("url") or "") or None
+
+
+async def verify_command(settings: Settings, cid: str, trusted: list[str], as_json: bool) -> int:
+    api = ipfs_api_for(settings)
+    if api is None:
+        print("artdag-node verify: no IPFS daemon: set ARTDAG_IPFS_API or start the node", file=sys.stderr)
+        return 2
+    try:
+        cid = normalize_cid(cid)
+        async with aiohttp.ClientSession() as session:
+            verdict = await verify_provenance(
+                IpfsClient(api, session, settings.ipfs_timeout), cid, set(trusted) or None
+            )
+    except NodeError as exc:
+        print(f"artdag-node verify: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(_as_json(verdict), indent=2) if as_json else _as_text(verdict))
+    return 0 if verdict.ok else 1
+
+
+def _as_json(verdict: Verdict) -> dict[str, Any]:
+    return {"cid": verdict.cid, "ok": verdict.ok, "signer": verdict.signer, "problems": verdict.problems,
+            "checked": verdict.checked}  # fmt: skip
+
+
+def _as_text(verdict: Verdict) -> str:
+    outcome = "VALID" if verdict.ok else "INVALID"
+    head = f"{outcome}: provenance {verdict.cid} (signed by {verdict.signer or '?'})"
+    lines = [
+        head,
+        *(f"  ok   {line}" for line in verdict.checked),
+        *(f"  FAIL {line}" for line in verdict.problems),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""Runs end to end on the app's own executor: events, provenance, verification, cancel, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.config import Settings
+from node.executor.imaging import png_bytes
+from node.executor.provenance import verify_provenance
+from node.executor.recipe import builtin_recipe, parse_recipe
+from node.executor.runs import Submission
+from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS, KEYS, RECORD_WRITER, REDIS, RUNS, WORKER_POOL
+from node.identity import NodeIdentity
+from node.records import RecordError, sign_record, verify_record
+from node.sync.index import ContentEntry
+from tests.helpers import Client, pid_alive, wait_until_async
+
+RNG = np.random.default_rng(3)
+
+
+async def put_bytes(client: Client, data: bytes) -> ContentEntry:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    return (await client.app[CONTENT_STORE].put(chunks(), max_size=10**9)).entry
+
+
+async def submit(
+    client: Client, recipe_text: str | None, effect: str = "dog", pixels: np.ndarray | None = None
+) -> str:
+    image = await put_bytes(
+        client, png_bytes(pixels if pixels is not None else RNG.integers(0, 256, (32, 32, 3), np.uint8))
+    )
+    recipe = parse_recipe(recipe_text) if recipe_text else builtin_recipe(effect)
+    recipe_entry = await put_bytes(client, (recipe_text or effect).encode())
+    source = next(node.id for node in recipe.nodes if node.type == "SOURCE")
+    record = await client.app[RUNS].submit(
+        Submission(recipe, recipe_entry, {source: image.content_id}, owner="admin", output_name="out")
+    )
+    return str(record["run_id"])
+
+
+async def events(client: Client, run_id: str) -> list[dict[str, Any]]:
+    stream: list[tuple[str, dict[str, str]]] = await client.app[REDIS].xrange(client.app[KEYS].events(run_id))
+    return [{"kind": fields["kind"], **json.loads(fields["data"])} for _, fields in stream]
+
+
+async def test_run_completes_with_events_and_provenance(client: Client) -> None:
+    """A submitted run plans, renders and completes; its events come in order; it has provenance."""
+    run_id = await submit(client, None)
+    record = await client.app[RUNS].wait(run_id)
+    assert record["status"] == "completed", record
+    assert record["output"]["cid"] and record["provenance_cid"]
+    kinds = [event["kind"] for event in await events(client, run_id) if event["kind"] != "progress"]
+    assert kinds == ["run_queued", "step_started", "step_finished", "run_completed"]
+    verdict = await verify_provenance(
+        client.app[IPFS], record["provenance_cid"], {client.app[IDENTITY].node_id}
+    )
+    assert verdict.ok, verdict.problems
+    async with client.app[IPFS].cat(record["provenance_cid"]) as chunks:
+        provenance = json.loads(b"".join([chunk async for chunk in chunks]))
+    assert provenance["run_id"] == run_id and provenance["rendered_by"] == "admin"
+    assert provenance["output"]["name"] == "out" and provenance["output"]["cid"] == record["output"]["cid"]
+    assert [effect["name"] for effect in provenance["effects"]] == ["dog"]
+    assert set(provenance["infrastructure"]) == {"software", "hardware"}
+    assert len(provenance["receipts"]) == 1
+
+
+async def _tampered(client: Client, change: Any, resign: bool) -> str:
+    """A copy of a real provenance record with ``change`` applied, re-signed or not."""
+    run_id = await submit(client, None, effect="invert")
+    record = await client.app[RUNS].wait(run_id)
+    async with client.app[IPFS].cat(record["provenance_cid"]) as chunks:
+        provenance = json.loads(b"".join([chunk async for chunk in chunks]))
+    change(provenance)
+    writer = client.app[RECORD_WRITER]
+    if resign:
+        return await writer.put(provenance)
+    data = json.dumps(provenance, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return (await put_bytes(client, data)).cid
+
+
+@pytest.mark.parametrize(
+    ("change", "resign", "problem"),
+    [
+        (lambda p: p.update(rendered_by="mallory"), False, "signature does not match"),
+        (lambda p: p["output"].update(name="other"), False, "signature does not match"),
+        (lambda p: p.update(signature=p["signature"][:-4] + "AAA="), False, "signature"),
+        (lambda p: p["output"].update(sha3_256="0" * 64), True, "hashes to"),
+        (lambda p: p.update(receipts=[p["infrastructure"]["software"]]), True, "not a step receipt"),
+    ],
+)
+async def test_provenance_fails_after_any_alteration(
+    client: Client, change: Any, resign: bool, problem: str
+) -> None:
+    """Altering a field without re-signing, the signature, or (re-signed) a hash or a receipt
+    makes verification fail, saying what is wrong."""
+    cid = await _tampered(client, change, resign)
+    verdict = await verify_provenance(client.app[IPFS], cid, {client.app[IDENTITY].node_id})
+    assert not verdict.ok
+    assert any(problem in line for line in verdict.problems), verdict.problems
+
+
+async def test_altered_receipt_fails(client: Client) -> None:
+    """A receipt whose contents were changed after signing fails, and so does its provenance."""
+    run_id = await submit(client, None, effect="invert")
+    record = await client.app[RUNS].wait(run_id)
+    ipfs = client.app[IPFS]
+    async with ipfs.cat(record["provenance_cid"]) as chunks:
+        provenance = json.loads(b"".join([chunk async for chunk in chunks]))
+    async with ipfs.cat(provenance["receipts"][0]) as chunks:
+        receipt = json.loads(b"".join([chunk async for chunk in chunks]))
+    receipt["step"] = "someone-else"
+    altered = json.dumps(receipt, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    provenance["receipts"] = [(await put_bytes(client, altered)).cid]
+    cid = await client.app[RECORD_WRITER].put(provenance)
+    verdict = await verify_provenance(ipfs, cid, {client.app[IDENTITY].node_id})
+    assert any("receipt" in line and "signature does not match" in line for line in verdict.problems)
+
+
+async def test_untrusted_signer_fails(client: Client) -> None:
+    run_id = await submit(client, None, effect="invert")
+    record = await client.app[RUNS].wait(run_id)
+    stranger = NodeIdentity(Ed25519PrivateKey.generate())
+    verdict = await verify_provenance(client.app[IPFS], record["provenance_cid"], {stranger.node_id})
+    assert not verdict.ok and "not trusted" in verdict.problems[0]
+
+
+def test_signed_records_round_trip() -> None:
+    """sign_record gives canonical bytes that verify_record accepts; one flipped byte fails."""
+    identity = NodeIdentity(Ed25519PrivateKey.generate())
+    data = sign_record(identity, {"kind": "test", "n": 1.5, "text": "é"})
+    assert verify_record(data, {identity.node_id})["n"] == 1.5
+    with pytest.raises(RecordError, match="signature does not match"):
+        verify_record(data.replace(b"1.5", b"2.5"))
+
+
+SLOW = """
+name: slow
+dag:
+  nodes:
+    - {id: src, type: SOURCE, config: {input: true}}
+    - {id: out, type: EFFECT, config: {effect: blur, sigma: 15}, inputs: [src]}
+  output: out
+"""
+
+
+async def test_cancel_stops_the_run_and_its_worker(client: Client) -> None:
+    """Cancelling a running run kills its step's process group; the run says cancelled."""
+    run_id = await submit(client, SLOW, pixels=RNG.integers(0, 256, (1500, 1500, 3), np.uint8))
+    pool = client.app[WORKER_POOL]
+    pids = await wait_until_async(lambda: pool.busy_pids, timeout_s=60)
+    record = await client.app[RUNS].cancel(run_id)
+    assert record["status"] == "cancelled"
+    await wait_until_async(lambda: not any(pid_alive(pid) for pid in pids))
+    assert (await events(client, run_id))[-1]["kind"] == "run_cancelled"
+
+
+async def test_restart_mid_run_finishes_the_run(client: Client) -> None:
+    """A node stopped while a run is computing resumes it on start and completes it."""
+    run_id = await submit(client, SLOW, pixels=RNG.integers(0, 256, (1000, 1000, 3), np.uint8))
+    runs = client.app[RUNS]
+    await wait_until_async(lambda: client.app[WORKER_POOL].busy_pids, timeout_s=60)
+    await runs.close()  # what a shutdown does: the run stays active
+    assert (await runs.get(run_id))["status"] == "running"
+    assert await runs.resume() == [run_id]
+    record = await runs.wait(run_id)
+    assert record["status"] == "completed", record
+
+
+async def test_verify_command(client: Client, settings: Settings) -> None:
+    """`python -m node verify CID` prints VALID and exits 0; on a forged record INVALID, 1."""
+    run_id = await submit(client, None, effect="invert")
+    good = (await client.app[RUNS].wait(run_id))["provenance_cid"]
+    forged = await _tampered(client, lambda p: p.update(rendered_by="mallory"), False)
+    env = {**os.environ, "ARTDAG_IPFS_API": str(settings.ipfs_api), "ARTDAG_DATA_DIR": str(settings.data_dir)}
+
+    def verify(cid: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "node", "verify", cid],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    valid, invalid = await asyncio.gather(asyncio.to_thread(verify, good), asyncio.to_thread(verify, forged))
+    assert valid.returncode == 0 and valid.stdout.startswith("VALID"), valid.stderr
+    assert invalid.returncode == 1 and invalid.stdout.startswith("INVALID")
