@@ -51,7 +51,7 @@ async def submit(
 
 
 async def events(client: Client, run_id: str) -> list[dict[str, Any]]:
-    stream: list[tuple[str, dict[str, str]]] = await client.app[REDIS].xrange(client.app[KEYS].events(run_id))
+    stream: Any = await client.app[REDIS].xrange(client.app[KEYS].events(run_id))
     return [{"kind": fields["kind"], **json.loads(fields["data"])} for _, fields in stream]
 
 
