@@ -23,6 +23,7 @@ from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS, KEYS, RECORD_WRITER
 from node.identity import NodeIdentity
 from node.records import RecordError, sign_record, verify_record
 from node.sync.index import ContentEntry
+from node.testing import NodeProcess
 from tests.helpers import Client, pid_alive, wait_until_async
 
 RNG = np.random.default_rng(3)
@@ -197,3 +198,34 @@ async def test_verify_command(client: Client, settings: Settings) -> None:
     valid, invalid = await asyncio.gather(asyncio.to_thread(verify, good), asyncio.to_thread(verify, forged))
     assert valid.returncode == 0 and valid.stdout.startswith("VALID"), valid.stderr
     assert invalid.returncode == 1 and invalid.stdout.startswith("INVALID")
+
+
+async def test_node_process_resumes_a_run_left_unfinished(client: Client, settings: Settings) -> None:
+    """A run left running by a node that stopped is finished by the next node process that
+    starts on the same Redis and IPFS (resume at start-up, in the app's own wiring)."""
+    run_id = await submit(client, SLOW, pixels=RNG.integers(0, 256, (600, 600, 3), np.uint8))
+    runs = client.app[RUNS]
+    await wait_until_async(lambda: client.app[WORKER_POOL].busy_pids, timeout_s=60)
+    await runs.close()
+    env = {
+        "ARTDAG_REDIS_URL": str(settings.redis_url),
+        "ARTDAG_IPFS_API": str(settings.ipfs_api),
+        "ARTDAG_REDIS_PREFIX": settings.redis_prefix,
+    }
+    node = NodeProcess(settings.data_dir.parent / "second-node", env)
+    try:
+        await asyncio.to_thread(node.wait_healthy)
+
+        async def completed() -> bool:
+            return bool((await runs.get(run_id))["status"] == "completed")
+
+        deadline = asyncio.get_running_loop().time() + 90
+        while not await completed():
+            assert asyncio.get_running_loop().time() < deadline, "the second node did not finish the run"
+            await asyncio.sleep(0.1)
+    finally:
+        node.stop()
+    record = await runs.get(run_id)
+    verdict = await verify_provenance(client.app[IPFS], record["provenance_cid"])
+    assert verdict.ok, verdict.problems
+    assert verdict.signer != client.app[IDENTITY].node_id  # finished and signed by the second node
