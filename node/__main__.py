@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "verify":
-        return uvloop.run(verify_command(settings, args.cid, args.trust, args.json))
+        return uvloop.run(verify_command(settings, args.cid, args.trust, args.any_signer, args.json))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop daemons cleanly even during start-up
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
@@ -60,6 +60,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     verify.add_argument(
         "--trust", action="append", default=[], metavar="NODE_ID", help="accept only these signers"
     )
+    verify.add_argument("--any-signer", action="store_true", help="check integrity only, whoever signed")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return parser.parse_args(argv)
 

@@ -31,7 +31,14 @@ def ipfs_api_for(settings: Settings) -> str | None:
     return str(state.get("ipfs", {}).get("url") or "") or None
 
 
-async def verify_command(settings: Settings, cid: str, trusted: list[str], as_json: bool) -> int:
+async def verify_command(
+    settings: Settings, cid: str, trusted: list[str], any_signer: bool, as_json: bool
+) -> int:
+    if not trusted and not any_signer:
+        # Anyone can make a key and sign a record: without a trust list, VALID would mean little.
+        print("artdag-node verify: pass --trust NODE_ID (repeatable) for the nodes you trust, "
+              "or --any-signer to check integrity only", file=sys.stderr)  # fmt: skip
+        return 2
     api = ipfs_api_for(settings)
     if api is None:
         print("artdag-node verify: no IPFS daemon: set ARTDAG_IPFS_API or start the node", file=sys.stderr)
@@ -45,18 +52,19 @@ async def verify_command(settings: Settings, cid: str, trusted: list[str], as_js
     except NodeError as exc:
         print(f"artdag-node verify: {exc.message}", file=sys.stderr)
         return 2
-    print(json.dumps(_as_json(verdict), indent=2) if as_json else _as_text(verdict))
+    print(json.dumps(_as_json(verdict, any_signer), indent=2) if as_json else _as_text(verdict, any_signer))
     return 0 if verdict.ok else 1
 
 
-def _as_json(verdict: Verdict) -> dict[str, Any]:
-    return {"cid": verdict.cid, "ok": verdict.ok, "signer": verdict.signer, "problems": verdict.problems,
-            "checked": verdict.checked}  # fmt: skip
+def _as_json(verdict: Verdict, any_signer: bool) -> dict[str, Any]:
+    return {"cid": verdict.cid, "ok": verdict.ok, "signer": verdict.signer, "signer_trusted": not any_signer,
+            "problems": verdict.problems, "checked": verdict.checked}  # fmt: skip
 
 
-def _as_text(verdict: Verdict) -> str:
+def _as_text(verdict: Verdict, any_signer: bool) -> str:
     outcome = "VALID" if verdict.ok else "INVALID"
-    head = f"{outcome}: provenance {verdict.cid} (signed by {verdict.signer or '?'})"
+    trust = ", not checked against a trust list" if any_signer else ", a trusted node"
+    head = f"{outcome}: provenance {verdict.cid} (signed by {verdict.signer or '?'}{trust})"
     lines = [
         head,
         *(f"  ok   {line}" for line in verdict.checked),

@@ -143,3 +143,10 @@ def test_same_work_twice_is_one_step() -> None:
     assert [step.node_id for step in plan.steps] == ["src", "x", "out"]
     out = plan.steps[-1]
     assert out.inputs[0] == out.inputs[1]
+
+
+def test_negative_zero_is_zero() -> None:
+    """-0.0 and 0.0 are the same parameter value, so the same cache id."""
+    assert (
+        dog_plan("{effect: sharpen, amount: -0.0}").output == dog_plan("{effect: sharpen, amount: 0}").output
+    )

@@ -142,3 +142,32 @@ def test_oversized_recipe_is_refused() -> None:
 def test_unknown_builtin_is_refused() -> None:
     with pytest.raises(RecipeError, match="unknown recipe or effect"):
         builtin_recipe("melt")
+
+
+DEEP = "name: t\nx: " + "[" * 20000 + "]" * 20000 + "\ndag: {nodes: [], output: x}\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        recipe_text(SRC + "    - {id: out, type: [EFFECT], inputs: [src]}"),
+        recipe_text(SRC + "    - {id: out, type: {a: 1}, inputs: [src]}"),
+        blur("sigma: " + "9" * 400),
+        blur("sigma: " + "9" * 5000),
+        recipe_text(SRC + "    - {id: out, type: EFFECT, config: {effect: blur, params: 5}, inputs: [src]}"),
+        recipe_text(
+            SRC + "    - {id: out, type: EFFECT, config: {effect: blur, params: [1]}, inputs: [src]}"
+        ),
+        recipe_text(SRC + "    - {id: out, type: EFFECT, config: {effect: blur, 1: a, b: c}, inputs: [src]}"),
+        recipe_text(SRC + "    - {id: out, type: EFFECT, config: {effect: blur, ~: a}, inputs: [src]}"),
+        recipe_text(
+            SRC + "    - {id: out, type: EFFECT, config: {effect: blur, sigma: .nan}, inputs: [src]}"
+        ),
+        recipe_text("    - {id: 5, type: SOURCE, config: {input: true}}", output="5"),
+        DEEP,
+    ],
+)
+def test_malformed_shapes_are_recipe_errors(text: str) -> None:
+    """Odd YAML types, absurd numbers and deep nesting are RecipeErrors (400), never crashes."""
+    with pytest.raises(RecipeError):
+        parse_recipe(text)

@@ -21,7 +21,7 @@ from node.executor.recipe import builtin_recipe, parse_recipe
 from node.executor.runs import Submission
 from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS, KEYS, RECORD_WRITER, REDIS, RUNS, WORKER_POOL
 from node.identity import NodeIdentity
-from node.records import RecordError, sign_record, verify_record
+from node.records import RecordError, jcs, sign_record, verify_record
 from node.sync.index import ContentEntry
 from node.testing import NodeProcess
 from tests.helpers import Client, pid_alive, wait_until_async
@@ -87,8 +87,7 @@ async def _tampered(client: Client, change: Any, resign: bool) -> str:
     writer = client.app[RECORD_WRITER]
     if resign:
         return await writer.put(provenance)
-    data = json.dumps(provenance, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return (await put_bytes(client, data)).cid
+    return (await put_bytes(client, jcs(provenance))).cid
 
 
 @pytest.mark.parametrize(
@@ -98,7 +97,10 @@ async def _tampered(client: Client, change: Any, resign: bool) -> str:
         (lambda p: p["output"].update(name="other"), False, "signature does not match"),
         (lambda p: p.update(signature=p["signature"][:-4] + "AAA="), False, "signature"),
         (lambda p: p["output"].update(sha3_256="0" * 64), True, "hashes to"),
-        (lambda p: p.update(receipts=[p["infrastructure"]["software"]]), True, "not a step receipt"),
+        (lambda p: p.update(receipts=[p["infrastructure"]["software"]]), True, "not artdag/step-receipt"),
+        (lambda p: p.update(receipts=[]), True, "receipts do not match the plan"),
+        (lambda p: p["plan"].update(plan_id="0" * 64), True, "record says"),
+        (lambda p: p["output"].update(size=1), True, "bytes, record says 1"),
     ],
 )
 async def test_provenance_fails_after_any_alteration(
@@ -122,8 +124,7 @@ async def test_altered_receipt_fails(client: Client) -> None:
     async with ipfs.cat(provenance["receipts"][0]) as chunks:
         receipt = json.loads(b"".join([chunk async for chunk in chunks]))
     receipt["step"] = "someone-else"
-    altered = json.dumps(receipt, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    provenance["receipts"] = [(await put_bytes(client, altered)).cid]
+    provenance["receipts"] = [(await put_bytes(client, jcs(receipt))).cid]
     cid = await client.app[RECORD_WRITER].put(provenance)
     verdict = await verify_provenance(ipfs, cid, {client.app[IDENTITY].node_id})
     assert any("receipt" in line and "signature does not match" in line for line in verdict.problems)
@@ -180,24 +181,27 @@ async def test_restart_mid_run_finishes_the_run(client: Client) -> None:
 
 
 async def test_verify_command(client: Client, settings: Settings) -> None:
-    """`python -m node verify CID` prints VALID and exits 0; on a forged record INVALID, 1."""
+    """`python -m node verify CID --trust ID` prints VALID and exits 0; on a forged record
+    INVALID, 1; with no trust list it refuses (2) rather than vouch for any key."""
     run_id = await submit(client, None, effect="invert")
     good = (await client.app[RUNS].wait(run_id))["provenance_cid"]
     forged = await _tampered(client, lambda p: p.update(rendered_by="mallory"), False)
     env = {**os.environ, "ARTDAG_IPFS_API": str(settings.ipfs_api), "ARTDAG_DATA_DIR": str(settings.data_dir)}
 
-    def verify(cid: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "node", "verify", cid],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    node_id = client.app[IDENTITY].node_id
 
-    valid, invalid = await asyncio.gather(asyncio.to_thread(verify, good), asyncio.to_thread(verify, forged))
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "node", "verify", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    valid, invalid, untrusted = await asyncio.gather(
+        asyncio.to_thread(verify, good, "--trust", node_id),
+        asyncio.to_thread(verify, forged, "--trust", node_id),
+        asyncio.to_thread(verify, good),
+    )
     assert valid.returncode == 0 and valid.stdout.startswith("VALID"), valid.stderr
     assert invalid.returncode == 1 and invalid.stdout.startswith("INVALID")
+    assert untrusted.returncode == 2 and "--trust" in untrusted.stderr
 
 
 async def test_node_process_resumes_a_run_left_unfinished(client: Client, settings: Settings) -> None:

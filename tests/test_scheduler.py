@@ -216,3 +216,16 @@ async def test_a_failing_step_fails_the_plan_with_its_reason(rig: Rig) -> None:
         await rig.scheduler.execute(plan, rig.emit)
     assert rig.events[-1]["kind"] == "step_failed"
     assert await rig.steps.get(plan.output) is None
+
+
+async def test_concurrent_runs_share_a_step(rig: Rig) -> None:
+    """Two plans needing the same step at the same time compute it once; the other waits for it."""
+    source = await rig.put_image(RNG.integers(0, 256, size=(400, 400, 3), dtype=np.uint8))
+    plan = make_plan(builtin_recipe("blur"), "r", {"input": source.content_id})
+    other = make_plan(builtin_recipe("blur"), "another-recipe", {"input": source.content_id})
+    first, second = await asyncio.gather(
+        rig.scheduler.execute(plan, rig.emit), rig.scheduler.execute(other, rig.emit)
+    )
+    assert first.cid == second.cid
+    assert rig.kinds().count("step_started") == 1
+    assert rig.kinds().count("step_cached") == 1

@@ -27,7 +27,7 @@ BLEND_MODES = (
     "lighten",
     "darken",
 )
-IMAGE_RUNTIME = ("numpy", "pillow")
+IMAGE_RUNTIME = ("numpy", "pillow", "zlib")
 
 
 @dataclass(frozen=True)

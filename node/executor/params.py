@@ -35,11 +35,17 @@ class Param:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be a number, got {value!r}")
-        if self.kind == "int" and not float(value).is_integer():
-            raise ValueError(f"must be a whole number, got {value!r}")
-        number: int | float = int(value) if self.kind == "int" else float(value)
-        if not math.isfinite(number):
+        try:
+            as_float = float(value)
+        except OverflowError:
+            raise ValueError(
+                f"must be from {self.minimum} to {self.maximum}, got a {len(str(value))}-digit number"
+            ) from None
+        if not math.isfinite(as_float):
             raise ValueError(f"must be finite, got {value!r}")
+        if self.kind == "int" and not as_float.is_integer():
+            raise ValueError(f"must be a whole number, got {value!r}")
+        number: int | float = int(value) if self.kind == "int" else as_float + 0.0  # -0.0 -> 0.0
         if (self.minimum is not None and number < self.minimum) or (
             self.maximum is not None and number > self.maximum
         ):

@@ -22,6 +22,7 @@ from importlib.metadata import version
 from typing import Any
 
 import numpy
+from PIL import features
 
 from node.canonical import canonical_id
 from node.executor.errors import RecipeError
@@ -102,8 +103,13 @@ class Plan:
 
 
 def tool_versions() -> dict[str, str]:
-    """Versions of the tools that produce output bytes, as they are in this process."""
-    return {"numpy": numpy.__version__, "pillow": version("pillow")}
+    """Versions of the tools that produce output bytes, as they are in this process (zlib:
+    the one Pillow compresses PNG with, which decides the bytes of every image output)."""
+    return {
+        "numpy": numpy.__version__,
+        "pillow": version("pillow"),
+        "zlib": features.version("zlib") or "none",
+    }
 
 
 def make_plan(

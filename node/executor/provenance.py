@@ -29,6 +29,7 @@ from node.executor.effects import EFFECTS
 from node.executor.planner import Plan, Step, tool_versions
 from node.identity import NodeIdentity
 from node.records import RecordError, sign_record, verify_record
+from node.store.cid import normalize_cid
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
 from node.sync.index import ContentEntry
@@ -170,64 +171,125 @@ class Verdict:
 
 
 async def verify_provenance(ipfs: IpfsClient, cid: str, trusted: set[str] | None = None) -> Verdict:
-    """Check a provenance record: its signature (by a trusted node, if given), every receipt's
-    signature, every CID retrievable, and the SHA3-256 of the output and inputs."""
+    """Check a provenance record: its signature (by a trusted node, if given); the plan, every
+    receipt and descriptor (signed, of the right kind, and agreeing with each other: one receipt
+    per computed step of the plan, the last one naming the output); every CID retrievable; and
+    the SHA3-256 and size of the output, the inputs and the recipe."""
     verdict = Verdict(cid)
-    record = await _verified(ipfs, cid, trusted, verdict, "provenance")
+    record = await _verified(ipfs, cid, trusted, verdict, label="provenance", kind="artdag/provenance")
     if record is None:
         return verdict
     verdict.signer = str(record.get("signer", ""))
-    if record.get("kind") != "artdag/provenance":
-        verdict.problems.append(f"{cid} is a {record.get('kind')!r} record, not provenance")
-        return verdict
-    for receipt_cid in record.get("receipts", []):
-        receipt = await _verified(ipfs, receipt_cid, trusted, verdict, "receipt")
-        if receipt is not None and receipt.get("kind") != "artdag/step-receipt":
-            verdict.problems.append(f"receipt {receipt_cid} is not a step receipt")
-    contents = [("output", record.get("output", {})), ("recipe", record.get("recipe", {}))]
-    contents += [(f"input {item.get('name')}", item) for item in record.get("inputs", [])]
-    for label, content in contents:
-        await _check_hash(ipfs, label, content, verdict)
-    for label, ref in [
-        ("plan", record.get("plan", {}).get("cid")),
-        *record.get("infrastructure", {}).items(),
-    ]:
-        if await _verified(ipfs, str(ref), trusted, verdict, label) is not None:
-            verdict.checked.append(f"{label} {ref} retrievable and signed")
+    plan = await _check_plan(ipfs, record, trusted, verdict)
+    if plan is not None:
+        await _check_receipts(ipfs, record, plan, trusted, verdict)
+    for label, content in _contents(record):
+        await _check_content(ipfs, label, content, verdict)
+    for label, kind in (("software", "artdag/software"), ("hardware", "artdag/hardware")):
+        ref = _field(record, "infrastructure").get(label)
+        await _verified(ipfs, str(ref), trusted, verdict, label=label, kind=kind)
     return verdict
 
 
+def _field(record: dict[str, Any], name: str) -> dict[str, Any]:
+    value = record.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _contents(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    inputs = record.get("inputs")
+    if not isinstance(inputs, list):
+        inputs = []
+    pairs = [("output", _field(record, "output")), ("recipe", _field(record, "recipe"))]
+    return pairs + [(f"input {item.get('name')}", item) for item in inputs if isinstance(item, dict)]
+
+
+async def _check_plan(
+    ipfs: IpfsClient, record: dict[str, Any], trusted: set[str] | None, verdict: Verdict
+) -> dict[str, Any] | None:
+    stated = _field(record, "plan")
+    plan = await _verified(ipfs, str(stated.get("cid")), trusted, verdict, label="plan", kind="artdag/plan")
+    if plan is None:
+        return None
+    if plan.get("plan_id") != stated.get("plan_id"):
+        verdict.problems.append(
+            f"plan {stated.get('cid')} has id {plan.get('plan_id')}, record says {stated.get('plan_id')}"
+        )
+    if plan.get("recipe_id") != _field(record, "recipe").get("sha3_256"):
+        verdict.problems.append("the plan was made from another recipe than the record names")
+    return plan
+
+
+async def _check_receipts(
+    ipfs: IpfsClient, record: dict[str, Any], plan: dict[str, Any], trusted: set[str] | None, verdict: Verdict
+) -> None:
+    steps = {
+        str(step.get("cache_id")): step for step in plan.get("steps", []) if step.get("type") != "SOURCE"
+    }
+    receipts: dict[str, dict[str, Any]] = {}
+    for receipt_cid in record.get("receipts", []) if isinstance(record.get("receipts"), list) else []:
+        receipt = await _verified(
+            ipfs, str(receipt_cid), trusted, verdict, label="receipt", kind="artdag/step-receipt"
+        )
+        if receipt is not None:
+            receipts[str(receipt.get("cache_id"))] = receipt
+    missing = sorted(set(steps) - set(receipts))
+    extra = sorted(set(receipts) - set(steps))
+    if missing or extra:
+        verdict.problems.append(
+            f"receipts do not match the plan's steps (missing {missing}, not in plan {extra})"
+        )
+    for cache_id, receipt in receipts.items():
+        if cache_id in steps and list(receipt.get("inputs", [])) != list(steps[cache_id].get("inputs", [])):
+            verdict.problems.append(f"receipt for {cache_id} names other inputs than the plan")
+    final = receipts.get(str(plan.get("output")), {})
+    if _field(final, "output").get("cid") != _field(record, "output").get("cid"):
+        verdict.problems.append("the output is not what the plan's last step produced")
+
+
 async def _fetch(ipfs: IpfsClient, cid: str) -> bytes:
+    received = bytearray()
     async with ipfs.cat(cid) as chunks:
-        return b"".join([chunk async for chunk in chunks])
+        async for chunk in chunks:
+            received += chunk
+            if len(received) > RECORD_MAX_BYTES:
+                raise RecordError(f"larger than the {RECORD_MAX_BYTES} bytes a record may have")
+    return bytes(received)
 
 
 async def _verified(
-    ipfs: IpfsClient, cid: str, trusted: set[str] | None, verdict: Verdict, label: str
+    ipfs: IpfsClient, cid: str, trusted: set[str] | None, verdict: Verdict, *, label: str, kind: str
 ) -> dict[str, Any] | None:
     try:
-        record = verify_record(await _fetch(ipfs, cid), trusted)
+        record = verify_record(await _fetch(ipfs, normalize_cid(cid)), trusted)
     except RecordError as exc:
         verdict.problems.append(f"{label} {cid}: {exc.message}")
         return None
     except NodeError as exc:
         verdict.problems.append(f"{label} {cid} not retrievable: {exc.message}")
         return None
+    if record.get("kind") != kind:
+        verdict.problems.append(f"{label} {cid} is a {record.get('kind')!r} record, not {kind}")
+        return None
     verdict.checked.append(f"{label} {cid} signature valid ({record['signer']})")
     return record
 
 
-async def _check_hash(ipfs: IpfsClient, label: str, content: dict[str, Any], verdict: Verdict) -> None:
+async def _check_content(ipfs: IpfsClient, label: str, content: dict[str, Any], verdict: Verdict) -> None:
     cid, expected = str(content.get("cid", "")), content.get("sha3_256")
     hasher = hashlib.sha3_256()
+    size = 0
     try:
-        async with ipfs.cat(cid) as chunks:
+        async with ipfs.cat(normalize_cid(cid)) as chunks:
             async for chunk in chunks:
+                size += len(chunk)
                 await asyncio.to_thread(hasher.update, chunk)
     except NodeError as exc:
         verdict.problems.append(f"{label} {cid} not retrievable: {exc.message}")
         return
     if hasher.hexdigest() != expected:
         verdict.problems.append(f"{label} {cid} hashes to {hasher.hexdigest()}, record says {expected}")
-        return
-    verdict.checked.append(f"{label} {cid} matches its sha3_256")
+    elif "size" in content and content["size"] != size:
+        verdict.problems.append(f"{label} {cid} has {size} bytes, record says {content['size']}")
+    else:
+        verdict.checked.append(f"{label} {cid} matches its sha3_256")

@@ -33,6 +33,7 @@ from node.executor.nodetypes import NODE_TYPES, normalize_effect_config
 
 MAX_RECIPE_BYTES = 256 * 1024
 MAX_NODES = 1000
+MAX_INPUTS = 1000
 NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SOURCE_KINDS = ("input", "asset", "cid")
 
@@ -92,7 +93,7 @@ def parse_recipe(text: str | bytes) -> Recipe:
         raise RecipeError(f"recipe is {len(raw)} bytes; the limit is {MAX_RECIPE_BYTES}", field="yaml")
     try:
         document = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # PyYAML's int() of 5000 digits
         raise RecipeError(f"not valid YAML: {exc}", field="yaml") from exc
     if not isinstance(document, dict):
         raise RecipeError("a recipe is a mapping with name, dag and optionally registry", field="yaml")
@@ -101,6 +102,15 @@ def parse_recipe(text: str | bytes) -> Recipe:
 
 def recipe_from_document(document: Mapping[str, Any]) -> Recipe:
     """Validate an already-parsed recipe document (YAML or JSON)."""
+    try:
+        return _validated(document)
+    except RecipeError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # shapes we did not foresee
+        raise RecipeError(f"malformed recipe: {type(exc).__name__}: {exc}", field="yaml") from exc
+
+
+def _validated(document: Mapping[str, Any]) -> Recipe:
     name = _string(document.get("name"), "name", NODE_ID)
     registry = _mapping(document.get("registry", {}), "registry")
     effects = _registry_effects(_mapping(registry.get("effects", {}), "registry.effects"))
@@ -165,6 +175,9 @@ def _string(
 def _mapping(value: Any, field_name: str, node: str | None = None) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise RecipeError(f"must be a mapping, got {type(value).__name__}", node=node, field=field_name)
+    if not all(isinstance(key, str) for key in value):
+        bad = next(key for key in value if not isinstance(key, str))
+        raise RecipeError(f"keys must be strings, got {bad!r}", node=node, field=field_name)
     return value
 
 
@@ -191,13 +204,15 @@ def _node(raw: Any, index: int, assets: Mapping[str, Any]) -> RecipeNode:
     entry = _mapping(raw, f"dag.nodes[{index}]")
     node_id = _string(entry.get("id"), f"dag.nodes[{index}].id", NODE_ID)
     type_name = entry.get("type")
-    if type_name not in NODE_TYPES:
+    if not isinstance(type_name, str) or type_name not in NODE_TYPES:
         raise RecipeError(
             f"unknown type {type_name!r}; known: {', '.join(NODE_TYPES)}", node=node_id, field="type"
         )
     inputs = entry.get("inputs", [])
     if not isinstance(inputs, list) or not all(isinstance(item, str) for item in inputs):
         raise RecipeError("must be a list of node ids", node=node_id, field="inputs")
+    if len(inputs) > MAX_INPUTS:
+        raise RecipeError(f"at most {MAX_INPUTS} inputs", node=node_id, field="inputs")
     node_type = NODE_TYPES[type_name]
     node_type.check_inputs(node_id, len(inputs))
     config = _mapping(entry.get("config", {}) or {}, "config", node_id)
@@ -229,26 +244,42 @@ def _source_config(node_id: str, config: Mapping[str, Any], assets: Mapping[str,
 
 
 def _topological(nodes: list[RecipeNode]) -> list[RecipeNode]:
-    """Kahn's algorithm, taking ready nodes in recipe order so the order is deterministic."""
+    """Kahn's algorithm in O(nodes + edges); ready nodes are taken in recipe order, so the
+    order is deterministic."""
+    by_id, users = _edges(nodes)
+    waiting = {node.id: len(set(node.inputs)) for node in nodes}
+    position = {node.id: index for index, node in enumerate(nodes)}
+    ready = [node.id for node in nodes if waiting[node.id] == 0]
+    ordered: list[RecipeNode] = []
+    while ready:
+        ready.sort(key=position.__getitem__)
+        current, ready = ready, []
+        for node_id in current:
+            ordered.append(by_id[node_id])
+            for user in users[node_id]:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    ready.append(user)
+    if len(ordered) < len(nodes):
+        stuck = next(node for node in nodes if waiting[node.id] > 0)
+        raise RecipeError("the dag has a cycle through this node", node=stuck.id, field="inputs")
+    return ordered
+
+
+def _edges(nodes: list[RecipeNode]) -> tuple[dict[str, RecipeNode], dict[str, list[str]]]:
+    """Nodes by id and, for each node, the nodes using it; refuses duplicates and dangling ids."""
     by_id: dict[str, RecipeNode] = {}
     for node in nodes:
         if node.id in by_id:
             raise RecipeError("duplicate node id", node=node.id, field="id")
         by_id[node.id] = node
+    users: dict[str, list[str]] = {node.id: [] for node in nodes}
     for node in nodes:
-        for input_id in node.inputs:
+        for input_id in dict.fromkeys(node.inputs):
             if input_id not in by_id:
                 raise RecipeError(f"unknown input id {input_id!r}", node=node.id, field="inputs")
-    ordered: list[RecipeNode] = []
-    placed: set[str] = set()
-    while len(ordered) < len(nodes):
-        ready = [node for node in nodes if node.id not in placed and all(i in placed for i in node.inputs)]
-        if not ready:
-            stuck = next(node for node in nodes if node.id not in placed)
-            raise RecipeError("the dag has a cycle through this node", node=stuck.id, field="inputs")
-        ordered.extend(ready)
-        placed.update(node.id for node in ready)
-    return ordered
+            users[input_id].append(node.id)
+    return by_id, users
 
 
 def _check_registry_effects(pinned: Mapping[str, str]) -> None:

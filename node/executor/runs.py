@@ -21,6 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from node.errors import NodeError, NotFound
+from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, utc_now, write_provenance
 from node.executor.recipe import Recipe
@@ -34,6 +35,18 @@ log = logging.getLogger(__name__)
 
 EVENTS_MAX_LEN = 10_000
 FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+# Move a run to a final status only if it is not final already (a completion and a cancel can
+# race); the run leaves runs:active in the same step. Returns the record now in force.
+_FINISH = """
+local current = redis.call('GET', KEYS[1])
+if not current then return false end
+local status = cjson.decode(current)['status']
+if status == 'completed' or status == 'failed' or status == 'cancelled' then return current end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return ARGV[1]
+"""
 
 
 class RunNotFound(NotFound):
@@ -71,10 +84,15 @@ class RunManager:
         self._store = store
         self._steps = steps
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._finish_script = client.register_script(_FINISH)
 
     async def submit(self, submission: Submission) -> dict[str, Any]:
         """Plan and store a run, then start it; the run record (status ``queued``)."""
         recipe = submission.recipe
+        sources = {node.id for node in recipe.nodes if node.type == "SOURCE"}
+        for node_id in submission.sources:
+            if node_id not in sources:
+                raise RecipeError(f"the recipe has no SOURCE {node_id!r}", node=node_id, field="inputs")
         plan = make_plan(recipe, submission.recipe_entry.content_id, submission.sources)
         plan_cid = await self._writer.plan(plan)
         run_id = f"run-{secrets.token_hex(8)}"
@@ -120,8 +138,7 @@ class RunManager:
         """The run record once the run has finished here (for tests, the CLI and benchmarks)."""
         task = self._tasks.get(run_id)
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
+            await asyncio.wait({task})  # never raises the task's own cancellation into the caller
         return await self.get(run_id)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
@@ -142,9 +159,14 @@ class RunManager:
             run_ids = [str(run_id) for run_id in await self._redis.zrange(self._keys.runs_active, 0, -1)]
         resumed = []
         for run_id in run_ids:
-            if run_id not in self._tasks:
-                self._start(run_id)
-                resumed.append(run_id)
+            if run_id in self._tasks:
+                continue
+            if (await self.get(run_id))["status"] in FINAL_STATUSES:  # finished, then the node died
+                with redis_errors():
+                    await self._redis.zrem(self._keys.runs_active, run_id)
+                continue
+            self._start(run_id)
+            resumed.append(run_id)
         if resumed:
             log.info("resuming %d unfinished runs: %s", len(resumed), ", ".join(resumed))
         return resumed
@@ -163,47 +185,62 @@ class RunManager:
         task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
 
     async def _execute(self, run_id: str) -> None:
-        record = await self.get(run_id)
-        with redis_errors():
-            plan_json = await self._redis.get(self._keys.plan(record["plan_id"]))
-        if plan_json is None:
-            await self._finish(run_id, "failed", "run_failed", error=f"plan {record['plan_id']} is missing")
-            return
-        plan = Plan.from_record(json.loads(plan_json))
-        await self._update(run_id, status="running")
-
-        async def emit(kind: str, **fields: Any) -> None:
-            await self._event(run_id, kind, **fields)
-
+        """Run to a final status, whatever happens (except cancellation, which is shutdown or
+        :meth:`cancel`); a run never stays running because of an error."""
         try:
-            output = await self._scheduler.execute(plan, emit)
-            provenance_cid = await self._provenance(record, plan, output)
+            output, provenance_cid = await self._render(run_id)
         except NodeError as exc:
             log.warning("run %s failed: %s", run_id, exc.message)
-            await self._finish(run_id, "failed", "run_failed", error=exc.message)
+            await self._finish_quietly(run_id, error=exc.message)
             return
         except Exception as exc:  # a bug: the run fails visibly rather than hanging
             log.exception("run %s failed unexpectedly", run_id)
-            await self._finish(run_id, "failed", "run_failed", error=f"internal error: {type(exc).__name__}")
+            await self._finish_quietly(run_id, error=f"internal error: {type(exc).__name__}")
             return
         output_json = {"cid": output.cid, "content_id": output.content_id, "media_type": output.media_type}
         await self._finish(
             run_id, "completed", "run_completed", output=output_json, provenance_cid=provenance_cid
         )
 
+    async def _render(self, run_id: str) -> tuple[ContentEntry, str]:
+        record = await self.get(run_id)
+        with redis_errors():
+            plan_json = await self._redis.get(self._keys.plan(record["plan_id"]))
+        if plan_json is None:
+            raise NotFound(f"plan {record['plan_id']} of run {run_id} is missing")
+        plan = Plan.from_record(json.loads(plan_json))
+        await self._update(run_id, status="running")
+
+        async def emit(kind: str, **fields: Any) -> None:
+            await self._event(run_id, kind, **fields)
+
+        output = await self._scheduler.execute(plan, emit)
+        return output, await self._provenance(record, plan, output)
+
+    async def _finish_quietly(self, run_id: str, error: str) -> None:
+        """Mark a run failed; if even that fails (Redis down), it stays active and resumes."""
+        try:
+            await self._finish(run_id, "failed", "run_failed", error=error)
+        except NodeError as exc:
+            log.error(
+                "run %s: could not record its failure (%s); it will be retried on start", run_id, exc.message
+            )
+
     async def _provenance(self, record: dict[str, Any], plan: Plan, output: ContentEntry) -> str:
         index = self._store.index
         inputs = []
         for item in record["inputs"]:
             entry = await index.get(item["content_id"])
-            if entry is not None:
-                inputs.append((str(item["name"]), entry))
+            if entry is None:
+                raise NotFound(f"input {item['name']} ({item['content_id']}) is no longer on this node")
+            inputs.append((str(item["name"]), entry))
         receipts = []
         for step in plan.steps:
             if step.type != "SOURCE":
                 hit = await self._steps.get(step.cache_id)
-                if hit is not None and hit.receipt_cid:
-                    receipts.append(hit.receipt_cid)
+                if hit is None or not hit.receipt_cid:
+                    raise NotFound(f"step {step.node_id} ({step.cache_id}) has no signed receipt")
+                receipts.append(hit.receipt_cid)
         recipe_entry = await index.get(record["recipe_content_id"])
         if recipe_entry is None:
             raise NotFound(f"recipe {record['recipe']['cid']} is no longer on this node")
@@ -222,12 +259,18 @@ class RunManager:
         return await write_provenance(self._writer, facts)
 
     async def _finish(self, run_id: str, status: str, event: str, **fields: Any) -> dict[str, Any]:
-        record = await self._update(run_id, status=status, **fields)
+        """Give the run its final status, unless it already has one (then that one stands)."""
+        wanted = {**await self.get(run_id), **fields, "status": status, "updated": utc_now()}
+        encoded = json.dumps(wanted)
         with redis_errors():
-            await self._redis.zrem(self._keys.runs_active, run_id)
+            in_force = await self._finish_script(
+                keys=[self._keys.run(run_id), self._keys.runs_active], args=[encoded, run_id]
+            )
+        if in_force != encoded:
+            return dict(json.loads(in_force)) if in_force else wanted
         await self._event(run_id, event, status=status, **fields)
         log.info("run %s %s", run_id, status)
-        return record
+        return wanted
 
     async def _update(self, run_id: str, **fields: Any) -> dict[str, Any]:
         record = await self.get(run_id)

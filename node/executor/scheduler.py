@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from node.executor.effects import EFFECTS
 from node.executor.errors import StepFailed
-from node.executor.planner import Plan, Step
+from node.executor.planner import Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
@@ -81,6 +81,7 @@ class Scheduler:
         self._step_timeout_s = step_timeout_s
         self._claims = claims or LocalClaims(steps)
         self._receipt = receipt
+        self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
 
     async def execute(self, plan: Plan, emit: Emit) -> ContentEntry:
         """Run every step of ``plan`` not yet computed; the output's content entry."""
@@ -119,11 +120,35 @@ class Scheduler:
             pending.remove(step)
             hit = await self._steps.get(step.cache_id)
             if hit is None:
-                running[asyncio.create_task(self._run_step(step, done, progress.emit))] = step
+                running[self._start_or_join(step, done, progress.emit)] = step
                 continue
             done[step.cache_id] = await self._entry_of(hit)
             await progress.emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=hit.cid)
             await progress.report()
+
+    def _start_or_join(
+        self, step: Step, done: dict[str, ContentEntry], emit: Emit
+    ) -> asyncio.Task[ContentEntry]:
+        """Compute ``step``, or wait for the computation another run already started here."""
+        shared = self._in_flight.get(step.cache_id)
+        if shared is not None:
+            return asyncio.create_task(self._join(step, shared, done, emit))
+        task = asyncio.create_task(self._run_step(step, done, emit))
+        self._in_flight[step.cache_id] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(step.cache_id, None))
+        return task
+
+    async def _join(
+        self, step: Step, shared: asyncio.Task[ContentEntry], done: dict[str, ContentEntry], emit: Emit
+    ) -> ContentEntry:
+        try:
+            entry = await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            if not shared.cancelled():
+                raise  # this run was cancelled
+            return await self._run_step(step, done, emit)  # the run that owned it gave up
+        await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=entry.cid)
+        return entry
 
     async def _source(self, step: Step) -> ContentEntry:
         entry = await self._store.index.get(step.cache_id)
@@ -140,6 +165,7 @@ class Scheduler:
     async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
         await emit("step_started", step=step.node_id, cache_id=step.cache_id, type=step.type)
         try:
+            _check_runtime(step)
             if not await self._claims.claim(step):
                 raise StepFailed(f"step {step.node_id} is claimed elsewhere", step=step.node_id)
             entry = await self._compute(step, [done[input_id] for input_id in step.inputs])
@@ -177,6 +203,19 @@ class Scheduler:
         target = self._cache.path_for(entry.content_id)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(os.replace, output, target)
+
+
+def _check_runtime(step: Step) -> None:
+    """A node computes only steps whose output it reproduces: same tools, same effect version."""
+    here = tool_versions()
+    wanted = {tool: version for tool, version in step.runtime.items() if here.get(tool) != version}
+    if step.type == "EFFECT" and EFFECTS[step.config["effect"]].version != step.config["effect_version"]:
+        wanted[step.config["effect"]] = step.config["effect_version"]
+    if wanted:
+        needs = ", ".join(f"{tool} {version}" for tool, version in sorted(wanted.items()))
+        raise StepFailed(
+            f"this node cannot reproduce step {step.node_id}: it needs {needs}; submit the run again"
+        )
 
 
 def _unlink(path: Path) -> None:
