@@ -52,3 +52,12 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def slow_recipe(sigma: float) -> str:
+    """A one-step recipe whose step takes a while on a large image: a wide Gaussian blur."""
+    return (
+        "name: slow\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+        f"    - {{id: out, type: EFFECT, config: {{effect: blur, sigma: {sigma}}}, inputs: [src]}}\n"
+        "  output: out\n"
+    )

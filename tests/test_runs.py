@@ -24,7 +24,7 @@ from node.identity import NodeIdentity
 from node.records import RecordError, jcs, sign_record, verify_record
 from node.sync.index import ContentEntry
 from node.testing import NodeProcess
-from tests.helpers import Client, pid_alive, wait_until_async
+from tests.helpers import Client, pid_alive, slow_recipe, wait_until_async
 
 RNG = np.random.default_rng(3)
 
@@ -147,14 +147,7 @@ def test_signed_records_round_trip() -> None:
         verify_record(data.replace(b"1.5", b"2.5"))
 
 
-SLOW = """
-name: slow
-dag:
-  nodes:
-    - {id: src, type: SOURCE, config: {input: true}}
-    - {id: out, type: EFFECT, config: {effect: blur, sigma: 15}, inputs: [src]}
-  output: out
-"""
+SLOW = slow_recipe(15)
 
 
 async def test_cancel_stops_the_run_and_its_worker(client: Client) -> None:

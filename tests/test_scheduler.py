@@ -28,7 +28,7 @@ from node.store.ipfs import IpfsClient
 from node.sync.connection import connect
 from node.sync.index import ContentEntry, ContentIndex, StepIndex
 from node.sync.keys import Keys
-from tests.helpers import pid_alive, wait_until_async
+from tests.helpers import pid_alive, slow_recipe, wait_until_async
 
 RNG = np.random.default_rng(11)
 IMAGE = RNG.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
@@ -179,14 +179,7 @@ async def test_cancel_kills_the_running_step(rig: Rig) -> None:
     assert await rig.steps.get(plan.output) is None
 
 
-SLOW = """
-name: slow
-dag:
-  nodes:
-    - {id: src, type: SOURCE, config: {input: true}}
-    - {id: out, type: EFFECT, config: {effect: blur, sigma: 50}, inputs: [src]}
-  output: out
-"""
+SLOW = slow_recipe(50)
 
 
 async def test_step_past_its_deadline_fails_and_is_killed(settings: Settings, rig: Rig) -> None:
