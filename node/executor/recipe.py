@@ -140,27 +140,30 @@ def _validated(document: Mapping[str, Any]) -> Recipe:
 
 def builtin_recipe(effect_name: str) -> Recipe:
     """The one-step recipe every effect is under its own name: input -> effect -> output."""
+    return recipe_from_document(builtin_document(effect_name))
+
+
+def builtin_document(effect_name: str) -> dict[str, Any]:
+    """The recipe document of a built-in one-step recipe."""
     if effect_name not in EFFECTS:
         raise RecipeError(f"unknown recipe or effect {effect_name!r}", field="recipe")
-    return recipe_from_document(
-        {
-            "name": effect_name,
-            "version": EFFECTS[effect_name].version,
-            "description": EFFECTS[effect_name].description,
-            "dag": {
-                "nodes": [
-                    {"id": "input", "type": "SOURCE", "config": {"input": True, "name": "input"}},
-                    {
-                        "id": effect_name,
-                        "type": "EFFECT",
-                        "config": {"effect": effect_name},
-                        "inputs": ["input"],
-                    },
-                ],
-                "output": effect_name,
-            },
-        }
-    )
+    return {
+        "name": effect_name,
+        "version": EFFECTS[effect_name].version,
+        "description": EFFECTS[effect_name].description,
+        "dag": {
+            "nodes": [
+                {"id": "input", "type": "SOURCE", "config": {"input": True, "name": "input"}},
+                {
+                    "id": effect_name,
+                    "type": "EFFECT",
+                    "config": {"effect": effect_name},
+                    "inputs": ["input"],
+                },
+            ],
+            "output": effect_name,
+        },
+    }
 
 
 def _string(

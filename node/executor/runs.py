@@ -122,6 +122,7 @@ class RunManager:
                 pipe.set(self._keys.run(run_id), json.dumps(record))
                 pipe.zadd(self._keys.plans_active, {plan.plan_id: now})
                 pipe.zadd(self._keys.runs_active, {run_id: now})
+                pipe.zadd(self._keys.runs, {run_id: now})
                 await pipe.execute()
         await self._event(run_id, "run_queued", plan_id=plan.plan_id)
         self._start(run_id)

@@ -15,9 +15,10 @@ from node.config import Settings
 from node.errors import NodeError
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
+from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
-from node.http import cache, health
+from node.http import cache, catalog, health, runs
 from node.http.appkeys import (
     AUTH,
     CONTENT_INDEX,
@@ -29,6 +30,7 @@ from node.http.appkeys import (
     LOCAL_CACHE,
     RECORD_WRITER,
     REDIS,
+    RUN_QUERIES,
     RUNS,
     SCHEDULER,
     SERVICES,
@@ -68,6 +70,17 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
     app.router.add_get("/cache", cache.listing, name="cache-list")
     app.router.add_get("/cache/{ref}", cache.download, name="cache-get")
+    app.router.add_post("/runs", runs.create, name="runs-create")
+    app.router.add_get("/runs", runs.listing, name="runs-list")
+    app.router.add_get("/runs/{run_id}", runs.detail, name="run")
+    app.router.add_delete("/runs/{run_id}", runs.delete, name="run-delete")
+    app.router.add_post("/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
+    app.router.add_get("/runs/{run_id}/events", runs.events, name="run-events")
+    app.router.add_get("/runs/{run_id}/provenance", runs.provenance, name="run-provenance")
+    app.router.add_get("/effects", catalog.effects, name="effects")
+    app.router.add_get("/assets", catalog.assets, name="assets")
+    app.router.add_get("/provenance/{cid}", catalog.provenance, name="provenance")
+    app.router.add_get("/provenance/{cid}/verify", catalog.verify, name="provenance-verify")
     return app
 
 
@@ -132,7 +145,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         step_timeout_s=settings.step_timeout,
         receipt=writer.receipt,
     )
-    runs = RunManager(
+    run_manager = RunManager(
         client=app[REDIS],
         keys=app[KEYS],
         scheduler=scheduler,
@@ -140,13 +153,14 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         store=app[CONTENT_STORE],
         steps=app[STEP_INDEX],
     )
-    app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, runs
+    app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, run_manager
+    app[RUN_QUERIES] = RunQueries(app[REDIS], app[KEYS])
     try:
-        await runs.resume()
+        await run_manager.resume()
     except NodeError as exc:  # Redis down at start: serve anyway; /health says why
         log.warning("could not resume unfinished runs: %s", exc.message)
     yield
-    await runs.close()
+    await run_manager.close()
     await pool.close()
 
 

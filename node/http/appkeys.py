@@ -10,6 +10,7 @@ from node.auth.local import Authenticator
 from node.config import Settings
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
+from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
 from node.identity import NodeIdentity
@@ -36,3 +37,4 @@ WORKER_POOL = web.AppKey("worker_pool", WorkerPool)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 RECORD_WRITER = web.AppKey("record_writer", RecordWriter)
 RUNS = web.AppKey("runs", RunManager)
+RUN_QUERIES = web.AppKey("run_queries", RunQueries)

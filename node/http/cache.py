@@ -185,8 +185,8 @@ def _etags(header: str) -> set[str]:
 
 async def listing(request: web.Request) -> web.Response:
     """``GET /cache?offset=&limit=``: content this node holds, newest first."""
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    limit = _int_param(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    limit = int_param(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
     index = request.app[CONTENT_STORE].index
     content_ids, total = await index.newest(offset, limit)
     entries = await index.get_many(content_ids)
@@ -195,7 +195,7 @@ async def listing(request: web.Request) -> web.Response:
     )
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default

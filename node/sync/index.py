@@ -140,6 +140,14 @@ class ContentIndex:
                 rows = await pipe.execute()
         return [ContentEntry.from_hash(cid, row) for cid, row in zip(content_ids, rows, strict=True) if row]
 
+    async def assets(self) -> dict[str, str]:
+        """Every asset name and the content id it stands for."""
+        with redis_errors():
+            return {
+                str(name): str(content_id)
+                for name, content_id in (await self._redis.hgetall(self._keys.assets)).items()
+            }
+
     async def asset(self, name: str) -> str | None:
         """The content id an asset name stands for."""
         with redis_errors():

@@ -82,6 +82,11 @@ class Keys:
         return f"{self.prefix}plans:active"
 
     @property
+    def runs(self) -> str:
+        """Sorted set of every run id, scored by submission time: the listing index (no SCAN)."""
+        return f"{self.prefix}runs"
+
+    @property
     def runs_active(self) -> str:
         """Sorted set of run ids not yet finished, scored by submission time: resumed on start."""
         return f"{self.prefix}runs:active"

@@ -1,0 +1,122 @@
+"""Turning a client's run request into a Submission: which recipe, which content for each SOURCE.
+
+A recipe is named by a built-in effect name, or by the CID or SHA3-256 hex of recipe bytes this
+node holds. An input ref is a CID, a SHA3-256 hex of content this node holds, or an asset name.
+Inputs fill the recipe's variable inputs: a list in recipe order, or ``{name: ref}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from node.canonical import canonical_json
+from node.errors import InvalidInput
+from node.executor.effects import EFFECTS
+from node.executor.recipe import (
+    MAX_RECIPE_BYTES,
+    Recipe,
+    builtin_document,
+    parse_recipe,
+    recipe_from_document,
+)
+from node.executor.runs import Submission
+from node.store.cid import is_content_id
+from node.store.content import ContentStore
+from node.store.errors import ContentNotFound, InvalidCid
+from node.sync.index import ContentEntry
+
+ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+async def resolve_recipe(store: ContentStore, ref: str) -> tuple[Recipe, ContentEntry]:
+    """The recipe ``ref`` names and the entry of its bytes in the store."""
+    if ref in EFFECTS:
+        document = builtin_document(ref)
+        return recipe_from_document(document), await _put(store, canonical_json(document))
+    try:
+        entry = await store.resolve(ref)
+    except (ContentNotFound, InvalidCid) as exc:
+        raise ContentNotFound(
+            f"no recipe {ref!r}: not a built-in effect nor recipe bytes on this node", field="recipe"
+        ) from exc
+    if entry.size > MAX_RECIPE_BYTES:
+        raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field="recipe")
+    async with store.ipfs.cat(entry.cid) as chunks:
+        data = b"".join([chunk async for chunk in chunks])
+    return parse_recipe(data), entry
+
+
+async def resolve_input(store: ContentStore, ref: Any, field: str) -> ContentEntry:
+    """The content an input ref names: CID, SHA3-256 hex, or asset name."""
+    if not isinstance(ref, str) or not ref:
+        raise InvalidInput("an input is a CID, a SHA3-256 hex or an asset name", field=field)
+    if ASSET_NAME.fullmatch(ref) and not is_content_id(ref):
+        content_id = await store.index.asset(ref)  # an asset name wins over an odd CID spelling
+        if content_id is not None:
+            ref = content_id
+    try:
+        return await store.resolve(ref)
+    except InvalidCid as exc:
+        raise ContentNotFound(f"no content or asset {ref!r} on this node", field=field) from exc
+    except ContentNotFound as exc:
+        raise ContentNotFound(exc.message, field=field) from exc
+
+
+async def bind(
+    store: ContentStore,
+    recipe: Recipe,
+    recipe_entry: ContentEntry,
+    *,
+    inputs: Any,
+    owner: str,
+    output_name: str,
+) -> Submission:
+    """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe."""
+    variables = {node.variable: node.id for node in recipe.nodes if node.variable is not None}
+    refs = _input_refs(list(variables), inputs)
+    sources: dict[str, str] = {}
+    for name, (ref, field) in refs.items():
+        sources[variables[name]] = (await resolve_input(store, ref, field)).content_id
+    for node in recipe.nodes:
+        if node.type == "SOURCE" and node.variable is None:
+            sources[node.id] = (await _fixed_source(store, recipe, node.config)).content_id
+    return Submission(recipe, recipe_entry, sources, owner=owner, output_name=output_name)
+
+
+def _input_refs(names: list[str], inputs: Any) -> dict[str, tuple[Any, str]]:
+    if isinstance(inputs, list):
+        if len(inputs) != len(names):
+            wanted = ", ".join(names) or "none"
+            raise InvalidInput(
+                f"the recipe takes {len(names)} inputs ({wanted}), got {len(inputs)}", field="inputs"
+            )
+        return {
+            name: (ref, f"inputs[{index}]")
+            for index, (name, ref) in enumerate(zip(names, inputs, strict=True))
+        }
+    if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - set(names))
+        missing = sorted(set(names) - set(inputs))
+        if unknown or missing:
+            problem = f"unknown {unknown}" if unknown else f"missing {missing}"
+            raise InvalidInput(f"named inputs must be exactly {names}: {problem}", field="inputs")
+        return {name: (inputs[name], f"inputs.{name}") for name in names}
+    raise InvalidInput("inputs are a list of refs or an object {name: ref}", field="inputs")
+
+
+async def _fixed_source(store: ContentStore, recipe: Recipe, config: Mapping[str, Any]) -> ContentEntry:
+    if "cid" in config:
+        return await resolve_input(store, config["cid"], "recipe")
+    asset = str(config["asset"])
+    registered = recipe.assets.get(asset, {})
+    ref = registered.get("hash") or registered.get("cid") or asset
+    return await resolve_input(store, ref, "recipe")
+
+
+async def _put(store: ContentStore, data: bytes) -> ContentEntry:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    return (await store.put(chunks(), max_size=MAX_RECIPE_BYTES)).entry

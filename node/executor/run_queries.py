@@ -1,0 +1,106 @@
+"""Reading runs back: listings, per-step states from the event stream, events to follow, deletion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from node.errors import Conflict
+from node.executor.runs import FINAL_STATUSES, RunNotFound
+from node.sync.connection import redis_errors
+from node.sync.keys import Keys
+
+LIST_BATCH = 200
+STEP_STATES = {
+    "step_started": "running",
+    "step_cached": "cached",
+    "step_finished": "done",
+    "step_failed": "failed",
+}
+
+
+class RunQueries:
+    """Run records and events as the API shows them."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    async def listing(
+        self, offset: int, limit: int, status: str | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs newest first, filtered by status and owner, ``limit`` of them after ``offset``
+        matches. Reads the index in batches (never SCAN)."""
+        matched: list[dict[str, Any]] = []
+        skipped = 0
+        start = 0
+        while len(matched) < limit:
+            with redis_errors():
+                run_ids = await self._redis.zrevrange(self._keys.runs, start, start + LIST_BATCH - 1)
+                if not run_ids:
+                    break
+                raw = await self._redis.mget([self._keys.run(str(run_id)) for run_id in run_ids])
+            start += LIST_BATCH
+            for item in raw:
+                record = json.loads(item) if item else None
+                if (
+                    record is None
+                    or (status and record["status"] != status)
+                    or (owner and record["owner"] != owner)
+                ):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                matched.append(record)
+                if len(matched) == limit:
+                    break
+        return matched
+
+    async def events(
+        self, run_id: str, after: str = "-", block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events after stream id ``after`` (exclusive; "-" for all), waiting up to ``block_ms``
+        for the first one when there are none yet."""
+        key = self._keys.events(run_id)
+        with redis_errors():
+            if block_ms is None:
+                start = "-" if after == "-" else f"({after}"
+                entries: Any = await self._redis.xrange(key, start, "+")
+            else:
+                answer: Any = await self._redis.xread({key: "0-0" if after == "-" else after}, block=block_ms)
+                entries = answer[0][1] if answer else []
+        return [
+            (str(entry_id), {"kind": fields["kind"], **json.loads(fields["data"])})
+            for entry_id, fields in entries
+        ]
+
+    async def step_states(self, run_id: str) -> tuple[dict[str, dict[str, Any]], int]:
+        """Each step's latest state (running, cached, done, failed) and the last percent reported."""
+        states: dict[str, dict[str, Any]] = {}
+        percent = 0
+        for _, event in await self.events(run_id):
+            if event["kind"] == "progress":
+                percent = int(event["percent"])
+            elif event["kind"] in STEP_STATES:
+                state = {"state": STEP_STATES[event["kind"]], "cache_id": event.get("cache_id")}
+                state.update({key: event[key] for key in ("cid", "error") if key in event})
+                states[str(event["step"])] = state
+        return states, percent
+
+    async def delete(self, run_id: str) -> None:
+        """Remove a finished run's record, events and index entry (its content stays)."""
+        with redis_errors():
+            raw = await self._redis.get(self._keys.run(run_id))
+        if raw is None:
+            raise RunNotFound(f"no run {run_id!r}", run_id=run_id)
+        if json.loads(raw)["status"] not in FINAL_STATUSES:
+            raise Conflict("the run is still going: cancel it first", run_id=run_id)
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._keys.run(run_id), self._keys.events(run_id))
+                pipe.zrem(self._keys.runs, run_id)
+                pipe.zrem(self._keys.runs_active, run_id)
+                await pipe.execute()

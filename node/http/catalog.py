@@ -1,0 +1,50 @@
+"""What this node offers and holds: effects, assets, and provenance records by CID."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.executor.effects import EFFECTS
+from node.executor.provenance import verify_provenance
+from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS
+from node.http.cache import entry_json
+from node.http.runs import fetch_record
+from node.store.cid import normalize_cid
+from node.sync.index import ContentEntry
+
+
+async def effects(request: web.Request) -> web.Response:
+    """``GET /effects``: every effect with version, hash and a JSON Schema of its parameters."""
+    return web.json_response({"items": [effect.schema() for _, effect in sorted(EFFECTS.items())]})
+
+
+async def assets(request: web.Request) -> web.Response:
+    """``GET /assets``: named content (given a name at upload), by name."""
+    index = request.app[CONTENT_STORE].index
+    names = await index.assets()
+    entries = {entry.content_id: entry for entry in await index.get_many(sorted(set(names.values())))}
+    items = [
+        _asset(name, entries[content_id])
+        for name, content_id in sorted(names.items())
+        if content_id in entries
+    ]
+    return web.json_response({"items": items})
+
+
+def _asset(name: str, entry: ContentEntry) -> dict[str, object]:
+    return {"name": name, **entry_json(entry)}
+
+
+async def provenance(request: web.Request) -> web.Response:
+    """``GET /provenance/{cid}``: a signed record this node holds (signature checked)."""
+    return web.json_response(await fetch_record(request.app, request.match_info["cid"]))
+
+
+async def verify(request: web.Request) -> web.Response:
+    """``GET /provenance/{cid}/verify?trust=NODE_ID``: the full verdict; trusts this node unless
+    other node ids are named."""
+    cid = normalize_cid(request.match_info["cid"])
+    trusted = set(request.query.getall("trust", [])) or {request.app[IDENTITY].node_id}
+    verdict = await verify_provenance(request.app[IPFS], cid, trusted)
+    body = {"cid": cid, "ok": verdict.ok, "signer": verdict.signer, "trusted": sorted(trusted)}
+    return web.json_response({**body, "problems": verdict.problems, "checked": verdict.checked})

@@ -1,0 +1,152 @@
+"""``/runs``: start renders, list and inspect them, follow them live (SSE), cancel, delete."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from node.auth.local import User
+from node.errors import Forbidden, InvalidInput
+from node.executor.binding import bind, resolve_recipe
+from node.executor.provenance import RECORD_MAX_BYTES
+from node.executor.run_queries import RunQueries
+from node.executor.runs import FINAL_STATUSES
+from node.http.appkeys import CONTENT_STORE, IDENTITY, RUN_QUERIES, RUNS
+from node.http.auth import require_user
+from node.http.cache import int_param
+from node.records import verify_record
+
+MAX_BODY_BYTES = 64 * 1024
+OUTPUT_NAME = re.compile(r"[^\x00-\x1f/\\]{1,128}")
+STATUSES = ("queued", "running", *FINAL_STATUSES)
+EVENT_WAIT_MS = 10_000
+FINAL_EVENTS = {"run_completed", "run_failed", "run_cancelled"}
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body; 400 naming what is wrong."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidInput(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidInput(f"the body is not JSON: {exc}", field="body") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    return body
+
+
+async def create(request: web.Request) -> web.Response:
+    """``POST /runs`` ``{"recipe": NAME|ID|CID, "inputs": [REF...]|{NAME: REF}, "output_name": ...}``."""
+    user = await require_user(request)
+    body = await read_json(request)
+    recipe_ref = body.get("recipe")
+    if not isinstance(recipe_ref, str) or not recipe_ref:
+        raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
+    output_name = body.get("output_name", "")
+    if output_name and (not isinstance(output_name, str) or not OUTPUT_NAME.fullmatch(output_name)):
+        raise InvalidInput(
+            "output_name is 1-128 characters without / \\ or control characters", field="output_name"
+        )
+    unknown = sorted(set(body) - {"recipe", "inputs", "output_name"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    store = request.app[CONTENT_STORE]
+    recipe, recipe_entry = await resolve_recipe(store, recipe_ref)
+    submission = await bind(
+        store, recipe, recipe_entry, inputs=body.get("inputs", []), owner=user.name, output_name=output_name
+    )
+    record = await request.app[RUNS].submit(submission)
+    run_id = record["run_id"]
+    links = {"url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
+    return web.json_response({**record, **links}, status=202, headers={"Location": links["url"]})
+
+
+async def listing(request: web.Request) -> web.Response:
+    """``GET /runs?offset=&limit=&status=&owner=``: newest first."""
+    offset = int_param(request, "offset", 0, 0, 10**6)
+    limit = int_param(request, "limit", 50, 1, 500)
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
+    runs = await request.app[RUN_QUERIES].listing(offset, limit, status, request.query.get("owner"))
+    return web.json_response({"items": runs, "offset": offset, "limit": limit})
+
+
+async def detail(request: web.Request) -> web.Response:
+    """``GET /runs/{run_id}``: the record, progress and each step's state and executing node."""
+    run_id = request.match_info["run_id"]
+    record = await request.app[RUNS].get(run_id)
+    states, percent = await request.app[RUN_QUERIES].step_states(run_id)
+    node_id = request.app[IDENTITY].node_id
+    steps = {name: {**state, "node": node_id} for name, state in states.items()}
+    progress = 100 if record["status"] == "completed" else percent
+    return web.json_response({**record, "progress": progress, "steps": steps})
+
+
+async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
+    user = await require_user(request)
+    record = await request.app[RUNS].get(request.match_info["run_id"])
+    if not user.is_admin and record["owner"] != user.name:
+        raise Forbidden("only the run's owner or an admin may change it", run_id=record["run_id"])
+    return user, record
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """``POST /runs/{run_id}/cancel``: stop it (its running steps' workers are killed)."""
+    _, record = await _owned(request)
+    return web.json_response(await request.app[RUNS].cancel(record["run_id"]))
+
+
+async def delete(request: web.Request) -> web.Response:
+    """``DELETE /runs/{run_id}``: forget a finished run (its content is not deleted)."""
+    _, record = await _owned(request)
+    await request.app[RUN_QUERIES].delete(record["run_id"])
+    return web.json_response({"deleted": record["run_id"]})
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """``GET /runs/{run_id}/events``: Server-Sent Events from the run's stream, from the start or
+    after ``Last-Event-ID``; ends after the run's final event."""
+    run_id = request.match_info["run_id"]
+    await request.app[RUNS].get(run_id)  # 404 before the stream starts
+    queries: RunQueries = request.app[RUN_QUERIES]
+    after = request.headers.get("Last-Event-ID", "-")
+    if after != "-" and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
+        raise InvalidInput("Last-Event-ID must be an event id this stream sent", field="Last-Event-ID")
+    async with sse_response(request) as stream:
+        while stream.is_connected():
+            batch = await queries.events(run_id, after, block_ms=EVENT_WAIT_MS)
+            for event_id, event in batch:
+                await stream.send(json.dumps(event), id=event_id, event=event["kind"])
+                after = event_id
+                if event["kind"] in FINAL_EVENTS:
+                    return stream
+            if not batch and (await request.app[RUNS].get(run_id))["status"] in FINAL_STATUSES:
+                return stream  # a final run whose final event was already sent before Last-Event-ID
+    return stream
+
+
+async def provenance(request: web.Request) -> web.Response:
+    """``GET /runs/{run_id}/provenance``: the signed record of a completed run."""
+    record = await request.app[RUNS].get(request.match_info["run_id"])
+    if not record.get("provenance_cid"):
+        raise InvalidInput(f"run is {record['status']}: provenance exists once it completes", field="run_id")
+    return web.json_response(await fetch_record(request.app, record["provenance_cid"]))
+
+
+async def fetch_record(app: web.Application, cid: str) -> dict[str, Any]:
+    """A signed record this node holds, checked, with its CID."""
+    entry = await app[CONTENT_STORE].resolve(cid)
+    if entry.size > RECORD_MAX_BYTES:
+        raise InvalidInput(f"{cid} is too large to be a record", field="cid")
+    async with app[CONTENT_STORE].ipfs.cat(entry.cid) as chunks:
+        data = b"".join([chunk async for chunk in chunks])
+    return {"cid": entry.cid, "record": verify_record(data)}

@@ -1,0 +1,210 @@
+"""The runs API as the seeds use it: POST /runs, live events, status, provenance, cancel, delete."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from node.executor.effects import EFFECTS
+from node.executor.imaging import png_bytes
+from node.executor.params import normalize_params
+from node.http.appkeys import IDENTITY
+from tests.helpers import Client, slow_recipe
+
+RNG = np.random.default_rng(21)
+PIXELS = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+async def upload(
+    client: Client, auth: dict[str, str], data: bytes, name: str | None = None
+) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    if name:
+        form.add_field("name", name)
+    form.add_field("file", io.BytesIO(data), filename="f")
+    response = await client.post("/cache/upload", data=form, headers=auth)
+    assert response.status in (200, 201), await response.text()
+    return dict(await response.json())
+
+
+async def start(client: Client, auth: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/runs", json=body, headers=auth)
+    assert response.status == 202, await response.text()
+    return dict(await response.json())
+
+
+async def sse(
+    client: Client, run_id: str, last_event_id: str | None = None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """All (id, event, data) of a run's event stream, read to its end."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    response = await client.get(f"/runs/{run_id}/events", headers=headers)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if "data" in fields:
+                events.append((fields.get("id", ""), fields.get("event", ""), json.loads(fields["data"])))
+            fields = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            fields[key] = value
+    return events
+
+
+def rendered(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.mark.parametrize("ref_kind", ["content_id", "cid", "asset"])
+async def test_seeds_curl_example_renders(client: Client, auth: dict[str, str], ref_kind: str) -> None:
+    """`{"recipe": "dog", "inputs": [REF], "output_name": "my-output"}` with a SHA3 hex, a CID or
+    an asset name: 202, events to run_completed, output equal to dog applied directly."""
+    image = await upload(client, auth, png_bytes(PIXELS), name="cat")
+    ref = {"content_id": image["content_id"], "cid": image["cid"], "asset": "cat"}[ref_kind]
+    run = await start(client, auth, {"recipe": "dog", "inputs": [ref], "output_name": "my-output"})
+    assert run["status"] == "queued" and run["url"] == f"/runs/{run['run_id']}"
+    events = await sse(client, run["run_id"])
+    kinds = [kind for _, kind, _ in events if kind != "progress"]
+    assert kinds in (["run_queued", "step_started", "step_finished", "run_completed"],
+                     ["run_queued", "step_cached", "run_completed"])  # fmt: skip
+    status = await (await client.get(f"/runs/{run['run_id']}")).json()
+    assert status["status"] == "completed" and status["progress"] == 100
+    assert status["steps"]["dog"]["state"] in ("done", "cached")
+    assert status["steps"]["dog"]["node"] == client.app[IDENTITY].node_id
+    output = await (await client.get(f"/cache/{status['output']['cid']}")).read()
+    params, _ = normalize_params(EFFECTS["dog"].params, {})
+    assert EFFECTS["dog"].apply is not None
+    np.testing.assert_array_equal(rendered(output), EFFECTS["dog"].apply(PIXELS, params))
+
+
+async def test_late_client_catches_up_from_last_event_id(client: Client, auth: dict[str, str]) -> None:
+    """A client reconnecting with Last-Event-ID gets exactly the events after it, to the end."""
+    image = await upload(client, auth, png_bytes(PIXELS))
+    run = await start(client, auth, {"recipe": "invert", "inputs": [image["cid"]]})
+    everything = await sse(client, run["run_id"])
+    rest = await sse(client, run["run_id"], last_event_id=everything[0][0])
+    assert rest == everything[1:]
+    assert rest[-1][1] == "run_completed"
+
+
+RECIPE = """
+name: two-in
+dag:
+  nodes:
+    - {id: base, type: SOURCE, config: {input: true, name: base}}
+    - {id: top, type: SOURCE, config: {input: true, name: top}}
+    - {id: out, type: BLEND, config: {mode: multiply}, inputs: [base, top]}
+  output: out
+"""
+
+
+async def test_uploaded_recipe_with_named_inputs(client: Client, auth: dict[str, str]) -> None:
+    """A YAML recipe uploaded as content runs by its CID with {name: ref} inputs."""
+    recipe = await upload(client, auth, RECIPE.encode())
+    base = await upload(client, auth, png_bytes(PIXELS))
+    top = await upload(client, auth, png_bytes(255 - PIXELS))
+    run = await start(
+        client, auth, {"recipe": recipe["cid"], "inputs": {"top": top["cid"], "base": base["cid"]}}
+    )
+    assert (await sse(client, run["run_id"]))[-1][1] == "run_completed"
+    record = await (await client.get(f"/runs/{run['run_id']}")).json()
+    assert record["recipe"] == {"name": "two-in", "cid": recipe["cid"]}
+    assert {item["name"] for item in record["inputs"]} == {"base", "top"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ("not json", 400, "body"),
+        ([1, 2], 400, "body"),
+        ({"inputs": []}, 400, "recipe"),
+        ({"recipe": "dog", "inputs": [], "colour": "red"}, 400, "colour"),
+        ({"recipe": "dog", "inputs": ["a"], "output_name": "../x"}, 400, "output_name"),
+        ({"recipe": "dog", "inputs": []}, 400, "inputs"),
+        ({"recipe": "dog", "inputs": "cat"}, 400, "inputs"),
+        ({"recipe": "dog", "inputs": {"other": "x"}}, 400, "inputs"),
+        ({"recipe": "dog", "inputs": [5]}, 400, "inputs[0]"),
+        ({"recipe": "dog", "inputs": ["nosuch"]}, 404, "inputs[0]"),
+        ({"recipe": "melt", "inputs": []}, 404, "recipe"),
+    ],
+)
+async def test_bad_run_requests_name_the_field(
+    client: Client, auth: dict[str, str], body: Any, status: int, field: str
+) -> None:
+    """Every bad body is a 4xx in the error shape naming the field; no run is created."""
+    kwargs = {"data": body} if isinstance(body, str) else {"json": body}
+    response = await client.post("/runs", headers=auth, **kwargs)
+    assert response.status == status
+    assert (await response.json())["error"]["details"]["field"] == field
+    assert (await (await client.get("/runs")).json())["items"] == []
+
+
+async def test_anonymous_run_is_401(client: Client) -> None:
+    response = await client.post("/runs", json={"recipe": "dog", "inputs": []})
+    assert response.status == 401
+
+
+async def test_cancel_and_delete(client: Client, auth: dict[str, str]) -> None:
+    """A running run cannot be deleted (409); cancelled, it can; unknown runs are 404."""
+    big = await upload(client, auth, png_bytes(RNG.integers(0, 256, (1200, 1200, 3), dtype=np.uint8)))
+    recipe = await upload(client, auth, slow_recipe(20).encode())
+    run = await start(client, auth, {"recipe": recipe["cid"], "inputs": [big["cid"]]})
+    run_id = run["run_id"]
+    assert (await client.delete(f"/runs/{run_id}", headers=auth)).status == 409
+    assert (await client.post(f"/runs/{run_id}/cancel")).status == 401
+    cancelled = await client.post(f"/runs/{run_id}/cancel", headers=auth)
+    assert (await cancelled.json())["status"] == "cancelled"
+    assert (await client.delete(f"/runs/{run_id}", headers=auth)).status == 200
+    assert (await client.get(f"/runs/{run_id}")).status == 404
+    assert (await client.post("/runs/run-nosuch/cancel", headers=auth)).status == 404
+
+
+async def test_listing_filters(client: Client, auth: dict[str, str]) -> None:
+    image = await upload(client, auth, png_bytes(PIXELS))
+    first = await start(client, auth, {"recipe": "invert", "inputs": [image["cid"]]})
+    second = await start(client, auth, {"recipe": "sepia", "inputs": [image["cid"]]})
+    for run in (first, second):
+        await sse(client, run["run_id"])
+    listed = await (await client.get("/runs?status=completed&owner=admin")).json()
+    assert [item["run_id"] for item in listed["items"]] == [second["run_id"], first["run_id"]]
+    assert (await (await client.get("/runs?owner=someone-else")).json())["items"] == []
+    assert (await (await client.get("/runs?limit=1&offset=1")).json())["items"][0]["run_id"] == first[
+        "run_id"
+    ]
+    assert (await client.get("/runs?status=lost")).status == 400
+
+
+async def test_provenance_endpoints(client: Client, auth: dict[str, str]) -> None:
+    """A completed run's provenance is served and verifies; a queued one says it has none yet."""
+    image = await upload(client, auth, png_bytes(PIXELS))
+    run = await start(client, auth, {"recipe": "grayscale", "inputs": [image["cid"]]})
+    await sse(client, run["run_id"])
+    served = await (await client.get(f"/runs/{run['run_id']}/provenance")).json()
+    assert served["record"]["run_id"] == run["run_id"]
+    by_cid = await (await client.get(f"/provenance/{served['cid']}")).json()
+    assert by_cid == served
+    verdict = await (await client.get(f"/provenance/{served['cid']}/verify")).json()
+    assert verdict["ok"] is True and verdict["problems"] == []
+    stranger = await (await client.get(f"/provenance/{served['cid']}/verify?trust=z6MkNobody")).json()
+    assert stranger["ok"] is False
+    not_record = await client.get(f"/provenance/{image['cid']}")
+    assert not_record.status == 400
+
+
+async def test_effects_and_assets(client: Client, auth: dict[str, str]) -> None:
+    effects = (await (await client.get("/effects")).json())["items"]
+    assert {effect["name"] for effect in effects} == set(EFFECTS)
+    assert all("properties" in effect["params"] for effect in effects)
+    image = await upload(client, auth, png_bytes(PIXELS), name="cat")
+    assets = (await (await client.get("/assets")).json())["items"]
+    assert assets == [{"name": "cat", **{key: image[key] for key in image if key != "name"}}]
