@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -61,3 +64,43 @@ def slow_recipe(sigma: float) -> str:
         f"    - {{id: out, type: EFFECT, config: {{effect: blur, sigma: {sigma}}}, inputs: [src]}}\n"
         "  output: out\n"
     )
+
+
+async def upload(
+    client: Client, auth: dict[str, str], data: bytes, name: str | None = None
+) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    if name:
+        form.add_field("name", name)
+    form.add_field("file", io.BytesIO(data), filename="f")
+    response = await client.post("/cache/upload", data=form, headers=auth)
+    assert response.status in (200, 201), await response.text()
+    return dict(await response.json())
+
+
+async def start(client: Client, auth: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/runs", json=body, headers=auth)
+    assert response.status == 202, await response.text()
+    return dict(await response.json())
+
+
+async def sse(
+    client: Client, run_id: str, last_event_id: str | None = None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """All (id, event, data) of a run's event stream, read to its end."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    response = await client.get(f"/runs/{run_id}/events", headers=headers)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if "data" in fields:
+                events.append((fields.get("id", ""), fields.get("event", ""), json.loads(fields["data"])))
+            fields = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            fields[key] = value
+    return events

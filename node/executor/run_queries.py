@@ -96,11 +96,16 @@ class RunQueries:
             raw = await self._redis.get(self._keys.run(run_id))
         if raw is None:
             raise RunNotFound(f"no run {run_id!r}", run_id=run_id)
-        if json.loads(raw)["status"] not in FINAL_STATUSES:
+        record = json.loads(raw)
+        if record["status"] not in FINAL_STATUSES:
             raise Conflict("the run is still going: cancel it first", run_id=run_id)
+        used = [item["content_id"] for item in record["inputs"]]
+        used += [record["output"]["content_id"]] if record.get("output") else []
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._keys.run(run_id), self._keys.events(run_id))
                 pipe.zrem(self._keys.runs, run_id)
                 pipe.zrem(self._keys.runs_active, run_id)
+                for content_id in used:  # the run no longer holds its content against deletion
+                    pipe.srem(self._keys.content_runs(content_id), run_id)
                 await pipe.execute()

@@ -124,6 +124,8 @@ class RunManager:
                 pipe.zadd(self._keys.runs_active, {run_id: now})
                 pipe.zadd(self._keys.runs, {run_id: now})
                 await pipe.execute()
+        for content_id in set(submission.sources.values()):  # what this run uses cannot be deleted
+            await self._store.index.add_run(content_id, run_id)
         await self._event(run_id, "run_queued", plan_id=plan.plan_id)
         self._start(run_id)
         return record
@@ -199,6 +201,7 @@ class RunManager:
             await self._finish_quietly(run_id, error=f"internal error: {type(exc).__name__}")
             return
         output_json = {"cid": output.cid, "content_id": output.content_id, "media_type": output.media_type}
+        await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
         await self._finish(
             run_id, "completed", "run_completed", output=output_json, provenance_cid=provenance_cid
         )

@@ -119,10 +119,11 @@ class Scheduler:
                 return
             pending.remove(step)
             hit = await self._steps.get(step.cache_id)
-            if hit is None:
+            entry = await self._store.index.get(hit.content_id) if hit is not None else None
+            if hit is None or entry is None:  # never computed, or its output was deleted since
                 running[self._start_or_join(step, done, progress.emit)] = step
                 continue
-            done[step.cache_id] = await self._entry_of(hit)
+            done[step.cache_id] = entry
             await progress.emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=hit.cid)
             await progress.report()
 
@@ -157,10 +158,6 @@ class Scheduler:
                 f"input {step.node_id} ({step.cache_id}) is not on this node", ref=step.cache_id
             )
         return entry
-
-    async def _entry_of(self, hit: StepEntry) -> ContentEntry:
-        entry = await self._store.index.get(hit.content_id)
-        return entry or ContentEntry(hit.content_id, hit.cid, hit.size, hit.media_type)
 
     async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
         await emit("step_started", step=step.node_id, cache_id=step.cache_id, type=step.type)

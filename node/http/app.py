@@ -15,10 +15,11 @@ from node.config import Settings
 from node.errors import NodeError
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
+from node.executor.recipe_store import RecipeStore
 from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
-from node.http import cache, catalog, health, runs
+from node.http import cache, catalog, health, recipes, runs
 from node.http.appkeys import (
     AUTH,
     CONTENT_INDEX,
@@ -28,6 +29,7 @@ from node.http.appkeys import (
     IPFS,
     KEYS,
     LOCAL_CACHE,
+    RECIPES,
     RECORD_WRITER,
     REDIS,
     RUN_QUERIES,
@@ -70,6 +72,8 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
     app.router.add_get("/cache", cache.listing, name="cache-list")
     app.router.add_get("/cache/{ref}", cache.download, name="cache-get")
+    app.router.add_delete("/cache/{ref}", cache.remove, name="cache-delete")
+    app.router.add_post("/cache/import", cache.import_file, name="cache-imports")
     app.router.add_post("/runs", runs.create, name="runs-create")
     app.router.add_get("/runs", runs.listing, name="runs-list")
     app.router.add_get("/runs/{run_id}", runs.detail, name="run")
@@ -81,6 +85,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_get("/assets", catalog.assets, name="assets")
     app.router.add_get("/provenance/{cid}", catalog.provenance, name="provenance")
     app.router.add_get("/provenance/{cid}/verify", catalog.verify, name="provenance-verify")
+    recipes.add_routes(app)
     return app
 
 
@@ -155,6 +160,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     )
     app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, run_manager
     app[RUN_QUERIES] = RunQueries(app[REDIS], app[KEYS])
+    app[RECIPES] = RecipeStore(app[CONTENT_STORE], app[REDIS], app[KEYS])
     try:
         await run_manager.resume()
     except NodeError as exc:  # Redis down at start: serve anyway; /health says why

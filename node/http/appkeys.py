@@ -10,6 +10,7 @@ from node.auth.local import Authenticator
 from node.config import Settings
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
+from node.executor.recipe_store import RecipeStore
 from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
@@ -38,3 +39,4 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 RECORD_WRITER = web.AppKey("record_writer", RecordWriter)
 RUNS = web.AppKey("runs", RunManager)
 RUN_QUERIES = web.AppKey("run_queries", RunQueries)
+RECIPES = web.AppKey("recipes", RecipeStore)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from node.errors import InvalidInput, NodeError
-from node.http.appkeys import CONTENT_STORE, SETTINGS
+from node.errors import Forbidden, InvalidInput, NodeError, NotFound
+from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, SETTINGS
 from node.http.auth import require_user
 from node.http.ranges import parse_range
 from node.store.content import Stored
@@ -78,6 +80,74 @@ async def upload(request: web.Request) -> web.Response:
         raise InvalidUpload("no file: send it in a form field named 'file'", field="file")
     stored = await store.commit(entry, owner=user.name, asset=_checked_asset(name) if name else "")
     return _stored_response(stored, name)
+
+
+async def read_upload_field(request: web.Request, name: str, limit: int) -> bytes:
+    """A small multipart field read whole (recipes): 400 if absent, 413 past ``limit``."""
+    async for field in _fields(await _body_errors(request.multipart())):
+        if field.name != name:
+            continue
+        data = b""
+        while chunk := await _body_errors(field.read_chunk(CHUNK_SIZE)):
+            data += chunk
+            if len(data) > limit:
+                raise UploadTooLarge.over(limit)
+        return data
+    raise InvalidUpload(f"no form field named {name!r}", field=name)
+
+
+async def remove(request: web.Request) -> web.Response:
+    """``DELETE /cache/{ref}``: drop your ownership; the bytes go when no owner and no run is
+    left (409 while a run uses them)."""
+    user = await require_user(request)
+    store = request.app[CONTENT_STORE]
+    entry = await store.resolve(request.match_info["ref"])
+    deleted = await store.delete(entry.content_id, user.name, admin=user.is_admin)
+    if deleted.unpinned:
+        await asyncio.to_thread(_unlink_cached, request.app[LOCAL_CACHE].path_for(entry.content_id))
+    return web.json_response(
+        {
+            "content_id": entry.content_id,
+            "cid": entry.cid,
+            "deleted": deleted.unpinned,
+            "owners_left": deleted.owners_left,
+        }
+    )
+
+
+def _unlink_cached(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def import_file(request: web.Request) -> web.Response:
+    """``POST /cache/import?path=&name=``: store a file from under ``ARTDAG_IMPORT_ROOTS``."""
+    user = await require_user(request)
+    settings = request.app[SETTINGS]
+    path = await asyncio.to_thread(importable_path, request.query.get("path", ""), settings.import_roots)
+    size = (await asyncio.to_thread(path.stat)).st_size
+    if size > settings.max_upload:
+        raise UploadTooLarge.over(settings.max_upload)
+    name = request.query.get("name", "")
+    store = request.app[CONTENT_STORE]
+    if name:
+        await store.check_asset_free(_checked_asset(name))
+    stored = await store.put_file(path, owner=user.name, asset=name)
+    return _stored_response(stored, name)
+
+
+def importable_path(given: str, roots: tuple[Path, ...]) -> Path:
+    """The file ``given`` names if it lies under an import root once every symlink is resolved;
+    403 for ``..``, relative or outside paths and links that lead out; 404 if absent."""
+    if not roots:
+        raise Forbidden("imports are off: set ARTDAG_IMPORT_ROOTS", field="path")
+    if not given or "\x00" in given or not given.startswith("/") or ".." in Path(given).parts:
+        raise Forbidden("path must be absolute, without '..', under an import root", field="path")
+    resolved = Path(given).resolve()
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        raise Forbidden("path is outside ARTDAG_IMPORT_ROOTS (after following links)", field="path")
+    if not resolved.is_file():
+        raise NotFound(f"no file at {given}", field="path")
+    return resolved
 
 
 def _stored_response(stored: Stored, name: str) -> web.Response:

@@ -50,20 +50,30 @@ async def create(request: web.Request) -> web.Response:
     recipe_ref = body.get("recipe")
     if not isinstance(recipe_ref, str) or not recipe_ref:
         raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
-    output_name = body.get("output_name", "")
-    if output_name and (not isinstance(output_name, str) or not OUTPUT_NAME.fullmatch(output_name)):
-        raise InvalidInput(
-            "output_name is 1-128 characters without / \\ or control characters", field="output_name"
-        )
-    unknown = sorted(set(body) - {"recipe", "inputs", "output_name"})
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    output_name = checked_output_name(body, {"recipe", "inputs", "output_name"})
     store = request.app[CONTENT_STORE]
     recipe, recipe_entry = await resolve_recipe(store, recipe_ref)
     submission = await bind(
         store, recipe, recipe_entry, inputs=body.get("inputs", []), owner=user.name, output_name=output_name
     )
-    record = await request.app[RUNS].submit(submission)
+    return run_response(await request.app[RUNS].submit(submission))
+
+
+def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
+    """The body's ``output_name`` (or ""), after refusing fields outside ``allowed``."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    output_name = body.get("output_name", "")
+    if output_name and (not isinstance(output_name, str) or not OUTPUT_NAME.fullmatch(output_name)):
+        raise InvalidInput(
+            "output_name is 1-128 characters without / \\ or control characters", field="output_name"
+        )
+    return str(output_name)
+
+
+def run_response(record: dict[str, Any]) -> web.Response:
+    """202 with the queued run and where to follow it."""
     run_id = record["run_id"]
     links = {"url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
     return web.json_response({**record, **links}, status=202, headers={"Location": links["url"]})

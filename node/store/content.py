@@ -25,9 +25,11 @@ from node.store.cid import normalize_ref
 from node.store.errors import (
     AssetNameTaken,
     ContentBusy,
+    ContentInUse,
     ContentNotFound,
     InvalidUpload,
     IpfsTimeout,
+    NotOwner,
     UploadStalled,
     UploadTooLarge,
 )
@@ -42,6 +44,15 @@ log = logging.getLogger(__name__)
 COMMIT_LOCK_TIMEOUT_S = 120.0
 CLIENT_IDLE_TIMEOUT_S = 120.0  # an upload that sends nothing for this long is abandoned
 STALL_CHECK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """The result of a delete: whether the bytes went, and how many owners keep them."""
+
+    entry: ContentEntry
+    unpinned: bool
+    owners_left: int
 
 
 @dataclass(frozen=True)
@@ -115,9 +126,9 @@ class ContentStore:
             await self.check_asset_free(asset)
         return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
 
-    async def put_file(self, path: Path, *, owner: str = "") -> Stored:
-        """Store a local file (a step's output), read in chunks off the event loop."""
-        return await self.put(_file_chunks(path), max_size=2**62, owner=owner)
+    async def put_file(self, path: Path, *, owner: str = "", asset: str = "") -> Stored:
+        """Store a local file (a step's output, an import), read in chunks off the event loop."""
+        return await self.put(_file_chunks(path), max_size=2**62, owner=owner, asset=asset)
 
     async def ingest(self, chunks: AsyncIterable[bytes], *, max_size: int) -> ContentEntry:
         """Stream ``chunks`` into IPFS unpinned (garbage until committed); the entry they make."""
@@ -200,6 +211,31 @@ class ContentStore:
         name = self._keys.content_lock(content_id)
         lock = self._redis.lock(name, timeout=COMMIT_LOCK_TIMEOUT_S, blocking_timeout=COMMIT_LOCK_TIMEOUT_S)
         return _RedisLock(lock)
+
+    async def delete(self, content_id: str, owner: str, *, admin: bool = False) -> Deleted:
+        """A user's delete: drops their ownership; the bytes are unpinned and forgotten only when
+        no owner is left. Refused (409) while a run uses the content; under the content lock, so
+        a commit of the same bytes cannot interleave."""
+        async with self.content_lock(content_id):
+            entry = await self.index.get(content_id)
+            if entry is None:
+                raise ContentNotFound(f"no content {content_id} on this node", ref=content_id)
+            owners = await self.index.owners(content_id)
+            if not admin and owner not in owners:
+                raise NotOwner("only an owner of the content or an admin may delete it", ref=content_id)
+            runs = await self.index.runs(content_id)
+            if runs:
+                listed = ", ".join(sorted(runs)[:5])
+                raise ContentInUse(
+                    f"content is used by {len(runs)} run(s) ({listed}); delete those first", runs=sorted(runs)
+                )
+            left = await self.index.remove_owner(content_id, None if admin else owner)
+            if left:
+                return Deleted(entry, unpinned=False, owners_left=len(left))
+            await self.index.remove(entry)
+            await self.ipfs.pin_rm(entry.cid)
+        log.info("deleted %s cid=%s", content_id, entry.cid)
+        return Deleted(entry, unpinned=True, owners_left=0)
 
     async def resolve(self, ref: str) -> ContentEntry:
         """The entry for a CID (any form) or SHA3-256 hex this node holds; 404 otherwise."""

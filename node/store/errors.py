@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from node.errors import Conflict, InvalidInput, NotFound, RequestTimeout, TooLarge, Unavailable, Upstream
+from node.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RequestTimeout,
+    TooLarge,
+    Unavailable,
+    Upstream,
+)
 
 
 class IpfsUnavailable(Unavailable):
@@ -59,3 +68,13 @@ class ContentBusy(Unavailable):
 
 class UploadStalled(RequestTimeout):
     code = "upload_stalled"
+
+
+class ContentInUse(Conflict):
+    """Content a run still uses (input or output) cannot be deleted."""
+
+    code = "content_in_use"
+
+
+class NotOwner(Forbidden):
+    code = "forbidden"

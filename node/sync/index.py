@@ -180,6 +180,41 @@ class ContentIndex:
         with redis_errors():
             await self._redis.sadd(self._keys.content_runs(content_id), run_id)
 
+    async def remove_run(self, content_id: str, run_id: str) -> None:
+        with redis_errors():
+            await self._redis.srem(self._keys.content_runs(content_id), run_id)
+
+    async def remove_owner(self, content_id: str, owner: str | None) -> set[str]:
+        """Drop one owner (None: every owner); the owners left."""
+        key = self._keys.content_owners(content_id)
+        with redis_errors():
+            if owner is None:
+                await self._redis.delete(key)
+            else:
+                await self._redis.srem(key, owner)
+            return {str(name) for name in await self._redis.smembers(key)}
+
+    async def remove(self, entry: ContentEntry) -> list[str]:
+        """Forget content entirely: its entry, CID mapping, listing, owners, runs and asset
+        names; the asset names it had."""
+        with redis_errors():
+            names = [
+                name for name, content_id in (await self.assets()).items() if content_id == entry.content_id
+            ]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(
+                    self._keys.content(entry.content_id),
+                    self._keys.content_owners(entry.content_id),
+                    self._keys.content_runs(entry.content_id),
+                )
+                if await self.content_id_for_cid(entry.cid) == entry.content_id:
+                    pipe.delete(self._keys.cid(entry.cid))
+                pipe.zrem(self._keys.contents, entry.content_id)
+                if names:
+                    pipe.hdel(self._keys.assets, *names)
+                await pipe.execute()
+        return names
+
     async def runs(self, content_id: str) -> set[str]:
         with redis_errors():
             return {str(run) for run in await self._redis.smembers(self._keys.content_runs(content_id))}

@@ -69,7 +69,16 @@ class Keys:
         """Hash {cid, content_id, size, media_type, receipt_cid}: a computed step."""
         return f"{self.prefix}step:{_checked('cache id', cache_id, _HEX64)}"
 
-    # --- runs and plans ------------------------------------------------------------------
+    # --- recipes, runs and plans ---------------------------------------------------------
+    def recipe(self, cid: str) -> str:
+        """Hash {name, version, owner, content_id, created}: an uploaded recipe, by its CID."""
+        return f"{self.prefix}recipe:{_checked('CID', cid, _TOKEN)}"
+
+    @property
+    def recipes(self) -> str:
+        """Sorted set of uploaded recipe CIDs, scored by upload time: the listing index."""
+        return f"{self.prefix}recipes"
+
     def run(self, run_id: str) -> str:
         return f"{self.prefix}run:{_checked('run id', run_id, _TOKEN)}"
 

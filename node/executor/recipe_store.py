@@ -1,0 +1,107 @@
+"""Uploaded recipes (the seeds' "configs"): validated YAML kept in IPFS, indexed by CID."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from node.errors import Forbidden, NotFound
+from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
+from node.store.content import ContentStore
+from node.sync.connection import redis_errors
+from node.sync.keys import Keys
+
+
+class RecipeNotFound(NotFound):
+    code = "recipe_not_found"
+
+
+class RecipeStore:
+    """Adds, lists, reads and forgets uploaded recipes; the bytes themselves stay in the store."""
+
+    def __init__(self, store: ContentStore, client: aioredis.Redis, keys: Keys) -> None:
+        self._store = store
+        self._redis = client
+        self._keys = keys
+
+    async def add(self, data: bytes, owner: str) -> dict[str, Any]:
+        """Validate (RecipeError naming node and field), store, index; the recipe's summary."""
+        recipe = parse_recipe(data)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        entry = (await self._store.put(chunks(), max_size=MAX_RECIPE_BYTES, owner=owner)).entry
+        info = {
+            "name": recipe.name,
+            "version": recipe.version,
+            "owner": owner,
+            "content_id": entry.content_id,
+            "created": repr(time.time()),
+        }
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(self._keys.recipe(entry.cid), "created", info["created"])
+                pipe.hset(
+                    self._keys.recipe(entry.cid), mapping={k: v for k, v in info.items() if k != "created"}
+                )
+                pipe.zadd(self._keys.recipes, {entry.cid: float(info["created"])}, nx=True)
+                await pipe.execute()
+        return summary(entry.cid, info, recipe)
+
+    async def get(self, ref: str) -> tuple[dict[str, Any], Recipe, str]:
+        """(summary, recipe, YAML text) of an uploaded recipe, by CID or SHA3-256 hex."""
+        entry = await self._store.resolve(ref)
+        with redis_errors():
+            info = await self._redis.hgetall(self._keys.recipe(entry.cid))
+        if not info:
+            raise RecipeNotFound(f"no uploaded recipe {ref!r}", ref=ref)
+        async with self._store.ipfs.cat(entry.cid) as chunks:
+            data = b"".join([chunk async for chunk in chunks])
+        recipe = parse_recipe(data)
+        fields = {str(key): value for key, value in info.items()}
+        return summary(entry.cid, fields, recipe), recipe, data.decode("utf-8", "replace")
+
+    async def listing(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        with redis_errors():
+            cids = [
+                str(cid)
+                for cid in await self._redis.zrevrange(self._keys.recipes, offset, offset + limit - 1)
+            ]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for cid in cids:
+                    pipe.hgetall(self._keys.recipe(cid))
+                rows = await pipe.execute()
+        return [{"id": cid, "cid": cid, **dict(row)} for cid, row in zip(cids, rows, strict=True) if row]
+
+    async def delete(self, ref: str, user: str, *, admin: bool) -> str:
+        """Forget an uploaded recipe (owner or admin); its bytes stay, for the provenance of runs."""
+        summary_, _, _ = await self.get(ref)
+        if not admin and summary_["owner"] != user:
+            raise Forbidden("only the recipe's owner or an admin may delete it", ref=ref)
+        cid = str(summary_["id"])
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._keys.recipe(cid))
+                pipe.zrem(self._keys.recipes, cid)
+                await pipe.execute()
+        return cid
+
+
+def summary(cid: str, info: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """How the API describes an uploaded recipe."""
+    return {
+        "id": cid,
+        "cid": cid,
+        "name": recipe.name,
+        "version": recipe.version,
+        "description": recipe.description,
+        "owner": info.get("owner", ""),
+        "content_id": info.get("content_id", ""),
+        "variables": list(recipe.variables),
+        "nodes": [{"id": node.id, "type": node.type, "inputs": list(node.inputs)} for node in recipe.nodes],
+        "output": recipe.output,
+    }

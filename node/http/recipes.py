@@ -1,0 +1,71 @@
+"""Recipes over HTTP, under ``/recipes`` and, as the seeds call them, ``/configs``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.executor.binding import bind
+from node.executor.recipe import MAX_RECIPE_BYTES
+from node.executor.recipe_store import RecipeStore
+from node.http.appkeys import CONTENT_STORE, RECIPES, RUNS
+from node.http.auth import require_user
+from node.http.cache import int_param, read_upload_field
+from node.http.runs import checked_output_name, read_json, run_response
+
+
+async def upload(request: web.Request) -> web.Response:
+    """``POST /recipes/upload``: YAML as multipart field ``file``, or as the raw body."""
+    user = await require_user(request)
+    if request.content_type == "multipart/form-data":
+        data = await read_upload_field(request, "file", MAX_RECIPE_BYTES)
+    else:
+        data = await request.content.read(MAX_RECIPE_BYTES + 1)
+    recipe = await request.app[RECIPES].add(data, owner=user.name)
+    return web.json_response(recipe, status=201, headers={"Location": f"/recipes/{recipe['id']}"})
+
+
+async def listing(request: web.Request) -> web.Response:
+    offset = int_param(request, "offset", 0, 0, 10**6)
+    limit = int_param(request, "limit", 50, 1, 500)
+    return web.json_response({"items": await request.app[RECIPES].listing(offset, limit)})
+
+
+async def detail(request: web.Request) -> web.Response:
+    """``GET /recipes/{id}``: summary, DAG and the YAML as uploaded."""
+    summary, _, text = await request.app[RECIPES].get(request.match_info["id"])
+    return web.json_response({**summary, "yaml": text})
+
+
+async def delete(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    store: RecipeStore = request.app[RECIPES]
+    cid = await store.delete(request.match_info["id"], user.name, admin=user.is_admin)
+    return web.json_response({"deleted": cid})
+
+
+async def run(request: web.Request) -> web.Response:
+    """``POST /recipes/{id}/run`` ``{"inputs": ..., "output_name": ...}``: like ``POST /runs``."""
+    user = await require_user(request)
+    body = await read_json(request)
+    summary, recipe, _ = await request.app[RECIPES].get(request.match_info["id"])
+    entry = await request.app[CONTENT_STORE].resolve(summary["id"])
+    output_name = checked_output_name(body, {"inputs", "output_name"})
+    submission = await bind(
+        request.app[CONTENT_STORE],
+        recipe,
+        entry,
+        inputs=body.get("inputs", []),
+        owner=user.name,
+        output_name=output_name,
+    )
+    return run_response(await request.app[RUNS].submit(submission))
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("/recipes", "/configs"):
+        name = prefix.strip("/")
+        app.router.add_post(f"{prefix}/upload", upload, name=f"{name}-upload")
+        app.router.add_get(prefix, listing, name=f"{name}-list")
+        app.router.add_get(f"{prefix}/{{id}}", detail, name=f"{name}-get")
+        app.router.add_delete(f"{prefix}/{{id}}", delete, name=f"{name}-delete")
+        app.router.add_post(f"{prefix}/{{id}}/run", run, name=f"{name}-run")
