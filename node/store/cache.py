@@ -63,7 +63,9 @@ class LocalCache:
 
     async def _fetch(self, cid: str, tmp_path: Path) -> str:
         hasher = hashlib.sha3_256()
-        handle = await asyncio.to_thread(tmp_path.open, "wb")
+        # Opened here, not in a thread: a cancellation landing while a thread opened it would
+        # leak the file. Opening is one syscall; the writes go to threads.
+        handle = tmp_path.open("wb")
         try:
             async with self._ipfs.cat(cid) as chunks:
                 async for chunk in chunks:

@@ -248,7 +248,7 @@ class ContentStore:
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(path.open, "rb")
+    handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
     try:
         while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
             yield chunk
