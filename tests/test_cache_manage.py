@@ -61,6 +61,8 @@ def roots(tmp_path: Path) -> tuple[Path, Path]:
     (inside / "clip.bin").write_bytes(b"imported bytes")
     (outside / "secret.bin").write_bytes(b"not for you")
     (inside / "link.bin").symlink_to(outside / "secret.bin")
+    (inside / "loop").symlink_to(inside / "loop")
+    os.mkfifo(inside / "fifo")
     return inside, outside
 
 
@@ -88,15 +90,19 @@ async def test_import_under_a_root(importer: Client, settings: Settings, roots: 
         (lambda inside, outside: str(outside / "secret.bin"), 403),
         (lambda inside, outside: str(inside / ".." / "private" / "secret.bin"), 403),
         (lambda inside, outside: str(inside / "link.bin"), 403),
-        (lambda inside, outside: "imports/clip.bin", 403),
-        (lambda inside, outside: "", 403),
+        (lambda inside, outside: "imports/clip.bin", 400),
+        (lambda inside, outside: "", 400),
+        (lambda inside, outside: str(inside / "loop"), 403),
+        (lambda inside, outside: str(inside / "fifo"), 403),
+        (lambda inside, outside: str(inside), 403),
         (lambda inside, outside: str(inside / "missing.bin"), 404),
     ],
 )
 async def test_import_refuses_escapes(
     importer: Client, settings: Settings, roots: tuple[Path, Path], make_path: object, status: int
 ) -> None:
-    """Outside paths, '..', symlinks leading out and relative paths are 403; nothing is stored."""
+    """Outside paths, '..', symlinks leading out or looping, FIFOs and directories are 403,
+    relative or empty paths 400, missing files 404; nothing is stored, nothing blocks."""
     token = (settings.data_dir / "admin_token").read_text().strip()
     path = make_path(*roots)  # type: ignore[operator]
     response = await importer.post(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -166,3 +168,34 @@ async def test_effects_and_assets(client: Client, auth: dict[str, str]) -> None:
     image = await upload(client, auth, png_bytes(PIXELS), name="cat")
     assets = (await (await client.get("/assets")).json())["items"]
     assert assets == [{"name": "cat", **{key: image[key] for key in image if key != "name"}}]
+
+
+async def test_chunked_body_is_read_whole(client: Client, auth: dict[str, str]) -> None:
+    """A JSON body sent in chunks (no Content-Length) is read to its end, not cut short."""
+    image = await upload(client, auth, png_bytes(PIXELS))
+    text = json.dumps({"recipe": "invert", "inputs": [image["cid"]], "output_name": "x" * 100}).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for offset in range(0, len(text), 7):
+            yield text[offset : offset + 7]
+
+    response = await client.post("/runs", data=chunks(), headers={**auth, "Content-Type": "application/json"})
+    assert response.status == 202, await response.text()
+
+
+async def test_recipe_bytes_are_held_by_their_runs(client: Client, auth: dict[str, str]) -> None:
+    """The YAML a run was made from cannot be deleted while the run exists (its provenance names it)."""
+    recipe = await (await client.post("/recipes/upload", data=RECIPE, headers=auth)).json()
+    base = await upload(client, auth, png_bytes(PIXELS))
+    run = await start(client, auth, {"recipe": recipe["cid"], "inputs": [base["cid"], base["cid"]]})
+    await sse(client, run["run_id"])
+    assert (await client.delete(f"/cache/{recipe['cid']}", headers=auth)).status == 409
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999-0", "abc", "1-2-3"])
+async def test_bad_last_event_id_is_400(client: Client, auth: dict[str, str], value: str) -> None:
+    image = await upload(client, auth, png_bytes(PIXELS))
+    run = await start(client, auth, {"recipe": "invert", "inputs": [image["cid"]]})
+    response = await client.get(f"/runs/{run['run_id']}/events", headers={"Last-Event-ID": value})
+    assert response.status == 400
+    assert (await response.json())["error"]["details"]["field"] == "Last-Event-ID"

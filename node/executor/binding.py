@@ -7,6 +7,7 @@ Inputs fill the recipe's variable inputs: a list in recipe order, or ``{name: re
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -45,7 +46,7 @@ async def resolve_recipe(store: ContentStore, ref: str) -> tuple[Recipe, Content
         raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field="recipe")
     async with store.ipfs.cat(entry.cid) as chunks:
         data = b"".join([chunk async for chunk in chunks])
-    return parse_recipe(data), entry
+    return await asyncio.to_thread(parse_recipe, data), entry
 
 
 async def resolve_input(store: ContentStore, ref: Any, field: str) -> ContentEntry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,7 +30,7 @@ class RecipeStore:
 
     async def add(self, data: bytes, owner: str) -> dict[str, Any]:
         """Validate (RecipeError naming node and field), store, index; the recipe's summary."""
-        recipe = parse_recipe(data)
+        recipe = await asyncio.to_thread(parse_recipe, data)  # up to 256 KiB of YAML: not on the loop
 
         async def chunks() -> AsyncIterator[bytes]:
             yield data
@@ -61,7 +62,7 @@ class RecipeStore:
             raise RecipeNotFound(f"no uploaded recipe {ref!r}", ref=ref)
         async with self._store.ipfs.cat(entry.cid) as chunks:
             data = b"".join([chunk async for chunk in chunks])
-        recipe = parse_recipe(data)
+        recipe = await asyncio.to_thread(parse_recipe, data)
         fields = {str(key): value for key, value in info.items()}
         return summary(entry.cid, fields, recipe), recipe, data.decode("utf-8", "replace")
 

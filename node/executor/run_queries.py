@@ -99,7 +99,7 @@ class RunQueries:
         record = json.loads(raw)
         if record["status"] not in FINAL_STATUSES:
             raise Conflict("the run is still going: cancel it first", run_id=run_id)
-        used = [item["content_id"] for item in record["inputs"]]
+        used = [item["content_id"] for item in record["inputs"]] + [record["recipe_content_id"]]
         used += [record["output"]["content_id"]] if record.get("output") else []
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:

@@ -96,39 +96,65 @@ class RunManager:
         plan = make_plan(recipe, submission.recipe_entry.content_id, submission.sources)
         plan_cid = await self._writer.plan(plan)
         run_id = f"run-{secrets.token_hex(8)}"
-        names = {node.id: node.variable or str(node.config.get("asset", node.id)) for node in recipe.nodes}
-        record = {
-            "run_id": run_id,
-            "status": "queued",
-            "recipe": {"name": recipe.name, "cid": submission.recipe_entry.cid},
-            "recipe_content_id": submission.recipe_entry.content_id,
-            "plan_id": plan.plan_id,
-            "plan_cid": plan_cid,
-            "inputs": [
-                {"name": names[node_id], "content_id": cid} for node_id, cid in submission.sources.items()
-            ],
-            "owner": submission.owner,
-            "output_name": submission.output_name or f"{recipe.name}-output",
-            "created": utc_now(),
-            "updated": utc_now(),
-            "output": None,
-            "provenance_cid": None,
-            "error": None,
-        }
-        now = time.time()
-        with redis_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._keys.plan(plan.plan_id), json.dumps(plan.record()))
-                pipe.set(self._keys.run(run_id), json.dumps(record))
-                pipe.zadd(self._keys.plans_active, {plan.plan_id: now})
-                pipe.zadd(self._keys.runs_active, {run_id: now})
-                pipe.zadd(self._keys.runs, {run_id: now})
-                await pipe.execute()
-        for content_id in set(submission.sources.values()):  # what this run uses cannot be deleted
-            await self._store.index.add_run(content_id, run_id)
+        await self._hold(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
+        try:
+            names = {
+                node.id: node.variable or str(node.config.get("asset", node.id)) for node in recipe.nodes
+            }
+            record = {
+                "run_id": run_id,
+                "status": "queued",
+                "recipe": {"name": recipe.name, "cid": submission.recipe_entry.cid},
+                "recipe_content_id": submission.recipe_entry.content_id,
+                "plan_id": plan.plan_id,
+                "plan_cid": plan_cid,
+                "inputs": [
+                    {"name": names[node_id], "content_id": cid} for node_id, cid in submission.sources.items()
+                ],
+                "owner": submission.owner,
+                "output_name": submission.output_name or f"{recipe.name}-output",
+                "created": utc_now(),
+                "updated": utc_now(),
+                "output": None,
+                "provenance_cid": None,
+                "error": None,
+            }
+            now = time.time()
+            with redis_errors():
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.set(self._keys.plan(plan.plan_id), json.dumps(plan.record()))
+                    pipe.set(self._keys.run(run_id), json.dumps(record))
+                    pipe.zadd(self._keys.plans_active, {plan.plan_id: now})
+                    pipe.zadd(self._keys.runs_active, {run_id: now})
+                    pipe.zadd(self._keys.runs, {run_id: now})
+                    await pipe.execute()
+        except BaseException:
+            await self._release(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
+            raise
         await self._event(run_id, "run_queued", plan_id=plan.plan_id)
         self._start(run_id)
         return record
+
+    async def _hold(self, run_id: str, content_ids: list[str]) -> None:
+        """Mark the content a run uses as held by it, each under its content lock, so a delete
+        either finishes before (and the submit fails: the input is gone) or waits and refuses."""
+        held: list[str] = []
+        try:
+            for content_id in sorted(set(content_ids)):
+                async with self._store.content_lock(content_id):
+                    if await self._store.index.get(content_id) is None:
+                        raise NotFound(
+                            f"content {content_id} is no longer on this node", content_id=content_id
+                        )
+                    await self._store.index.add_run(content_id, run_id)
+                    held.append(content_id)
+        except BaseException:
+            await self._release(run_id, held)
+            raise
+
+    async def _release(self, run_id: str, content_ids: list[str]) -> None:
+        for content_id in set(content_ids):
+            await self._store.index.remove_run(content_id, run_id)
 
     async def get(self, run_id: str) -> dict[str, Any]:
         with redis_errors():

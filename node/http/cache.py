@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import stat
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -123,31 +125,50 @@ async def import_file(request: web.Request) -> web.Response:
     """``POST /cache/import?path=&name=``: store a file from under ``ARTDAG_IMPORT_ROOTS``."""
     user = await require_user(request)
     settings = request.app[SETTINGS]
-    path = await asyncio.to_thread(importable_path, request.query.get("path", ""), settings.import_roots)
-    size = (await asyncio.to_thread(path.stat)).st_size
-    if size > settings.max_upload:
-        raise UploadTooLarge.over(settings.max_upload)
     name = request.query.get("name", "")
     store = request.app[CONTENT_STORE]
     if name:
         await store.check_asset_free(_checked_asset(name))
-    stored = await store.put_file(path, owner=user.name, asset=name)
+    handle = await asyncio.to_thread(open_importable, request.query.get("path", ""), settings.import_roots)
+    try:
+        stored = await store.put_handle(handle, max_size=settings.max_upload, owner=user.name, asset=name)
+    finally:
+        await asyncio.to_thread(handle.close)
     return _stored_response(stored, name)
 
 
-def importable_path(given: str, roots: tuple[Path, ...]) -> Path:
-    """The file ``given`` names if it lies under an import root once every symlink is resolved;
-    403 for ``..``, relative or outside paths and links that lead out; 404 if absent."""
+def open_importable(given: str, roots: tuple[Path, ...]) -> BinaryIO:
+    """The regular file ``given`` names, opened, if it lies under an import root once every
+    symlink is resolved. What is checked is what is read: the file is opened without following
+    a final symlink, and the opened descriptor's own path is checked against the roots."""
     if not roots:
         raise Forbidden("imports are off: set ARTDAG_IMPORT_ROOTS", field="path")
-    if not given or "\x00" in given or not given.startswith("/") or ".." in Path(given).parts:
-        raise Forbidden("path must be absolute, without '..', under an import root", field="path")
-    resolved = Path(given).resolve()
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+    if not given or "\x00" in given or not given.startswith("/"):
+        raise InvalidInput("path must be an absolute path under an import root", field="path")
+    if ".." in Path(given).parts:
+        raise Forbidden("path must not contain '..'", field="path")
+    try:
+        resolved = Path(given).resolve(strict=True)
+        _check_under(resolved, roots)
+        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"no file at {given}", field="path") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a link swapped in, no permission
+        raise Forbidden(f"cannot import {given}: {exc}", field="path") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Forbidden(f"{given} is not a regular file", field="path")
+        _check_under(Path(os.readlink(f"/proc/self/fd/{fd}")), roots)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_under(path: Path, roots: tuple[Path, ...]) -> None:
+    if not any(path.is_relative_to(root.resolve()) for root in roots):
         raise Forbidden("path is outside ARTDAG_IMPORT_ROOTS (after following links)", field="path")
-    if not resolved.is_file():
-        raise NotFound(f"no file at {given}", field="path")
-    return resolved
 
 
 def _stored_response(stored: Stored, name: str) -> web.Response:

@@ -19,7 +19,7 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_type == "multipart/form-data":
         data = await read_upload_field(request, "file", MAX_RECIPE_BYTES)
     else:
-        data = await request.content.read(MAX_RECIPE_BYTES + 1)
+        data = await request.read()  # whole body (chunked too), capped by client_max_size
     recipe = await request.app[RECIPES].add(data, owner=user.name)
     return web.json_response(recipe, status=201, headers={"Location": f"/recipes/{recipe['id']}"})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from node.auth.local import User
-from node.errors import Forbidden, InvalidInput
+from node.errors import Conflict, Forbidden, InvalidInput, NodeError
 from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
 from node.executor.run_queries import RunQueries
@@ -20,10 +21,13 @@ from node.http.auth import require_user
 from node.http.cache import int_param
 from node.records import verify_record
 
+log = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 64 * 1024
 OUTPUT_NAME = re.compile(r"[^\x00-\x1f/\\]{1,128}")
 STATUSES = ("queued", "running", *FINAL_STATUSES)
-EVENT_WAIT_MS = 10_000
+EVENT_WAIT_MS = 5_000  # below the Redis client's socket timeout (10 s)
+MAX_STREAM_ID_PART = 2**63
 FINAL_EVENTS = {"run_completed", "run_failed", "run_cancelled"}
 
 
@@ -31,7 +35,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body; 400 naming what is wrong."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidInput(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    raw = await request.read()  # whole body (chunked too), capped by the app's client_max_size
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidInput(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
     try:
@@ -128,27 +132,37 @@ async def events(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     await request.app[RUNS].get(run_id)  # 404 before the stream starts
     queries: RunQueries = request.app[RUN_QUERIES]
-    after = request.headers.get("Last-Event-ID", "-")
-    if after != "-" and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
-        raise InvalidInput("Last-Event-ID must be an event id this stream sent", field="Last-Event-ID")
+    after = _last_event_id(request.headers.get("Last-Event-ID", "-"))
     async with sse_response(request) as stream:
-        while stream.is_connected():
-            batch = await queries.events(run_id, after, block_ms=EVENT_WAIT_MS)
-            for event_id, event in batch:
-                await stream.send(json.dumps(event), id=event_id, event=event["kind"])
-                after = event_id
-                if event["kind"] in FINAL_EVENTS:
-                    return stream
-            if not batch and (await request.app[RUNS].get(run_id))["status"] in FINAL_STATUSES:
-                return stream  # a final run whose final event was already sent before Last-Event-ID
+        try:
+            while stream.is_connected():
+                batch = await queries.events(run_id, after, block_ms=EVENT_WAIT_MS)
+                for event_id, event in batch:
+                    await stream.send(json.dumps(event), id=event_id, event=event["kind"])
+                    after = event_id
+                    if event["kind"] in FINAL_EVENTS:
+                        return stream
+                if not batch and (await request.app[RUNS].get(run_id))["status"] in FINAL_STATUSES:
+                    return stream  # its final event was sent before Last-Event-ID
+        except NodeError as exc:  # Redis gone, run deleted: the status line is out, so end the stream
+            log.warning("event stream of %s ended: %s", run_id, exc.message)
     return stream
+
+
+def _last_event_id(value: str) -> str:
+    match = re.fullmatch(r"(\d{1,20})-(\d{1,20})", value)
+    if value != "-" and (match is None or any(int(part) >= MAX_STREAM_ID_PART for part in match.groups())):
+        raise InvalidInput("Last-Event-ID must be an event id this stream sent", field="Last-Event-ID")
+    return value
 
 
 async def provenance(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}/provenance``: the signed record of a completed run."""
     record = await request.app[RUNS].get(request.match_info["run_id"])
     if not record.get("provenance_cid"):
-        raise InvalidInput(f"run is {record['status']}: provenance exists once it completes", field="run_id")
+        raise Conflict(
+            f"run is {record['status']}: provenance exists once it completes", run_id=record["run_id"]
+        )
     return web.json_response(await fetch_record(request.app, record["provenance_cid"]))
 
 

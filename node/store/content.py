@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -126,9 +127,19 @@ class ContentStore:
             await self.check_asset_free(asset)
         return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
 
-    async def put_file(self, path: Path, *, owner: str = "", asset: str = "") -> Stored:
-        """Store a local file (a step's output, an import), read in chunks off the event loop."""
-        return await self.put(_file_chunks(path), max_size=2**62, owner=owner, asset=asset)
+    async def put_file(self, path: Path, *, owner: str = "") -> Stored:
+        """Store a local file (a step's output), read in chunks off the event loop."""
+        handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
+        try:
+            return await self.put_handle(handle, max_size=2**62, owner=owner)
+        finally:
+            await asyncio.to_thread(handle.close)
+
+    async def put_handle(
+        self, handle: BinaryIO, *, max_size: int, owner: str = "", asset: str = ""
+    ) -> Stored:
+        """Store what an open binary file holds, read in chunks in threads, up to ``max_size``."""
+        return await self.put(_handle_chunks(handle), max_size=max_size, owner=owner, asset=asset)
 
     async def ingest(self, chunks: AsyncIterable[bytes], *, max_size: int) -> ContentEntry:
         """Stream ``chunks`` into IPFS unpinned (garbage until committed); the entry they make."""
@@ -247,13 +258,9 @@ class ContentStore:
         return entry
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
-    try:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
-            yield chunk
-    finally:
-        await asyncio.to_thread(handle.close)
+async def _handle_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+        yield chunk
 
 
 class _RedisLock:
