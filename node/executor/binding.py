@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from node.canonical import canonical_json
@@ -35,7 +35,8 @@ async def resolve_recipe(store: ContentStore, ref: str) -> tuple[Recipe, Content
     """The recipe ``ref`` names and the entry of its bytes in the store."""
     if ref in EFFECTS:
         document = builtin_document(ref)
-        return recipe_from_document(document), await _put(store, canonical_json(document))
+        stored = await store.put_bytes(canonical_json(document), max_size=MAX_RECIPE_BYTES)
+        return recipe_from_document(document), stored.entry
     try:
         entry = await store.resolve(ref)
     except (ContentNotFound, InvalidCid) as exc:
@@ -44,8 +45,7 @@ async def resolve_recipe(store: ContentStore, ref: str) -> tuple[Recipe, Content
         ) from exc
     if entry.size > MAX_RECIPE_BYTES:
         raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field="recipe")
-    async with store.ipfs.cat(entry.cid) as chunks:
-        data = b"".join([chunk async for chunk in chunks])
+    data = await store.ipfs.cat_all(entry.cid, MAX_RECIPE_BYTES)
     return await asyncio.to_thread(parse_recipe, data), entry
 
 
@@ -114,10 +114,3 @@ async def _fixed_source(store: ContentStore, recipe: Recipe, config: Mapping[str
     registered = recipe.assets.get(asset, {})
     ref = registered.get("hash") or registered.get("cid") or asset
     return await resolve_input(store, ref, "recipe")
-
-
-async def _put(store: ContentStore, data: bytes) -> ContentEntry:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield data
-
-    return (await store.put(chunks(), max_size=MAX_RECIPE_BYTES)).entry

@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import os
 import platform
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +30,7 @@ from node.identity import NodeIdentity
 from node.records import RecordError, sign_record, verify_record
 from node.store.cid import normalize_cid
 from node.store.content import ContentStore
+from node.store.errors import ContentTooLarge
 from node.store.ipfs import IpfsClient
 from node.sync.index import ContentEntry
 
@@ -51,11 +51,7 @@ class RecordWriter:
     async def put(self, payload: dict[str, Any]) -> str:
         """Sign ``payload`` and store it; its CID."""
         data = sign_record(self.identity, payload)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            yield data
-
-        return (await self._store.put(chunks(), max_size=RECORD_MAX_BYTES)).entry.cid
+        return (await self._store.put_bytes(data, max_size=RECORD_MAX_BYTES)).entry.cid
 
     async def receipt(self, step: Step, output: ContentEntry) -> str:
         """The signed receipt of a step this node computed; its CID."""
@@ -248,13 +244,10 @@ async def _check_receipts(
 
 
 async def _fetch(ipfs: IpfsClient, cid: str) -> bytes:
-    received = bytearray()
-    async with ipfs.cat(cid) as chunks:
-        async for chunk in chunks:
-            received += chunk
-            if len(received) > RECORD_MAX_BYTES:
-                raise RecordError(f"larger than the {RECORD_MAX_BYTES} bytes a record may have")
-    return bytes(received)
+    try:
+        return await ipfs.cat_all(cid, RECORD_MAX_BYTES)
+    except ContentTooLarge:
+        raise RecordError(f"larger than the {RECORD_MAX_BYTES} bytes a record may have") from None
 
 
 async def _verified(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,10 +31,7 @@ class RecipeStore:
         """Validate (RecipeError naming node and field), store, index; the recipe's summary."""
         recipe = await asyncio.to_thread(parse_recipe, data)  # up to 256 KiB of YAML: not on the loop
 
-        async def chunks() -> AsyncIterator[bytes]:
-            yield data
-
-        entry = (await self._store.put(chunks(), max_size=MAX_RECIPE_BYTES, owner=owner)).entry
+        entry = (await self._store.put_bytes(data, max_size=MAX_RECIPE_BYTES, owner=owner)).entry
         info = {
             "name": recipe.name,
             "version": recipe.version,
@@ -60,8 +56,7 @@ class RecipeStore:
             info = await self._redis.hgetall(self._keys.recipe(entry.cid))
         if not info:
             raise RecipeNotFound(f"no uploaded recipe {ref!r}", ref=ref)
-        async with self._store.ipfs.cat(entry.cid) as chunks:
-            data = b"".join([chunk async for chunk in chunks])
+        data = await self._store.ipfs.cat_all(entry.cid, MAX_RECIPE_BYTES)
         recipe = await asyncio.to_thread(parse_recipe, data)
         fields = {str(key): value for key, value in info.items()}
         return summary(entry.cid, fields, recipe), recipe, data.decode("utf-8", "replace")

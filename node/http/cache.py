@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -87,14 +87,8 @@ async def upload(request: web.Request) -> web.Response:
 async def read_upload_field(request: web.Request, name: str, limit: int) -> bytes:
     """A small multipart field read whole (recipes): 400 if absent, 413 past ``limit``."""
     async for field in _fields(await _body_errors(request.multipart())):
-        if field.name != name:
-            continue
-        data = b""
-        while chunk := await _body_errors(field.read_chunk(CHUNK_SIZE)):
-            data += chunk
-            if len(data) > limit:
-                raise UploadTooLarge.over(limit)
-        return data
+        if field.name == name:
+            return await _part_bytes(field, limit, lambda: UploadTooLarge.over(limit))
     raise InvalidUpload(f"no form field named {name!r}", field=name)
 
 
@@ -194,14 +188,19 @@ async def _body_errors(reading: Awaitable[T]) -> T:
         raise InvalidUpload(f"malformed multipart body: {exc}") from exc
 
 
-async def _small_field(part: BodyPartReader) -> str:
+async def _part_bytes(part: BodyPartReader, limit: int, too_long: Callable[[], NodeError]) -> bytes:
+    """A whole multipart field, refused with ``too_long()`` past ``limit`` bytes."""
     data = b""
-    while chunk := await _body_errors(part.read_chunk(MAX_FIELD_BYTES)):
+    while chunk := await _body_errors(part.read_chunk(min(limit + 1, CHUNK_SIZE))):
         data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise InvalidUpload(
-                f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes", field=part.name
-            )
+        if len(data) > limit:
+            raise too_long()
+    return data
+
+
+async def _small_field(part: BodyPartReader) -> str:
+    message = f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes"
+    data = await _part_bytes(part, MAX_FIELD_BYTES, lambda: InvalidUpload(message, field=part.name))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

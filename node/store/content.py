@@ -127,6 +127,14 @@ class ContentStore:
             await self.check_asset_free(asset)
         return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
 
+    async def put_bytes(self, data: bytes, *, max_size: int, owner: str = "") -> Stored:
+        """Store a small item already in memory (a signed record, a recipe)."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.put(chunks(), max_size=max_size, owner=owner)
+
     async def put_file(self, path: Path, *, owner: str = "") -> Stored:
         """Store a local file (a step's output), read in chunks off the event loop."""
         handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch

@@ -78,3 +78,9 @@ class ContentInUse(Conflict):
 
 class NotOwner(Forbidden):
     code = "forbidden"
+
+
+class ContentTooLarge(TooLarge):
+    """Content read whole (records, recipes) is larger than such content may be."""
+
+    code = "too_large"

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import payload
 
 from node.store.cid import normalize_cid
-from node.store.errors import ContentNotFound, IpfsError, IpfsTimeout, IpfsUnavailable
+from node.store.errors import ContentNotFound, ContentTooLarge, IpfsError, IpfsTimeout, IpfsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,16 @@ class IpfsClient:
             params["length"] = str(length)
         async with self._request("cat", params, self._deadline("idle")) as response:
             yield _chunks(response)
+
+    async def cat_all(self, cid: str, max_bytes: int) -> bytes:
+        """The whole of a small item (a record, a recipe); ContentTooLarge past ``max_bytes``."""
+        received = bytearray()
+        async with self.cat(cid) as chunks:
+            async for chunk in chunks:
+                received += chunk
+                if len(received) > max_bytes:
+                    raise ContentTooLarge(f"{cid} is larger than {max_bytes} bytes", cid=cid, limit=max_bytes)
+        return bytes(received)
 
     # --- pins -----------------------------------------------------------------------------------
     async def pin_add(self, cid: str) -> None:
