@@ -17,7 +17,6 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +58,7 @@ def fan_recipe(width: int) -> str:
 
 
 async def _put(app: web.Application, data: bytes) -> ContentEntry:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield data
-
-    return (await app[CONTENT_STORE].put(chunks(), max_size=10**9)).entry
+    return (await app[CONTENT_STORE].put_bytes(data, max_size=10**9)).entry
 
 
 async def render(app: web.Application, recipe_text: str, image: ContentEntry) -> tuple[float, dict[str, int]]:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -30,10 +29,7 @@ RNG = np.random.default_rng(3)
 
 
 async def put_bytes(client: Client, data: bytes) -> ContentEntry:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield data
-
-    return (await client.app[CONTENT_STORE].put(chunks(), max_size=10**9)).entry
+    return (await client.app[CONTENT_STORE].put_bytes(data, max_size=10**9)).entry
 
 
 async def submit(

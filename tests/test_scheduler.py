@@ -64,10 +64,7 @@ class Rig:
         return [event["kind"] for event in self.events if event["kind"] != "progress"]
 
     async def put_image(self, pixels: np.ndarray) -> ContentEntry:
-        async def chunks() -> AsyncIterator[bytes]:
-            yield png_bytes(pixels)
-
-        return (await self.store.put(chunks(), max_size=10**9)).entry
+        return (await self.store.put_bytes(png_bytes(pixels), max_size=10**9)).entry
 
     async def read_image(self, entry: ContentEntry) -> np.ndarray:
         async with self.ipfs.cat(entry.cid) as chunks:
@@ -199,11 +196,7 @@ async def test_step_past_its_deadline_fails_and_is_killed(settings: Settings, ri
 
 async def test_a_failing_step_fails_the_plan_with_its_reason(rig: Rig) -> None:
     """Content that is not an image: the step fails with the worker's reason, nothing recorded."""
-
-    async def not_an_image() -> AsyncIterator[bytes]:
-        yield b"plain text, not pixels"
-
-    source = (await rig.store.put(not_an_image(), max_size=10**6)).entry
+    source = (await rig.store.put_bytes(b"plain text, not pixels", max_size=10**6)).entry
     plan = make_plan(builtin_recipe("invert"), "r", {"input": source.content_id})
     with pytest.raises(StepFailed, match="cannot identify image"):
         await rig.scheduler.execute(plan, rig.emit)
