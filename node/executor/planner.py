@@ -16,6 +16,7 @@ the step cache ids in order and the output's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -105,11 +106,18 @@ class Plan:
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that produce output bytes, as they are in this process (zlib:
     the one Pillow compresses PNG with, which decides the bytes of every image output)."""
-    return {
-        "numpy": numpy.__version__,
-        "pillow": version("pillow"),
-        "zlib": features.version("zlib") or "none",
-    }
+    return dict(_tool_versions())
+
+
+@functools.cache
+def _tool_versions() -> tuple[tuple[str, str], ...]:
+    # Read once: importlib.metadata reads package metadata from disk, and every plan and every
+    # step (the runtime check) asks; the versions cannot change while the process runs.
+    return (
+        ("numpy", numpy.__version__),
+        ("pillow", version("pillow")),
+        ("zlib", features.version("zlib") or "none"),
+    )
 
 
 def make_plan(
