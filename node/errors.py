@@ -60,6 +60,12 @@ class Unavailable(NodeError):
     code = "unavailable"
 
 
+class UnsupportedMedia(NodeError):
+    """Content that is not media this node reads (where media is needed)."""
+
+    code = "unsupported_media"
+
+
 class RangeNotSatisfiable(NodeError):
     code = "range_not_satisfiable"
 

@@ -106,14 +106,15 @@ def test_sequence_of_four_is_a_balanced_tree() -> None:
     forward = parse_recipe(text + "    - {id: out, type: SEQUENCE, inputs: [a, b, c, d]}\n  output: out\n")
     backward = parse_recipe(text + "    - {id: out, type: SEQUENCE, inputs: [d, c, b, a]}\n  output: out\n")
     sources = {"a": A, "b": B, "c": C, "d": D}
-    plan = make_plan(forward, "r", sources, TOOLS)
+    clips = dict.fromkeys(sources.values(), "video/mp4")
+    plan = make_plan(forward, "r", sources, TOOLS, clips)
     sequences = [step for step in plan.steps if step.type == "SEQUENCE"]
     left, right, top = sequences
     assert (left.inputs, right.inputs) == ((A, B), (C, D))
     assert top.inputs == (left.cache_id, right.cache_id)
     assert (left.level, right.level, top.level) == (1, 1, 2)
     assert top.node_id == "out" and plan.output == top.cache_id
-    assert make_plan(backward, "r", sources, TOOLS).output != plan.output
+    assert make_plan(backward, "r", sources, TOOLS, clips).output != plan.output
 
 
 def test_plan_id_names_recipe_and_steps() -> None:

@@ -198,7 +198,7 @@ async def test_a_failing_step_fails_the_plan_with_its_reason(rig: Rig) -> None:
     """Content that is not an image: the step fails with the worker's reason, nothing recorded."""
     source = (await rig.store.put_bytes(b"plain text, not pixels", max_size=10**6)).entry
     plan = make_plan(builtin_recipe("invert"), "r", {"input": source.content_id})
-    with pytest.raises(StepFailed, match="cannot identify image"):
+    with pytest.raises(StepFailed, match="input 1 is not an image this node reads"):
         await rig.scheduler.execute(plan, rig.emit)
     assert rig.events[-1]["kind"] == "step_failed"
     assert await rig.steps.get(plan.output) is None

@@ -77,13 +77,20 @@ async def bind(
     """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe."""
     variables = {node.variable: node.id for node in recipe.nodes if node.variable is not None}
     refs = _input_refs(list(variables), inputs)
-    sources: dict[str, str] = {}
+    entries: dict[str, ContentEntry] = {}
     for name, (ref, field) in refs.items():
-        sources[variables[name]] = (await resolve_input(store, ref, field)).content_id
+        entries[variables[name]] = await resolve_input(store, ref, field)
     for node in recipe.nodes:
         if node.type == "SOURCE" and node.variable is None:
-            sources[node.id] = (await _fixed_source(store, recipe, node.config)).content_id
-    return Submission(recipe, recipe_entry, sources, owner=owner, output_name=output_name)
+            entries[node.id] = await _fixed_source(store, recipe, node.config)
+    return Submission(
+        recipe,
+        recipe_entry,
+        {node_id: entry.content_id for node_id, entry in entries.items()},
+        owner=owner,
+        output_name=output_name,
+        media_types={entry.content_id: entry.media_type for entry in entries.values()},
+    )
 
 
 def _input_refs(names: list[str], inputs: Any) -> dict[str, tuple[Any, str]]:

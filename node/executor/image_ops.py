@@ -20,20 +20,28 @@ FILTERS = {
 def resize(pixels: Array, config: Mapping[str, Any]) -> Array:
     """Scale to width x height: 0 in one keeps the aspect ratio; with both, ``fit`` decides."""
     height, width = pixels.shape[:2]
+    scaled_w, scaled_h, crop = resize_sizes(width, height, config)
+    scaled = _scaled(pixels, scaled_w, scaled_h, config["filter"])
+    return _center_crop(scaled, *crop) if crop else scaled
+
+
+def resize_sizes(
+    width: int, height: int, config: Mapping[str, Any]
+) -> tuple[int, int, tuple[int, int] | None]:
+    """(scaled width, scaled height, centre crop to (width, height) or None) for RESIZE of a
+    ``width`` x ``height`` picture; shared by images and video so both get the same sizes."""
     target_w, target_h = config["width"], config["height"]
     if not target_w and not target_h:
         raise ValueError("RESIZE needs a width or a height")
     if not target_w:
-        target_w = max(1, round(width * target_h / height))
-    elif not target_h:
-        target_h = max(1, round(height * target_w / width))
-    elif config["fit"] != "stretch":
-        scale = (min if config["fit"] == "contain" else max)(target_w / width, target_h / height)
-        scaled = _scaled(
-            pixels, max(1, round(width * scale)), max(1, round(height * scale)), config["filter"]
-        )
-        return scaled if config["fit"] == "contain" else _center_crop(scaled, target_w, target_h)
-    return _scaled(pixels, target_w, target_h, config["filter"])
+        return max(1, round(width * target_h / height)), target_h, None
+    if not target_h:
+        return target_w, max(1, round(height * target_w / width)), None
+    if config["fit"] == "stretch":
+        return target_w, target_h, None
+    scale = (min if config["fit"] == "contain" else max)(target_w / width, target_h / height)
+    scaled = max(1, round(width * scale)), max(1, round(height * scale))
+    return (*scaled, None) if config["fit"] == "contain" else (*scaled, (target_w, target_h))
 
 
 def _scaled(pixels: Array, width: int, height: int, filter_name: str) -> Array:

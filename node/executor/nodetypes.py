@@ -3,7 +3,8 @@
 A node's config is normalized here: unknown fields refused, defaults filled in, numbers in one
 form, so that two spellings of the same recipe give the same cache ids. ``version`` is part of
 every cache id: raise it when a type's output for the same config and inputs may change.
-Video and audio behaviour of SEQUENCE (and the other ffmpeg types) comes with the video work.
+``kinds`` lists the media a type takes (image, video, audio); how each type treats video and
+audio is in ``node.media.ops``, and the README's "Node types" table sums both up.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ BLEND_MODES = (
     "lighten",
     "darken",
 )
-IMAGE_RUNTIME = ("numpy", "pillow", "zlib")
+IMAGE_RUNTIME = ("numpy", "pillow", "zlib")  # tools whose versions decide image bytes
+MEDIA_RUNTIME = ("ffmpeg",)  # and video and audio bytes
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class NodeType:
     max_inputs: int | None
     params: tuple[Param, ...]
     description: str
-    runtime: tuple[str, ...] = IMAGE_RUNTIME  # tools whose versions change the output bytes
+    kinds: tuple[str, ...] = ("image", "video")  # media kinds its inputs may be
 
     def check_inputs(self, node_id: str, count: int) -> None:
         if count < self.min_inputs or (self.max_inputs is not None and count > self.max_inputs):
@@ -51,19 +53,71 @@ class NodeType:
                 wanted = f"{self.min_inputs} to {self.max_inputs}"
             raise RecipeError(f"{self.name} takes {wanted} inputs, got {count}", node=node_id, field="inputs")
 
-    def normalize(self, node_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    def normalize(self, node_id: str, config: Mapping[str, Any], input_count: int = 1) -> dict[str, Any]:
         """The canonical config of a node of this type; RecipeError naming the first bad field."""
+        if self.name == "SEGMENT":
+            config = _segment_bounds(node_id, config)
         values, problems = normalize_params(self.params, config)
         if problems:
             field, problem = next(iter(sorted(problems.items())))
             raise RecipeError(problem, node=node_id, field=f"config.{field}")
-        if self.name == "RESIZE" and not (values["width"] or values["height"]):
-            raise RecipeError("RESIZE needs a width or a height above 0", node=node_id, field="config.width")
+        _check_values(self.name, node_id, values, input_count)
         return values
+
+
+def _check_values(type_name: str, node_id: str, values: dict[str, Any], input_count: int) -> None:
+    """Rules across fields, and fields that depend on the number of inputs."""
+    if type_name == "RESIZE" and not (values["width"] or values["height"]):
+        raise RecipeError("RESIZE needs a width or a height above 0", node=node_id, field="config.width")
+    if type_name == "SEGMENT" and values["end"] and values["end"] <= values["start"]:
+        raise RecipeError("SEGMENT must end after it starts", node=node_id, field="config.end")
+    if type_name == "AUDIO_MIX" and values["gains"] and len(values["gains"]) != input_count:
+        raise RecipeError(
+            f"gains has {len(values['gains'])} values for {input_count} inputs",
+            node=node_id,
+            field="config.gains",
+        )
+    if type_name == "MUX":
+        for key in ("video", "audio"):
+            if values[key] >= input_count:
+                raise RecipeError(
+                    f"{key} names input {values[key]}, but inputs are numbered 0 to {input_count - 1}",
+                    node=node_id,
+                    field=f"config.{key}",
+                )
+
+
+def _segment_bounds(node_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """SEGMENT takes offset + duration or start + end; both become {start, end} (end 0: to the end)."""
+    given = dict(config)
+    if {"offset", "duration"} & set(given):
+        if {"start", "end"} & set(given):
+            raise RecipeError(
+                "give offset and duration, or start and end, not both", node=node_id, field="config.start"
+            )
+        offset, duration = given.pop("offset", 0.0), given.pop("duration", 0.0)
+        for field, value in (("offset", offset), ("duration", duration)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise RecipeError(
+                    f"must be a number of seconds, 0 or more, got {value!r}",
+                    node=node_id,
+                    field=f"config.{field}",
+                )
+        given["start"] = offset
+        given["end"] = offset + duration if duration else 0.0
+    return given
 
 
 def _px(name: str, default: int, description: str, low: int = 0) -> Param:
     return Param(name, "int", default, description, low, 16384, unit="px")
+
+
+def _seconds(name: str, default: float, description: str, maximum: float = 86400.0) -> Param:
+    return Param(name, "float", default, description, 0.0, maximum, unit="s")
+
+
+def _sample_rate() -> Param:
+    return Param("sample_rate", "int", 0, "output sample rate; 0: the first clip's", 0, 192000, unit="Hz")
 
 
 def _opacity() -> Param:
@@ -73,7 +127,15 @@ def _opacity() -> Param:
 NODE_TYPES: dict[str, NodeType] = {
     node_type.name: node_type
     for node_type in (
-        NodeType("SOURCE", "1", 0, 0, (), "Content by variable input, registry asset or CID.", ()),
+        NodeType(
+            "SOURCE",
+            "1",
+            0,
+            0,
+            (),
+            "Content by variable input, registry asset or CID.",
+            ("image", "video", "audio"),
+        ),
         NodeType("EFFECT", "1", 1, 1, (), "A registered effect (config.effect) with its parameters."),
         NodeType(
             "RESIZE",
@@ -98,7 +160,7 @@ NODE_TYPES: dict[str, NodeType] = {
                     choices=("lanczos", "bilinear", "nearest"),
                 ),
             ),
-            "Scale an image.",
+            "Scale an image, or every frame of a clip.",
         ),
         NodeType(
             "LAYER",
@@ -111,7 +173,7 @@ NODE_TYPES: dict[str, NodeType] = {
                 Param("scale", "float", 1.0, "scale of the upper input", 0.01, 100.0),
                 _opacity(),
             ),
-            "Place the second input over the first.",
+            "Place the second input over the first (an image over a clip stays for its length).",
         ),
         NodeType(
             "BLEND",
@@ -126,9 +188,91 @@ NODE_TYPES: dict[str, NodeType] = {
             "1",
             2,
             None,
-            (Param("crossfade", "float", 0.0, "overlap between clips", 0.0, 60.0, unit="s"),),
-            "Clips one after another, in input order; planned as a balanced tree of pairs.",
-            ("ffmpeg",),
+            (
+                _seconds("crossfade", 0.0, "overlap between one clip and the next", 60.0),
+                _px("width", 0, "output width; 0: the first clip's"),
+                _px("height", 0, "output height; 0: the first clip's"),
+                Param("fps", "float", 0.0, "output frame rate; 0: the first clip's", 0.0, 240.0, unit="1/s"),
+                _sample_rate(),
+            ),
+            "Clips one after another, in input order, normalized to one size, frame rate and "
+            "sample rate (letterboxed, never stretched); planned as a balanced tree of pairs.",
+            ("video", "audio"),
+        ),
+        NodeType(
+            "SEGMENT",
+            "1",
+            1,
+            1,
+            (
+                _seconds("start", 0.0, "first instant kept (or give offset)"),
+                _seconds("end", 0.0, "first instant dropped; 0: to the end (or give duration)"),
+            ),
+            "A frame-exact cut: frames round(start * fps) up to round(end * fps), sound cut at the same "
+            "instants. offset/duration are accepted as another spelling of start/end.",
+            ("video", "audio"),
+        ),
+        NodeType(
+            "TRANSFORM",
+            "1",
+            1,
+            1,
+            (
+                Param("brightness", "float", 0.0, "added to luma (eq)", -1.0, 1.0),
+                Param("contrast", "float", 1.0, "luma contrast (eq)", 0.0, 4.0),
+                Param("saturation", "float", 1.0, "colour saturation (eq)", 0.0, 3.0),
+                Param("gamma", "float", 1.0, "gamma (eq)", 0.1, 10.0),
+                Param("hue", "float", 0.0, "hue rotation", -180.0, 180.0, unit="degrees"),
+                Param("blur", "float", 0.0, "Gaussian blur sigma; 0: none", 0.0, 50.0, unit="px"),
+                Param("sharpen", "float", 0.0, "unsharp mask amount (5x5 luma); 0: none", 0.0, 5.0),
+                Param("speed", "float", 1.0, "playback speed; sound keeps its pitch", 0.25, 4.0, unit="x"),
+            ),
+            "Colour, sharpness and speed of a clip; on audio only speed applies.",
+            ("video", "audio"),
+        ),
+        NodeType(
+            "MUX",
+            "1",
+            2,
+            8,
+            (
+                Param("video", "int", 0, "input whose picture is kept (0-based)", 0, 7),
+                Param("audio", "int", 1, "input whose sound is kept (0-based)", 0, 7),
+                Param(
+                    "length",
+                    "choice",
+                    "video",
+                    "video: the picture's length, sound cut or padded with silence; shortest: both cut",
+                    choices=("video", "shortest"),
+                ),
+            ),
+            "The picture of one input with the sound of another.",
+            ("video", "audio"),
+        ),
+        NodeType(
+            "AUDIO_MIX",
+            "1",
+            2,
+            16,
+            (
+                Param("gains", "floats", [], "gain per input; empty: 0 dB each", -60.0, 24.0, unit="dB"),
+                Param(
+                    "normalize",
+                    "choice",
+                    "none",
+                    "loudness: EBU R128 to -16 LUFS (loudnorm)",
+                    choices=("none", "loudness"),
+                ),
+                Param(
+                    "duration",
+                    "choice",
+                    "longest",
+                    "how long the mix lasts",
+                    choices=("longest", "shortest", "first"),
+                ),
+            ),
+            "The inputs' sound summed (stereo, the first input's sample rate), each at its gain.",
+            ("video", "audio"),
         ),
     )
 }

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["float", "int", "bool", "choice"]
+Kind = Literal["float", "int", "bool", "choice", "floats"]
+MAX_LIST = 64
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,17 @@ class Param:
             if not isinstance(value, bool):
                 raise ValueError(f"must be true or false, got {value!r}")
             return value
+        if self.kind == "floats":
+            if not isinstance(value, list) or len(value) > MAX_LIST:
+                raise ValueError(f"must be a list of at most {MAX_LIST} numbers, got {value!r}")
+            return [self._number(item) for item in value]
         if self.kind == "choice":
             if value not in self.choices:
                 raise ValueError(f"must be one of {', '.join(self.choices)}, got {value!r}")
             return value
+        return self._number(value)
+
+    def _number(self, value: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be a number, got {value!r}")
         try:
@@ -54,16 +62,21 @@ class Param:
 
     def schema(self) -> dict[str, Any]:
         """A JSON Schema fragment (plus ``x-unit``) for the API and forms."""
-        types = {"float": "number", "int": "integer", "bool": "boolean", "choice": "string"}
-        schema: dict[str, Any] = {
-            "type": types[self.kind],
-            "default": self.default,
-            "description": self.description,
+        types = {
+            "float": "number",
+            "int": "integer",
+            "bool": "boolean",
+            "choice": "string",
+            "floats": "number",
         }
+        bounds: dict[str, Any] = {"type": types[self.kind]}
         if self.minimum is not None:
-            schema["minimum"] = self.minimum
+            bounds["minimum"] = self.minimum
         if self.maximum is not None:
-            schema["maximum"] = self.maximum
+            bounds["maximum"] = self.maximum
+        if self.kind == "floats":
+            bounds = {"type": "array", "items": bounds, "maxItems": MAX_LIST}
+        schema: dict[str, Any] = {**bounds, "default": self.default, "description": self.description}
         if self.choices:
             schema["enum"] = list(self.choices)
         if self.unit:

@@ -12,6 +12,13 @@ A SOURCE's cache id is its content id. Same recipe + same inputs + same runtime 
 ids = reuse. A SEQUENCE of more than two inputs becomes a balanced tree of pairwise steps, so
 its halves are computed (and reused) independently. The plan id hashes the recipe's content id,
 the step cache ids in order and the output's.
+
+Media kinds (``node.media.kinds``) flow from the sources' media types through the DAG: a step
+on video or audio runs in ffmpeg (runtime ``ffmpeg``), writes a lossless intermediate, or the
+delivery encode if it is the plan's output (``config.encode``, so part of the cache id), and a
+type that cannot take a kind is refused here, before anything runs. A chain of single-input
+video steps whose intermediates nothing else uses is *fused* into one ``CHAIN`` step (one
+ffmpeg pass: one decode, one encode); its ``fused`` field names the recipe nodes it covers.
 """
 
 from __future__ import annotations
@@ -27,9 +34,17 @@ from PIL import features
 
 from node.canonical import canonical_id
 from node.executor.errors import RecipeError
-from node.executor.nodetypes import NODE_TYPES
+from node.executor.nodetypes import IMAGE_RUNTIME, MEDIA_RUNTIME, NODE_TYPES
 from node.executor.recipe import Recipe, RecipeNode
+from node.media.effects import VIDEO_EFFECTS
+from node.media.ffmpeg import ffmpeg_version
+from node.media.kinds import Kind, kind_of
 from node.sync.keys import check_content_id
+
+CHAIN = "CHAIN"
+CHAIN_VERSION = "1"
+FUSABLE = ("EFFECT", "RESIZE", "TRANSFORM", "SEGMENT")  # single-input types that are filter chains
+FILTER_EFFECTS = frozenset(VIDEO_EFFECTS)  # the others run on raw frames through numpy
 
 
 @dataclass(frozen=True)
@@ -44,10 +59,13 @@ class Step:
     inputs: tuple[str, ...]
     runtime: Mapping[str, str]
     level: int
+    fused: tuple[str, ...] = ()  # a CHAIN's recipe nodes, in order
 
     def record(self) -> dict[str, Any]:
         """The step as stored in a plan record."""
+        extra = {"fused": list(self.fused)} if self.fused else {}
         return {
+            **extra,
             "cache_id": self.cache_id,
             "node_id": self.node_id,
             "type": self.type,
@@ -89,6 +107,7 @@ class Plan:
                 inputs=tuple(step["inputs"]),
                 runtime=step["runtime"],
                 level=step["level"],
+                fused=tuple(step.get("fused", ())),
             )
             for step in record["steps"]
         )
@@ -117,6 +136,7 @@ def _tool_versions() -> tuple[tuple[str, str], ...]:
         ("numpy", numpy.__version__),
         ("pillow", version("pillow")),
         ("zlib", features.version("zlib") or "none"),
+        ("ffmpeg", ffmpeg_version()),
     )
 
 
@@ -125,10 +145,14 @@ def make_plan(
     recipe_id: str,
     sources: Mapping[str, str],
     tools: Mapping[str, str] | None = None,
+    media_types: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Bind ``sources`` (SOURCE node id -> content id) and compute every step's cache id."""
+    """Bind ``sources`` (SOURCE node id -> content id) and compute every step's cache id.
+
+    ``media_types`` (content id -> media type) gives the sources' kinds; a source without one
+    counts as an image, as before video existed."""
     tools = tool_versions() if tools is None else tools
-    planner = _Planner(sources, tools)
+    planner = _Planner(recipe, sources, tools, media_types or {})
     for node in recipe.nodes:
         planner.add(node)
     steps = tuple(planner.steps)
@@ -140,20 +164,37 @@ def make_plan(
 
 
 class _Planner:
-    def __init__(self, sources: Mapping[str, str], tools: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        sources: Mapping[str, str],
+        tools: Mapping[str, str],
+        media_types: Mapping[str, str],
+    ) -> None:
         self._sources = sources
         self._tools = tools
+        self._media_types = media_types
+        self._output = recipe.output
+        self._consumers = {node.id: 0 for node in recipe.nodes}
+        for node in recipe.nodes:
+            for input_id in node.inputs:
+                self._consumers[input_id] += 1
         self.steps: list[Step] = []
         self.cache_ids: dict[str, str] = {}  # node id -> its (final) step's cache id
         self._levels: dict[str, int] = {}  # cache id -> level
+        self._kinds: dict[str, Kind] = {}  # cache id -> media kind
+        self._fusable: dict[str, Step] = {}  # cache id -> a step a CHAIN may take in
 
     def add(self, node: RecipeNode) -> None:
         if node.type == "SOURCE":
             self._add_source(node)
-        elif node.type == "SEQUENCE" and len(node.inputs) > 2:
-            self.cache_ids[node.id] = self._sequence_tree(node, [self.cache_ids[i] for i in node.inputs], "")
+            return
+        inputs = [self.cache_ids[i] for i in node.inputs]
+        kind = output_kind(node, [self._kinds[input_id] for input_id in inputs])
+        if node.type == "SEQUENCE" and len(inputs) > 2:
+            self.cache_ids[node.id] = self._sequence_tree(node, inputs, "", kind)
         else:
-            self.cache_ids[node.id] = self._step(node.id, node, [self.cache_ids[i] for i in node.inputs])
+            self.cache_ids[node.id] = self._step(node.id, node, inputs, kind)
 
     def _add_source(self, node: RecipeNode) -> None:
         content_id = self._sources.get(node.id)
@@ -166,37 +207,126 @@ class _Planner:
         step = Step(content_id, node.id, "SOURCE", NODE_TYPES["SOURCE"].version, dict(node.config), (), {}, 0)
         self._append(step)
         self.cache_ids[node.id] = content_id
+        self._kinds[content_id] = kind_of(self._media_types.get(content_id, "")) or "image"
 
-    def _sequence_tree(self, node: RecipeNode, inputs: list[str], path: str) -> str:
+    def _sequence_tree(self, node: RecipeNode, inputs: list[str], path: str, kind: Kind) -> str:
         """Pairs from a balanced split: [a, b, c, d] -> SEQ(SEQ(a, b), SEQ(c, d))."""
         if len(inputs) == 1:
             return inputs[0]
         middle = (len(inputs) + 1) // 2
-        left = self._sequence_tree(node, inputs[:middle], path + "0")
-        right = self._sequence_tree(node, inputs[middle:], path + "1")
+        left = self._sequence_tree(node, inputs[:middle], path + "0", kind)
+        right = self._sequence_tree(node, inputs[middle:], path + "1", kind)
         step_id = node.id if not path else f"{node.id}#{path}"
-        return self._step(step_id, node, [left, right])
+        return self._step(step_id, node, [left, right], kind, final=not path)
 
-    def _step(self, step_id: str, node: RecipeNode, inputs: list[str]) -> str:
-        node_type = NODE_TYPES[node.type]
-        runtime = {tool: self._tools.get(tool, "unknown") for tool in node_type.runtime}
+    def _step(
+        self, step_id: str, node: RecipeNode, inputs: list[str], kind: Kind, *, final: bool = True
+    ) -> str:
         config = dict(node.config)
+        if kind != "image":
+            config["encode"] = "delivery" if final and node.id == self._output else "lossless"
+        ops = [{"type": node.type, "type_version": NODE_TYPES[node.type].version, "config": config}]
+        fused: tuple[str, ...] = ()
+        previous = self._fusable.get(inputs[0]) if len(inputs) == 1 else None
+        if previous is not None and _fusable(node, kind):
+            ops = [*_ops_of(previous), *ops]
+            fused, inputs = (*(previous.fused or (previous.node_id,)), step_id), list(previous.inputs)
+            self._drop(previous)
+        step = self._make_step(step_id, ops, inputs, kind, fused)
+        self._append(step)
+        self._kinds[step.cache_id] = kind
+        if _fusable(node, kind) and self._consumers[node.id] == 1 and node.id != self._output:
+            self._fusable[step.cache_id] = step
+        return step.cache_id
+
+    def _make_step(
+        self, step_id: str, ops: list[dict[str, Any]], inputs: list[str], kind: Kind, fused: tuple[str, ...]
+    ) -> Step:
+        if len(ops) == 1:
+            type_name, type_version, config = ops[0]["type"], ops[0]["type_version"], ops[0]["config"]
+        else:
+            encode = ops[-1]["config"]["encode"]
+            chain = [{**op, "config": {k: v for k, v in op["config"].items() if k != "encode"}} for op in ops]
+            type_name, type_version, config = CHAIN, CHAIN_VERSION, {"ops": chain, "encode": encode}
+        tools = _runtime_tools(kind, ops)
+        runtime = {tool: self._tools.get(tool, "unknown") for tool in tools}
         cache_id = canonical_id(
             {
-                "type": node.type,
-                "type_version": node_type.version,
+                "type": type_name,
+                "type_version": type_version,
                 "config": config,
                 "inputs": inputs,
                 "runtime": runtime,
             }
         )
         level = 1 + max(self._levels[input_id] for input_id in inputs)
-        self._append(
-            Step(cache_id, step_id, node.type, node_type.version, config, tuple(inputs), runtime, level)
-        )
-        return cache_id
+        return Step(cache_id, step_id, type_name, type_version, config, tuple(inputs), runtime, level, fused)
+
+    def _drop(self, step: Step) -> None:
+        """A step taken into a CHAIN is no longer computed on its own."""
+        self.steps.remove(step)
+        del self._levels[step.cache_id]
+        del self._fusable[step.cache_id]
 
     def _append(self, step: Step) -> None:
         if step.cache_id not in self._levels:  # the same work twice in one recipe is one step
             self._levels[step.cache_id] = step.level
             self.steps.append(step)
+
+
+def _ops_of(step: Step) -> list[dict[str, Any]]:
+    if step.type == CHAIN:
+        return [dict(op) for op in step.config["ops"]]
+    return [{"type": step.type, "type_version": step.type_version, "config": dict(step.config)}]
+
+
+def _fusable(node: RecipeNode, kind: Kind) -> bool:
+    if kind != "video" or node.type not in FUSABLE:
+        return False
+    return node.type != "EFFECT" or node.config["effect"] in FILTER_EFFECTS
+
+
+def _runtime_tools(kind: Kind, ops: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Tools whose versions decide the step's bytes: ffmpeg for media (and numpy for effects
+    that run on raw frames), numpy, Pillow and zlib for images."""
+    if kind == "image":
+        return IMAGE_RUNTIME
+    raw_frames = any(
+        op["type"] == "EFFECT" and op["config"]["effect"] not in FILTER_EFFECTS | {"identity"} for op in ops
+    )
+    return (*MEDIA_RUNTIME, "numpy") if raw_frames else MEDIA_RUNTIME
+
+
+def output_kind(node: RecipeNode, kinds: list[Kind]) -> Kind:
+    """The kind a node makes from its inputs' kinds; RecipeError if it cannot take them."""
+    node_type = NODE_TYPES[node.type]
+    for position, kind in enumerate(kinds):
+        if kind not in node_type.kinds:
+            takes = " and ".join(node_type.kinds)
+            raise RecipeError(
+                f"{node.type} takes {takes}, but input {node.inputs[position]} is {kind}",
+                node=node.id,
+                field="inputs",
+            )
+    if node.type == "AUDIO_MIX":
+        return "audio"
+    if node.type == "SEQUENCE" and len(set(kinds)) > 1:
+        raise RecipeError(
+            "SEQUENCE joins clips of one kind: all video or all audio", node=node.id, field="inputs"
+        )
+    if node.type == "MUX":
+        return _mux_kind(node, kinds)
+    if "video" in kinds:
+        return "video"
+    return "audio" if "audio" in kinds else "image"
+
+
+def _mux_kind(node: RecipeNode, kinds: list[Kind]) -> Kind:
+    picture = kinds[node.config["video"]]
+    if picture != "video":
+        raise RecipeError(
+            f"MUX takes its picture from input {node.config['video']}, which is {picture}",
+            node=node.id,
+            field="config.video",
+        )
+    return "video"

@@ -224,7 +224,7 @@ def _node(raw: Any, index: int, assets: Mapping[str, Any]) -> RecipeNode:
     elif type_name == "EFFECT":
         normalized = normalize_effect_config(node_id, config)
     else:
-        normalized = node_type.normalize(node_id, config)
+        normalized = node_type.normalize(node_id, config, len(inputs))
     return RecipeNode(node_id, type_name, normalized, tuple(inputs))
 
 

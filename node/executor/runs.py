@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -62,6 +62,7 @@ class Submission:
     sources: dict[str, str]  # SOURCE node id -> content id
     owner: str
     output_name: str = ""
+    media_types: dict[str, str] = field(default_factory=dict)  # content id -> media type
 
 
 class RunManager:
@@ -93,7 +94,9 @@ class RunManager:
         for node_id in submission.sources:
             if node_id not in sources:
                 raise RecipeError(f"the recipe has no SOURCE {node_id!r}", node=node_id, field="inputs")
-        plan = make_plan(recipe, submission.recipe_entry.content_id, submission.sources)
+        plan = make_plan(
+            recipe, submission.recipe_entry.content_id, submission.sources, media_types=submission.media_types
+        )
         plan_cid = await self._writer.plan(plan)
         run_id = f"run-{secrets.token_hex(8)}"
         await self._hold(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])

@@ -15,13 +15,13 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from node.executor.effects import EFFECTS
 from node.executor.errors import StepFailed
-from node.executor.planner import Plan, Step, tool_versions
+from node.executor.planner import CHAIN, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
@@ -185,10 +185,10 @@ class Scheduler:
         await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
         output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
         job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
-        job.update(inputs=paths, output=str(output))
+        job.update(inputs=paths, media_types=[entry.media_type for entry in inputs], output=str(output))
         try:
-            await self._pool.run(job, self._step_timeout_s)
-            stored = await self._store.put_file(output)
+            answer = await self._pool.run(job, self._step_timeout_s)
+            stored = await self._store.put_file(output, media_type=str(answer.get("media_type", "")))
             await self._keep_in_cache(output, stored.entry)
         finally:
             await asyncio.to_thread(_unlink, output)
@@ -206,8 +206,11 @@ def _check_runtime(step: Step) -> None:
     """A node computes only steps whose output it reproduces: same tools, same effect version."""
     here = tool_versions()
     wanted = {tool: version for tool, version in step.runtime.items() if here.get(tool) != version}
-    if step.type == "EFFECT" and EFFECTS[step.config["effect"]].version != step.config["effect_version"]:
-        wanted[step.config["effect"]] = step.config["effect_version"]
+    ops: list[Mapping[str, Any]] = step.config["ops"] if step.type == CHAIN else [step.record()]
+    for op in ops:
+        config = op["config"]
+        if op["type"] == "EFFECT" and EFFECTS[config["effect"]].version != config["effect_version"]:
+            wanted[config["effect"]] = config["effect_version"]
     if wanted:
         needs = ", ".join(f"{tool} {version}" for tool, version in sorted(wanted.items()))
         raise StepFailed(

@@ -3,7 +3,8 @@
 The scheduler keeps a few of these running, each in its own process group, so a step can be
 killed (cancel, timeout) with everything it started, and numpy and Pillow are imported once
 per worker rather than once per step. A job is one JSON line:
-``{"job": ID, "type": TYPE, "config": {...}, "inputs": [PATH, ...], "output": PATH}``; the answer
+``{"job": ID, "type": TYPE, "config": {...}, "inputs": [PATH, ...], "media_types": [...],
+"output": PATH}``; a config with ``encode`` is a video or audio step (``node.media.render``). The answer
 is one JSON line ``{"job": ID, "ok": true, "media_type": ...}`` or ``{"job": ID, "ok": false,
 "error": "..."}``. Output is written to a temporary name and renamed, so it appears whole.
 """
@@ -16,17 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from PIL import UnidentifiedImageError
+
 from node.executor import image_ops
 from node.executor.effects import EFFECTS
 from node.executor.imaging import Array, png_bytes, read_image
+from node.media.render import render, write_atomically
 
 PNG = "image/png"
 
 
 def compute(job: dict[str, Any]) -> str:
     """Run one job; returns the output's media type. Raises on bad input or unsupported work."""
-    images = [read_image(Path(path)) for path in job["inputs"]]
     config = job["config"]
+    if "encode" in config:
+        return write_atomically(lambda path: render(job, path), Path(job["output"]))
+    images = [_image(Path(path), index) for index, path in enumerate(job["inputs"])]
     kind = job["type"]
     result: Array
     if kind == "EFFECT":
@@ -44,6 +50,15 @@ def compute(job: dict[str, Any]) -> str:
         raise ValueError(f"{kind} on images is not supported by this node yet")
     _write_atomically(Path(job["output"]), png_bytes(result))
     return PNG
+
+
+def _image(path: Path, index: int) -> Array:
+    if path.stat().st_size == 0:
+        raise ValueError(f"input {index + 1} is empty (0 bytes)")
+    try:
+        return read_image(path)
+    except UnidentifiedImageError:
+        raise ValueError(f"input {index + 1} is not an image this node reads") from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

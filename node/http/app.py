@@ -72,6 +72,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
     app.router.add_get("/cache", cache.listing, name="cache-list")
     app.router.add_get("/cache/{ref}", cache.download, name="cache-get")
+    app.router.add_get("/cache/{ref}/probe", cache.probe, name="cache-probe")
     app.router.add_delete("/cache/{ref}", cache.remove, name="cache-delete")
     app.router.add_post("/cache/import", cache.import_file, name="cache-imports")
     app.router.add_post("/runs", runs.create, name="runs-create")

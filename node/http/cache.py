@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -15,10 +16,12 @@ from typing import Any, BinaryIO, TypeVar
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from node.errors import Forbidden, InvalidInput, NodeError, NotFound
+from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
 from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, SETTINGS
 from node.http.auth import require_user
 from node.http.ranges import parse_range
+from node.media.errors import MediaError
+from node.media.probe import probe_file
 from node.store.content import Stored
 from node.store.errors import InvalidUpload, UploadTooLarge
 from node.store.ipfs import CHUNK_SIZE
@@ -271,6 +274,23 @@ async def _relay(
 
 def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+async def probe(request: web.Request) -> web.Response:
+    """``GET /cache/{ref}/probe``: duration, size, frame rate and streams of image, video or
+    audio content; 415 for content that is none of these. Probed once, then kept."""
+    store = request.app[CONTENT_STORE]
+    entry = await store.resolve(request.match_info["ref"])
+    report = await store.index.media_info(entry.content_id)
+    if report is None:
+        path = await request.app[LOCAL_CACHE].materialize(entry)
+        try:
+            info = await asyncio.to_thread(probe_file, path, entry.cid)
+        except MediaError as exc:
+            raise UnsupportedMedia(str(exc), field="ref") from None
+        report = json.dumps(info.as_json())
+        await store.index.put_media_info(entry.content_id, report)
+    return web.json_response({**entry_json(entry), "media": json.loads(report)})
 
 
 async def listing(request: web.Request) -> web.Response:

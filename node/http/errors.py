@@ -23,6 +23,7 @@ from node.errors import (
     TooLarge,
     Unauthorized,
     Unavailable,
+    UnsupportedMedia,
     Upstream,
 )
 
@@ -36,6 +37,7 @@ STATUS_BY_KIND: dict[type[NodeError], int] = {
     RequestTimeout: 408,
     Conflict: 409,
     TooLarge: 413,
+    UnsupportedMedia: 415,
     RangeNotSatisfiable: 416,
     Upstream: 502,
     Unavailable: 503,

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -135,13 +135,17 @@ class ContentStore:
 
         return await self.put(chunks(), max_size=max_size, owner=owner)
 
-    async def put_file(self, path: Path, *, owner: str = "") -> Stored:
-        """Store a local file (a step's output), read in chunks off the event loop."""
+    async def put_file(self, path: Path, *, owner: str = "", media_type: str = "") -> Stored:
+        """Store a local file (a step's output), read in chunks off the event loop.
+
+        ``media_type``, when given, replaces the sniffed one: the step that made the file knows
+        it exactly (an audio-only Matroska file sniffs as video)."""
         handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
         try:
-            return await self.put_handle(handle, max_size=2**62, owner=owner)
+            entry = await self.ingest(_handle_chunks(handle), max_size=2**62)
         finally:
             await asyncio.to_thread(handle.close)
+        return await self.commit(replace(entry, media_type=media_type or entry.media_type), owner=owner)
 
     async def put_handle(
         self, handle: BinaryIO, *, max_size: int, owner: str = "", asset: str = ""

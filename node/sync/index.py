@@ -194,6 +194,16 @@ class ContentIndex:
                 await self._redis.srem(key, owner)
             return {str(name) for name in await self._redis.smembers(key)}
 
+    async def media_info(self, content_id: str) -> str | None:
+        """What probing the content found (JSON), if it was probed."""
+        with redis_errors():
+            found = await self._redis.get(self._keys.content_media(content_id))
+        return found.decode() if isinstance(found, bytes) else found
+
+    async def put_media_info(self, content_id: str, report: str) -> None:
+        with redis_errors():
+            await self._redis.set(self._keys.content_media(content_id), report)
+
     async def remove(self, entry: ContentEntry) -> list[str]:
         """Forget content entirely: its entry, CID mapping, listing, owners, runs and asset
         names; the asset names it had."""
@@ -206,6 +216,7 @@ class ContentIndex:
                     self._keys.content(entry.content_id),
                     self._keys.content_owners(entry.content_id),
                     self._keys.content_runs(entry.content_id),
+                    self._keys.content_media(entry.content_id),
                 )
                 if await self.content_id_for_cid(entry.cid) == entry.content_id:
                     pipe.delete(self._keys.cid(entry.cid))

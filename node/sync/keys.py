@@ -39,6 +39,10 @@ class Keys:
         """Hash {cid, size, media_type, created} for one SHA3-256 content id."""
         return f"{self.prefix}content:{_checked('content id', content_id, _HEX64)}"
 
+    def content_media(self, content_id: str) -> str:
+        """String: what ffprobe found in the content (JSON), kept since content never changes."""
+        return f"{self.content(content_id)}:media"
+
     def content_owners(self, content_id: str) -> str:
         """Set of users who own the content (deletion is reference counted)."""
         return f"{self.content(content_id)}:owners"

@@ -1,0 +1,1 @@
+"""Video and audio through ffmpeg: probing, deterministic encodes, and the node types' graphs."""

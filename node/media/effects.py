@@ -1,0 +1,93 @@
+"""The image effects on video, frame by frame, as ffmpeg filters on planar RGB.
+
+Each effect here is the ffmpeg rendering of the image effect of the same name (``node.executor
+.effects``): the same formula, on 8-bit RGB frames. Where ffmpeg's filter approximates (``gblur``
+is a recursive Gaussian, luma is rounded to 8 bits before ``dog``'s blurs) the frames differ
+from the image effect by a level or two; the tests bound that difference. An effect with no
+filter here (``contrast``, whose mean luma changes per frame) runs its numpy function on raw
+frames piped through (``node.media.framepipe``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from node.executor.effects import SEPIA
+from node.media.graph import Graph
+
+# Filters a chain: (graph, input label, params) -> output label.
+VideoEffect = Callable[[Graph, str, Mapping[str, Any]], str]
+
+LUMA = (0.299, 0.587, 0.114)
+GBLUR_STEPS = 3  # more steps: closer to a true Gaussian, slower
+
+
+def _mixer(matrix: tuple[tuple[float, ...], ...]) -> str:
+    names = ("r", "g", "b")
+    return "colorchannelmixer=" + ":".join(
+        f"{out}{inp}={matrix[row][col]:.6g}" for row, out in enumerate(names) for col, inp in enumerate(names)
+    )
+
+
+def _each_plane(expression: str) -> str:
+    return f"c0='{expression}':c1='{expression}':c2='{expression}'"
+
+
+def _gblur(sigma: float) -> str:
+    return f"gblur=sigma={sigma:.6g}:steps={GBLUR_STEPS}"
+
+
+def _invert(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    return graph.filter(source, "negate")
+
+
+def _grayscale(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    return graph.filter(source, _mixer((LUMA, LUMA, LUMA)))
+
+
+def _sepia(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    return graph.filter(source, _mixer(tuple(tuple(float(v) for v in row) for row in SEPIA)))
+
+
+def _blur(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    return graph.filter(source, _gblur(params["sigma"]))
+
+
+def _brightness(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    return graph.filter(source, "lut=" + _each_plane(f"clip(floor(val*{params['factor']:.6g}+0.5),0,255)"))
+
+
+def _pixelate(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    return graph.filter(source, f"pixelize=w={params['block']}:h={params['block']}:m=avg")
+
+
+def _difference(graph: Graph, source: str, first: str, second: str, expression: str) -> str:
+    """``expression`` of x = ``first``(frame) and y = ``second``(frame), per plane."""
+    a, b = graph.label(), graph.label()
+    graph.fragment(f"[{source}]split[{a}][{b}]")
+    return graph.join([graph.filter(a, first), graph.filter(b, second)], "lut2=" + _each_plane(expression))
+
+
+def _sharpen(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    expression = f"clip(floor(x+{params['amount']:.6g}*(x-y)+0.5),0,255)"
+    return _difference(graph, source, "null", _gblur(params["sigma"]), expression)
+
+
+def _dog(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    gray = graph.filter(source, _mixer((LUMA, LUMA, LUMA)))
+    sigma = params["sigma"]
+    expression = f"clip(floor(128+{params['gain']:.6g}*(x-y)+0.5),0,255)"
+    return _difference(graph, gray, _gblur(sigma), _gblur(sigma * params["k"]), expression)
+
+
+VIDEO_EFFECTS: dict[str, VideoEffect] = {
+    "invert": _invert,
+    "grayscale": _grayscale,
+    "blur": _blur,
+    "sharpen": _sharpen,
+    "brightness": _brightness,
+    "pixelate": _pixelate,
+    "sepia": _sepia,
+    "dog": _dog,
+}

@@ -1,0 +1,108 @@
+"""Running ffmpeg so that the same inputs always give the same bytes.
+
+Every command gets the bit-exact flags, a fixed thread count (x264's output depends on it), no
+metadata or chapters from the inputs, and no implicit frame dropping or duplication. Outputs
+are either *lossless intermediates* (FFV1 video, PCM audio, in Matroska: every later step reads
+exactly what this one made) or the *delivery encode* (H.264 + AAC in MP4 with the index at the
+front), which only a plan's final output gets (DESIGN.md "Executor").
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.media.errors import MediaError
+
+THREADS = 4  # fixed, never the machine's core count: x264's bytes depend on it
+LOSSLESS_VIDEO = ("-c:v", "ffv1", "-level", "3", "-g", "1", "-slices", "4", "-slicecrc", "1")
+LOSSLESS_AUDIO = ("-c:a", "pcm_s16le")
+DELIVERY_VIDEO = ("-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p")
+DELIVERY_AUDIO = ("-c:a", "aac", "-b:a", "192k")
+BITEXACT = (
+    "-fflags",
+    "+bitexact",
+    "-flags:v",
+    "+bitexact",
+    "-flags:a",
+    "+bitexact",
+    "-map_metadata",
+    "-1",
+    "-map_chapters",
+    "-1",
+    "-fps_mode",
+    "passthrough",
+)
+STDERR_TAIL = 600  # characters of ffmpeg's complaint kept in a step's error
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a step writes its output: codecs, container and the media type that results."""
+
+    delivery: bool
+    has_video: bool
+    has_audio: bool
+
+    def args(self) -> list[str]:
+        """Codec and container arguments (after the ``-map`` options)."""
+        args: list[str] = []
+        if self.has_video:
+            args += DELIVERY_VIDEO if self.delivery else LOSSLESS_VIDEO
+        if self.has_audio:
+            args += DELIVERY_AUDIO if self.delivery else LOSSLESS_AUDIO
+        args += ["-threads", str(THREADS), *BITEXACT]
+        if self.delivery:
+            return [*args, "-movflags", "+faststart", "-f", "mp4"]
+        return [*args, "-f", "matroska"]
+
+    @property
+    def media_type(self) -> str:
+        main = "video" if self.has_video else "audio"
+        return f"{main}/mp4" if self.delivery else f"{main}/x-matroska"
+
+    def even_size_filter(self) -> str:
+        """H.264 in 4:2:0 needs even sizes: pad odd ones by one black row or column."""
+        return "pad=ceil(iw/2)*2:ceil(ih/2)*2" if self.delivery else "null"
+
+
+def run_ffmpeg(args: list[str], output: Path, timeout_s: float | None = None) -> None:
+    """Run ``ffmpeg ARGS OUTPUT`` (quiet, never asking); MediaError with ffmpeg's reason."""
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args, str(output)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)  # noqa: S603
+    except FileNotFoundError:
+        raise MediaError("ffmpeg is not installed on this node") from None
+    if done.returncode != 0:
+        raise MediaError(f"ffmpeg failed: {stderr_tail(done.stderr)}")
+
+
+def stderr_tail(stderr: bytes) -> str:
+    """The last lines of a tool's complaint, short enough for an error message, without the
+    node's directories or memory addresses (clients read it)."""
+    text = stderr.decode("utf-8", "replace").strip() or "no message"
+    text = re.sub(r" @ 0x[0-9a-f]+", "", text)
+    text = re.sub(r"(?<![\w.])/(?:[^\s/:]+/)+", "", text)  # /work/cache/ab/abcd.out -> abcd.out
+    return text[-STDERR_TAIL:].replace("\n", "; ")
+
+
+def ffmpeg_version() -> str:
+    """ffmpeg's version and its libraries' versions: what decides the bytes it writes."""
+    return _ffmpeg_version()
+
+
+@functools.cache
+def _ffmpeg_version() -> str:
+    if shutil.which("ffmpeg") is None:
+        return "none"
+    done = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, check=False)  # noqa: S607
+    first = done.stdout.splitlines()[0] if done.stdout else ""
+    found = re.match(r"ffmpeg version (\S+)", first)
+    libraries = re.findall(r"^(libav\w+|libsw\w+|libpostproc)\s+(\d+\.\s*\d+\.\s*\d+)", done.stdout, re.M)
+    parts = [found.group(1) if found else "unknown"]
+    parts += [f"{name} {number.replace(' ', '')}" for name, number in libraries]
+    return "; ".join(parts)

@@ -1,0 +1,86 @@
+"""Effects with no ffmpeg filter, on video: raw RGB frames piped through the numpy function.
+
+One ffmpeg decodes the picture to ``rgb24`` on its stdout; each frame goes through the image
+effect (exactly the image result, frame by frame); a second ffmpeg reads the frames on its
+stdin, takes the sound from the original input untouched, and encodes. Frames are read and
+written one at a time, so memory stays at a few frames whatever the clip's length. Timing is
+the input's frame rate (constant frame rate assumed, as ffmpeg's rawvideo demuxer needs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from node.executor.effects import Effect
+from node.media.errors import MediaError
+from node.media.ffmpeg import BITEXACT, THREADS, Encoding, stderr_tail
+from node.media.probe import MediaInfo
+
+
+def run_effect(
+    effect: Effect,
+    params: dict[str, object],
+    source: Path,
+    info: MediaInfo,
+    *,
+    encoding: Encoding,
+    output: Path,
+) -> None:
+    """Apply ``effect`` to every frame of ``source`` (probed as ``info``) into ``output``."""
+    video = info.video
+    if video is None or effect.apply is None:
+        raise MediaError(f"effect {effect.name} needs a picture, but this input has only audio")
+    frame_bytes = video.width * video.height * 3
+    decode = ["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", str(THREADS), "-i", str(source)]
+    decode += ["-map", "0:v:0", *BITEXACT, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    encode = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    encode += [
+        "-s",
+        f"{video.width}x{video.height}",
+        "-framerate",
+        str(info.fps),
+        "-i",
+        "-",
+        "-i",
+        str(source),
+    ]
+    encode += ["-map", "0:v", *(["-map", "1:a:0"] if info.audio else []), *encoding.args(), str(output)]
+    with tempfile.TemporaryFile() as decode_log, tempfile.TemporaryFile() as encode_log:
+        decoder = subprocess.Popen(decode, stdout=subprocess.PIPE, stderr=decode_log)  # noqa: S603
+        encoder = subprocess.Popen(encode, stdin=subprocess.PIPE, stderr=encode_log)  # noqa: S603
+        assert decoder.stdout is not None and encoder.stdin is not None  # noqa: S101 - PIPEs
+        try:
+            _pump(decoder.stdout, encoder.stdin, frame_bytes, (video.height, video.width), effect, params)
+        finally:
+            encoder.stdin.close()
+            decoder.stdout.close()
+            decoded, encoded = decoder.wait(), encoder.wait()
+        for code, log, what in ((decoded, decode_log, "decoding"), (encoded, encode_log, "encoding")):
+            if code != 0:
+                log.seek(0)
+                raise MediaError(f"ffmpeg failed {what} for effect {effect.name}: {stderr_tail(log.read())}")
+
+
+def _pump(  # noqa: PLR0917 - a private loop's plumbing
+    frames_in: IO[bytes],
+    frames_out: IO[bytes],
+    frame_bytes: int,
+    shape: tuple[int, int],
+    effect: Effect,
+    params: dict[str, object],
+) -> None:
+    assert effect.apply is not None  # noqa: S101 - checked by the caller
+    while True:
+        raw = frames_in.read(frame_bytes)
+        if len(raw) < frame_bytes:
+            return  # the end (a short read at the end is ffmpeg stopping mid-frame: its error says why)
+        pixels = np.frombuffer(raw, dtype=np.uint8).reshape(*shape, 3)
+        try:
+            frames_out.write(np.ascontiguousarray(effect.apply(pixels, params)).tobytes())
+        except BrokenPipeError:
+            return  # the encoder stopped; its exit code and log say why

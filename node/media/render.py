@@ -1,0 +1,127 @@
+"""A video or audio step in a worker: probe the inputs, build the graph, run ffmpeg once.
+
+The job is the scheduler's (``node.executor.worker``): ``type`` and ``config`` of a node type,
+or a ``CHAIN`` whose ``config.ops`` are single-input steps fused into one pass; ``inputs`` are
+local paths, ``media_types`` their media types; ``config.encode`` says lossless intermediate or
+delivery encode. The answer is the output's media type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from node.executor.effects import EFFECTS
+from node.media import ops
+from node.media.effects import VIDEO_EFFECTS
+from node.media.errors import MediaError
+from node.media.ffmpeg import Encoding, run_ffmpeg
+from node.media.framepipe import run_effect
+from node.media.graph import Av, Graph
+from node.media.kinds import kind_of
+from node.media.probe import PROBE_TIMEOUT_S, MediaInfo, probe_file
+
+SingleOp = Callable[[Graph, Av, Mapping[str, Any]], Av]
+PairOp = Callable[[Graph, Av, Av, Mapping[str, Any]], Av]
+ManyOp = Callable[[Graph, list[Av], Mapping[str, Any]], Av]
+
+SINGLE: dict[str, SingleOp] = {
+    "EFFECT": ops.effect,
+    "RESIZE": ops.resize,
+    "TRANSFORM": ops.transform,
+    "SEGMENT": ops.segment,
+}
+PAIR: dict[str, PairOp] = {"LAYER": ops.layer, "BLEND": ops.blend, "SEQUENCE": ops.sequence}
+MANY: dict[str, ManyOp] = {"MUX": ops.mux, "AUDIO_MIX": ops.audio_mix}
+
+
+def render(job: Mapping[str, Any], output: Path) -> str:
+    """Compute ``job`` into ``output``; the output's media type. MediaError says what went wrong."""
+    paths = [Path(path) for path in job["inputs"]]
+    media_types = job.get("media_types") or [""] * len(paths)
+    infos = [probe_file(path, f"input {index + 1}") for index, path in enumerate(paths)]
+    config = job["config"]
+    steps = config["ops"] if job["type"] == "CHAIN" else [{"type": job["type"], "config": config}]
+    delivery = config["encode"] == "delivery"
+    if _raw_frames(steps):
+        effect = EFFECTS[steps[0]["config"]["effect"]]
+        encoding = Encoding(delivery, has_video=True, has_audio=infos[0].audio is not None)
+        run_effect(effect, steps[0]["config"]["params"], paths[0], infos[0], encoding=encoding, output=output)
+        return encoding.media_type
+    graph = Graph()
+    clips = _inputs(graph, paths, infos, media_types)
+    result = _apply(graph, clips, steps)
+    encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
+    run_ffmpeg(graph.command(result, encoding), output)
+    return encoding.media_type
+
+
+def _raw_frames(steps: list[Mapping[str, Any]]) -> bool:
+    first = steps[0]
+    if first["type"] != "EFFECT" or first["config"]["effect"] in VIDEO_EFFECTS:
+        return False
+    if len(steps) > 1:  # the planner never fuses these
+        raise MediaError(f"effect {first['config']['effect']} cannot run inside a fused chain")
+    return True
+
+
+def _inputs(graph: Graph, paths: list[Path], infos: list[MediaInfo], media_types: list[str]) -> list[Av]:
+    """Each input as streams; still images loop at the frame rate of the first clip."""
+    stills = [
+        info.kind == "image" or kind_of(media_type) == "image"
+        for info, media_type in zip(infos, media_types, strict=True)
+    ]
+    clip_rates = [info.fps for info, still in zip(infos, stills, strict=True) if not still and info.video]
+    loop_fps = clip_rates[0] if clip_rates else Fraction(25)
+    return [
+        graph.add_input(path, info, video_frames=0, loop_fps=loop_fps)
+        if still
+        else graph.add_input(path, info, video_frames=count_frames(path, info))
+        for path, info, still in zip(paths, infos, stills, strict=True)
+    ]
+
+
+def _apply(graph: Graph, clips: list[Av], steps: list[Mapping[str, Any]]) -> Av:
+    first = steps[0]
+    kind, config = first["type"], first["config"]
+    if kind in PAIR:
+        result = PAIR[kind](graph, clips[0], clips[1], config)
+    elif kind in MANY:
+        result = MANY[kind](graph, clips, config)
+    elif kind in SINGLE:
+        result = SINGLE[kind](graph, clips[0], config)
+    else:
+        raise MediaError(f"{kind} does not work on video or audio")
+    for step in steps[1:]:
+        result = SINGLE[step["type"]](graph, result, step["config"])
+    return result
+
+
+def count_frames(path: Path, info: MediaInfo) -> int:
+    """The exact number of frames of the first video stream (0 without one): packets counted
+    by ffprobe, which reads the file but decodes nothing."""
+    if info.video is None:
+        return 0
+    command = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets"]
+    command += ["-show_entries", "stream=nb_read_packets", "-of", "json", str(path)]
+    done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)  # noqa: S603
+    try:
+        return int(json.loads(done.stdout)["streams"][0]["nb_read_packets"])
+    except (ValueError, KeyError, IndexError) as exc:
+        raise MediaError(f"{path.name}: its frames cannot be counted") from exc
+
+
+def write_atomically(render_into: Callable[[Path], str], path: Path) -> str:
+    """Render into a temporary name and rename, so the output appears whole or not at all."""
+    tmp_path = path.with_name(path.name + ".part")
+    try:
+        media_type = render_into(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    return media_type
