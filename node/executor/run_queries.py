@@ -85,9 +85,12 @@ class RunQueries:
             if event["kind"] == "progress":
                 percent = int(event["percent"])
             elif event["kind"] in STEP_STATES:
+                name = str(event["step"])
                 state = {"state": STEP_STATES[event["kind"]], "cache_id": event.get("cache_id")}
-                state.update({key: event[key] for key in ("cid", "error") if key in event})
-                states[str(event["step"])] = state
+                state.update({key: event[key] for key in ("cid", "error", "fused") if key in event})
+                if "fused" in states.get(name, {}):
+                    state.setdefault("fused", states[name]["fused"])
+                states[name] = state
         return states, percent
 
     async def delete(self, run_id: str) -> None:

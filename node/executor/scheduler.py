@@ -160,7 +160,8 @@ class Scheduler:
         return entry
 
     async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
-        await emit("step_started", step=step.node_id, cache_id=step.cache_id, type=step.type)
+        fused = {"fused": list(step.fused)} if step.fused else {}  # the recipe nodes a CHAIN covers
+        await emit("step_started", step=step.node_id, cache_id=step.cache_id, type=step.type, **fused)
         try:
             _check_runtime(step)
             if not await self._claims.claim(step):

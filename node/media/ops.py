@@ -318,7 +318,9 @@ def audio_mix(graph: Graph, inputs: list[Av], config: Mapping[str, Any]) -> Av:
     ]
     mixed = graph.join(levelled, f"amix=inputs={len(inputs)}:duration={config['duration']}:normalize=0")
     if config["normalize"] == "loudness":
-        mixed = graph.filter(mixed, f"loudnorm=I=-16:TP=-1.5:LRA=11,aresample={sample_rate}")
+        mixed = graph.filter(
+            mixed, f"loudnorm=I=-16:TP=-1.5:LRA=11,aresample={sample_rate},aformat=channel_layouts=stereo"
+        )
     lengths = [round(av.samples * sample_rate / av.sample_rate) for av in inputs]
     pick = {"longest": max, "shortest": min}.get(config["duration"])
     samples = pick(lengths) if pick else lengths[0]
