@@ -34,6 +34,7 @@ class Av:
     sample_rate: int = 0
     samples: int = 0
     still: bool = False
+    rgb: bool = False  # the picture is already planar RGB (gbrp): no conversion needed
 
     @property
     def duration_s(self) -> float:
@@ -101,7 +102,8 @@ class Graph:
         args = [arg for input_args in self._inputs for arg in input_args]
         maps: list[str] = []
         if result.video is not None and encoding.has_video:
-            video = self.filter(result.video, encoding.even_size_filter())
+            even = result.width % 2 == 0 and result.height % 2 == 0 and result.width > 0
+            video = self.filter(result.video, "null" if even else encoding.even_size_filter())
             maps += ["-map", f"[{video}]"]
         if result.audio is not None and encoding.has_audio:
             audio = self.filter(result.audio, "anull")

@@ -39,19 +39,24 @@ def effect(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
     build = VIDEO_EFFECTS.get(name)
     if build is None:
         raise MediaError(f"effect {name} has no ffmpeg filter; it runs on raw frames alone")
-    video = graph.filter(_needs_video(av, f"effect {name}"), RGB)
-    return av.with_(video=build(graph, video, config["params"]))
+    video = _in_rgb(graph, av, _needs_video(av, f"effect {name}"))
+    return av.with_(video=build(graph, video, config["params"]), rgb=True)
+
+
+def _in_rgb(graph: Graph, av: Av, video: str) -> str:
+    """The picture in planar RGB, converted unless an earlier step left it so."""
+    return video if av.rgb else graph.filter(video, RGB)
 
 
 def resize(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
     """RESIZE: the same sizes as for an image of the frame's size."""
-    video = _needs_video(av, "RESIZE")
+    video = _in_rgb(graph, av, _needs_video(av, "RESIZE"))
     scaled_w, scaled_h, crop = resize_sizes(av.width, av.height, config)
-    filters = f"{RGB},scale={scaled_w}:{scaled_h}:flags={SCALE_FLAGS[config['filter']]},setsar=1"
+    filters = f"scale={scaled_w}:{scaled_h}:flags={SCALE_FLAGS[config['filter']]},setsar=1"
     if crop:
         filters += f",crop={crop[0]}:{crop[1]}"
     width, height = crop or (scaled_w, scaled_h)
-    return av.with_(video=graph.filter(video, filters), width=width, height=height)
+    return av.with_(video=graph.filter(video, filters), width=width, height=height, rgb=True)
 
 
 def transform(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
@@ -69,7 +74,8 @@ def transform(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
     if audio is not None and speed != 1:
         audio = graph.filter(audio, ",".join(f"atempo={factor:.6g}" for factor in _tempo_factors(speed)))
     samples = round(av.samples / speed)
-    return av.with_(video=video, audio=audio, fps=fps, samples=samples)
+    rgb = av.rgb and not video_filters  # eq and hue work in YUV
+    return av.with_(video=video, audio=audio, fps=fps, samples=samples, rgb=rgb)
 
 
 def _picture_filters(config: Mapping[str, Any]) -> list[str]:
@@ -180,6 +186,7 @@ def _combined(graph: Graph, first: Av, second: Av, timeline: Av, video: str) -> 
         sample_rate=audio_from.sample_rate,
         samples=_samples_for(timeline, audio_from.sample_rate),
         still=False,
+        rgb=True,
     )
 
 
@@ -247,7 +254,7 @@ def _normalized(graph: Graph, clip: Av, *, width: int, height: int, fps: Fractio
         f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps},{RGB}",
     )
     frames = round(clip.frames * fps / clip.fps)
-    normal = clip.with_(video=video, width=width, height=height, fps=fps, frames=frames)
+    normal = clip.with_(video=video, width=width, height=height, fps=fps, frames=frames, rgb=True)
     if not sample_rate:
         return normal.with_(audio=None)
     length = _audio_length(normal, sample_rate)
