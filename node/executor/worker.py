@@ -12,7 +12,6 @@ is one JSON line ``{"job": ID, "ok": true, "media_type": ...}`` or ``{"job": ID,
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,13 @@ def compute(job: dict[str, Any]) -> str:
         result = image_ops.blend(images[0], images[1], config)
     else:
         raise ValueError(f"{kind} on images is not supported by this node yet")
-    _write_atomically(Path(job["output"]), png_bytes(result))
-    return PNG
+    data = png_bytes(result)
+
+    def write_png(path: Path) -> str:
+        path.write_bytes(data)
+        return PNG
+
+    return write_atomically(write_png, Path(job["output"]))
 
 
 def _image(path: Path, index: int) -> Array:
@@ -59,12 +63,6 @@ def _image(path: Path, index: int) -> Array:
         return read_image(path)
     except UnidentifiedImageError:
         raise ValueError(f"input {index + 1} is not an image this node reads") from None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp_path = path.with_name(path.name + ".part")
-    tmp_path.write_bytes(data)
-    os.replace(tmp_path, path)
 
 
 def main() -> None:
