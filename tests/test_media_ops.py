@@ -78,6 +78,12 @@ def run(
     return out
 
 
+def transform(**changes: float) -> dict[str, float]:
+    """A TRANSFORM config: every field at its neutral value but ``changes``."""
+    neutral = {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "gamma": 1.0, "hue": 0.0}
+    return {**neutral, "blur": 0.0, "sharpen": 0.0, "speed": 1.0, **changes}
+
+
 def effect(name: str, **given: Any) -> dict[str, Any]:
     params, problems = normalize_params(EFFECTS[name].params, given)
     assert not problems
@@ -158,16 +164,7 @@ def test_resize_scales_every_frame_like_an_image(media: Media, tmp_path: Path) -
 
 
 def test_transform_speed_keeps_frames_and_pitch(media: Media, tmp_path: Path) -> None:
-    config = {
-        "brightness": 0.0,
-        "contrast": 1.0,
-        "saturation": 1.0,
-        "gamma": 1.0,
-        "hue": 0.0,
-        "blur": 0.0,
-        "sharpen": 0.0,
-        "speed": 2.0,
-    }
+    config = transform(speed=2.0)
     out = run(tmp_path / "out", "TRANSFORM", config, [(media.clip, MP4)])
     got = facts(out)
     assert (got["frames"], got["fps"]) == (50, "50")
@@ -177,16 +174,7 @@ def test_transform_speed_keeps_frames_and_pitch(media: Media, tmp_path: Path) ->
 
 
 def test_transform_colour_changes_the_picture(media: Media, tmp_path: Path) -> None:
-    config = {
-        "brightness": 0.2,
-        "contrast": 1.0,
-        "saturation": 0.0,
-        "gamma": 1.0,
-        "hue": 0.0,
-        "blur": 0.0,
-        "sharpen": 0.0,
-        "speed": 1.0,
-    }
+    config = transform(brightness=0.2, saturation=0.0)
     out = run(tmp_path / "out", "TRANSFORM", config, [(media.red, MP4)])
     red, green, blue = mean_colour(frames(out)[0])
     assert abs(red - green) <= 4 and abs(green - blue) <= 4  # saturation 0: gray (YUV rounding aside)
@@ -194,16 +182,7 @@ def test_transform_colour_changes_the_picture(media: Media, tmp_path: Path) -> N
 
 
 def test_transform_on_audio_only_allows_speed(media: Media, tmp_path: Path) -> None:
-    config = {
-        "brightness": 0.5,
-        "contrast": 1.0,
-        "saturation": 1.0,
-        "gamma": 1.0,
-        "hue": 0.0,
-        "blur": 0.0,
-        "sharpen": 0.0,
-        "speed": 1.0,
-    }
+    config = transform(brightness=0.5)
     with pytest.raises(MediaError, match="picture settings need a picture"):
         run(tmp_path / "out", "TRANSFORM", config, [(media.tone, WAV)])
 
@@ -355,14 +334,15 @@ def test_every_type_gives_identical_bytes_in_a_fresh_process(media: Media, tmp_p
 
 
 def _one_job_per_type(media: Media) -> list[dict[str, Any]]:
-    transform = {"brightness": 0.1, "contrast": 1.1, "saturation": 1.2, "gamma": 1.0, "hue": 10.0}
-    transform |= {"blur": 1.0, "sharpen": 0.5, "speed": 1.5}
+    changed = transform(
+        brightness=0.1, contrast=1.1, saturation=1.2, hue=10.0, blur=1.0, sharpen=0.5, speed=1.5
+    )
     steps: list[tuple[str, dict[str, Any], list[Path], list[str]]] = [
         ("EFFECT", effect("dog"), [media.clip], [MP4]),
         ("EFFECT", effect("contrast"), [media.clip], [MP4]),
         ("SEGMENT", {"start": 0.5, "end": 1.5}, [media.clip], [MP4]),
         ("RESIZE", {"width": 64, "height": 0, "fit": "contain", "filter": "bilinear"}, [media.clip], [MP4]),
-        ("TRANSFORM", transform, [media.clip], [MP4]),
+        ("TRANSFORM", changed, [media.clip], [MP4]),
         ("SEQUENCE", {**NORMAL_SEQUENCE, "crossfade": 0.2}, [media.clip, media.blue_wide], [MP4, MP4]),
         ("LAYER", {"x": 5, "y": 5, "scale": 0.5, "opacity": 0.7}, [media.clip, media.square], [MP4, PNG]),
         ("BLEND", {"mode": "overlay", "opacity": 0.8}, [media.clip, media.red], [MP4, MP4]),
