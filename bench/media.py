@@ -38,8 +38,7 @@ from node.http.appkeys import CONTENT_STORE, RUNS
 from node.media import ops
 from node.media.ffmpeg import Encoding
 from node.media.graph import Graph
-from node.media.probe import probe_file
-from node.media.render import count_frames
+from node.media.probe import count_frames, probe_file
 from node.services import EmbeddedServices
 from node.sync.index import ContentEntry
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from node.media.probe import MediaInfo, probe_file
-from node.media.render import count_frames
+from node.media.probe import MediaInfo, count_frames, probe_file
 
 Colour = tuple[int, int, int]
 RED: Colour = (255, 0, 0)

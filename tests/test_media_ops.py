@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +392,155 @@ def _outputs(worker: subprocess.Popen[str], outputs: list[Path]) -> list[Path]:
     assert worker.wait(timeout=300) == 0
     assert [answer["ok"] for answer in answers] == [True] * len(outputs), answers
     return outputs
+
+
+class Awkward:
+    """Inputs that trip naive media code: a rotated phone clip, variable frame rate, a song with
+    cover art, an animated GIF, odd sizes, a 60 fps clip, a file whose sound is shorter than its
+    picture, and a playlist pointing at a local file."""
+
+    def __init__(self, root: Path) -> None:
+        pattern = "testsrc2=size=160x90:rate=25:duration=2"
+        sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2"]
+        upright = make(root / "upright.mp4", "-f", "lavfi", "-i", pattern, *sine, "-c:a", "aac")
+        self.rotated = make(
+            root / "rotated.mp4", "-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90"
+        )
+        drop_gap = "select='not(between(n\\,10\\,29))'"
+        self.variable = make(
+            root / "vfr.mp4",
+            "-f",
+            "lavfi",
+            "-i",
+            pattern,
+            *sine,
+            "-vf",
+            drop_gap,
+            "-fps_mode",
+            "vfr",
+            "-c:a",
+            "aac",
+        )
+        cover = make(root / "cover.png", "-f", "lavfi", "-i", "color=c=red:size=32x32", "-frames:v", "1")
+        self.song = make(
+            root / "song.mp3", *sine, "-i", str(cover), "-map", "0", "-map", "1", "-c:v", "png",
+            "-disposition:v", "attached_pic",
+        )  # fmt: skip
+        self.gif = make(
+            root / "anim.gif", "-f", "lavfi", "-i", "color=c=white:size=40x40:rate=10:duration=0.3"
+        )
+        self.odd = make(
+            root / "odd.mkv",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=1",
+            "-vf",
+            "scale=161:121",
+            "-c:v",
+            "ffv1",
+        )
+        self.fast = make(
+            root / "fast.mkv",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=60:duration=0.5",
+            "-c:v",
+            "ffv1",
+        )
+        self.short_sound = make(
+            root / "short.mkv",
+            *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3"),
+            *("-f", "lavfi", "-i", "sine=sample_rate=48000:duration=1"),
+            *("-c:v", "ffv1", "-c:a", "pcm_s16le"),
+        )
+        self.playlist = root / "list.m3u8"
+        self.playlist.write_text(
+            f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\nfile://{self.rotated}\n#EXT-X-ENDLIST\n"
+        )
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory: pytest.TempPathFactory) -> Awkward:
+    return Awkward(tmp_path_factory.mktemp("awkward"))
+
+
+def test_rotated_clip_is_upright(awkward: Awkward, tmp_path: Path) -> None:
+    """A 160x90 clip flagged as turned 90 degrees is a 90x160 picture, as players show it."""
+    resized = run(
+        tmp_path / "resized",
+        "RESIZE",
+        {"width": 80, "height": 0, "fit": "contain", "filter": "lanczos"},
+        [(awkward.rotated, MP4)],
+    )
+    assert facts(resized)["size"] == (80, 142)
+    contrast = run(tmp_path / "contrast", "EFFECT", effect("contrast"), [(awkward.rotated, MP4)])
+    assert facts(contrast)["size"] == (90, 160)
+
+
+def test_variable_frame_rate_keeps_picture_and_sound_together(awkward: Awkward, tmp_path: Path) -> None:
+    out = run(
+        tmp_path / "out",
+        "LAYER",
+        {"x": 0, "y": 0, "scale": 1.0, "opacity": 1.0},
+        [(awkward.variable, MP4), (awkward.gif, "image/gif")],
+    )
+    got = facts(out)
+    assert got["audio_s"] == pytest.approx(got["frames"] / Fraction(str(got["fps"])), abs=0.01)
+
+
+def test_cover_art_is_not_video(awkward: Awkward, tmp_path: Path) -> None:
+    out = run(tmp_path / "out", "SEGMENT", {"start": 0.5, "end": 1.5}, [(awkward.song, "audio/mpeg")])
+    got = facts(out)
+    assert (got["streams"], got["audio_s"]) == (["audio"], 1.0)
+
+
+def test_odd_sized_raw_frame_effect_gets_an_even_delivery(awkward: Awkward, tmp_path: Path) -> None:
+    out = run(
+        tmp_path / "out", "EFFECT", effect("contrast"), [(awkward.odd, "video/x-matroska")], encode="delivery"
+    )
+    assert facts(out)["size"] == (162, 122)
+
+
+def test_rate_conversion_keeps_sound_as_long_as_the_picture(
+    awkward: Awkward, media: Media, tmp_path: Path
+) -> None:
+    out = run(
+        tmp_path / "out", "SEQUENCE", NORMAL_SEQUENCE, [(media.red, MP4), (awkward.fast, "video/x-matroska")]
+    )
+    got = facts(out)
+    assert got["frames"] == 25 + 13 and got["audio_s"] is None  # 30 frames at 60 fps -> 12.5 -> 13 at 25
+    with_sound = run(
+        tmp_path / "sound",
+        "SEQUENCE",
+        NORMAL_SEQUENCE,
+        [(media.clip, MP4), (awkward.fast, "video/x-matroska")],
+    )
+    got = facts(with_sound)
+    assert got["audio_s"] == pytest.approx(got["frames"] / 25, abs=0.001)
+
+
+def test_slow_speed_sound_is_exactly_as_long_as_the_picture(media: Media, tmp_path: Path) -> None:
+    out = run(tmp_path / "out", "TRANSFORM", transform(speed=0.3), [(media.clip, MP4)])
+    got = facts(out)
+    assert got["audio_s"] == pytest.approx(got["frames"] / Fraction(str(got["fps"])), abs=0.001)
+
+
+def test_sound_length_comes_from_the_sound_stream(awkward: Awkward, media: Media, tmp_path: Path) -> None:
+    """MUX shortest with 1 s of sound from a file whose picture lasts 3 s: 1 s, not 3."""
+    config = {"video": 0, "audio": 1, "length": "shortest"}
+    out = run(tmp_path / "out", "MUX", config, [(media.clip, MP4), (awkward.short_sound, "video/x-matroska")])
+    assert facts(out)["frames"] == 25
+
+
+def test_nothing_left_is_an_error_not_an_empty_file(media: Media, tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="holds no whole frame"):
+        run(tmp_path / "out", "SEGMENT", {"start": 0.01, "end": 0.015}, [(media.clip, MP4)])
+    assert not (tmp_path / "out").exists()
+
+
+def test_playlists_cannot_read_other_files(awkward: Awkward, media: Media, tmp_path: Path) -> None:
+    config = {"x": 0, "y": 0, "scale": 1.0, "opacity": 1.0}
+    with pytest.raises(MediaError, match="not a readable image, video or audio file"):
+        run(tmp_path / "out", "LAYER", config, [(media.clip, MP4), (awkward.playlist, "image/png")])

@@ -8,6 +8,7 @@ import pytest
 from node.executor.errors import RecipeError
 from node.executor.planner import CHAIN, make_plan
 from node.executor.recipe import builtin_recipe, parse_recipe
+from node.store.media import sniff_media_type
 
 VIDEO, AUDIO, IMAGE = "e" * 64, "a" * 64, "1" * 64
 TYPES = {VIDEO: "video/mp4", AUDIO: "audio/wave", IMAGE: "image/png"}
@@ -151,3 +152,34 @@ def test_builtin_effect_on_video_is_one_delivery_step() -> None:
     plan = make_plan(builtin_recipe("dog"), "r", {"input": VIDEO}, TOOLS, TYPES)
     (step,) = [step for step in plan.steps if step.type != "SOURCE"]
     assert step.type == "EFFECT" and step.config["encode"] == "delivery"
+
+
+def test_identical_fusable_nodes_are_one_step_used_twice() -> None:
+    """Two identical nodes are one step; as two nodes use it, it is kept, not fused away."""
+    text = recipe(
+        "    - {id: a1, type: EFFECT, config: {effect: invert}, inputs: [src]}\n"
+        "    - {id: a2, type: EFFECT, config: {effect: invert}, inputs: [src]}\n"
+        "    - {id: b1, type: EFFECT, config: {effect: sepia}, inputs: [a1]}\n"
+        "    - {id: b2, type: EFFECT, config: {effect: dog}, inputs: [a2]}\n"
+        "    - {id: out, type: BLEND, inputs: [b1, b2]}\n"
+    )
+    plan = plan_of(text, src=VIDEO)
+    made = {step.cache_id for step in plan.steps}
+    assert all(input_id in made for step in plan.steps for input_id in step.inputs)
+    assert [step.node_id for step in plan.steps if step.type != "SOURCE"] == ["a1", "b1", "b2", "out"]
+
+
+def test_content_that_is_not_media_is_refused_before_running() -> None:
+    with pytest.raises(
+        RecipeError, match=r"application/vnd\.apple\.mpegurl: not an image, video or audio"
+    ) as caught:
+        make_plan(
+            builtin_recipe("invert"), "r", {"input": VIDEO}, TOOLS, {VIDEO: "application/vnd.apple.mpegurl"}
+        )
+    assert (caught.value.node, caught.value.field) == ("input", "config.input")
+
+
+def test_sound_only_mp4_is_audio() -> None:
+    head = b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isomiso2"
+    assert sniff_media_type(head) == "audio/mp4"
+    assert sniff_media_type(head.replace(b"M4A ", b"isom", 1)) == "video/mp4"

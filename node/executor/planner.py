@@ -207,7 +207,20 @@ class _Planner:
         step = Step(content_id, node.id, "SOURCE", NODE_TYPES["SOURCE"].version, dict(node.config), (), {}, 0)
         self._append(step)
         self.cache_ids[node.id] = content_id
-        self._kinds[content_id] = kind_of(self._media_types.get(content_id, "")) or "image"
+        self._kinds[content_id] = self._source_kind(node, content_id)
+
+    def _source_kind(self, node: RecipeNode, content_id: str) -> Kind:
+        media_type = self._media_types.get(content_id)
+        if media_type is None:  # not told: an image, as before video existed
+            return "image"
+        kind = kind_of(media_type)
+        if kind is None:
+            raise RecipeError(
+                f"input {content_id} is {media_type}: not an image, video or audio file",
+                node=node.id,
+                field="config.input" if node.variable else "config",
+            )
+        return kind
 
     def _sequence_tree(self, node: RecipeNode, inputs: list[str], path: str, kind: Kind) -> str:
         """Pairs from a balanced split: [a, b, c, d] -> SEQ(SEQ(a, b), SEQ(c, d))."""
@@ -233,9 +246,9 @@ class _Planner:
             fused, inputs = (*(previous.fused or (previous.node_id,)), step_id), list(previous.inputs)
             self._drop(previous)
         step = self._make_step(step_id, ops, inputs, kind, fused)
-        self._append(step)
+        added = self._append(step)
         self._kinds[step.cache_id] = kind
-        if _fusable(node, kind) and self._consumers[node.id] == 1 and node.id != self._output:
+        if added and _fusable(node, kind) and self._consumers[node.id] == 1 and node.id != self._output:
             self._fusable[step.cache_id] = step
         return step.cache_id
 
@@ -268,10 +281,14 @@ class _Planner:
         del self._levels[step.cache_id]
         del self._fusable[step.cache_id]
 
-    def _append(self, step: Step) -> None:
-        if step.cache_id not in self._levels:  # the same work twice in one recipe is one step
-            self._levels[step.cache_id] = step.level
-            self.steps.append(step)
+    def _append(self, step: Step) -> bool:
+        """Add ``step`` unless the plan has it; whether it was added."""
+        if step.cache_id in self._levels:  # the same work twice in one recipe is one step...
+            self._fusable.pop(step.cache_id, None)  # ...whose output two nodes now use
+            return False
+        self._levels[step.cache_id] = step.level
+        self.steps.append(step)
+        return True
 
 
 def _ops_of(step: Step) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from aiohttp import web
 from node.auth.local import Authenticator, load_or_create_admin_token
 from node.config import Settings
 from node.errors import NodeError
+from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
 from node.executor.recipe_store import RecipeStore
@@ -29,6 +30,7 @@ from node.http.appkeys import (
     IPFS,
     KEYS,
     LOCAL_CACHE,
+    PROBE_SLOTS,
     RECIPES,
     RECORD_WRITER,
     REDIS,
@@ -67,6 +69,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
         app[SERVICES] = services
         app.cleanup_ctx.append(_watch_services)
     app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store, _executor])
+    app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app.router.add_get("/", health.index, name="index")
     app.router.add_get("/health", health.health, name="health")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
@@ -140,6 +143,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _executor(app: web.Application) -> AsyncIterator[None]:
     """Workers, scheduler and runs; unfinished runs resume once the node is up."""
     settings = app[SETTINGS]
+    await asyncio.to_thread(tool_versions)  # read once here, not on the event loop by a request
     pool = WorkerPool(settings.workers)
     writer = RecordWriter(app[IDENTITY], app[CONTENT_STORE])
     scheduler = Scheduler(

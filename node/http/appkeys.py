@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -40,3 +42,4 @@ RECORD_WRITER = web.AppKey("record_writer", RecordWriter)
 RUNS = web.AppKey("runs", RunManager)
 RUN_QUERIES = web.AppKey("run_queries", RunQueries)
 RECIPES = web.AppKey("recipes", RecipeStore)
+PROBE_SLOTS = web.AppKey("probe_slots", asyncio.Semaphore)  # ffprobe runs for clients

@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
-from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, SETTINGS
+from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, PROBE_SLOTS, SETTINGS
 from node.http.auth import require_user
 from node.http.ranges import parse_range
 from node.media.errors import MediaError
@@ -276,21 +276,33 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
+PROBES_AT_ONCE = 2  # ffprobe processes one node runs for clients at a time
+
+
 async def probe(request: web.Request) -> web.Response:
     """``GET /cache/{ref}/probe``: duration, size, frame rate and streams of image, video or
-    audio content; 415 for content that is none of these. Probed once, then kept."""
+    audio content; 415 for content that is none of these. Probed once (failures too), then
+    kept; at most PROBES_AT_ONCE probes run at a time."""
     store = request.app[CONTENT_STORE]
     entry = await store.resolve(request.match_info["ref"])
     report = await store.index.media_info(entry.content_id)
     if report is None:
-        path = await request.app[LOCAL_CACHE].materialize(entry)
-        try:
-            info = await asyncio.to_thread(probe_file, path, entry.cid)
-        except MediaError as exc:
-            raise UnsupportedMedia(str(exc), field="ref") from None
-        report = json.dumps(info.as_json())
+        async with request.app[PROBE_SLOTS]:
+            report = await _probe_report(request.app, entry)
         await store.index.put_media_info(entry.content_id, report)
-    return web.json_response({**entry_json(entry), "media": json.loads(report)})
+    found = json.loads(report)
+    if "error" in found:
+        raise UnsupportedMedia(found["error"], field="ref")
+    return web.json_response({**entry_json(entry), "media": found})
+
+
+async def _probe_report(app: web.Application, entry: ContentEntry) -> str:
+    path = await app[LOCAL_CACHE].materialize(entry)
+    try:
+        info = await asyncio.to_thread(probe_file, path, entry.cid)
+    except MediaError as exc:
+        return json.dumps({"error": str(exc)})
+    return json.dumps(info.as_json())
 
 
 async def listing(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ front), which only a plan's final output gets (DESIGN.md "Executor").
 from __future__ import annotations
 
 import functools
+import platform
 import re
 import shutil
 import subprocess
@@ -38,6 +39,15 @@ BITEXACT = (
     "passthrough",
 )
 STDERR_TAIL = 600  # characters of ffmpeg's complaint kept in a step's error
+# Containers a step may read, and files only: a playlist (HLS, concat) could otherwise make
+# ffmpeg read any file on the node, or the network.
+INPUT_FORMATS = (
+    "mov,matroska,webm,avi,mpegts,mpeg,flv,wav,aiff,mp3,ogg,flac,aac,w64,"
+    "image2,png_pipe,jpeg_pipe,webp_pipe,bmp_pipe,tiff_pipe,gif,gif_pipe"
+)
+SAFE_INPUT = ("-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS)
+# Exact, CPU-independent pixel format conversion (swscale's fast paths round differently).
+SWS_FLAGS = "accurate_rnd+bitexact+full_chroma_int"
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ def stderr_tail(stderr: bytes) -> str:
     node's directories or memory addresses (clients read it)."""
     text = stderr.decode("utf-8", "replace").strip() or "no message"
     text = re.sub(r" @ 0x[0-9a-f]+", "", text)
-    text = re.sub(r"(?<![\w.])/(?:[^\s/:]+/)+", "", text)  # /work/cache/ab/abcd.out -> abcd.out
+    text = re.sub(r"(?<![\w.])/(?:[^/:'\n]+/)+", "", text)  # /work/ca che/ab/abcd.out -> abcd.out
     return text[-STDERR_TAIL:].replace("\n", "; ")
 
 
@@ -105,4 +115,37 @@ def _ffmpeg_version() -> str:
     libraries = re.findall(r"^(libav\w+|libsw\w+|libpostproc)\s+(\d+\.\s*\d+\.\s*\d+)", done.stdout, re.M)
     parts = [found.group(1) if found else "unknown"]
     parts += [f"{name} {number.replace(' ', '')}" for name, number in libraries]
-    return "; ".join(parts)
+    return "; ".join([*parts, f"x264 {_x264_version()}", f"cpu {cpu_class()}"])
+
+
+def _x264_version() -> str:
+    """libx264's core version and revision, which ffmpeg does not print: x264 writes them into
+    every stream it encodes, so encode one tiny frame and read them back."""
+    command = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=size=16x16:duration=0.04",
+    ]
+    command += ["-frames:v", "1", "-c:v", "libx264", "-f", "h264", "-"]
+    done = subprocess.run(command, capture_output=True, check=False)  # noqa: S603
+    found = re.search(rb"x264 - core (\d+)(?: (r\d+))?", done.stdout)
+    return " ".join(part.decode() for part in found.groups() if part) if found else "none"
+
+
+def cpu_class() -> str:
+    """The machine and the widest SIMD ffmpeg uses on it: ffmpeg's float filters (gblur, the
+    audio mixer and resampler) give different low bits with AVX2 and without, so the same bytes
+    are only promised between nodes of one class."""
+    machine = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    simd = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "")
+    return f"{machine} {simd}".strip()

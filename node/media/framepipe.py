@@ -18,7 +18,7 @@ import numpy as np
 
 from node.executor.effects import Effect
 from node.media.errors import MediaError
-from node.media.ffmpeg import BITEXACT, THREADS, Encoding, stderr_tail
+from node.media.ffmpeg import BITEXACT, SAFE_INPUT, SWS_FLAGS, THREADS, Encoding, stderr_tail
 from node.media.probe import MediaInfo
 
 
@@ -36,20 +36,37 @@ def run_effect(
     if video is None or effect.apply is None:
         raise MediaError(f"effect {effect.name} needs a picture, but this input has only audio")
     frame_bytes = video.width * video.height * 3
-    decode = ["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", str(THREADS), "-i", str(source)]
-    decode += ["-map", "0:v:0", *BITEXACT, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    encode = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-    encode += [
-        "-s",
-        f"{video.width}x{video.height}",
-        "-framerate",
-        str(info.fps),
-        "-i",
-        "-",
+    resample = [f"fps={info.fps}"] if video.variable_rate else []  # frames evenly spaced, as rawvideo assumes
+    decode = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-threads",
+        str(THREADS),
+        *SAFE_INPUT,
         "-i",
         str(source),
     ]
-    encode += ["-map", "0:v", *(["-map", "1:a:0"] if info.audio else []), *encoding.args(), str(output)]
+    decode += ["-map", "0:v:0", "-sws_flags", SWS_FLAGS, *(["-vf", *resample] if resample else [])]
+    decode += [*BITEXACT, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    size = f"{video.width}x{video.height}"
+    encode = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        size,
+    ]
+    encode += ["-framerate", str(info.fps), "-i", "-", *SAFE_INPUT, "-i", str(source), "-map", "0:v"]
+    encode += [*(["-map", "1:a:0"] if info.audio else []), "-sws_flags", SWS_FLAGS]
+    encode += ["-vf", encoding.even_size_filter(), *encoding.args(), str(output)]
     with tempfile.TemporaryFile() as decode_log, tempfile.TemporaryFile() as encode_log:
         decoder = subprocess.Popen(decode, stdout=subprocess.PIPE, stderr=decode_log)  # noqa: S603
         encoder = subprocess.Popen(encode, stdin=subprocess.PIPE, stderr=encode_log)  # noqa: S603
@@ -60,7 +77,8 @@ def run_effect(
             encoder.stdin.close()
             decoder.stdout.close()
             decoded, encoded = decoder.wait(), encoder.wait()
-        for code, log, what in ((decoded, decode_log, "decoding"), (encoded, encode_log, "encoding")):
+        # The encoder first: when it fails, the decoder only reports the pipe it broke.
+        for code, log, what in ((encoded, encode_log, "encoding"), (decoded, decode_log, "decoding")):
             if code != 0:
                 log.seek(0)
                 raise MediaError(f"ffmpeg failed {what} for effect {effect.name}: {stderr_tail(log.read())}")

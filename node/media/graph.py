@@ -9,11 +9,12 @@ runs as one ffmpeg process: one decode, one encode.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from node.media.ffmpeg import Encoding
+from node.media.ffmpeg import SAFE_INPUT, SWS_FLAGS, Encoding
 from node.media.probe import MediaInfo
 
 
@@ -62,14 +63,15 @@ class Graph:
     def add_input(
         self, path: Path, info: MediaInfo, *, video_frames: int, loop_fps: Fraction | None = None
     ) -> Av:
-        """An input file as streams; a still image loops at ``loop_fps`` until the graph stops it."""
+        """An input file as streams. A still image (``loop_fps`` given) repeats its first frame
+        at that rate until the graph stops it; a variable-frame-rate clip is resampled to its
+        average rate with an exact frame count, so lengths computed from frames hold."""
         index = len(self._inputs)
-        loop = loop_fps is not None
-        looping = ["-loop", "1", "-framerate", str(loop_fps)] if loop_fps is not None else []
-        self._inputs.append([*looping, "-i", str(path)])
+        self._inputs.append([*SAFE_INPUT, "-i", str(path)])
         video, audio = info.video, info.audio
         sample_rate = audio.sample_rate if audio else 0
-        return Av(
+        audio_s = (audio.duration_s or info.duration_s) if audio else 0.0
+        clip = Av(
             video=f"{index}:v:0" if video else None,
             audio=f"{index}:a:0" if audio else None,
             width=video.width if video else 0,
@@ -77,9 +79,27 @@ class Graph:
             fps=loop_fps if loop_fps is not None else info.fps,
             frames=video_frames,
             sample_rate=sample_rate,
-            samples=round(info.duration_s * sample_rate) if audio else 0,
-            still=loop,
+            samples=round(audio_s * sample_rate),
+            still=loop_fps is not None,
         )
+        if clip.video is None:
+            return clip
+        if clip.still:
+            return clip.with_(
+                video=self.filter(
+                    clip.video, f"trim=end_frame=1,loop=loop=-1:size=1,setpts=N/({clip.fps})/TB"
+                )
+            )
+        if video is not None and video.variable_rate:
+            frames = math.floor((video.duration_s or info.duration_s) * clip.fps + Fraction(1, 2))
+            return clip.with_(
+                video=self.exact_frames(self.filter(clip.video, f"fps={clip.fps}"), frames), frames=frames
+            )
+        return clip
+
+    def exact_frames(self, source: str, frames: int) -> str:
+        """Exactly ``frames`` frames: the last one repeated if the stream ends early, cut if later."""
+        return self.filter(source, f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}")
 
     def filter(self, source: str, filters: str) -> str:
         """``[source]filters[new]``: a linear chain; returns the new label."""
@@ -108,4 +128,5 @@ class Graph:
         if result.audio is not None and encoding.has_audio:
             audio = self.filter(result.audio, "anull")
             maps += ["-map", f"[{audio}]"]
-        return [*args, "-filter_complex", ";".join(self._filters), *maps, *encoding.args()]
+        graph = ";".join([f"sws_flags={SWS_FLAGS}", *self._filters])
+        return [*args, "-filter_complex", graph, *maps, *encoding.args()]

@@ -22,7 +22,8 @@ from node.media.errors import MediaError
 from node.media.graph import Av, Graph
 
 RGB = "format=rgb24,format=gbrp"  # via rgb24: the same YUV->RGB conversion as raw frames
-SCALE_FLAGS = {"lanczos": "lanczos", "bilinear": "bilinear", "nearest": "neighbor"}
+EXACT = "+accurate_rnd+bitexact+full_chroma_int"  # the same bytes on every CPU
+SCALE_FLAGS = {"lanczos": "lanczos" + EXACT, "bilinear": "bilinear" + EXACT, "nearest": "neighbor" + EXACT}
 FFMPEG_BLEND_MODES = {"add": "addition"}  # our name -> ffmpeg's, where they differ
 DEFAULT_SAMPLE_RATE = 48000
 
@@ -71,11 +72,13 @@ def transform(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
         # fps= after setpts passes every frame through and tells the encoder the new rate
         filters = [*video_filters, *([f"setpts=PTS/{speed:.6g},fps={fps}"] if speed != 1 else [])]
         video = graph.filter(video, ",".join(filters) or "null")
+    timed = av.with_(video=video, fps=fps, rgb=av.rgb and not video_filters)  # eq and hue work in YUV
+    samples = _samples_for(timed, av.sample_rate) if video is not None else round(av.samples / speed)
     if audio is not None and speed != 1:
-        audio = graph.filter(audio, ",".join(f"atempo={factor:.6g}" for factor in _tempo_factors(speed)))
-    samples = round(av.samples / speed)
-    rgb = av.rgb and not video_filters  # eq and hue work in YUV
-    return av.with_(video=video, audio=audio, fps=fps, samples=samples, rgb=rgb)
+        # atempo's length is off by some milliseconds: pad or cut to the exact count
+        tempo = ",".join(f"atempo={factor:.6g}" for factor in _tempo_factors(speed))
+        audio = graph.filter(audio, f"{tempo},apad=whole_len={samples},atrim=end_sample={samples}")
+    return timed.with_(audio=audio, samples=samples)
 
 
 def _picture_filters(config: Mapping[str, Any]) -> list[str]:
@@ -104,26 +107,38 @@ def _tempo_factors(speed: float) -> list[float]:
 def segment(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
     """SEGMENT: frames [start * fps, end * fps) rounded half up; audio cut at the same instants."""
     start_s, end_s = config["start"], config["end"]
-    if av.video is not None and not av.still:
-        first = frame_at(start_s, av.fps)
-        last = min(av.frames, frame_at(end_s, av.fps)) if end_s else av.frames
-        if first >= av.frames:
-            raise MediaError(f"SEGMENT starts at {start_s} s, but the input is {av.duration_s:.3f} s long")
-        video = graph.filter(av.video, f"trim=start_frame={first}:end_frame={last},setpts=PTS-STARTPTS")
-        start_s, end_s = float(first / av.fps), float(last / av.fps)
-        av = av.with_(video=video, frames=last - first)
-    elif av.video is not None:
+    if av.video is None:
+        return _audio_segment(graph, av, start_s, end_s)
+    if av.still:
         raise MediaError("SEGMENT cuts clips, not still images")
-    elif start_s >= av.duration_s:
+    first = frame_at(start_s, av.fps)
+    last = min(av.frames, frame_at(end_s, av.fps)) if end_s else av.frames
+    if first >= av.frames:
         raise MediaError(f"SEGMENT starts at {start_s} s, but the input is {av.duration_s:.3f} s long")
+    if last <= first:
+        raise MediaError(f"SEGMENT from {start_s} s to {end_s} s holds no whole frame at {av.fps} fps")
+    video = graph.filter(av.video, f"trim=start_frame={first}:end_frame={last},setpts=PTS-STARTPTS")
+    cut = av.with_(video=video, frames=last - first)
     if av.audio is None:
-        return av
-    first_sample = round(start_s * av.sample_rate)
-    last_sample = round(end_s * av.sample_rate) if end_s else None
-    bounds = f"start_sample={first_sample}" + (f":end_sample={last_sample}" if last_sample else "")
-    audio = graph.filter(av.audio, f"atrim={bounds},asetpts=PTS-STARTPTS")
-    samples = (last_sample or av.samples) - first_sample
-    return av.with_(audio=audio, samples=min(samples, max(0, av.samples - first_sample)))
+        return cut
+    first_sample = round(first * av.sample_rate / av.fps)
+    audio = graph.filter(
+        av.audio,
+        f"atrim=start_sample={first_sample},asetpts=PTS-STARTPTS,{_audio_length(cut, av.sample_rate)}",
+    )
+    return cut.with_(audio=audio, samples=_samples_for(cut, av.sample_rate))
+
+
+def _audio_segment(graph: Graph, av: Av, start_s: float, end_s: float) -> Av:
+    first = round(start_s * av.sample_rate)
+    last = min(av.samples, round(end_s * av.sample_rate)) if end_s else av.samples
+    if first >= av.samples:
+        raise MediaError(f"SEGMENT starts at {start_s} s, but the input is {av.duration_s:.3f} s long")
+    if last <= first:
+        raise MediaError(f"SEGMENT from {start_s} s to {end_s} s holds no sound")
+    bounds = f"start_sample={first}" + (f":end_sample={last}" if end_s else "")
+    audio = graph.filter(str(av.audio), f"atrim={bounds},asetpts=PTS-STARTPTS")
+    return av.with_(audio=audio, samples=last - first)
 
 
 def frame_at(seconds: float, fps: Fraction) -> int:
@@ -151,7 +166,7 @@ def layer(graph: Graph, base: Av, over: Av, config: Mapping[str, Any]) -> Av:
     if config["scale"] != 1.0:
         width = max(1, round(over.width * config["scale"]))
         height = max(1, round(over.height * config["scale"]))
-        upper = graph.filter(upper, f"scale={width}:{height}:flags=lanczos")
+        upper = graph.filter(upper, f"scale={width}:{height}:flags={SCALE_FLAGS['lanczos']}")
     if config["opacity"] != 1.0:
         upper = graph.filter(upper, f"colorchannelmixer=aa={config['opacity']:.6g}")
     lower = graph.filter(_needs_video(base, "LAYER"), RGB)
@@ -166,7 +181,7 @@ def blend(graph: Graph, base: Av, other: Av, config: Mapping[str, Any]) -> Av:
     timeline = _timeline(base, other, "BLEND")
     lower = graph.filter(_needs_video(base, "BLEND"), RGB)
     upper = graph.filter(
-        _needs_video(other, "BLEND"), f"{RGB},scale={base.width}:{base.height}:flags=lanczos"
+        _needs_video(other, "BLEND"), f"{RGB},scale={base.width}:{base.height}:flags={SCALE_FLAGS['lanczos']}"
     )
     mode = FFMPEG_BLEND_MODES.get(config["mode"], config["mode"])
     blended = graph.join([lower, upper], f"blend=all_mode={mode}:all_opacity={config['opacity']:.6g}")
@@ -250,10 +265,12 @@ def _concat(graph: Graph, clips: list[Av], result: Av) -> Av:
 def _normalized(graph: Graph, clip: Av, *, width: int, height: int, fps: Fraction, sample_rate: int) -> Av:
     video = graph.filter(
         str(clip.video),
-        f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags=lanczos,"
+        f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags={SCALE_FLAGS['lanczos']},"
         f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps},{RGB}",
     )
-    frames = round(clip.frames * fps / clip.fps)
+    frames = math.floor(clip.frames * fps / clip.fps + Fraction(1, 2))
+    if fps != clip.fps:  # the fps filter's own rounding must not decide the length
+        video = graph.exact_frames(video, frames)
     normal = clip.with_(video=video, width=width, height=height, fps=fps, frames=frames, rgb=True)
     if not sample_rate:
         return normal.with_(audio=None)
@@ -290,6 +307,8 @@ def mux(graph: Graph, inputs: list[Av], config: Mapping[str, Any]) -> Av:
     clip = picture_from
     if config["length"] == "shortest":
         audio_frames = math.floor(sound_from.samples * clip.fps / sound_from.sample_rate)
+        if audio_frames == 0:
+            raise MediaError(f"MUX: the sound of input {config['audio'] + 1} is shorter than one frame")
         if audio_frames < clip.frames:
             clip = clip.with_(video=_trim_to(graph, str(clip.video), clip.with_(frames=audio_frames)))
             clip = clip.with_(frames=audio_frames)

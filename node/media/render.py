@@ -8,9 +8,7 @@ delivery encode. The answer is the output's media type.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +22,7 @@ from node.media.ffmpeg import Encoding, run_ffmpeg
 from node.media.framepipe import run_effect
 from node.media.graph import Av, Graph
 from node.media.kinds import kind_of
-from node.media.probe import PROBE_TIMEOUT_S, MediaInfo, probe_file
+from node.media.probe import MediaInfo, count_frames, probe_file
 
 SingleOp = Callable[[Graph, Av, Mapping[str, Any]], Av]
 PairOp = Callable[[Graph, Av, Av, Mapping[str, Any]], Av]
@@ -81,8 +79,8 @@ def _inputs(graph: Graph, paths: list[Path], infos: list[MediaInfo], media_types
     return [
         graph.add_input(path, info, video_frames=0, loop_fps=loop_fps)
         if still
-        else graph.add_input(path, info, video_frames=count_frames(path, info))
-        for path, info, still in zip(paths, infos, stills, strict=True)
+        else graph.add_input(path, info, video_frames=count_frames(path, info, f"input {index + 1}"))
+        for index, (path, info, still) in enumerate(zip(paths, infos, stills, strict=True))
     ]
 
 
@@ -100,20 +98,6 @@ def _apply(graph: Graph, clips: list[Av], steps: list[Mapping[str, Any]]) -> Av:
     for step in steps[1:]:
         result = SINGLE[step["type"]](graph, result, step["config"])
     return result
-
-
-def count_frames(path: Path, info: MediaInfo) -> int:
-    """The exact number of frames of the first video stream (0 without one): packets counted
-    by ffprobe, which reads the file but decodes nothing."""
-    if info.video is None:
-        return 0
-    command = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets"]
-    command += ["-show_entries", "stream=nb_read_packets", "-of", "json", str(path)]
-    done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)  # noqa: S603
-    try:
-        return int(json.loads(done.stdout)["streams"][0]["nb_read_packets"])
-    except (ValueError, KeyError, IndexError) as exc:
-        raise MediaError(f"{path.name}: its frames cannot be counted") from exc
 
 
 def write_atomically(render_into: Callable[[Path], str], path: Path) -> str:

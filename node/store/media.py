@@ -7,6 +7,7 @@ import puremagic
 SNIFF_BYTES = 8192
 OCTET_STREAM = "application/octet-stream"
 TEXT = "text/plain; charset=utf-8"
+AUDIO_MP4_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")  # ISO media files of sound alone
 
 
 def sniff_media_type(head: bytes) -> str:
@@ -14,6 +15,8 @@ def sniff_media_type(head: bytes) -> str:
     else octet-stream. Never trusts what a client claims."""
     if not head:
         return OCTET_STREAM
+    if head[4:8] == b"ftyp" and head[8:12] in AUDIO_MP4_BRANDS:
+        return "audio/mp4"  # puremagic calls every ISO media file video/mp4
     try:
         matches = puremagic.magic_string(head)
     except (puremagic.PureError, ValueError):
