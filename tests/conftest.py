@@ -13,6 +13,7 @@ import redis
 from node.config import Settings
 from node.http import create_app
 from node.services import EmbeddedServices
+from node.testing import NodeProcess
 from tests.helpers import AiohttpClient, Client
 
 
@@ -70,3 +71,24 @@ def auth(client: Client, settings: Settings) -> dict[str, str]:
     """Headers carrying the local-mode admin token the app created on start."""
     token = (settings.data_dir / "admin_token").read_text().strip()
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def running_node(
+    daemons: EmbeddedServices, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeProcess]:
+    """A `python -m node` child on the session daemons (its own key prefix), for clients that
+    must reach a real port: the fuzzer and the CLI."""
+    env = {
+        "ARTDAG_REDIS_URL": str(daemons.settings.redis_url),
+        "ARTDAG_IPFS_API": str(daemons.settings.ipfs_api),
+        "ARTDAG_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}:",
+        "ARTDAG_LOG_LEVEL": "WARNING",
+    }
+    node = NodeProcess(tmp_path_factory.mktemp("running-node") / "node", env)
+    try:
+        node.wait_healthy()
+        yield node
+    finally:
+        node.popen.terminate()
+        node.popen.wait(timeout=30)

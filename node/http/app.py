@@ -20,7 +20,7 @@ from node.executor.recipe_store import RecipeStore
 from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
-from node.http import cache, catalog, health, recipes, runs
+from node.http import cache, catalog, docs, health, recipes, runs
 from node.http.appkeys import (
     AUTH,
     CONTENT_INDEX,
@@ -90,6 +90,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_get("/provenance/{cid}", catalog.provenance, name="provenance")
     app.router.add_get("/provenance/{cid}/verify", catalog.verify, name="provenance-verify")
     recipes.add_routes(app)
+    docs.add_routes(app)
     return app
 
 

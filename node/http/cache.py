@@ -19,7 +19,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
 from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, PROBE_SLOTS, SETTINGS
 from node.http.auth import require_user
+from node.http.openapi import operation
 from node.http.ranges import parse_range
+from node.http.schemas import ASSET_NAME_SCHEMA, answer, page, query, ref
 from node.media.errors import MediaError
 from node.media.probe import probe_file
 from node.store.content import Stored
@@ -56,6 +58,32 @@ def entry_json(entry: ContentEntry, asset: str | None = None) -> dict[str, Any]:
     }
 
 
+@operation(
+    "Store a file (streamed into IPFS, pinned, indexed)",
+    "content",
+    {
+        201: answer("Stored", ref("Content")),
+        200: answer("Already held; you are now an owner", ref("Content")),
+    },
+    errors=(400, 408, 409, 413, 503),
+    auth=True,
+    query=(query("name", ASSET_NAME_SCHEMA, "make it an asset with this name"),),
+    body={
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": ASSET_NAME_SCHEMA,
+                    },
+                }
+            }
+        },
+    },
+)
 async def upload(request: web.Request) -> web.Response:
     """``POST /cache/upload``: multipart ``file`` (and optional ``name``: make it an asset)."""
     user = await require_user(request)
@@ -95,6 +123,13 @@ async def read_upload_field(request: web.Request, name: str, limit: int) -> byte
     raise InvalidUpload(f"no form field named {name!r}", field=name)
 
 
+@operation(
+    "Drop your ownership; the bytes go when nobody owns them and no run uses them",
+    "content",
+    {200: answer("Done", ref("ContentDeleted"))},
+    errors=(400, 403, 409),
+    auth=True,
+)
 async def remove(request: web.Request) -> web.Response:
     """``DELETE /cache/{ref}``: drop your ownership; the bytes go when no owner and no run is
     left (409 while a run uses them)."""
@@ -118,6 +153,17 @@ def _unlink_cached(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+@operation(
+    "Store a file from under ARTDAG_IMPORT_ROOTS",
+    "content",
+    {201: answer("Stored", ref("Content")), 200: answer("Already held", ref("Content"))},
+    errors=(400, 403, 404, 409, 413),
+    auth=True,
+    query=(
+        query("path", {"type": "string"}, "absolute path under an import root", required=True),
+        query("name", ASSET_NAME_SCHEMA, "make it an asset with this name"),
+    ),
+)
 async def import_file(request: web.Request) -> web.Response:
     """``POST /cache/import?path=&name=``: store a file from under ``ARTDAG_IMPORT_ROOTS``."""
     user = await require_user(request)
@@ -224,6 +270,26 @@ def _checked_asset(name: str) -> str:
     return name
 
 
+@operation(
+    "The bytes, by CID or SHA3-256 hex; Range, ETag and If-None-Match work",
+    "content",
+    {
+        200: {
+            "description": "The content",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        206: {
+            "description": "The range asked for",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "Not modified"},
+    },
+    errors=(400, 416),
+    headers=(
+        {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+    ),
+)
 async def download(request: web.Request) -> web.StreamResponse:
     """``GET``/``HEAD /cache/{ref}``: the bytes, by CID (any form) or SHA3-256 hex, with Range."""
     store = request.app[CONTENT_STORE]
@@ -279,6 +345,12 @@ def _etags(header: str) -> set[str]:
 PROBES_AT_ONCE = 2  # ffprobe processes one node runs for clients at a time
 
 
+@operation(
+    "Media facts: kind, duration, size, frame rate, streams",
+    "content",
+    {200: answer("The content and what it holds", ref("Probe"))},
+    errors=(400, 415),
+)
 async def probe(request: web.Request) -> web.Response:
     """``GET /cache/{ref}/probe``: duration, size, frame rate and streams of image, video or
     audio content; 415 for content that is none of these. Probed once (failures too), then
@@ -305,6 +377,13 @@ async def _probe_report(app: web.Application, entry: ContentEntry) -> str:
     return json.dumps(info.as_json())
 
 
+@operation(
+    "Content this node holds, newest first",
+    "content",
+    {200: answer("A page of content", ref("ContentPage"))},
+    errors=(400,),
+    query=page(PAGE_DEFAULT, PAGE_MAX, 10**9),
+)
 async def listing(request: web.Request) -> web.Response:
     """``GET /cache?offset=&limit=``: content this node holds, newest first."""
     offset = int_param(request, "offset", 0, 0, 10**9)

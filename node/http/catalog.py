@@ -8,16 +8,24 @@ from node.executor.effects import EFFECTS
 from node.executor.provenance import verify_provenance
 from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS
 from node.http.cache import entry_json
+from node.http.openapi import operation
 from node.http.runs import fetch_record
+from node.http.schemas import answer, query, ref
 from node.store.cid import normalize_cid
 from node.sync.index import ContentEntry
 
 
+@operation(
+    "Every effect: version, hash, JSON Schema of its parameters",
+    "catalog",
+    {200: answer("Effects", ref("EffectList"))},
+)
 async def effects(request: web.Request) -> web.Response:
     """``GET /effects``: every effect with version, hash and a JSON Schema of its parameters."""
     return web.json_response({"items": [effect.schema() for _, effect in sorted(EFFECTS.items())]})
 
 
+@operation("Named content", "catalog", {200: answer("Assets", ref("AssetList"))})
 async def assets(request: web.Request) -> web.Response:
     """``GET /assets``: named content (given a name at upload), by name."""
     index = request.app[CONTENT_STORE].index
@@ -35,11 +43,28 @@ def _asset(name: str, entry: ContentEntry) -> dict[str, object]:
     return {"name": name, **entry_json(entry)}
 
 
+@operation(
+    "A signed record this node holds (signature checked)",
+    "provenance",
+    {200: answer("The record", ref("SignedRecord"))},
+    errors=(400, 502),
+)
 async def provenance(request: web.Request) -> web.Response:
     """``GET /provenance/{cid}``: a signed record this node holds (signature checked)."""
     return web.json_response(await fetch_record(request.app, request.match_info["cid"]))
 
 
+@operation(
+    "Verify a provenance record: signatures, every CID, every hash",
+    "provenance",
+    {200: answer("The verdict (ok or the problems found)", ref("Verdict"))},
+    errors=(400, 502),
+    query=(
+        query(
+            "trust", {"type": "array", "items": {"type": "string"}}, "node ids to trust (default: this node)"
+        ),
+    ),
+)
 async def verify(request: web.Request) -> web.Response:
     """``GET /provenance/{cid}/verify?trust=NODE_ID``: the full verdict; trusts this node unless
     other node ids are named."""

@@ -12,6 +12,8 @@ from node import __version__
 from node.errors import NodeError
 from node.http.appkeys import IDENTITY, IPFS, REDIS, SERVICES, SETTINGS
 from node.http.errors import error_response
+from node.http.openapi import operation
+from node.http.schemas import ERROR, answer, ref
 from node.sync.connection import server_version
 
 HEALTH_TIMEOUT_S = 3.0
@@ -65,6 +67,11 @@ async def dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
     return report
 
 
+@operation(
+    "What this node is: name, version, node id, Redis and IPFS health",
+    "node",
+    {200: answer("The node", ref("Info"))},
+)
 async def index(request: web.Request) -> web.Response:
     """Server info: name, version, node id, and the state of Redis and IPFS."""
     app = request.app
@@ -80,6 +87,11 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
+@operation(
+    "Whether the node can work now",
+    "node",
+    {200: answer("Redis and IPFS answer", ref("Health")), 503: answer("Something is down (named)", ERROR)},
+)
 async def health(request: web.Request) -> web.Response:
     """200 when Redis and IPFS both answer; 503 in the error shape naming what is down."""
     report = await dependencies(request.app)

@@ -10,9 +10,31 @@ from node.executor.recipe_store import RecipeStore
 from node.http.appkeys import CONTENT_STORE, RECIPES, RUNS
 from node.http.auth import require_user
 from node.http.cache import int_param, read_upload_field
+from node.http.openapi import operation
 from node.http.runs import checked_output_name, read_json, run_response
+from node.http.schemas import answer, json_body, page, ref
 
 
+@operation(
+    "Store and validate a recipe (YAML as the body or multipart field file); its id is its CID",
+    "recipes",
+    {201: answer("The recipe", ref("RecipeSummary"))},
+    errors=(400, 409, 413, 503),
+    auth=True,
+    body={
+        "required": True,
+        "content": {
+            "application/x-yaml": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    },
+)
 async def upload(request: web.Request) -> web.Response:
     """``POST /recipes/upload``: YAML as multipart field ``file``, or as the raw body."""
     user = await require_user(request)
@@ -24,18 +46,35 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response(recipe, status=201, headers={"Location": f"/recipes/{recipe['id']}"})
 
 
+@operation(
+    "Uploaded recipes, newest first",
+    "recipes",
+    {200: answer("A page of recipes", ref("RecipePage"))},
+    errors=(400,),
+    query=page(50, 500),
+)
 async def listing(request: web.Request) -> web.Response:
     offset = int_param(request, "offset", 0, 0, 10**6)
     limit = int_param(request, "limit", 50, 1, 500)
     return web.json_response({"items": await request.app[RECIPES].listing(offset, limit)})
 
 
+@operation(
+    "A recipe: its DAG and its YAML", "recipes", {200: answer("The recipe", ref("Recipe"))}, errors=(400,)
+)
 async def detail(request: web.Request) -> web.Response:
     """``GET /recipes/{id}``: summary, DAG and the YAML as uploaded."""
     summary, _, text = await request.app[RECIPES].get(request.match_info["id"])
     return web.json_response({**summary, "yaml": text})
 
 
+@operation(
+    "Forget a recipe (its bytes stay, for its runs' provenance)",
+    "recipes",
+    {200: answer("Forgotten", ref("Deleted"))},
+    errors=(400, 403),
+    auth=True,
+)
 async def delete(request: web.Request) -> web.Response:
     user = await require_user(request)
     store: RecipeStore = request.app[RECIPES]
@@ -43,6 +82,14 @@ async def delete(request: web.Request) -> web.Response:
     return web.json_response({"deleted": cid})
 
 
+@operation(
+    "Run a recipe with these inputs",
+    "recipes",
+    {202: answer("Queued", ref("RunStarted"))},
+    errors=(400, 409, 503),
+    auth=True,
+    body=json_body(ref("RecipeRunRequest")),
+)
 async def run(request: web.Request) -> web.Response:
     """``POST /recipes/{id}/run`` ``{"inputs": ..., "output_name": ...}``: like ``POST /runs``."""
     user = await require_user(request)

@@ -19,6 +19,8 @@ from node.executor.runs import FINAL_STATUSES
 from node.http.appkeys import CONTENT_STORE, IDENTITY, RUN_QUERIES, RUNS
 from node.http.auth import require_user
 from node.http.cache import int_param
+from node.http.openapi import operation
+from node.http.schemas import answer, json_body, page, query, ref
 from node.records import verify_record
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,14 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
+@operation(
+    "Start a render: a recipe (or effect name) and its inputs",
+    "runs",
+    {202: answer("Queued; follow it at url or events", ref("RunStarted"))},
+    errors=(400, 404, 409, 503),
+    auth=True,
+    body=json_body(ref("RunRequest")),
+)
 async def create(request: web.Request) -> web.Response:
     """``POST /runs`` ``{"recipe": NAME|ID|CID, "inputs": [REF...]|{NAME: REF}, "output_name": ...}``."""
     user = await require_user(request)
@@ -83,6 +93,17 @@ def run_response(record: dict[str, Any]) -> web.Response:
     return web.json_response({**record, **links}, status=202, headers={"Location": links["url"]})
 
 
+@operation(
+    "Runs, newest first",
+    "runs",
+    {200: answer("A page of runs", ref("RunPage"))},
+    errors=(400,),
+    query=(
+        *page(50, 500),
+        query("status", {"enum": list(STATUSES)}, "only runs with this status"),
+        query("owner", {"type": "string"}, "only runs of this user"),
+    ),
+)
 async def listing(request: web.Request) -> web.Response:
     """``GET /runs?offset=&limit=&status=&owner=``: newest first."""
     offset = int_param(request, "offset", 0, 0, 10**6)
@@ -94,6 +115,12 @@ async def listing(request: web.Request) -> web.Response:
     return web.json_response({"items": runs, "offset": offset, "limit": limit})
 
 
+@operation(
+    "A run: status, progress, each step's state and node, output, provenance",
+    "runs",
+    {200: answer("The run", ref("RunDetail"))},
+    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+)
 async def detail(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}``: the record, progress and each step's state and executing node."""
     run_id = request.match_info["run_id"]
@@ -113,12 +140,28 @@ async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
     return user, record
 
 
+@operation(
+    "Stop a run; its running steps' workers are killed",
+    "runs",
+    {200: answer("The run as it is now", ref("Run"))},
+    errors=(403, 409),
+    auth=True,
+    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+)
 async def cancel(request: web.Request) -> web.Response:
     """``POST /runs/{run_id}/cancel``: stop it (its running steps' workers are killed)."""
     _, record = await _owned(request)
     return web.json_response(await request.app[RUNS].cancel(record["run_id"]))
 
 
+@operation(
+    "Forget a finished run (its content stays)",
+    "runs",
+    {200: answer("Forgotten", ref("Deleted"))},
+    errors=(403, 409),
+    auth=True,
+    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+)
 async def delete(request: web.Request) -> web.Response:
     """``DELETE /runs/{run_id}``: forget a finished run (its content is not deleted)."""
     _, record = await _owned(request)
@@ -126,6 +169,26 @@ async def delete(request: web.Request) -> web.Response:
     return web.json_response({"deleted": record["run_id"]})
 
 
+@operation(
+    "The run's events as Server-Sent Events, from the start or after Last-Event-ID",
+    "runs",
+    {
+        200: {
+            "description": "Events until the run's final one",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+    errors=(400,),
+    headers=(
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+        },
+    ),
+    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+)
 async def events(request: web.Request) -> web.StreamResponse:
     """``GET /runs/{run_id}/events``: Server-Sent Events from the run's stream, from the start or
     after ``Last-Event-ID``; ends after the run's final event."""
@@ -156,6 +219,13 @@ def _last_event_id(value: str) -> str:
     return value
 
 
+@operation(
+    "The signed provenance record of a completed run",
+    "runs",
+    {200: answer("The record", ref("SignedRecord"))},
+    errors=(409, 502),
+    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+)
 async def provenance(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}/provenance``: the signed record of a completed run."""
     record = await request.app[RUNS].get(request.match_info["run_id"])

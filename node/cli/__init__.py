@@ -1,0 +1,1 @@
+"""The ``artdag`` command-line client (``node.cli.main``)."""

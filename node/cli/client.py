@@ -1,0 +1,101 @@
+"""The node's HTTP API for the ``artdag`` command: JSON calls, uploads, downloads and the
+event stream of a run (httpx, httpx-sse), every failure as one :class:`CliError` line."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+from httpx_sse import ServerSentEvent, connect_sse
+
+DEFAULT_URL = "http://127.0.0.1:8100"
+TIMEOUT = httpx.Timeout(30.0, read=300.0)
+CHUNK_SIZE = 256 * 1024
+
+
+class CliError(Exception):
+    """What went wrong, in one line for a person."""
+
+
+class Api:
+    """One node: its URL and the token to use."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, **options: Any) -> Any:
+        """The JSON answer of one request; CliError with the node's message on an error."""
+        with self._errors():
+            response = self._http.request(method, path, **options)
+        _raise_for(response)
+        return response.json()
+
+    def upload(self, path: Path, name: str = "") -> dict[str, Any]:
+        """Store a local file on the node (streamed); its content entry."""
+        with path.open("rb") as handle:
+            files = {
+                "file": (path.name, handle, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+            }
+            data = {"name": name} if name else {}
+            result: dict[str, Any] = self.call("POST", "/cache/upload", files=files, data=data)
+            return result
+
+    def upload_recipe(self, path: Path) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(
+            "POST",
+            "/recipes/upload",
+            content=path.read_bytes(),
+            headers={"Content-Type": "application/x-yaml"},
+        )
+        return result
+
+    def download(self, ref: str, out: BinaryIO) -> int:
+        """Write content to ``out`` as it arrives; the number of bytes."""
+        written = 0
+        with self._errors(), self._http.stream("GET", f"/cache/{ref}") as response:
+            if response.is_error:
+                response.read()
+                _raise_for(response)
+            for chunk in response.iter_bytes(CHUNK_SIZE):
+                out.write(chunk)
+                written += len(chunk)
+        return written
+
+    def events(self, run_id: str) -> Iterator[ServerSentEvent]:
+        """A run's events as they happen, until its final one."""
+        with self._errors(), connect_sse(self._http, "GET", f"/runs/{run_id}/events") as source:
+            if source.response.is_error:
+                source.response.read()
+                _raise_for(source.response)
+            yield from source.iter_sse()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException:
+            raise CliError(f"{self.url} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise CliError(f"cannot reach the node at {self.url}: {exc}") from None
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if not response.is_error:
+        return
+    try:
+        error = response.json()["error"]
+        field = (error.get("details") or {}).get("field")
+        where = f" ({field})" if field else ""
+        raise CliError(f"{response.status_code} {error['code']}: {error['message']}{where}")
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+        raise CliError(f"{response.status_code} {response.reason_phrase}") from None

@@ -1,0 +1,243 @@
+"""JSON Schemas of what the API takes and answers (``components.schemas`` of the OpenAPI
+document), and small helpers that the handlers' ``@operation`` declarations use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_of(schema: Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def answer(description: str, schema: Schema) -> dict[str, Any]:
+    """A JSON response."""
+    return {"description": description, "content": json_of(schema)}
+
+
+def json_body(schema: Schema) -> dict[str, Any]:
+    return {"required": True, "content": json_of(schema)}
+
+
+def query(name: str, schema: Schema, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def page(default: int, maximum: int, last_offset: int = 10**6) -> tuple[dict[str, Any], ...]:
+    """offset and limit query parameters."""
+    return (
+        query(
+            "offset", {"type": "integer", "minimum": 0, "maximum": last_offset, "default": 0}, "items to skip"
+        ),
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+            "items to return",
+        ),
+    )
+
+
+def _object(required: list[str], properties: dict[str, Schema]) -> Schema:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _items(item: Schema, **more: Schema) -> Schema:
+    return _object(["items", *more], {"items": {"type": "array", "items": item}, **more})
+
+
+STRING: Schema = {"type": "string"}
+ASSET_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]{1,128}$"}
+INTEGER: Schema = {"type": "integer"}
+NULLABLE_STRING: Schema = {"type": ["string", "null"]}
+ERROR = ref("Error")
+REF_PATTERN = {"type": "string", "minLength": 1, "description": "a CID (any form) or a SHA3-256 hex"}
+
+COMPONENTS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": _object(
+                ["code", "message"],
+                {"code": STRING, "message": STRING, "details": {"type": "object"}},
+            )
+        },
+    },
+    "Content": _object(
+        ["cid", "content_id", "sha3_256", "size", "media_type", "created", "url"],
+        {
+            "cid": {**STRING, "description": "CIDv1, base32"},
+            "content_id": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA3-256 hex"},
+            "sha3_256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "size": {"type": "integer", "minimum": 1},
+            "media_type": STRING,
+            "created": {"type": "string", "format": "date-time"},
+            "url": STRING,
+            "name": {**STRING, "description": "its asset name, if it has one"},
+        },
+    ),
+    "ContentPage": _items(ref("Content"), total=INTEGER, offset=INTEGER, limit=INTEGER),
+    "ContentDeleted": _object(
+        ["content_id", "cid", "deleted", "owners_left"],
+        {"content_id": STRING, "cid": STRING, "deleted": {"type": "boolean"}, "owners_left": INTEGER},
+    ),
+    "MediaInfo": _object(
+        ["kind", "format", "duration_s", "streams"],
+        {
+            "kind": {"enum": ["image", "video", "audio"]},
+            "format": STRING,
+            "duration_s": {"type": "number"},
+            "width": {"type": ["integer", "null"]},
+            "height": {"type": ["integer", "null"]},
+            "fps": {**NULLABLE_STRING, "description": "a fraction, 30000/1001"},
+            "sample_rate": {"type": ["integer", "null"]},
+            "channels": {"type": ["integer", "null"]},
+            "streams": {"type": "array", "items": _object(["index", "type", "codec"], {})},
+        },
+    ),
+    "Probe": {"allOf": [ref("Content"), _object(["media"], {"media": ref("MediaInfo")})]},
+    "Dependency": _object(["healthy"], {"healthy": {"type": "boolean"}, "error": STRING}),
+    "Health": _object(
+        ["status", "checks"],
+        {"status": {"const": "ok"}, "checks": {"type": "object", "additionalProperties": ref("Dependency")}},
+    ),
+    "Info": _object(
+        ["name", "version", "node_id", "redis", "ipfs"],
+        {
+            "name": STRING,
+            "version": STRING,
+            "node_id": {**STRING, "description": "did:key of the node's Ed25519 key"},
+            "public_url": NULLABLE_STRING,
+            "redis": ref("Dependency"),
+            "ipfs": ref("Dependency"),
+        },
+    ),
+    "RunRequest": {
+        "type": "object",
+        "required": ["recipe"],
+        "additionalProperties": False,
+        "properties": {
+            "recipe": {**STRING, "minLength": 1, "description": "a built-in effect name, a recipe id or CID"},
+            "inputs": {
+                "description": "refs (CID, SHA3-256 hex or asset name) in recipe order, or by variable name",
+                "oneOf": [
+                    {"type": "array", "items": STRING},
+                    {"type": "object", "additionalProperties": STRING},
+                ],
+            },
+            "output_name": OUTPUT_NAME_SCHEMA,
+        },
+    },
+    "RecipeRunRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "inputs": {
+                "oneOf": [
+                    {"type": "array", "items": STRING},
+                    {"type": "object", "additionalProperties": STRING},
+                ]
+            },
+            "output_name": OUTPUT_NAME_SCHEMA,
+        },
+    },
+    "Run": _object(
+        ["run_id", "status", "recipe", "plan_id", "inputs", "owner", "created", "updated"],
+        {
+            "run_id": STRING,
+            "status": {"enum": ["queued", "running", "completed", "failed", "cancelled"]},
+            "recipe": _object(["name", "cid"], {"name": STRING, "cid": STRING}),
+            "plan_id": STRING,
+            "plan_cid": NULLABLE_STRING,
+            "inputs": {
+                "type": "array",
+                "items": _object(["name", "content_id"], {"name": STRING, "content_id": STRING}),
+            },
+            "owner": STRING,
+            "output_name": STRING,
+            "created": STRING,
+            "updated": STRING,
+            "output": {"oneOf": [{"type": "null"}, ref("Content")]},
+            "provenance_cid": NULLABLE_STRING,
+            "error": NULLABLE_STRING,
+        },
+    ),
+    "RunStarted": {"allOf": [ref("Run"), _object(["url", "events"], {"url": STRING, "events": STRING})]},
+    "Step": _object(
+        ["state"],
+        {
+            "state": {"enum": ["running", "cached", "done", "failed"]},
+            "cache_id": NULLABLE_STRING,
+            "cid": STRING,
+            "error": STRING,
+            "node": STRING,
+            "fused": {"type": "array", "items": STRING},
+        },
+    ),
+    "RunDetail": {
+        "allOf": [
+            ref("Run"),
+            _object(
+                ["progress", "steps"],
+                {
+                    "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                    "steps": {"type": "object", "additionalProperties": ref("Step")},
+                },
+            ),
+        ]
+    },
+    "RunPage": _items(ref("Run"), offset=INTEGER, limit=INTEGER),
+    "Deleted": _object(["deleted"], {"deleted": STRING}),
+    "Effect": _object(
+        ["name", "version", "hash", "params"],
+        {
+            "name": STRING,
+            "version": STRING,
+            "hash": STRING,
+            "description": STRING,
+            "params": {"type": "object"},
+        },
+    ),
+    "EffectList": _items(ref("Effect")),
+    "AssetList": _items(ref("Content")),
+    "RecipeSummary": _object(
+        ["id", "cid", "name", "nodes", "output"],
+        {
+            "id": STRING,
+            "cid": STRING,
+            "name": STRING,
+            "version": {"type": ["string", "null"]},
+            "description": {"type": ["string", "null"]},
+            "owner": STRING,
+            "content_id": STRING,
+            "variables": {"type": "array", "items": STRING},
+            "nodes": {"type": "array", "items": _object(["id", "type", "inputs"], {})},
+            "output": STRING,
+        },
+    ),
+    "Recipe": {"allOf": [ref("RecipeSummary"), _object(["yaml"], {"yaml": STRING})]},
+    "RecipePage": _items(_object(["id", "cid"], {"id": STRING, "cid": STRING})),
+    "SignedRecord": {
+        "type": "object",
+        "description": "a record signed by a node (RFC 8785 canonical JSON, Ed25519); see README",
+    },
+    "Verdict": _object(
+        ["cid", "ok", "trusted", "problems"],
+        {
+            "cid": STRING,
+            "ok": {"type": "boolean"},
+            "signer": NULLABLE_STRING,
+            "trusted": {"type": "array", "items": STRING},
+            "problems": {"type": "array", "items": STRING},
+            "checked": {"type": "object"},
+        },
+    ),
+}
