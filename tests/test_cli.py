@@ -1,0 +1,154 @@
+"""The `artdag` command against a running node, in subprocesses as a person would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from node.executor.imaging import png_bytes
+from node.services import EmbeddedServices
+from node.testing import NodeProcess
+
+ARTDAG = str(Path(sys.executable).parent / "artdag")
+PIXELS = np.random.default_rng(5).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+
+
+def artdag(
+    node: NodeProcess, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        "ARTDAG_URL": node.url,
+        "ARTDAG_TOKEN": node.token(),
+        "PATH": "/usr/bin:/bin",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [ARTDAG, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=120, check=False
+    )
+
+
+def as_json(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def api_bytes(node: NodeProcess, cid: str) -> bytes:
+    with urllib.request.urlopen(f"{node.url}/cache/{cid}") as response:
+        return bytes(response.read())
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "cat.png"
+    path.write_bytes(png_bytes(PIXELS))
+    return path
+
+
+def test_render_sync_round_trip(running_node: NodeProcess, image: Path, tmp_path: Path) -> None:
+    """render --sync uploads the file, follows the run on a progress bar and saves the output:
+    the same bytes as the API serves for the run's output."""
+    out = tmp_path / "dog.png"
+    done = artdag(running_node, "render", "dog", str(image), "--sync", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "100%" in done.stderr  # tqdm's bar, fed by the run's event stream
+    assert "completed" in done.stdout and f"saved to: {out}" in done.stdout
+    cid = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("output:"))
+    assert out.read_bytes() == api_bytes(running_node, cid)
+
+
+def test_render_sync_json_and_default_name(running_node: NodeProcess, image: Path, tmp_path: Path) -> None:
+    record = as_json(
+        artdag(
+            running_node,
+            "--json",
+            "render",
+            "invert",
+            str(image),
+            "--sync",
+            "--name",
+            "flipped",
+            cwd=tmp_path,
+        )
+    )
+    assert record["status"] == "completed" and record["saved_to"] == "flipped.png"
+    assert (tmp_path / "flipped.png").read_bytes() == api_bytes(running_node, record["output"]["cid"])
+
+
+def test_render_without_sync_returns_the_queued_run(running_node: NodeProcess, image: Path) -> None:
+    uploaded = as_json(artdag(running_node, "--json", "upload", str(image), "--name", "cli-cat"))
+    run = as_json(artdag(running_node, "--json", "render", "grayscale", "cli-cat"))
+    assert run["status"] == "queued" and run["inputs"][0]["content_id"] == uploaded["content_id"]
+    status = as_json(artdag(running_node, "--json", "status", run["run_id"]))
+    assert status["run_id"] == run["run_id"]
+    listed = as_json(artdag(running_node, "--json", "runs"))
+    assert run["run_id"] in {item["run_id"] for item in listed["items"]}
+
+
+def test_fetch_through_the_node_and_from_the_daemon(
+    running_node: NodeProcess, daemons: EmbeddedServices, image: Path, tmp_path: Path
+) -> None:
+    cid = as_json(artdag(running_node, "--json", "upload", str(image)))["cid"]
+    via_node = tmp_path / "node.png"
+    assert artdag(running_node, "fetch", cid, "-o", str(via_node)).returncode == 0
+    via_daemon = tmp_path / "daemon.png"
+    ipfs_api = str(daemons.settings.ipfs_api)
+    done = artdag(
+        running_node, "--json", "fetch", cid, "-o", str(via_daemon), env={"ARTDAG_IPFS_API": ipfs_api}
+    )
+    assert as_json(done)["source"] == ipfs_api
+    assert via_node.read_bytes() == via_daemon.read_bytes() == image.read_bytes()
+    to_stdout = subprocess.run(
+        [ARTDAG, "fetch", cid],
+        capture_output=True,
+        env={"ARTDAG_URL": running_node.url, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=True,
+    )
+    assert to_stdout.stdout == image.read_bytes()
+
+
+def test_verify_a_run_s_provenance(running_node: NodeProcess, image: Path, tmp_path: Path) -> None:
+    record = as_json(
+        artdag(running_node, "--json", "render", "sepia", str(image), "--sync", "-o", str(tmp_path / "s.png"))
+    )
+    done = artdag(running_node, "verify", record["provenance_cid"])
+    assert done.returncode == 0 and done.stdout.startswith("verified:"), done.stdout
+    stranger = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+    refused = artdag(running_node, "verify", record["provenance_cid"], "--trust", stranger)
+    assert refused.returncode == 1 and refused.stdout.startswith("NOT verified")
+
+
+def test_catalogue_commands(running_node: NodeProcess) -> None:
+    effects = artdag(running_node, "effects")
+    assert effects.returncode == 0 and "dog" in effects.stdout
+    assert artdag(running_node, "recipes").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("status", "run-0000000000000000"), {}, "artdag: 404 run_not_found: no run"),
+        (("render", "melt", "x"), {}, "artdag: 404 not_found"),
+        (("upload", "/no/such/file"), {}, "artdag: /no/such/file: no such file"),
+        (
+            ("runs",),
+            {"ARTDAG_URL": "http://127.0.0.1:9"},
+            "artdag: cannot reach the node at http://127.0.0.1:9",
+        ),
+        (("upload", __file__), {"ARTDAG_TOKEN": "wrong"}, "artdag: 401 unauthorized"),
+    ],
+)
+def test_errors_are_one_readable_line(
+    running_node: NodeProcess, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    done = artdag(running_node, *args, env=env)
+    assert done.returncode == 1
+    assert done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
