@@ -7,6 +7,7 @@ recover the public key and check a signature without asking the node.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,9 @@ class NodeIdentity:
     def public_key_bytes(self) -> bytes:
         return self.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
-    @property
+    @functools.cached_property
     def node_id(self) -> str:
-        return node_id_for(self.public_key_bytes)
+        return node_id_for(self.public_key_bytes)  # encoding is slow; every GET /runs/{id} asks
 
     def sign(self, data: bytes) -> bytes:
         return self.private_key.sign(data)

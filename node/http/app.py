@@ -43,6 +43,7 @@ from node.http.appkeys import (
     WORKER_POOL,
 )
 from node.http.errors import error_middleware
+from node.http.hot import HOT, HotReads
 from node.identity import load_or_create
 from node.services import EmbeddedServices
 from node.store.cache import LocalCache
@@ -70,6 +71,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
         app.cleanup_ctx.append(_watch_services)
     app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store, _executor])
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
+    app[HOT] = HotReads()
     app.router.add_get("/", health.index, name="index")
     app.router.add_get("/health", health.health, name="health")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")

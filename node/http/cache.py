@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
 from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, PROBE_SLOTS, SETTINGS
 from node.http.auth import require_user
+from node.http.hot import HOT
 from node.http.openapi import operation
 from node.http.ranges import parse_range
 from node.http.schemas import ASSET_NAME_SCHEMA, answer, page, query, ref
@@ -137,6 +138,7 @@ async def remove(request: web.Request) -> web.Response:
     store = request.app[CONTENT_STORE]
     entry = await store.resolve(request.match_info["ref"])
     deleted = await store.delete(entry.content_id, user.name, admin=user.is_admin)
+    request.app[HOT].forget_content(entry)
     if deleted.unpinned:
         await asyncio.to_thread(_unlink_cached, request.app[LOCAL_CACHE].path_for(entry.content_id))
     return web.json_response(
@@ -293,7 +295,8 @@ def _checked_asset(name: str) -> str:
 async def download(request: web.Request) -> web.StreamResponse:
     """``GET``/``HEAD /cache/{ref}``: the bytes, by CID (any form) or SHA3-256 hex, with Range."""
     store = request.app[CONTENT_STORE]
-    entry = await store.resolve(request.match_info["ref"])
+    hot = request.app[HOT]
+    entry = await hot.entry(store, request.match_info["ref"])
     etag = f'"{entry.content_id}"'
     headers = {
         "ETag": etag,
@@ -310,7 +313,11 @@ async def download(request: web.Request) -> web.StreamResponse:
     first, last = wanted or (0, entry.size - 1)
     if wanted is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{entry.size}"
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    status = 206 if wanted else 200
+    small = await hot.small(store, entry) if request.method == "GET" else None
+    if small is not None:  # small content: from memory, in one piece
+        return web.Response(status=status, body=small[first : last + 1], headers=headers)
+    response = web.StreamResponse(status=status, headers=headers)
     response.content_length = last - first + 1
     if request.method == "HEAD":
         await response.prepare(request)

@@ -19,6 +19,7 @@ from node.executor.runs import FINAL_STATUSES
 from node.http.appkeys import CONTENT_STORE, IDENTITY, RUN_QUERIES, RUNS
 from node.http.auth import require_user
 from node.http.cache import int_param
+from node.http.hot import HOT
 from node.http.openapi import operation
 from node.http.schemas import answer, json_body, page, query, ref
 from node.records import verify_record
@@ -124,12 +125,18 @@ async def listing(request: web.Request) -> web.Response:
 async def detail(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}``: the record, progress and each step's state and executing node."""
     run_id = request.match_info["run_id"]
-    record = await request.app[RUNS].get(run_id)
-    states, percent = await request.app[RUN_QUERIES].step_states(run_id)
-    node_id = request.app[IDENTITY].node_id
-    steps = {name: {**state, "node": node_id} for name, state in states.items()}
-    progress = 100 if record["status"] == "completed" else percent
-    return web.json_response({**record, "progress": progress, "steps": steps})
+    hot = request.app[HOT]
+    body = hot.run(run_id)
+    if body is None:
+        record = await request.app[RUNS].get(run_id)
+        states, percent = await request.app[RUN_QUERIES].step_states(run_id)
+        node_id = request.app[IDENTITY].node_id
+        steps = {name: {**state, "node": node_id} for name, state in states.items()}
+        progress = 100 if record["status"] == "completed" else percent
+        body = json.dumps({**record, "progress": progress, "steps": steps}).encode()
+        if record["status"] in FINAL_STATUSES:  # a finished run no longer changes
+            hot.keep_run(run_id, body)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
@@ -166,6 +173,7 @@ async def delete(request: web.Request) -> web.Response:
     """``DELETE /runs/{run_id}``: forget a finished run (its content is not deleted)."""
     _, record = await _owned(request)
     await request.app[RUN_QUERIES].delete(record["run_id"])
+    request.app[HOT].forget_run(record["run_id"])
     return web.json_response({"deleted": record["run_id"]})
 
 

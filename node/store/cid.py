@@ -7,6 +7,7 @@ every index and URL. Anything that does not parse is refused with :class:`Invali
 
 from __future__ import annotations
 
+import functools
 import re
 
 from multiformats import CID
@@ -22,6 +23,12 @@ def normalize_cid(text: str) -> str:
     """The CIDv1 base32 spelling of a CID in any supported form; InvalidCid otherwise."""
     if not isinstance(text, str) or not text or len(text) > _MAX_CID_LENGTH:
         raise InvalidCid(f"not a CID: {str(text)[:80]!r}", ref=str(text)[:80])
+    return _normalized_cid(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized_cid(text: str) -> str:
+    # Parsing is slow (multiformats validates every call's types): a hot path of every read.
     try:
         cid = CID.decode(text.strip())
     except Exception as exc:  # the parser raises KeyError/ValueError subclasses, among others
