@@ -32,6 +32,7 @@ STATUSES = ("queued", "running", *FINAL_STATUSES)
 EVENT_WAIT_MS = 5_000  # below the Redis client's socket timeout (10 s)
 MAX_STREAM_ID_PART = 2**63
 FINAL_EVENTS = {"run_completed", "run_failed", "run_cancelled"}
+RUN_ID_PATH = {"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}}  # as documented
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -120,7 +121,7 @@ async def listing(request: web.Request) -> web.Response:
     "A run: status, progress, each step's state and node, output, provenance",
     "runs",
     {200: answer("The run", ref("RunDetail"))},
-    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+    path_schemas=RUN_ID_PATH,
 )
 async def detail(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}``: the record, progress and each step's state and executing node."""
@@ -153,7 +154,7 @@ async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
     {200: answer("The run as it is now", ref("Run"))},
     errors=(403, 409),
     auth=True,
-    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+    path_schemas=RUN_ID_PATH,
 )
 async def cancel(request: web.Request) -> web.Response:
     """``POST /runs/{run_id}/cancel``: stop it (its running steps' workers are killed)."""
@@ -167,7 +168,7 @@ async def cancel(request: web.Request) -> web.Response:
     {200: answer("Forgotten", ref("Deleted"))},
     errors=(403, 409),
     auth=True,
-    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+    path_schemas=RUN_ID_PATH,
 )
 async def delete(request: web.Request) -> web.Response:
     """``DELETE /runs/{run_id}``: forget a finished run (its content is not deleted)."""
@@ -195,7 +196,7 @@ async def delete(request: web.Request) -> web.Response:
             "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
         },
     ),
-    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+    path_schemas=RUN_ID_PATH,
 )
 async def events(request: web.Request) -> web.StreamResponse:
     """``GET /runs/{run_id}/events``: Server-Sent Events from the run's stream, from the start or
@@ -232,7 +233,7 @@ def _last_event_id(value: str) -> str:
     "runs",
     {200: answer("The record", ref("SignedRecord"))},
     errors=(409, 502),
-    path_schemas={"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}},
+    path_schemas=RUN_ID_PATH,
 )
 async def provenance(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}/provenance``: the signed record of a completed run."""
