@@ -24,14 +24,18 @@ async def ipfs(settings: Settings) -> AsyncIterator[IpfsClient]:
 
 
 async def test_delete_unpins_and_forgets(client: Client, auth: dict[str, str], ipfs: IpfsClient) -> None:
-    """The only owner's delete unpins the bytes and removes every index entry and asset name."""
+    """The only owner's delete unpins the bytes and removes every index entry and asset name;
+    reads served from memory before the delete are not served after it."""
     item = await upload(client, auth, os.urandom(5000), name="scratch")
+    for ref in (item["cid"], item["content_id"]):  # small content: now held in memory too
+        assert (await client.get(f"/cache/{ref}")).status == 200
     assert (await client.delete(f"/cache/{item['cid']}")).status == 401
     response = await client.delete(f"/cache/{item['cid']}", headers=auth)
     assert response.status == 200
     assert (await response.json())["deleted"] is True
     assert await ipfs.pin_ls(item["cid"]) == set()
-    assert (await client.get(f"/cache/{item['cid']}")).status == 404
+    for ref in (item["cid"], item["content_id"]):
+        assert (await client.get(f"/cache/{ref}")).status == 404
     assert (await (await client.get("/assets")).json())["items"] == []
     assert (await client.delete(f"/cache/{item['cid']}", headers=auth)).status == 404
 

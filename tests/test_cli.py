@@ -152,3 +152,31 @@ def test_errors_are_one_readable_line(
     assert done.returncode == 1
     assert done.stderr.startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_a_failed_download_leaves_no_file_behind(running_node: NodeProcess, tmp_path: Path) -> None:
+    """fetch into an existing file from a daemon that is not there: one line, old file intact."""
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"old")
+    done = artdag(
+        running_node, "fetch", "bafkqaaa", "-o", str(kept), env={"ARTDAG_IPFS_API": "http://127.0.0.1:9"}
+    )
+    assert done.returncode == 1 and done.stderr.startswith("artdag: IPFS daemon at http://127.0.0.1:9")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert kept.read_bytes() == b"old" and sorted(path.name for path in tmp_path.iterdir()) == ["kept.png"]
+
+
+def test_unwritable_output_is_one_line(running_node: NodeProcess, image: Path) -> None:
+    done = artdag(running_node, "fetch", "bafkqaaa", "-o", "/nonexistent/dir/x.png")
+    assert done.returncode == 1 and done.stderr.startswith("artdag: ") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden"])
+def test_odd_output_names_fall_back_to_the_run_id(
+    running_node: NodeProcess, image: Path, tmp_path: Path, name: str
+) -> None:
+    record = as_json(
+        artdag(running_node, "--json", "render", "invert", str(image), "--sync", "--name", name, cwd=tmp_path)
+    )
+    assert record["saved_to"] == f"{record['run_id']}.png"
+    assert (tmp_path / record["saved_to"]).is_file()

@@ -3,7 +3,6 @@ event stream of a run (httpx, httpx-sse), every failure as one :class:`CliError`
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +27,10 @@ class Api:
     def __init__(self, url: str, token: str | None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        try:
+            self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise CliError(f"ARTDAG_URL {url!r} is not a URL: {exc}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -38,7 +40,12 @@ class Api:
         with self._errors():
             response = self._http.request(method, path, **options)
         _raise_for(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"{self.url}{path} answered {response.status_code} without JSON: is it an Art DAG node?"
+            ) from None
 
     def upload(self, path: Path, name: str = "") -> dict[str, Any]:
         """Store a local file on the node (streamed); its content entry."""
@@ -71,9 +78,13 @@ class Api:
                 written += len(chunk)
         return written
 
-    def events(self, run_id: str) -> Iterator[ServerSentEvent]:
-        """A run's events as they happen, until its final one."""
-        with self._errors(), connect_sse(self._http, "GET", f"/runs/{run_id}/events") as source:
+    def events(self, run_id: str, after: str = "") -> Iterator[ServerSentEvent]:
+        """A run's events as they happen (after event id ``after``), until the stream ends."""
+        headers = {"Last-Event-ID": after} if after else {}
+        with (
+            self._errors(),
+            connect_sse(self._http, "GET", f"/runs/{run_id}/events", headers=headers) as source,
+        ):
             if source.response.is_error:
                 source.response.read()
                 _raise_for(source.response)
@@ -87,6 +98,8 @@ class Api:
             raise CliError(f"{self.url} did not answer in time") from None
         except httpx.TransportError as exc:
             raise CliError(f"cannot reach the node at {self.url}: {exc}") from None
+        except httpx.HTTPError as exc:  # redirects, undecodable bodies, broken streams
+            raise CliError(f"talking to {self.url}: {exc}") from None
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -94,8 +107,10 @@ def _raise_for(response: httpx.Response) -> None:
         return
     try:
         error = response.json()["error"]
-        field = (error.get("details") or {}).get("field")
+        details = error.get("details")
+        field = details.get("field") if isinstance(details, dict) else None
         where = f" ({field})" if field else ""
-        raise CliError(f"{response.status_code} {error['code']}: {error['message']}{where}")
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
-        raise CliError(f"{response.status_code} {response.reason_phrase}") from None
+        message = f"{response.status_code} {error['code']}: {error['message']}{where}"
+    except (ValueError, KeyError, TypeError, AttributeError):  # not the node's error shape
+        message = f"{response.status_code} {response.reason_phrase}"
+    raise CliError(message)

@@ -106,21 +106,33 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    api = Api(os.environ.get("ARTDAG_URL", DEFAULT_URL), os.environ.get("ARTDAG_TOKEN"))
     try:
-        result = COMMANDS[args.command](api, args)
+        result = run(args)
     except CliError as exc:
         print(f"artdag: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader of our output went away (| head): nothing to say
+        sys.stderr.close()
+        return 1
+    except OSError as exc:
+        print(f"artdag: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("artdag: interrupted", file=sys.stderr)
         return 130
-    finally:
-        api.close()
     to_stderr = args.command == "fetch" and not args.output  # stdout holds the content
     text = json.dumps(result, indent=2) if args.json else describe(args.command, result)
     print(text, file=sys.stderr if to_stderr else sys.stdout)
     return 0 if not (args.command == "verify" and not result.get("ok")) else 1
+
+
+def run(args: argparse.Namespace) -> Any:
+    """Carry out the command; its result."""
+    api = Api(os.environ.get("ARTDAG_URL", DEFAULT_URL), os.environ.get("ARTDAG_TOKEN"))
+    try:
+        return COMMANDS[args.command](api, args)
+    finally:
+        api.close()
 
 
 def describe(command: str, result: Any) -> str:

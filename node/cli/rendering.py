@@ -12,8 +12,10 @@ from typing import Any
 from tqdm import tqdm
 
 from node.cli.client import Api, CliError
+from node.cli.files import EXTENSIONS, written_whole
 
 FINAL_EVENTS = {"run_completed", "run_failed", "run_cancelled"}
+RECONNECTS = 3
 
 
 def render(api: Api, args: argparse.Namespace) -> dict[str, Any]:
@@ -33,25 +35,36 @@ def render(api: Api, args: argparse.Namespace) -> dict[str, Any]:
     if final != "run_completed":
         raise CliError(f"run {run['run_id']} {record['status']}: {record.get('error') or final}")
     target = Path(args.output) if args.output else _default_name(record)
-    with target.open("wb") as out:
+    if not args.output and target.exists():
+        raise CliError(f"{target} exists; name the output file with -o")
+    with written_whole(target) as out:
         api.download(record["output"]["cid"], out)
     return {**record, "saved_to": str(target)}
 
 
 def follow(api: Api, run_id: str, *, quiet: bool = False) -> str:
-    """Show the run's progress until its final event; that event's name."""
+    """Show the run's progress until its final event; that event's name. A stream that ends
+    early (the node restarted, a proxy timed out) is picked up again after its last event."""
+    last_id = ""
     with tqdm(total=100, desc=run_id, unit="%", disable=quiet, leave=True) as bar:
-        for event in api.events(run_id):
-            data = json.loads(event.data) if event.data else {}
-            if event.event == "progress":
-                bar.update(max(0, int(data.get("percent", 0)) - bar.n))
-            elif event.event in ("step_started", "step_finished", "step_cached"):
-                bar.set_postfix_str(f"{data.get('step', '')} {event.event.removeprefix('step_')}")
-            elif event.event in FINAL_EVENTS:
-                if event.event == "run_completed":
-                    bar.update(100 - bar.n)
-                return event.event
-    raise CliError(f"the event stream of {run_id} ended before the run did")
+        for _ in range(RECONNECTS + 1):
+            for event in api.events(run_id, after=last_id):
+                last_id = event.id or last_id
+                final = _show(bar, event.event, json.loads(event.data) if event.data else {})
+                if final:
+                    return event.event
+    raise CliError(f"the event stream of {run_id} keeps ending before the run does")
+
+
+def _show(bar: tqdm[Any], kind: str, data: dict[str, Any]) -> bool:
+    """Show one event on the bar; whether it was the run's final one."""
+    if kind == "progress":
+        bar.update(max(0, int(data.get("percent", 0)) - bar.n))
+    elif kind in ("step_started", "step_finished", "step_cached"):
+        bar.set_postfix_str(f"{data.get('step', '')} {kind.removeprefix('step_')}")
+    elif kind == "run_completed":
+        bar.update(100 - bar.n)
+    return kind in FINAL_EVENTS
 
 
 def _recipe_ref(api: Api, given: str) -> str:
@@ -73,7 +86,11 @@ def _input_ref(api: Api, given: str) -> str:
 
 
 def _default_name(record: dict[str, Any]) -> Path:
-    media_type = record["output"]["media_type"].split(";")[0]
-    extension = mimetypes.guess_extension(media_type) or ""
-    name = Path(record.get("output_name") or record["run_id"]).name
+    """The output's name in this folder: its output name (never a path), with the extension of
+    its media type; the run id where the name would be empty or hidden."""
+    media_type = record["output"]["media_type"].split(";")[0].strip()
+    extension = EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type) or ""
+    name = Path(str(record.get("output_name") or "")).name
+    if not name or name.startswith("."):
+        name = record["run_id"]
     return Path(name if name.endswith(extension) else name + extension)

@@ -137,8 +137,10 @@ async def remove(request: web.Request) -> web.Response:
     user = await require_user(request)
     store = request.app[CONTENT_STORE]
     entry = await store.resolve(request.match_info["ref"])
-    deleted = await store.delete(entry.content_id, user.name, admin=user.is_admin)
-    request.app[HOT].forget_content(entry)
+    try:
+        deleted = await store.delete(entry.content_id, user.name, admin=user.is_admin)
+    finally:  # even when unpinning failed after the index forgot it
+        request.app[HOT].forget_content(entry)
     if deleted.unpinned:
         await asyncio.to_thread(_unlink_cached, request.app[LOCAL_CACHE].path_for(entry.content_id))
     return web.json_response(

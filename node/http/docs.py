@@ -8,9 +8,9 @@ otherwise ask validator.swagger.io about the document).
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -46,7 +46,7 @@ DOCS_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "connect-src 'self'; frame-ancestors 'none'"
 )
-OPENAPI = web.AppKey("openapi", dict[str, Any])
+OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
 
 
 @operation(
@@ -55,7 +55,7 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
     {200: answer("The document", {"type": "object", "required": ["openapi", "paths"]})},
 )
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 @operation(
@@ -85,4 +85,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/docs", docs, name="docs")
     app.router.add_get("/docs/init.js", docs_script, name="docs-script")
     app.router.add_static("/docs/assets", ASSETS, name="docs-assets")
-    app[OPENAPI] = document(app)
+    app[OPENAPI] = json.dumps(document(app)).encode()

@@ -12,17 +12,22 @@ within the TTL (2 s). Nothing that can still change (a queued or running run) is
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
 
 from node.store.content import ContentStore
+from node.store.errors import IntegrityError
 from node.sync.index import ContentEntry
 
 ENTRY_TTL_S = 2.0
 RUN_TTL_S = 2.0
 SMALL_BYTES = 64 * 1024
 SMALL_TOTAL_BYTES = 64 * 1024 * 1024
+RUNS_TOTAL_BYTES = 32 * 1024 * 1024
 MAX_ITEMS = 16384
+ITEM_OVERHEAD = 256  # bytes of key and bookkeeping per kept item, counted against the totals
 
 
 class HotReads:
@@ -30,8 +35,8 @@ class HotReads:
 
     def __init__(self) -> None:
         self._entries: TTLCache[str, ContentEntry] = TTLCache(MAX_ITEMS, ENTRY_TTL_S)
-        self._small: LRUCache[str, bytes] = LRUCache(SMALL_TOTAL_BYTES, getsizeof=len)
-        self._runs: TTLCache[str, bytes] = TTLCache(MAX_ITEMS, RUN_TTL_S)
+        self._small: LRUCache[str, bytes] = LRUCache(SMALL_TOTAL_BYTES, getsizeof=_weight)
+        self._runs: TTLCache[str, bytes] = TTLCache(RUNS_TOTAL_BYTES, RUN_TTL_S, getsizeof=_weight)
 
     async def entry(self, store: ContentStore, ref: str) -> ContentEntry:
         """``store.resolve(ref)``, remembered for a moment."""
@@ -48,6 +53,9 @@ class HotReads:
         data = self._small.get(entry.content_id)
         if data is None:
             data = await store.ipfs.cat_all(entry.cid, SMALL_BYTES)
+            # A daemon can end a stream early and call it success: keep only the right bytes.
+            if len(data) != entry.size or hashlib.sha3_256(data).hexdigest() != entry.content_id:
+                raise IntegrityError(f"IPFS returned other bytes than {entry.cid}", cid=entry.cid)
             self._small[entry.content_id] = data
         return data
 
@@ -66,6 +74,10 @@ class HotReads:
 
     def forget_run(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
+
+
+def _weight(data: bytes) -> int:
+    return len(data) + ITEM_OVERHEAD
 
 
 HOT = web.AppKey("hot_reads", HotReads)

@@ -33,6 +33,7 @@ ERROR_DESCRIPTIONS = {
     503: "Redis or IPFS is unavailable.",
 }
 _PATH_PARAMETER = re.compile(r"{(\w+)}")
+HEAD_DOCUMENTED = {"cache-get"}  # routes whose HEAD clients use (size and type before download)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,15 @@ class Operation:
             for name in path_parameters
         ]
         parameters += [*self.query, *self.headers]
-        errors = sorted({*self.errors, *((401,) if self.auth else ()), *((404,) if path_parameters else ())})
+        errors = sorted(
+            {
+                *self.errors,
+                503,  # Redis or IPFS can be down for any request
+                *((401,) if self.auth else ()),
+                *((404,) if path_parameters else ()),
+                *((413,) if self.body is not None else ()),
+            }
+        )
         responses: dict[str, Any] = {str(status): dict(answer) for status, answer in self.responses.items()}
         for status in errors:
             responses[str(status)] = {
@@ -108,15 +117,20 @@ def document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        if route.method in ("HEAD", "*") or not path or path.startswith("/docs/assets"):
-            continue
+        if not path or path.startswith("/docs/assets"):
+            continue  # the UI's static files
+        if route.method == "HEAD" and route.name not in HEAD_DOCUMENTED:
+            continue  # aiohttp answers HEAD for every GET; only where it matters is it described
         found = described(route.handler)
         if found is None:
             raise KeyError(f"{route.method} {path} has no @operation")
-        operation_id = f"{route.method.lower()}_{route.name or path}".replace("-", "_")
-        paths.setdefault(path, {})[route.method.lower()] = found.spec(
-            _PATH_PARAMETER.findall(path), operation_id
-        )
+        method = route.method.lower()
+        spec = found.spec(_PATH_PARAMETER.findall(path), f"{method}_{route.name or path}".replace("-", "_"))
+        if method == "head":  # the same answers without their bodies
+            spec["responses"] = {
+                status: {"description": told["description"]} for status, told in spec["responses"].items()
+            }
+        paths.setdefault(path, {})[method] = spec
     return {
         "openapi": "3.1.0",
         "info": {

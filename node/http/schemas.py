@@ -165,10 +165,14 @@ COMPONENTS: dict[str, Schema] = {
             "output_name": STRING,
             "created": STRING,
             "updated": STRING,
-            "output": {"oneOf": [{"type": "null"}, ref("Content")]},
+            "output": {"oneOf": [{"type": "null"}, ref("RunOutput")]},
             "provenance_cid": NULLABLE_STRING,
             "error": NULLABLE_STRING,
         },
+    ),
+    "RunOutput": _object(
+        ["cid", "content_id", "media_type"],
+        {"cid": STRING, "content_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "media_type": STRING},
     ),
     "RunStarted": {"allOf": [ref("Run"), _object(["url", "events"], {"url": STRING, "events": STRING})]},
     "Step": _object(
@@ -237,7 +241,7 @@ COMPONENTS: dict[str, Schema] = {
             "signer": NULLABLE_STRING,
             "trusted": {"type": "array", "items": STRING},
             "problems": {"type": "array", "items": STRING},
-            "checked": {"type": "object"},
+            "checked": {"type": "array", "items": STRING},
         },
     ),
 }
