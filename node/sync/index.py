@@ -91,6 +91,11 @@ def _fields(entry: ContentEntry | StepEntry, key_field: str) -> dict[Any, Any]:
     return {name: str(value) for name, value in asdict(entry).items() if name != key_field}
 
 
+def step_fields(entry: StepEntry) -> dict[str, str]:
+    """The fields of a ``step:`` hash (what :meth:`StepEntry.from_hash` reads back)."""
+    return dict(_fields(entry, "cache_id"))
+
+
 @dataclass(frozen=True)
 class PutResult:
     existed: bool  # the content was indexed before this put
@@ -248,6 +253,6 @@ class StepIndex:
     async def put_if_absent(self, entry: StepEntry) -> bool:
         """Record a computed step; False (and nothing written) if it was already recorded."""
         key = self._keys.step(entry.cache_id)
-        flat = [part for pair in _fields(entry, "cache_id").items() for part in pair]
+        flat = [part for pair in step_fields(entry).items() for part in pair]
         with redis_errors():
             return bool(await self._put_if_absent(keys=[key], args=flat))

@@ -119,5 +119,5 @@ class Keys:
         return f"{self.prefix}claim:{_checked('cache id', cache_id, _HEX64)}"
 
     def attempts(self, cache_id: str) -> str:
-        """Counter of claims made on a step, for the attempt limit."""
+        """Hash {count, error}: claims made on a step (the attempt limit) and its last error."""
         return f"{self.prefix}attempts:{_checked('cache id', cache_id, _HEX64)}"

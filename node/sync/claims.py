@@ -1,0 +1,129 @@
+"""Claims on steps: who computes what, with no broker (DESIGN.md "Claims and cooperation").
+
+Every decision is one Lua script, so it is atomic on the one Redis all nodes share:
+
+- ``claim_or_hit``: the step's result exists -> ``hit``; someone holds a live claim -> ``held``;
+  the step has been tried ``max_attempts`` times -> ``failed`` (with the last error); else the
+  claim is taken (``SET NX PX lease`` with this node's token) and the attempt counted -> ``won``.
+- ``heartbeat``: extend the lease, only while the claim still holds this token.
+- ``commit``: only while the claim holds this token, write the result if absent (never
+  overwritten), drop the claim and publish a notice; otherwise this node was *fenced* (its
+  lease lapsed and another took the step) and nothing is written.
+- ``release``: give up after a failure, recording the error, so another attempt may follow.
+
+A token is ``node_id:random``; an expired claim is simply gone, so a dead node's step is claimed
+again by anyone once its lease lapses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+from node.sync.connection import redis_errors
+from node.sync.index import StepEntry, step_fields
+from node.sync.keys import Keys
+
+Outcome = Literal["won", "hit", "held", "failed"]
+
+_CLAIM_OR_HIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'hit', ''} end
+local holder = redis.call('GET', KEYS[2])
+if holder then return {'held', holder} end
+local tried = tonumber(redis.call('HGET', KEYS[3], 'count') or '0')
+if tried >= tonumber(ARGV[3]) then
+  return {'failed', redis.call('HGET', KEYS[3], 'error') or 'no reason recorded'}
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'count', 1)
+return {'won', tostring(tried + 1)}
+"""
+_HEARTBEAT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[2], 'error', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer of ``claim_or_hit``: the outcome, this node's token if it won, and detail
+    (who holds it, the attempt number, or the error that exhausted the attempts)."""
+
+    outcome: Outcome
+    token: str = ""
+    detail: str = ""
+
+
+def step_notice(cache_id: str) -> str:
+    """What is published when a step's claim ends (committed or released)."""
+    return f"step:{cache_id}"
+
+
+class ClaimBoard:
+    """The claim scripts for one node: its id, lease and attempt limit."""
+
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, node_id: str, *, lease_s: float, max_attempts: int
+    ) -> None:
+        self._keys = keys
+        self.node_id = node_id
+        self.lease_ms = max(1, round(lease_s * 1000))
+        self.max_attempts = max_attempts
+        self._claim = client.register_script(_CLAIM_OR_HIT)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+
+    def _claim_keys(self, cache_id: str) -> list[str]:
+        return [self._keys.step(cache_id), self._keys.claim(cache_id), self._keys.attempts(cache_id)]
+
+    async def claim_or_hit(self, cache_id: str) -> Claim:
+        """Take the step, or learn it is done, held elsewhere, or out of attempts."""
+        token = f"{self.node_id}:{secrets.token_hex(8)}"
+        with redis_errors():
+            outcome, detail = await self._claim(
+                keys=self._claim_keys(cache_id), args=[token, self.lease_ms, self.max_attempts]
+            )
+        outcome, detail = _text(outcome), _text(detail)
+        return Claim(outcome, token if outcome == "won" else "", detail)  # type: ignore[arg-type]
+
+    async def heartbeat(self, cache_id: str, token: str) -> bool:
+        """Extend the lease; False if the claim is no longer this token's (lost)."""
+        with redis_errors():
+            return bool(await self._heartbeat(keys=[self._keys.claim(cache_id)], args=[token, self.lease_ms]))
+
+    async def commit(self, entry: StepEntry, token: str) -> bool:
+        """Record the step's result if the claim is still ours; False: fenced, nothing written."""
+        flat = [part for pair in step_fields(entry).items() for part in pair]
+        keys = [self._keys.claim(entry.cache_id), self._keys.step(entry.cache_id)]
+        with redis_errors():
+            done = await self._commit(
+                keys=keys, args=[token, self._keys.notices, step_notice(entry.cache_id), *flat]
+            )
+        return bool(done)
+
+    async def release(self, cache_id: str, token: str, error: str) -> None:
+        """Give the step up after a failure, recording why (the next claim may try again)."""
+        keys = [self._keys.claim(cache_id), self._keys.attempts(cache_id)]
+        with redis_errors():
+            await self._release(keys=keys, args=[token, error, self._keys.notices, step_notice(cache_id)])
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
