@@ -56,6 +56,9 @@ class Settings:
     ipfs_timeout: float = 30.0
     workers: int = field(default_factory=default_workers)
     step_timeout: float = 600.0
+    lease: float = 30.0  # a claim on a step lapses this long after its last heartbeat
+    heartbeat: float = 3.0  # how often a node computing a step renews its lease
+    attempts: int = 3  # claims on one step before its run fails with the last error
     peers: tuple[str, ...] = ()
     public_url: str = ""  # empty: http://HOST:PORT
     l2_trusted: tuple[str, ...] = ()
@@ -98,6 +101,11 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"{source}: {exc}")
         problems.extend(f"{key} (in config file): unknown setting" for key in sorted(raw))
+        lease, heartbeat = values.get("lease", cls.lease), values.get("heartbeat", cls.heartbeat)
+        if lease < 10 * heartbeat:  # a few missed heartbeats must not lose a step
+            problems.append(
+                f"ARTDAG_LEASE ({lease} s) must be at least 10 x ARTDAG_HEARTBEAT ({heartbeat} s)"
+            )
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -271,6 +279,9 @@ _FIELDS = (
     _Field("ipfs_timeout", _seconds_up_to(3600)),
     _Field("workers", _int_range(1, 1024)),
     _Field("step_timeout", _seconds_up_to(86400)),
+    _Field("lease", _seconds_up_to(3600)),
+    _Field("heartbeat", _seconds_up_to(360)),
+    _Field("attempts", _int_range(1, 100)),
     _Field("peers", _peers),
     _Field("public_url", _http_url),
     _Field("l2_trusted", _http_urls),

@@ -86,8 +86,10 @@ class RunQueries:
                 percent = int(event["percent"])
             elif event["kind"] in STEP_STATES:
                 name = str(event["step"])
+                if event["kind"] == "step_cached" and states.get(name, {}).get("state") == "done":
+                    continue  # another node found the result this run computed: it stays done
                 state = {"state": STEP_STATES[event["kind"]], "cache_id": event.get("cache_id")}
-                state.update({key: event[key] for key in ("cid", "error", "fused") if key in event})
+                state.update({key: event[key] for key in ("cid", "error", "fused", "node") if key in event})
                 if "fused" in states.get(name, {}):
                     state.setdefault("fused", states[name]["fused"])
                 states[name] = state

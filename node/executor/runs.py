@@ -20,6 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from node.canonical import canonical_id
 from node.errors import NodeError, NotFound
 from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
@@ -28,8 +29,9 @@ from node.executor.recipe import Recipe
 from node.executor.scheduler import Scheduler
 from node.store.content import ContentStore
 from node.sync.connection import redis_errors
-from node.sync.index import ContentEntry, StepIndex
+from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.keys import Keys
+from node.sync.notices import Notices
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,24 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 return ARGV[1]
 """
+
+
+_START = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local record = cjson.decode(current)
+if record['status'] ~= 'queued' then return 0 end
+record['status'] = 'running'
+record['updated'] = ARGV[1]
+redis.call('SET', KEYS[1], cjson.encode(record))
+return 1
+"""
+
+
+def finish_id(run_id: str) -> str:
+    """The claim (and step) id of finishing a run: writing its provenance and final status is
+    itself a claimed step, so any node can finish a run whose accepting node died."""
+    return canonical_id({"finish": run_id})
 
 
 class RunNotFound(NotFound):
@@ -77,6 +97,7 @@ class RunManager:
         writer: RecordWriter,
         store: ContentStore,
         steps: StepIndex,
+        notices: Notices | None = None,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -86,6 +107,10 @@ class RunManager:
         self._steps = steps
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finish_script = client.register_script(_FINISH)
+        self._start_script = client.register_script(_START)
+        self._notices = notices
+        if notices is not None:
+            notices.on("run", self.adopt)
 
     async def submit(self, submission: Submission) -> dict[str, Any]:
         """Plan and store a run, then start it; the run record (status ``queued``)."""
@@ -136,6 +161,7 @@ class RunManager:
             raise
         await self._event(run_id, "run_queued", plan_id=plan.plan_id)
         self._start(run_id)
+        await self._announce(run_id)
         return record
 
     async def _hold(self, run_id: str, content_ids: list[str]) -> None:
@@ -178,12 +204,35 @@ class RunManager:
         record = await self.get(run_id)
         if record["status"] in FINAL_STATUSES:
             return record
+        await self._stop_local(run_id)
+        final = await self._finish(run_id, "cancelled", "run_cancelled")
+        await self._announce(run_id)  # the other nodes stop their part of it
+        return final
+
+    async def adopt(self, run_id: str) -> None:
+        """A notice about a run: work on it if it is unfinished, stop working on it if not."""
+        try:
+            record = await self.get(run_id)
+        except RunNotFound:
+            return
+        if record["status"] in FINAL_STATUSES:
+            await self._stop_local(run_id)
+        elif run_id not in self._tasks:
+            self._start(run_id)
+
+    async def _stop_local(self, run_id: str) -> None:
         task = self._tasks.get(run_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        return await self._finish(run_id, "cancelled", "run_cancelled")
+
+    async def _announce(self, run_id: str) -> None:
+        if self._notices is not None:
+            try:
+                await self._notices.publish(f"run:{run_id}")
+            except NodeError as exc:  # the others find it by polling
+                log.warning("run %s: notice not sent (%s)", run_id, exc.message)
 
     async def resume(self) -> list[str]:
         """Start every unfinished run again (after a restart); their ids."""
@@ -220,35 +269,60 @@ class RunManager:
         """Run to a final status, whatever happens (except cancellation, which is shutdown or
         :meth:`cancel`); a run never stays running because of an error."""
         try:
-            output, provenance_cid = await self._render(run_id)
+            await self._render(run_id)
         except NodeError as exc:
             log.warning("run %s failed: %s", run_id, exc.message)
             await self._finish_quietly(run_id, error=exc.message)
-            return
         except Exception as exc:  # a bug: the run fails visibly rather than hanging
             log.exception("run %s failed unexpectedly", run_id)
             await self._finish_quietly(run_id, error=f"internal error: {type(exc).__name__}")
-            return
-        output_json = {"cid": output.cid, "content_id": output.content_id, "media_type": output.media_type}
-        await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
-        await self._finish(
-            run_id, "completed", "run_completed", output=output_json, provenance_cid=provenance_cid
-        )
 
-    async def _render(self, run_id: str) -> tuple[ContentEntry, str]:
+    async def _render(self, run_id: str) -> None:
         record = await self.get(run_id)
         with redis_errors():
             plan_json = await self._redis.get(self._keys.plan(record["plan_id"]))
         if plan_json is None:
             raise NotFound(f"plan {record['plan_id']} of run {run_id} is missing")
         plan = Plan.from_record(json.loads(plan_json))
-        await self._update(run_id, status="running")
+        with redis_errors():
+            await self._start_script(keys=[self._keys.run(run_id)], args=[utc_now()])
 
         async def emit(kind: str, **fields: Any) -> None:
             await self._event(run_id, kind, **fields)
 
         output = await self._scheduler.execute(plan, emit)
-        return output, await self._provenance(record, plan, output)
+        await self._finish_claimed(record, plan, output)
+
+    async def _finish_claimed(self, record: dict[str, Any], plan: Plan, output: ContentEntry) -> None:
+        """Write the provenance and the final status, if this node wins the finishing claim;
+        otherwise wait until whoever won has (or take over if it dies)."""
+        run_id, claims = record["run_id"], self._scheduler.claims
+        claim = await claims.claim(finish_id(run_id))
+        if claim.outcome == "hit":
+            return  # another node finished it
+        if claim.outcome == "failed":
+            raise NotFound(f"finishing run {run_id} failed: {claim.detail}")
+        try:
+            provenance_cid = await self._provenance(record, plan, output)
+            output_json = {
+                "cid": output.cid,
+                "content_id": output.content_id,
+                "media_type": output.media_type,
+            }
+            await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
+            await self._finish(
+                run_id, "completed", "run_completed", output=output_json, provenance_cid=provenance_cid
+            )
+        except BaseException as exc:
+            error = exc.message if isinstance(exc, NodeError) else ""
+            await asyncio.shield(claims.release(finish_id(run_id), claim.token, error))
+            raise
+        record_entry = await self._store.resolve(provenance_cid)
+        await claims.commit(
+            StepEntry(finish_id(run_id), record_entry.cid, record_entry.content_id, record_entry.size,
+                      record_entry.media_type),
+            claim.token,
+        )  # fmt: skip
 
     async def _finish_quietly(self, run_id: str, error: str) -> None:
         """Mark a run failed; if even that fails (Redis down), it stays active and resumes."""
@@ -304,13 +378,6 @@ class RunManager:
         await self._event(run_id, event, status=status, **fields)
         log.info("run %s %s", run_id, status)
         return wanted
-
-    async def _update(self, run_id: str, **fields: Any) -> dict[str, Any]:
-        record = await self.get(run_id)
-        record.update(fields, updated=utc_now())
-        with redis_errors():
-            await self._redis.set(self._keys.run(run_id), json.dumps(record))
-        return record
 
     async def _event(self, run_id: str, kind: str, **fields: Any) -> None:
         with redis_errors():

@@ -26,6 +26,7 @@ from node.executor.pool import WorkerPool
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.errors import ContentNotFound
+from node.sync.claims import Claim
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 
 log = logging.getLogger(__name__)
@@ -35,27 +36,60 @@ Receipt = Callable[[Step, ContentEntry], Awaitable[str]]
 
 
 class Claims(Protocol):
-    """Who runs a step: one node alone now; cooperating nodes claim steps in Redis later."""
+    """Who computes a step (see ``node.sync.claims``): ``RedisClaims`` when nodes cooperate,
+    ``LocalClaims`` for a scheduler alone (tests)."""
 
-    async def claim(self, step: Step) -> bool:
-        """True if this node should compute ``step`` now."""
+    heartbeat_s: float
+    node_id: str
 
-    async def commit(self, entry: StepEntry) -> bool:
-        """Record a computed step; False if this node lost the right to (fenced)."""
+    async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
+        """won (compute it, with this token), hit (it is done) or failed (out of attempts);
+        ``recompute``: done, but its output was deleted, so claim it anyway."""
+
+    async def heartbeat(self, cache_id: str, token: str) -> bool:
+        """Renew the claim; False if it was lost."""
+
+    async def commit(self, entry: StepEntry, token: str) -> bool:
+        """Record the computed step; False if this node was fenced (nothing written)."""
+
+    async def release(self, cache_id: str, token: str, error: str) -> None:
+        """Give the step up after a failure (``error``) or a cancellation (no error)."""
+
+
+LOCAL_TOKEN = "local"  # noqa: S105 - not a secret: the one claimant of a lone scheduler
 
 
 class LocalClaims:
-    """Every step is this node's; a commit writes the step index (never overwriting)."""
+    """One node alone: every step is its own; one attempt; commits never overwrite."""
+
+    heartbeat_s = 60.0
+    node_id = ""
 
     def __init__(self, steps: StepIndex) -> None:
         self._steps = steps
+        self._failed: dict[str, str] = {}
 
-    async def claim(self, step: Step) -> bool:
+    async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
+        if cache_id in self._failed:
+            return Claim("failed", detail=self._failed.pop(cache_id))
+        if not recompute and await self._steps.get(cache_id) is not None:
+            return Claim("hit")
+        return Claim("won", token=LOCAL_TOKEN)
+
+    async def heartbeat(self, cache_id: str, token: str) -> bool:
         return True
 
-    async def commit(self, entry: StepEntry) -> bool:
+    async def commit(self, entry: StepEntry, token: str) -> bool:
         await self._steps.put_if_absent(entry)
         return True
+
+    async def release(self, cache_id: str, token: str, error: str) -> None:
+        if error:
+            self._failed[cache_id] = error
+
+
+class LeaseLost(Exception):
+    """This node no longer holds the claim of the step it was computing."""
 
 
 class Scheduler:
@@ -79,7 +113,7 @@ class Scheduler:
         self._pool = pool
         self._work_dir = work_dir
         self._step_timeout_s = step_timeout_s
-        self._claims = claims or LocalClaims(steps)
+        self.claims: Claims = claims or LocalClaims(steps)
         self._receipt = receipt
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
 
@@ -124,7 +158,13 @@ class Scheduler:
                 running[self._start_or_join(step, done, progress.emit)] = step
                 continue
             done[step.cache_id] = entry
-            await progress.emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=hit.cid)
+            await progress.emit(
+                "step_cached",
+                step=step.node_id,
+                cache_id=step.cache_id,
+                cid=hit.cid,
+                node=self.claims.node_id,
+            )
             await progress.report()
 
     def _start_or_join(
@@ -148,7 +188,9 @@ class Scheduler:
             if not shared.cancelled():
                 raise  # this run was cancelled
             return await self._run_step(step, done, emit)  # the run that owned it gave up
-        await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=entry.cid)
+        await emit(
+            "step_cached", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=self.claims.node_id
+        )
         return entry
 
     async def _source(self, step: Step) -> ContentEntry:
@@ -160,23 +202,92 @@ class Scheduler:
         return entry
 
     async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
-        fused = {"fused": list(step.fused)} if step.fused else {}  # the recipe nodes a CHAIN covers
-        await emit("step_started", step=step.node_id, cache_id=step.cache_id, type=step.type, **fused)
+        """Claim and compute ``step`` until it is done (here or elsewhere) or out of attempts."""
+        _check_runtime(step)
+        failure: StepFailed | None = None  # this node's last failure of the step
+        recompute = False
+        while True:
+            claim = await self.claims.claim(step.cache_id, recompute=recompute)
+            if claim.outcome == "hit":
+                entry = await self._done_elsewhere(step, emit)
+                if entry is not None:
+                    return entry
+                recompute = True  # recorded, but its output was deleted since
+                continue
+            if claim.outcome == "failed":
+                await emit("step_failed", step=step.node_id, cache_id=step.cache_id, error=claim.detail)
+                raise (
+                    failure
+                    if failure is not None and failure.message == claim.detail
+                    else StepFailed(claim.detail, step=step.node_id)
+                )
+            try:
+                entry = await self._attempt(step, claim.token, [done[i] for i in step.inputs], emit)
+            except StepFailed as exc:
+                failure = exc
+                continue
+            if entry is not None:
+                return entry
+
+    async def _attempt(
+        self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit
+    ) -> ContentEntry | None:
+        """Compute a claimed step: its entry; None if the claim was lost or fenced; StepFailed
+        (the claim released with the error, for another attempt) if it failed."""
+        node = self.claims.node_id
+        await emit(
+            "step_started",
+            step=step.node_id,
+            cache_id=step.cache_id,
+            type=step.type,
+            node=node,
+            **_fused(step),
+        )
         try:
-            _check_runtime(step)
-            if not await self._claims.claim(step):
-                raise StepFailed(f"step {step.node_id} is claimed elsewhere", step=step.node_id)
-            entry = await self._compute(step, [done[input_id] for input_id in step.inputs])
+            entry = await self._owned(step, token, inputs)
             receipt_cid = await self._receipt(step, entry) if self._receipt else ""
-            record = StepEntry(
-                step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type, receipt_cid
-            )
-            if not await self._claims.commit(record):
-                raise StepFailed(f"step {step.node_id} was fenced: another node holds it", step=step.node_id)
+        except LeaseLost:
+            log.warning("step %s: lease lost while computing; discarded", step.node_id)
+            return None
         except StepFailed as exc:
-            await emit("step_failed", step=step.node_id, cache_id=step.cache_id, error=exc.message)
+            await self.claims.release(step.cache_id, token, exc.message)
             raise
-        await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.claims.release(step.cache_id, token, ""))
+            raise
+        record = StepEntry(
+            step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type, receipt_cid
+        )
+        if not await self.claims.commit(record, token):
+            log.warning("step %s: fenced (another node holds it now); output discarded", step.node_id)
+            return None
+        await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=node)
+        return entry
+
+    async def _owned(self, step: Step, token: str, inputs: list[ContentEntry]) -> ContentEntry:
+        """Compute while heartbeating the claim; LeaseLost (the work killed) if it is lost."""
+        work = asyncio.create_task(self._compute(step, inputs))
+        try:
+            while True:
+                finished, _ = await asyncio.wait({work}, timeout=self.claims.heartbeat_s)
+                if finished:
+                    return work.result()
+                if not await self.claims.heartbeat(step.cache_id, token):
+                    raise LeaseLost(step.cache_id)
+        finally:
+            if not work.done():  # lost, cancelled, or Redis failed: the worker is killed
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+
+    async def _done_elsewhere(self, step: Step, emit: Emit) -> ContentEntry | None:
+        """The recorded output of a step done elsewhere; None if that output was deleted."""
+        hit = await self._steps.get(step.cache_id)
+        entry = await self._store.index.get(hit.content_id) if hit is not None else None
+        if hit is None or entry is None:
+            return None
+        await emit(
+            "step_cached", step=step.node_id, cache_id=step.cache_id, cid=hit.cid, node=self.claims.node_id
+        )
         return entry
 
     async def _compute(self, step: Step, inputs: list[ContentEntry]) -> ContentEntry:
@@ -201,6 +312,10 @@ class Scheduler:
         target = self._cache.path_for(entry.content_id)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(os.replace, output, target)
+
+
+def _fused(step: Step) -> dict[str, Any]:
+    return {"fused": list(step.fused)} if step.fused else {}  # the recipe nodes a CHAIN covers
 
 
 def _check_runtime(step: Step) -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from node.auth.local import Authenticator, load_or_create_admin_token
 from node.config import Settings
 from node.errors import NodeError
+from node.executor.claiming import RedisClaims
 from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
@@ -49,11 +50,14 @@ from node.services import EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.sync.claims import ClaimBoard
 from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
+from node.sync.notices import Notices
 
 log = logging.getLogger(__name__)
+ADOPT_POLL_S = 2.0
 
 SERVICE_WATCH_INTERVAL_S = 2.0
 IPFS_READ_BUFSIZE = 1024 * 1024
@@ -149,6 +153,10 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(tool_versions)  # read once here, not on the event loop by a request
     pool = WorkerPool(settings.workers)
     writer = RecordWriter(app[IDENTITY], app[CONTENT_STORE])
+    notices = Notices(app[REDIS], app[KEYS])
+    board = ClaimBoard(
+        app[REDIS], app[KEYS], app[IDENTITY].node_id, lease_s=settings.lease, max_attempts=settings.attempts
+    )
     scheduler = Scheduler(
         store=app[CONTENT_STORE],
         steps=app[STEP_INDEX],
@@ -157,6 +165,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         work_dir=settings.data_dir / "work",
         step_timeout_s=settings.step_timeout,
         receipt=writer.receipt,
+        claims=RedisClaims(board, notices, heartbeat_s=settings.heartbeat),
     )
     run_manager = RunManager(
         client=app[REDIS],
@@ -165,17 +174,32 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         writer=writer,
         store=app[CONTENT_STORE],
         steps=app[STEP_INDEX],
+        notices=notices,
     )
     app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, run_manager
     app[RUN_QUERIES] = RunQueries(app[REDIS], app[KEYS])
     app[RECIPES] = RecipeStore(app[CONTENT_STORE], app[REDIS], app[KEYS])
-    try:
-        await run_manager.resume()
-    except NodeError as exc:  # Redis down at start: serve anyway; /health says why
-        log.warning("could not resume unfinished runs: %s", exc.message)
+    notices.start()
+    stopping = asyncio.Event()
+    adopting = asyncio.create_task(_adopt_runs(run_manager, stopping), name="adopt-runs")
     yield
+    stopping.set()  # not cancel(): a Redis call can swallow a cancellation and loop on
+    await adopting
+    await notices.close()
     await run_manager.close()
     await pool.close()
+
+
+async def _adopt_runs(run_manager: RunManager, stopping: asyncio.Event) -> None:
+    """Work on every unfinished run: at start (resume), then every ADOPT_POLL_S in case a
+    notice was missed (notices bring new runs at once), until ``stopping`` is set."""
+    while not stopping.is_set():
+        try:
+            await run_manager.resume()
+        except NodeError as exc:  # Redis down: serve anyway; /health says why
+            log.warning("could not look for unfinished runs: %s", exc.message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), ADOPT_POLL_S)
 
 
 async def _watch_services(app: web.Application) -> AsyncIterator[None]:

@@ -132,7 +132,8 @@ async def detail(request: web.Request) -> web.Response:
         record = await request.app[RUNS].get(run_id)
         states, percent = await request.app[RUN_QUERIES].step_states(run_id)
         node_id = request.app[IDENTITY].node_id
-        steps = {name: {**state, "node": node_id} for name, state in states.items()}
+        # the node that computed each step (from its events); a cached step was found by this one
+        steps = {name: {**state, "node": state.get("node") or node_id} for name, state in states.items()}
         progress = 100 if record["status"] == "completed" else percent
         body = json.dumps({**record, "progress": progress, "steps": steps}).encode()
         if record["status"] in FINAL_STATUSES:  # a finished run no longer changes

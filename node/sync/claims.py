@@ -30,7 +30,7 @@ from node.sync.keys import Keys
 Outcome = Literal["won", "hit", "held", "failed"]
 
 _CLAIM_OR_HIT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'hit', ''} end
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'hit', ''} end
 local holder = redis.call('GET', KEYS[2])
 if holder then return {'held', holder} end
 local tried = tonumber(redis.call('HGET', KEYS[3], 'count') or '0')
@@ -54,7 +54,7 @@ return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[2], 'error', ARGV[2])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'error', ARGV[2]) end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
@@ -93,12 +93,15 @@ class ClaimBoard:
     def _claim_keys(self, cache_id: str) -> list[str]:
         return [self._keys.step(cache_id), self._keys.claim(cache_id), self._keys.attempts(cache_id)]
 
-    async def claim_or_hit(self, cache_id: str) -> Claim:
-        """Take the step, or learn it is done, held elsewhere, or out of attempts."""
+    async def claim_or_hit(self, cache_id: str, *, recompute: bool = False) -> Claim:
+        """Take the step, or learn it is done, held elsewhere, or out of attempts. ``recompute``:
+        its result is recorded but its output was deleted since; compute it again (the commit
+        still never overwrites: the bytes are the same)."""
         token = f"{self.node_id}:{secrets.token_hex(8)}"
         with redis_errors():
             outcome, detail = await self._claim(
-                keys=self._claim_keys(cache_id), args=[token, self.lease_ms, self.max_attempts]
+                keys=self._claim_keys(cache_id),
+                args=[token, self.lease_ms, self.max_attempts, "1" if recompute else "0"],
             )
         outcome, detail = _text(outcome), _text(detail)
         return Claim(outcome, token if outcome == "won" else "", detail)  # type: ignore[arg-type]
@@ -118,8 +121,9 @@ class ClaimBoard:
             )
         return bool(done)
 
-    async def release(self, cache_id: str, token: str, error: str) -> None:
-        """Give the step up after a failure, recording why (the next claim may try again)."""
+    async def release(self, cache_id: str, token: str, error: str = "") -> None:
+        """Give the step up after a failure, recording why (the next claim may try again);
+        with no error (the run was cancelled), just let go."""
         keys = [self._keys.claim(cache_id), self._keys.attempts(cache_id)]
         with redis_errors():
             await self._release(keys=keys, args=[token, error, self._keys.notices, step_notice(cache_id)])

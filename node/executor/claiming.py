@@ -1,0 +1,51 @@
+"""Claims for the scheduler on the shared Redis: ``ClaimBoard`` plus waiting on notices.
+
+A step held by another node is waited for as DESIGN.md says: watch its notice first, re-check
+with ``claim_or_hit`` (which also takes the step over once the holder's lease has lapsed), and
+only then wait, for the notice or one poll interval, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from node.sync.claims import Claim, ClaimBoard, step_notice
+from node.sync.index import StepEntry
+from node.sync.notices import Notices
+
+POLL_FRACTION = 0.5  # of the lease: how long a waiter trusts notices before re-checking
+
+
+class RedisClaims:
+    """The scheduler's claims when nodes cooperate (always, in the app)."""
+
+    def __init__(self, board: ClaimBoard, notices: Notices, *, heartbeat_s: float) -> None:
+        self._board = board
+        self._notices = notices
+        self.heartbeat_s = heartbeat_s
+        self.node_id = board.node_id
+        self._poll_s = POLL_FRACTION * board.lease_ms / 1000
+
+    async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
+        """won, hit or failed: a step held elsewhere is waited for until one of those."""
+        while True:
+            async with self._notices.watching(step_notice(cache_id)) as noticed:
+                claim = await self._board.claim_or_hit(cache_id, recompute=recompute)
+                if claim.outcome != "held":
+                    return claim
+                await _wait(noticed, self._poll_s)
+
+    async def heartbeat(self, cache_id: str, token: str) -> bool:
+        return await self._board.heartbeat(cache_id, token)
+
+    async def commit(self, entry: StepEntry, token: str) -> bool:
+        return await self._board.commit(entry, token)
+
+    async def release(self, cache_id: str, token: str, error: str) -> None:
+        await self._board.release(cache_id, token, error)
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):  # the poll fallback: re-check anyway
+        await asyncio.wait_for(event.wait(), timeout_s)
