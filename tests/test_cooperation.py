@@ -1,0 +1,230 @@
+"""Several `python -m node` processes on one Redis render one recipe together: claims spread
+the steps, nothing runs twice, a killed node's step is taken over, and a step that keeps
+failing stops at the attempt limit."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import redis.asyncio as aioredis
+from PIL import Image
+
+from node.executor.effects import EFFECTS
+from node.executor.imaging import png_bytes
+from node.executor.params import normalize_params
+from node.services import EmbeddedServices
+from node.sync.claims import ClaimBoard
+from node.sync.index import StepEntry
+from node.sync.keys import Keys
+from node.testing import NodeProcess
+from tests.helpers import wait_until
+from tests.media import pattern_clip
+
+LEASE_S, HEARTBEAT_S = 3.0, 0.3
+
+
+class Cluster:
+    """Nodes sharing the session's Redis (one key prefix) and IPFS daemon."""
+
+    def __init__(self, daemons: EmbeddedServices, root: Path, count: int, **env: str) -> None:
+        self.prefix = f"test-{uuid.uuid4().hex[:12]}:"
+        shared = {
+            "ARTDAG_REDIS_URL": str(daemons.settings.redis_url),
+            "ARTDAG_IPFS_API": str(daemons.settings.ipfs_api),
+            "ARTDAG_REDIS_PREFIX": self.prefix,
+            "ARTDAG_WORKERS": "1",
+            "ARTDAG_LEASE": str(LEASE_S),
+            "ARTDAG_HEARTBEAT": str(HEARTBEAT_S),
+            "ARTDAG_LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.nodes = [NodeProcess(root / f"node{index}", shared) for index in range(count)]
+        self.ids = {node.wait_healthy()["node_id"]: node for node in self.nodes}
+        assert daemons.settings.redis_url is not None
+        self.redis_url = daemons.settings.redis_url
+        self.redis = redis.Redis.from_url(daemons.settings.redis_url, decode_responses=True)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node.popen.poll() is None:
+                node.popen.terminate()
+            node.popen.wait(timeout=30)
+        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+            self.redis.delete(key)
+        self.redis.close()
+
+    def call(
+        self, node: NodeProcess, method: str, path: str, body: bytes | None = None, **headers: str
+    ) -> Any:
+        request = urllib.request.Request(
+            f"{node.url}{path}",
+            data=body,
+            method=method,
+            headers={"Authorization": f"Bearer {node.token()}", **headers},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def upload(self, node: NodeProcess, data: bytes) -> dict[str, Any]:
+        boundary = "clusterboundary"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        result: dict[str, Any] = self.call(
+            node,
+            "POST",
+            "/cache/upload",
+            body,
+            **{"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        return result
+
+    def start(self, node: NodeProcess, recipe: str, inputs: list[str]) -> str:
+        stored = self.call(
+            node, "POST", "/recipes/upload", recipe.encode(), **{"Content-Type": "application/x-yaml"}
+        )
+        body = json.dumps({"recipe": stored["id"], "inputs": inputs}).encode()
+        run: dict[str, Any] = self.call(node, "POST", "/runs", body, **{"Content-Type": "application/json"})
+        return str(run["run_id"])
+
+    def finished(self, node: NodeProcess, run_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        def final() -> dict[str, Any] | None:
+            record: dict[str, Any] = self.call(node, "GET", f"/runs/{run_id}")
+            return record if record["status"] in ("completed", "failed", "cancelled") else None
+
+        result: dict[str, Any] = wait_until(final, timeout_s=timeout_s, interval_s=0.2)
+        return result
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        entries: Any = self.redis.xrange(f"{self.prefix}events:{run_id}")
+        return [{"kind": fields["kind"], **json.loads(fields["data"])} for _, fields in entries]
+
+
+@pytest.fixture
+def three(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = Cluster(daemons, tmp_path, 3)
+    yield cluster
+    cluster.close()
+
+
+def wide_recipe(width: int) -> str:
+    """``width`` independent effects on one clip, then a SEQUENCE of all of them."""
+    nodes = ["    - {id: clip, type: SOURCE, config: {input: true}}"]
+    for index in range(width):
+        factor = round(0.5 + index / width, 3)
+        nodes.append(
+            f"    - {{id: e{index}, type: EFFECT, "
+            f"config: {{effect: brightness, factor: {factor}}}, inputs: [clip]}}"
+        )
+    names = ", ".join(f"e{index}" for index in range(width))
+    nodes.append(f"    - {{id: out, type: SEQUENCE, inputs: [{names}]}}")
+    return "name: wide\ndag:\n  nodes:\n" + "\n".join(nodes) + "\n  output: out\n"
+
+
+def test_three_nodes_share_a_wide_recipe(three: Cluster, tmp_path: Path) -> None:
+    """12 independent steps and the SEQUENCE tree above them, submitted to one node: every
+    node computes some; each step is executed once; every node shows the same run."""
+    first = three.nodes[0]
+    clip = three.upload(first, pattern_clip(tmp_path / "clip.mp4", seconds=2.0).read_bytes())
+    run_id = three.start(first, wide_recipe(12), [clip["cid"]])
+    record = three.finished(first, run_id)
+    assert record["status"] == "completed", record["error"]
+    events = three.events(run_id)
+    started = Counter(event["cache_id"] for event in events if event["kind"] == "step_started")
+    finished = Counter(event["cache_id"] for event in events if event["kind"] == "step_finished")
+    assert len(finished) == 12 + 11  # the effects and the pairwise SEQUENCE steps
+    assert set(started.values()) == {1} and set(finished.values()) == {1}  # nothing ran twice
+    workers = Counter(event["node"] for event in events if event["kind"] == "step_finished")
+    assert set(workers) == set(three.ids), workers  # every node computed some
+    views = [three.call(node, "GET", f"/runs/{run_id}") for node in three.nodes]
+    assert views[0] == views[1] == views[2]
+    assert views[0]["output"]["media_type"] == "video/mp4"
+
+
+SLOW = (
+    "name: slow\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+    "    - {id: out, type: EFFECT, config: {effect: blur, sigma: 40}, inputs: [src]}\n  output: out\n"
+)
+BIG = np.random.default_rng(8).integers(0, 256, (900, 900, 3), dtype=np.uint8)
+
+
+def blurred(pixels: np.ndarray) -> np.ndarray:
+    params, _ = normalize_params(EFFECTS["blur"].params, {"sigma": 40})
+    apply = EFFECTS["blur"].apply
+    assert apply is not None
+    return apply(pixels, params)
+
+
+def holder(cluster: Cluster, run_id: str) -> tuple[str, str]:
+    """(cache id, token) of the run's step once some node holds its claim."""
+
+    def claimed() -> tuple[str, str] | None:
+        for event in cluster.events(run_id):
+            if event["kind"] == "step_started":
+                token = cluster.redis.get(f"{cluster.prefix}claim:{event['cache_id']}")
+                if token:
+                    return str(event["cache_id"]), str(token)
+        return None
+
+    found: tuple[str, str] = wait_until(claimed, timeout_s=60, interval_s=0.05)
+    return found
+
+
+def test_a_killed_node_s_step_is_taken_over(three: Cluster) -> None:
+    """kill -9 the node computing the step: after the lease another node takes it over, the
+    run completes with the right bytes, and the dead node's token commits nothing."""
+    first = three.nodes[0]
+    image = three.upload(first, png_bytes(BIG))
+    run_id = three.start(first, SLOW, [image["cid"]])
+    cache_id, token = holder(three, run_id)
+    victim = three.ids[token.split(":")[0]]
+    os.kill(victim.pid, signal.SIGKILL)
+    survivor = next(node for node in three.nodes if node is not victim)
+    record = three.finished(survivor, run_id)
+    assert record["status"] == "completed", record["error"]
+    finishers = [event["node"] for event in three.events(run_id) if event["kind"] == "step_finished"]
+    assert len(finishers) == 1 and three.ids[finishers[0]] is not victim
+    with urllib.request.urlopen(f"{survivor.url}/cache/{record['output']['cid']}") as response:
+        output = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+    assert np.array_equal(output, blurred(BIG))
+    assert not asyncio.run(stale_commit(three, cache_id, token))  # the dead node's token: refused
+
+
+async def stale_commit(cluster: Cluster, cache_id: str, token: str) -> bool:
+    """Try to commit a result for the step with ``token``, as the dead node would."""
+    client = aioredis.Redis.from_url(str(cluster.redis_url))
+    try:
+        board = ClaimBoard(
+            client, Keys(cluster.prefix), token.split(":", maxsplit=1)[0], lease_s=LEASE_S, max_attempts=3
+        )
+        return await board.commit(StepEntry(cache_id, "bafkreistale", "e" * 64, 1, "image/png"), token)
+    finally:
+        await client.aclose()
+
+
+def test_a_step_that_keeps_failing_stops_at_the_attempt_limit(three: Cluster) -> None:
+    """Bytes that are no image: every attempt fails; after 3 the run fails with the reason."""
+    first = three.nodes[0]
+    text = three.upload(first, b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG" * 10)  # sniffed as PNG
+    recipe = SLOW.replace("blur, sigma: 40", "invert")
+    run_id = three.start(first, recipe, [text["cid"]])
+    record = three.finished(first, run_id)
+    assert record["status"] == "failed"
+    assert "not an image this node reads" in record["error"]
+    started = [event for event in three.events(run_id) if event["kind"] == "step_started"]
+    assert len(started) == 3
