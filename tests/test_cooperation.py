@@ -140,7 +140,7 @@ def test_three_nodes_share_a_wide_recipe(three: Cluster, tmp_path: Path) -> None
     """12 independent steps and the SEQUENCE tree above them, submitted to one node: every
     node computes some; each step is executed once; every node shows the same run."""
     first = three.nodes[0]
-    clip = three.upload(first, pattern_clip(tmp_path / "clip.mp4", seconds=2.0).read_bytes())
+    clip = three.upload(first, pattern_clip(tmp_path / "clip.mp4", seconds=4.0).read_bytes())
     run_id = three.start(first, wide_recipe(12), [clip["cid"]])
     record = three.finished(first, run_id)
     assert record["status"] == "completed", record["error"]
