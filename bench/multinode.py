@@ -29,7 +29,7 @@ from node.executor.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.testing import NodeProcess
 
-IMAGE = np.random.default_rng(4).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+IMAGE = np.random.default_rng(4).integers(0, 256, (800, 800, 3), dtype=np.uint8)
 
 
 def recipe(steps: int, salt: int) -> str:

@@ -228,3 +228,28 @@ def test_a_step_that_keeps_failing_stops_at_the_attempt_limit(three: Cluster) ->
     assert "not an image this node reads" in record["error"]
     started = [event for event in three.events(run_id) if event["kind"] == "step_started"]
     assert len(started) == 3
+
+
+def test_a_paused_owner_loses_its_lease_and_its_late_commit_is_fenced(three: Cluster) -> None:
+    """SIGSTOP the node computing the step: its heartbeats stop, another node takes the step
+    over after the lease; when the paused node wakes, its claim is gone, so it writes nothing."""
+    first = three.nodes[0]
+    image = three.upload(first, png_bytes(BIG))
+    run_id = three.start(first, SLOW, [image["cid"]])
+    cache_id, token = holder(three, run_id)
+    paused = three.ids[token.split(":")[0]]
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+
+        def taken_over() -> str | None:
+            current = three.redis.get(f"{three.prefix}claim:{cache_id}")
+            return str(current) if current and current != token else None
+
+        new_token = wait_until(taken_over, timeout_s=60, interval_s=0.1)
+        assert not new_token.startswith(token.split(":")[0])
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    record = three.finished(first if first is not paused else three.nodes[1], run_id)
+    assert record["status"] == "completed", record["error"]
+    finishers = [event["node"] for event in three.events(run_id) if event["kind"] == "step_finished"]
+    assert len(finishers) == 1 and three.ids[finishers[0]] is not paused  # the late one was fenced

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from node.sync.claims import Claim, ClaimBoard, step_notice
 from node.sync.index import StepEntry
@@ -28,13 +29,17 @@ class RedisClaims:
         self._poll_s = POLL_FRACTION * board.lease_ms / 1000
 
     async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
-        """won, hit or failed: a step held elsewhere is waited for until one of those."""
-        while True:
-            async with self._notices.watching(step_notice(cache_id)) as noticed:
-                claim = await self._board.claim_or_hit(cache_id, recompute=recompute)
-                if claim.outcome != "held":
-                    return claim
+        """won, hit, held (elsewhere) or failed; a held step is waited for with :meth:`watch`."""
+        return await self._board.claim_or_hit(cache_id, recompute=recompute)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, cache_id: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        async with self._notices.watching(step_notice(cache_id)) as noticed:
+
+            async def wait() -> None:
                 await _wait(noticed, self._poll_s)
+
+            yield wait
 
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         return await self._board.heartbeat(cache_id, token)

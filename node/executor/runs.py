@@ -297,7 +297,12 @@ class RunManager:
         """Write the provenance and the final status, if this node wins the finishing claim;
         otherwise wait until whoever won has (or take over if it dies)."""
         run_id, claims = record["run_id"], self._scheduler.claims
-        claim = await claims.claim(finish_id(run_id))
+        while True:
+            async with claims.watch(finish_id(run_id)) as noticed:
+                claim = await claims.claim(finish_id(run_id))
+                if claim.outcome != "held":
+                    break
+                await noticed()  # the finisher's commit, or a poll: it may have died
         if claim.outcome == "hit":
             return  # another node finished it
         if claim.outcome == "failed":

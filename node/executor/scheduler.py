@@ -15,7 +15,8 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,8 +44,12 @@ class Claims(Protocol):
     node_id: str
 
     async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
-        """won (compute it, with this token), hit (it is done) or failed (out of attempts);
-        ``recompute``: done, but its output was deleted, so claim it anyway."""
+        """won (compute it, with this token), hit (it is done), held (elsewhere) or failed (out
+        of attempts); ``recompute``: done, but its output was deleted, so claim it anyway."""
+
+    def watch(self, cache_id: str) -> AbstractAsyncContextManager[Callable[[], Awaitable[None]]]:
+        """While the block runs, notices about the step are caught; what it yields waits for
+        one (or a poll interval): watch first, then claim, then wait, so none is missed."""
 
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         """Renew the claim; False if it was lost."""
@@ -75,6 +80,13 @@ class LocalClaims:
         if not recompute and await self._steps.get(cache_id) is not None:
             return Claim("hit")
         return Claim("won", token=LOCAL_TOKEN)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, cache_id: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        async def never_held() -> None:  # a lone scheduler's steps are never held elsewhere
+            return None
+
+        yield never_held
 
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         return True
@@ -114,6 +126,7 @@ class Scheduler:
         self._work_dir = work_dir
         self._step_timeout_s = step_timeout_s
         self.claims: Claims = claims or LocalClaims(steps)
+        self._slots = asyncio.Semaphore(pool.size)  # steps computing here at once
         self._receipt = receipt
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
 
@@ -144,13 +157,12 @@ class Scheduler:
         done: dict[str, ContentEntry],
         progress: _Progress,
     ) -> None:
-        """Reuse or start the steps whose inputs are done, up to the pool's size."""
+        """Reuse or start the steps whose inputs are done. All start at once: a step waits for
+        a free worker slot before it claims, so steps held by other nodes take no slot."""
         ready = [step for step in pending if all(input_id in done for input_id in step.inputs)]
         if not ready and not running:  # cannot happen for a plan in topological order
             raise StepFailed(f"plan {progress.plan.plan_id} has steps whose inputs never come")
         for step in ready:
-            if len(running) >= self._pool.size:
-                return
             pending.remove(step)
             hit = await self._steps.get(step.cache_id)
             entry = await self._store.index.get(hit.content_id) if hit is not None else None
@@ -207,13 +219,23 @@ class Scheduler:
         failure: StepFailed | None = None  # this node's last failure of the step
         recompute = False
         while True:
-            claim = await self.claims.claim(step.cache_id, recompute=recompute)
-            if claim.outcome == "hit":
-                entry = await self._done_elsewhere(step, emit)
-                if entry is not None:
-                    return entry
-                recompute = True  # recorded, but its output was deleted since
-                continue
+            async with self.claims.watch(step.cache_id) as noticed:
+                async with self._slots:  # claim only what a free worker can start now
+                    claim = await self.claims.claim(step.cache_id, recompute=recompute)
+                    if claim.outcome == "won":
+                        try:
+                            entry = await self._attempt(
+                                step, claim.token, [done[i] for i in step.inputs], emit
+                            )
+                        except StepFailed as exc:
+                            failure = exc
+                            continue
+                        if entry is not None:
+                            return entry
+                        continue
+                if claim.outcome == "held":
+                    await noticed()  # its notice, or a poll interval: then check again
+                    continue
             if claim.outcome == "failed":
                 await emit("step_failed", step=step.node_id, cache_id=step.cache_id, error=claim.detail)
                 raise (
@@ -221,13 +243,10 @@ class Scheduler:
                     if failure is not None and failure.message == claim.detail
                     else StepFailed(claim.detail, step=step.node_id)
                 )
-            try:
-                entry = await self._attempt(step, claim.token, [done[i] for i in step.inputs], emit)
-            except StepFailed as exc:
-                failure = exc
-                continue
+            entry = await self._done_elsewhere(step, emit)
             if entry is not None:
                 return entry
+            recompute = True  # recorded, but its output was deleted since
 
     async def _attempt(
         self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit
