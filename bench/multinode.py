@@ -1,12 +1,18 @@
 """Several node processes on one Redis rendering one recipe: speedup and duplicate executions.
 
-For each N (1 up to the core count), N ``python -m node`` processes with one worker each share
-one Redis and one IPFS daemon. A recipe of STEPS independent CPU-bound steps (a Gaussian blur,
-each with its own sigma so none is a cache hit) is submitted to the first node; the wall time
-runs from submission to completion. Prints wall time, speedup over N = 1 and the number of
-duplicate executions (steps started more than once: must be 0).
+N ``python -m node`` processes with one worker each share one Redis and one IPFS daemon. A
+recipe of STEPS independent steps is submitted to the first node; the wall time runs from
+submission to completion. Two kinds of step, each run with distinct parameters so none is a
+cache hit:
 
-    .venv/bin/python -m bench.multinode [--max-nodes N] [--steps 32]
+(a) CPU-bound: a Gaussian blur of an 800x800 image, for N = 1 up to the core count;
+(b) sleep-bound: the ``wait`` effect holding a small image for 200 ms (standing for work done on
+    other machines), for N = 1 to 8, which shows the cost of coordination apart from cores.
+
+Prints wall time, speedup over N = 1 and duplicate executions (steps started more than once:
+must be 0), all in one run.
+
+    .venv/bin/python -m bench.multinode [--max-nodes N] [--sleep-nodes 8] [--steps 32]
 """
 
 from __future__ import annotations
@@ -32,14 +38,20 @@ from node.testing import NodeProcess
 IMAGE = np.random.default_rng(4).integers(0, 256, (800, 800, 3), dtype=np.uint8)
 
 
-def recipe(steps: int, salt: int) -> str:
+SMALL = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+
+def recipe(steps: int, salt: int, kind: str) -> str:
+    """``steps`` independent effects on one image: blurs (cpu) or 200 ms waits (sleep)."""
     nodes = ["    - {id: src, type: SOURCE, config: {input: true}}"]
     for index in range(steps):
-        sigma = round(4 + index / 100 + salt / 10000, 4)  # distinct work every step and every round
-        nodes.append(
-            f"    - {{id: b{index}, type: EFFECT, config: {{effect: blur, sigma: {sigma}}}, inputs: [src]}}"
-        )
-    return "name: fan\ndag:\n  nodes:\n" + "\n".join(nodes) + f"\n  output: b{steps - 1}\n"
+        vary = round(index / 100 + salt / 10000, 4)  # distinct work every step and every round
+        if kind == "cpu":
+            config = f"{{effect: blur, sigma: {4 + vary}}}"
+        else:
+            config = f"{{effect: wait, seconds: {round(0.2 + vary / 100, 6)}}}"
+        nodes.append(f"    - {{id: s{index}, type: EFFECT, config: {config}, inputs: [src]}}")
+    return "name: fan\ndag:\n  nodes:\n" + "\n".join(nodes) + f"\n  output: s{steps - 1}\n"
 
 
 def call(node: NodeProcess, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
@@ -71,13 +83,15 @@ def upload(node: NodeProcess, data: bytes) -> str:
     )
 
 
-def render(nodes: list[NodeProcess], image_cid: str, steps: int, salt: int) -> tuple[float, str]:
+def render(
+    nodes: list[NodeProcess], image_cid: str, steps: int, *, salt: int, kind: str
+) -> tuple[float, str]:
     first = nodes[0]
     stored = call(
         first,
         "POST",
         "/recipes/upload",
-        recipe(steps, salt).encode(),
+        recipe(steps, salt, kind).encode(),
         **{"Content-Type": "application/x-yaml"},
     )
     body = json.dumps({"recipe": stored["id"], "inputs": [image_cid]}).encode()
@@ -102,44 +116,51 @@ def duplicates(client: redis.Redis, prefix: str, run_id: str) -> int:
     return sum(count - 1 for count in started.values())
 
 
+def series(daemons: EmbeddedServices, scratch: Path, kind: str, counts: range, steps: int) -> None:
+    """Wall time and speedup of one kind of step for each number of nodes."""
+    client = redis.Redis.from_url(str(daemons.settings.redis_url), decode_responses=True)
+    baseline = 0.0
+    for count in counts:
+        prefix = f"bench-{kind}{count}:"
+        env = {
+            "ARTDAG_REDIS_URL": str(daemons.settings.redis_url),
+            "ARTDAG_IPFS_API": str(daemons.settings.ipfs_api),
+            "ARTDAG_REDIS_PREFIX": prefix,
+            "ARTDAG_WORKERS": "1",
+            "ARTDAG_LOG_LEVEL": "WARNING",
+        }
+        nodes = [NodeProcess(scratch / f"{kind}{count}-{index}", env) for index in range(count)]
+        try:
+            for node in nodes:
+                node.wait_healthy()
+            image_cid = upload(nodes[0], png_bytes(IMAGE if kind == "cpu" else SMALL))
+            render(nodes, image_cid, 2, salt=count, kind=kind)  # warm: workers started, numpy imported
+            elapsed, run_id = render(nodes, image_cid, steps, salt=100 + count, kind=kind)
+        finally:
+            for node in nodes:
+                node.popen.terminate()
+            for node in nodes:
+                node.popen.wait()
+        baseline = baseline or elapsed
+        repeated = duplicates(client, prefix, run_id)
+        speedup = baseline / elapsed
+        print(f"({kind}) N={count}: {steps} steps in {elapsed:.2f} s, speedup {speedup:.2f} "
+              f"(ideal {count}, target >= {0.85 * count:.2f}), duplicates {repeated}")  # fmt: skip
+    client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-nodes", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--sleep-nodes", type=int, default=8)
     parser.add_argument("--steps", type=int, default=32)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as scratch,
         EmbeddedServices(Settings(data_dir=Path(scratch) / "daemons", log_level="WARNING")) as daemons,
     ):
-        client = redis.Redis.from_url(str(daemons.settings.redis_url), decode_responses=True)
-        baseline = 0.0
-        for count in range(1, args.max_nodes + 1):
-            prefix = f"bench{count}:"
-            env = {
-                "ARTDAG_REDIS_URL": str(daemons.settings.redis_url),
-                "ARTDAG_IPFS_API": str(daemons.settings.ipfs_api),
-                "ARTDAG_REDIS_PREFIX": prefix,
-                "ARTDAG_WORKERS": "1",
-                "ARTDAG_LOG_LEVEL": "WARNING",
-            }
-            nodes = [NodeProcess(Path(scratch) / f"n{count}-{index}", env) for index in range(count)]
-            try:
-                for node in nodes:
-                    node.wait_healthy()
-                image_cid = upload(nodes[0], png_bytes(IMAGE))
-                render(nodes, image_cid, 2, salt=count)  # warm: workers started, numpy imported
-                elapsed, run_id = render(nodes, image_cid, args.steps, salt=100 + count)
-            finally:
-                for node in nodes:
-                    node.popen.terminate()
-                for node in nodes:
-                    node.popen.wait()
-            baseline = baseline or elapsed
-            repeated = duplicates(client, prefix, run_id)
-            speedup = baseline / elapsed
-            print(f"N={count}: {args.steps} CPU-bound steps in {elapsed:.2f} s, speedup {speedup:.2f} "
-                  f"(ideal {count}, target >= {0.85 * count:.2f}), duplicates {repeated}")  # fmt: skip
-        client.close()
+        series(daemons, Path(scratch), "cpu", range(1, args.max_nodes + 1), args.steps)
+        series(daemons, Path(scratch), "sleep", range(1, args.sleep_nodes + 1), args.steps)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ REFERENCES: dict[str, tuple[dict[str, Any], Callable[[np.ndarray, dict[str, Any]
     "brightness": ({"factor": 1.7}, lambda im, p: rounded(im * 1.7)),
     "contrast": ({"factor": 0.6}, lambda im, p: rounded(luma(im).mean() + 0.6 * (im - luma(im).mean()))),
     "sepia": ({}, lambda im, p: rounded(np.einsum("ij,hwj->hwi", SEPIA, im.astype(np.float64)))),
+    "wait": ({"seconds": 0.0}, lambda im, p: im),
     "pixelate": ({"block": 4}, lambda im, p: ref_pixelate(im, 4)),
     "blur": ({"sigma": 1.3}, lambda im, p: rounded(ref_blur(im, 1.3))),
     "sharpen": ({"sigma": 0.8, "amount": 1.5}, lambda im, p: rounded(im + 1.5 * (im - ref_blur(im, 0.8)))),

@@ -9,6 +9,7 @@ an effect's code changes what it produces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,11 @@ def _dog(pixels: Array, params: Mapping[str, Any]) -> Array:
     return np.repeat(edges[..., None], 3, axis=2)
 
 
+def _wait(pixels: Array, params: Mapping[str, Any]) -> Array:
+    time.sleep(params["seconds"])  # in a step worker, never the event loop
+    return pixels.copy()
+
+
 def _sigma(default: float, maximum: float = 50.0) -> Param:
     return Param("sigma", "float", default, "Gaussian standard deviation", 0.1, maximum, unit="px")
 
@@ -153,6 +159,14 @@ EFFECTS: dict[str, Effect] = {
             _pixelate,
         ),
         Effect("sepia", "1", "The classic sepia matrix applied to (R, G, B).", (), _sepia),
+        Effect(
+            "wait",
+            "1",
+            "The input unchanged, after holding each image or frame for `seconds`: slow work "
+            "without load, for benchmarks and for trying cooperation between nodes.",
+            (Param("seconds", "float", 0.2, "how long to hold", 0.0, 10.0, unit="s"),),
+            _wait,
+        ),
         Effect(
             "dog",
             "1",
