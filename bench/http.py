@@ -61,37 +61,15 @@ def start_hello() -> tuple[subprocess.Popen[bytes], str]:
 
 def prepare_node(node: NodeProcess) -> tuple[str, str]:
     """A completed run and a 1 KiB item on the node: their URLs."""
-    token = node.token()
-    headers = {"Authorization": f"Bearer {token}"}
-    boundary = "benchboundary"
     image = png_bytes(np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    small = os.urandom(1024)
-    cids = []
-    for data in (image, small):
-        body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        request = urllib.request.Request(
-            f"{node.url}/cache/upload",
-            data=body,
-            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )
-        with urllib.request.urlopen(request) as response:
-            cids.append(json.load(response)["cid"])
-    start = urllib.request.Request(
-        f"{node.url}/runs",
-        data=json.dumps({"recipe": "invert", "inputs": [cids[0]]}).encode(),
-        headers={**headers, "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(start) as response:
-        run_url = f"{node.url}/runs/{json.load(response)['run_id']}"
+    image_cid = node.upload(image)["cid"]
+    small_cid = node.upload(os.urandom(1024))["cid"]
+    body = json.dumps({"recipe": "invert", "inputs": [image_cid]}).encode()
+    run_id = node.call("POST", "/runs", body, **{"Content-Type": "application/json"})["run_id"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(run_url) as response:
-            if json.load(response)["status"] == "completed":
-                return run_url, f"{node.url}/cache/{cids[1]}"
+        if node.call("GET", f"/runs/{run_id}")["status"] == "completed":
+            return f"{node.url}/runs/{run_id}", f"{node.url}/cache/{small_cid}"
         time.sleep(0.1)
     raise RuntimeError("the benchmark's run did not complete")
 

@@ -22,7 +22,6 @@ import json
 import os
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -54,51 +53,14 @@ def recipe(steps: int, salt: int, kind: str) -> str:
     return "name: fan\ndag:\n  nodes:\n" + "\n".join(nodes) + f"\n  output: s{steps - 1}\n"
 
 
-def call(node: NodeProcess, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
-    request = urllib.request.Request(
-        f"{node.url}{path}",
-        data=body,
-        method=method,
-        headers={"Authorization": f"Bearer {node.token()}", **headers},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)
-
-
-def upload(node: NodeProcess, data: bytes) -> str:
-    boundary = "benchboundary"
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return str(
-        call(
-            node,
-            "POST",
-            "/cache/upload",
-            body,
-            **{"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )["cid"]
-    )
-
-
 def render(
     nodes: list[NodeProcess], image_cid: str, steps: int, *, salt: int, kind: str
 ) -> tuple[float, str]:
     first = nodes[0]
-    stored = call(
-        first,
-        "POST",
-        "/recipes/upload",
-        recipe(steps, salt, kind).encode(),
-        **{"Content-Type": "application/x-yaml"},
-    )
-    body = json.dumps({"recipe": stored["id"], "inputs": [image_cid]}).encode()
     started = time.perf_counter()
-    run_id = str(call(first, "POST", "/runs", body, **{"Content-Type": "application/json"})["run_id"])
+    run_id = first.start_run(recipe(steps, salt, kind), [image_cid])
     while True:
-        status = call(first, "GET", f"/runs/{run_id}")["status"]
+        status = first.call("GET", f"/runs/{run_id}")["status"]
         if status in ("completed", "failed", "cancelled"):
             break
         time.sleep(0.05)
@@ -133,7 +95,7 @@ def series(daemons: EmbeddedServices, scratch: Path, kind: str, counts: range, s
         try:
             for node in nodes:
                 node.wait_healthy()
-            image_cid = upload(nodes[0], png_bytes(IMAGE if kind == "cpu" else SMALL))
+            image_cid = nodes[0].upload(png_bytes(IMAGE if kind == "cpu" else SMALL))["cid"]
             render(nodes, image_cid, 2, salt=count, kind=kind)  # warm: workers started, numpy imported
             elapsed, run_id = render(nodes, image_cid, steps, salt=100 + count, kind=kind)
         finally:

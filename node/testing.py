@@ -65,6 +65,36 @@ class NodeProcess:
         """The local-mode admin token the node created."""
         return (self.data_dir / "admin_token").read_text().strip()
 
+    def call(self, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
+        """A JSON request with the node's admin token; the JSON answer (HTTPError on an error)."""
+        request = urllib.request.Request(  # noqa: S310 - the node's own loopback URL
+            f"{self.url}{path}",
+            data=body,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token()}", **headers},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return json.load(response)
+
+    def upload(self, data: bytes) -> dict[str, Any]:
+        """``POST /cache/upload`` of ``data``; the content entry."""
+        boundary = "nodeprocessboundary"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return dict(self.call("POST", "/cache/upload", body, **headers))
+
+    def start_run(self, recipe_yaml: str, inputs: list[str]) -> str:
+        """Upload a recipe and start it on ``inputs``; the run id."""
+        stored = self.call(
+            "POST", "/recipes/upload", recipe_yaml.encode(), **{"Content-Type": "application/x-yaml"}
+        )
+        body = json.dumps({"recipe": stored["id"], "inputs": inputs}).encode()
+        return str(self.call("POST", "/runs", body, **{"Content-Type": "application/json"})["run_id"])
+
     def daemons(self) -> dict[str, Any]:
         """The embedded daemons' pids, URLs and logs (``services.json``)."""
         return dict(json.loads((self.data_dir / "services.json").read_text()))

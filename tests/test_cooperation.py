@@ -66,45 +66,9 @@ class Cluster:
             self.redis.delete(key)
         self.redis.close()
 
-    def call(
-        self, node: NodeProcess, method: str, path: str, body: bytes | None = None, **headers: str
-    ) -> Any:
-        request = urllib.request.Request(
-            f"{node.url}{path}",
-            data=body,
-            method=method,
-            headers={"Authorization": f"Bearer {node.token()}", **headers},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
-
-    def upload(self, node: NodeProcess, data: bytes) -> dict[str, Any]:
-        boundary = "clusterboundary"
-        body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        result: dict[str, Any] = self.call(
-            node,
-            "POST",
-            "/cache/upload",
-            body,
-            **{"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )
-        return result
-
-    def start(self, node: NodeProcess, recipe: str, inputs: list[str]) -> str:
-        stored = self.call(
-            node, "POST", "/recipes/upload", recipe.encode(), **{"Content-Type": "application/x-yaml"}
-        )
-        body = json.dumps({"recipe": stored["id"], "inputs": inputs}).encode()
-        run: dict[str, Any] = self.call(node, "POST", "/runs", body, **{"Content-Type": "application/json"})
-        return str(run["run_id"])
-
     def finished(self, node: NodeProcess, run_id: str, timeout_s: float = 120) -> dict[str, Any]:
         def final() -> dict[str, Any] | None:
-            record: dict[str, Any] = self.call(node, "GET", f"/runs/{run_id}")
+            record: dict[str, Any] = node.call("GET", f"/runs/{run_id}")
             return record if record["status"] in ("completed", "failed", "cancelled") else None
 
         result: dict[str, Any] = wait_until(final, timeout_s=timeout_s, interval_s=0.2)
@@ -140,8 +104,8 @@ def test_three_nodes_share_a_wide_recipe(three: Cluster, tmp_path: Path) -> None
     """12 independent steps and the SEQUENCE tree above them, submitted to one node: every
     node computes some; each step is executed once; every node shows the same run."""
     first = three.nodes[0]
-    clip = three.upload(first, pattern_clip(tmp_path / "clip.mp4", seconds=4.0).read_bytes())
-    run_id = three.start(first, wide_recipe(12), [clip["cid"]])
+    clip = first.upload(pattern_clip(tmp_path / "clip.mp4", seconds=4.0).read_bytes())
+    run_id = first.start_run(wide_recipe(12), [clip["cid"]])
     record = three.finished(first, run_id)
     assert record["status"] == "completed", record["error"]
     events = three.events(run_id)
@@ -151,7 +115,7 @@ def test_three_nodes_share_a_wide_recipe(three: Cluster, tmp_path: Path) -> None
     assert set(started.values()) == {1} and set(finished.values()) == {1}  # nothing ran twice
     workers = Counter(event["node"] for event in events if event["kind"] == "step_finished")
     assert set(workers) == set(three.ids), workers  # every node computed some
-    views = [three.call(node, "GET", f"/runs/{run_id}") for node in three.nodes]
+    views = [node.call("GET", f"/runs/{run_id}") for node in three.nodes]
     assert views[0] == views[1] == views[2]
     assert views[0]["output"]["media_type"] == "video/mp4"
 
@@ -189,8 +153,8 @@ def test_a_killed_node_s_step_is_taken_over(three: Cluster) -> None:
     """kill -9 the node computing the step: after the lease another node takes it over, the
     run completes with the right bytes, and the dead node's token commits nothing."""
     first = three.nodes[0]
-    image = three.upload(first, png_bytes(BIG))
-    run_id = three.start(first, SLOW, [image["cid"]])
+    image = first.upload(png_bytes(BIG))
+    run_id = first.start_run(SLOW, [image["cid"]])
     cache_id, token = holder(three, run_id)
     victim = three.ids[token.split(":")[0]]
     os.kill(victim.pid, signal.SIGKILL)
@@ -220,9 +184,9 @@ async def stale_commit(cluster: Cluster, cache_id: str, token: str) -> bool:
 def test_a_step_that_keeps_failing_stops_at_the_attempt_limit(three: Cluster) -> None:
     """Bytes that are no image: every attempt fails; after 3 the run fails with the reason."""
     first = three.nodes[0]
-    text = three.upload(first, b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG" * 10)  # sniffed as PNG
+    text = first.upload(b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG" * 10)  # sniffed as PNG
     recipe = SLOW.replace("blur, sigma: 40", "invert")
-    run_id = three.start(first, recipe, [text["cid"]])
+    run_id = first.start_run(recipe, [text["cid"]])
     record = three.finished(first, run_id)
     assert record["status"] == "failed"
     assert "not an image this node reads" in record["error"]
@@ -234,8 +198,8 @@ def test_a_paused_owner_loses_its_lease_and_its_late_commit_is_fenced(three: Clu
     """SIGSTOP the node computing the step: its heartbeats stop, another node takes the step
     over after the lease; when the paused node wakes, its claim is gone, so it writes nothing."""
     first = three.nodes[0]
-    image = three.upload(first, png_bytes(BIG))
-    run_id = three.start(first, SLOW, [image["cid"]])
+    image = first.upload(png_bytes(BIG))
+    run_id = first.start_run(SLOW, [image["cid"]])
     cache_id, token = holder(three, run_id)
     paused = three.ids[token.split(":")[0]]
     os.kill(paused.pid, signal.SIGSTOP)
