@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -39,7 +40,9 @@ LEASE_S, HEARTBEAT_S = 3.0, 0.3
 class Cluster:
     """Nodes sharing the session's Redis (one key prefix) and IPFS daemon."""
 
-    def __init__(self, daemons: EmbeddedServices, root: Path, count: int, **env: str) -> None:
+    def __init__(
+        self, daemons: EmbeddedServices, root: Path, count: int, ipfs_apis: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.prefix = f"test-{uuid.uuid4().hex[:12]}:"
         shared = {
             "ARTDAG_REDIS_URL": str(daemons.settings.redis_url),
@@ -51,7 +54,11 @@ class Cluster:
             "ARTDAG_LOG_LEVEL": "INFO",
             **env,
         }
-        self.nodes = [NodeProcess(root / f"node{index}", shared) for index in range(count)]
+        apis = ipfs_apis or (str(daemons.settings.ipfs_api),)
+        self.nodes = [
+            NodeProcess(root / f"node{index}", {**shared, "ARTDAG_IPFS_API": apis[index % len(apis)]})
+            for index in range(count)
+        ]
         self.ids = {node.wait_healthy()["node_id"]: node for node in self.nodes}
         assert daemons.settings.redis_url is not None
         self.redis_url = daemons.settings.redis_url
@@ -217,3 +224,39 @@ def test_a_paused_owner_loses_its_lease_and_its_late_commit_is_fenced(three: Clu
     assert record["status"] == "completed", record["error"]
     finishers = [event["node"] for event in three.events(run_id) if event["kind"] == "step_finished"]
     assert len(finishers) == 1 and three.ids[finishers[0]] is not paused  # the late one was fenced
+
+
+def ipfs_rpc(api: str, command: str, arg: str = "") -> Any:
+    query = f"?arg={urllib.parse.quote(arg, safe='')}" if arg else ""
+    request = urllib.request.Request(f"{api}/api/v0/{command}{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_nodes_on_two_swarm_connected_daemons(
+    daemons: EmbeddedServices, own_ipfs: EmbeddedServices, tmp_path: Path
+) -> None:
+    """Two nodes, each with its own IPFS daemon (swarm-connected), one Redis: both compute
+    steps, each reading the other's outputs by CID; the output comes through either daemon."""
+    first_api, second_api = str(daemons.settings.ipfs_api), str(own_ipfs.settings.ipfs_api)
+    second_addresses = [address for address in ipfs_rpc(second_api, "id")["Addresses"] if "/tcp/" in address]
+    ipfs_rpc(first_api, "swarm/connect", second_addresses[0])
+    cluster = Cluster(daemons, tmp_path, 2, ipfs_apis=(first_api, second_api))
+    try:
+        first, second = cluster.nodes
+        clip = first.upload(pattern_clip(tmp_path / "clip.mp4", seconds=4.0).read_bytes())
+        run_id = first.start_run(wide_recipe(6), [clip["cid"]])
+        record = cluster.finished(first, run_id)
+        assert record["status"] == "completed", record["error"]
+        workers = Counter(
+            event["node"] for event in cluster.events(run_id) if event["kind"] == "step_finished"
+        )
+        assert set(workers) == set(cluster.ids), workers
+        output = record["output"]["cid"]
+        with (
+            urllib.request.urlopen(f"{second.url}/cache/{output}") as through_second,
+            urllib.request.urlopen(f"{first.url}/cache/{output}") as through_first,
+        ):
+            assert through_second.read() == through_first.read()
+    finally:
+        cluster.close()
