@@ -156,14 +156,19 @@ def holder(cluster: Cluster, run_id: str) -> tuple[str, str]:
     return found
 
 
+def slow_run_held(cluster: Cluster) -> tuple[str, str, str, NodeProcess]:
+    """A slow one-step run started on the first node, once some node holds its step's claim:
+    (run id, cache id, claim token, the node holding it)."""
+    first = cluster.nodes[0]
+    run_id = first.start_run(SLOW, [first.upload(png_bytes(BIG))["cid"]])
+    cache_id, token = holder(cluster, run_id)
+    return run_id, cache_id, token, cluster.ids[token.split(":")[0]]
+
+
 def test_a_killed_node_s_step_is_taken_over(three: Cluster) -> None:
     """kill -9 the node computing the step: after the lease another node takes it over, the
     run completes with the right bytes, and the dead node's token commits nothing."""
-    first = three.nodes[0]
-    image = first.upload(png_bytes(BIG))
-    run_id = first.start_run(SLOW, [image["cid"]])
-    cache_id, token = holder(three, run_id)
-    victim = three.ids[token.split(":")[0]]
+    run_id, cache_id, token, victim = slow_run_held(three)
     os.kill(victim.pid, signal.SIGKILL)
     survivor = next(node for node in three.nodes if node is not victim)
     record = three.finished(survivor, run_id)
@@ -204,11 +209,8 @@ def test_a_step_that_keeps_failing_stops_at_the_attempt_limit(three: Cluster) ->
 def test_a_paused_owner_loses_its_lease_and_its_late_commit_is_fenced(three: Cluster) -> None:
     """SIGSTOP the node computing the step: its heartbeats stop, another node takes the step
     over after the lease; when the paused node wakes, its claim is gone, so it writes nothing."""
+    run_id, cache_id, token, paused = slow_run_held(three)
     first = three.nodes[0]
-    image = first.upload(png_bytes(BIG))
-    run_id = first.start_run(SLOW, [image["cid"]])
-    cache_id, token = holder(three, run_id)
-    paused = three.ids[token.split(":")[0]]
     os.kill(paused.pid, signal.SIGSTOP)
     try:
 
