@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from node.config import Settings
 from node.http import create_app
 from node.services import EmbeddedServices
+from node.sync.connection import connect
 from node.testing import NodeProcess
 from tests.helpers import AiohttpClient, Client
 
@@ -58,6 +60,15 @@ def settings(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[Settings]:
             cleanup.delete(key)
     finally:
         cleanup.close()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio Redis client on the session server (this test's key prefix is in settings)."""
+    assert settings.redis_url is not None
+    client = connect(settings.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
 
 from node.config import Settings
 from node.sync.claims import ClaimBoard
-from node.sync.connection import connect
 from node.sync.index import StepEntry, StepIndex
 from node.sync.keys import Keys
 
@@ -20,11 +19,8 @@ LEASE_S = 0.5
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    assert settings.redis_url is not None
-    redis = connect(settings.redis_url)
-    yield redis
-    await redis.aclose()
+def client(redis_client: aioredis.Redis) -> aioredis.Redis:
+    return redis_client
 
 
 def board(client: aioredis.Redis, settings: Settings, node: str, attempts: int = 3) -> ClaimBoard:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
@@ -23,11 +21,8 @@ def _content(index: int, cid: str = CID_A, created: float = 1000.0) -> ContentEn
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    assert settings.redis_url is not None
-    redis_client = connect(settings.redis_url)
-    yield redis_client
-    await redis_client.aclose()
+def client(redis_client: aioredis.Redis) -> aioredis.Redis:
+    return redis_client
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Claims for the scheduler on the shared Redis: ``ClaimBoard`` plus waiting on notices.
 
-A step held by another node is waited for as DESIGN.md says: watch its notice first, re-check
-with ``claim_or_hit`` (which also takes the step over once the holder's lease has lapsed), and
-only then wait, for the notice or one poll interval, whichever comes first.
+A step held by another node is waited for as DESIGN.md says: the caller watches its notice
+first (:meth:`RedisClaims.watch`), re-checks with ``claim_or_hit`` (which also takes the step
+over once the holder's lease has lapsed), and only then waits, for the notice or one poll
+interval, whichever comes first.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The local scheduler: runs a plan's ready steps concurrently, reusing every computed step.
 
 For each step whose inputs are done: a hit in the step index is reused (``step_cached``);
-otherwise the node claims it (the seam where cooperating nodes will claim steps in Redis), its
-inputs are materialized from IPFS into the local cache, a worker computes it in its own process
-group, and the output is added to IPFS, pinned, indexed and recorded in the step index
-(``step_finished``). ``identity`` is zero-copy: its output is its input. The first failure
-cancels the steps still running (killing their workers) and fails the plan.
+otherwise, once a worker slot is free, the node claims it (``Claims``: in Redis when nodes
+cooperate), its inputs are materialized from IPFS into the local cache, a worker computes it in
+its own process group while the claim is heartbeated, and the output is added to IPFS, pinned,
+indexed and committed to the step index (``step_finished``). ``identity`` is zero-copy: its
+output is its input. The first failure cancels the steps still running (killing their workers)
+and fails the plan.
 """
 
 from __future__ import annotations

@@ -7,7 +7,11 @@ from typing import Literal
 Kind = Literal["image", "video", "audio"]
 
 # Containers that hold video or audio but are not named so by their media type.
-_AV_CONTAINERS = {"application/mp4": "video", "application/ogg": "audio", "application/x-matroska": "video"}
+_AV_CONTAINERS: dict[str, Kind] = {
+    "application/mp4": "video",
+    "application/ogg": "audio",
+    "application/x-matroska": "video",
+}
 
 
 def kind_of(media_type: str) -> Kind | None:
@@ -19,5 +23,4 @@ def kind_of(media_type: str) -> Kind | None:
         return "video"
     if main.startswith("audio/"):
         return "audio"
-    found = _AV_CONTAINERS.get(main)
-    return "video" if found == "video" else "audio" if found == "audio" else None
+    return _AV_CONTAINERS.get(main)

@@ -77,7 +77,7 @@ def transform(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
     if audio is not None and speed != 1:
         # atempo's length is off by some milliseconds: pad or cut to the exact count
         tempo = ",".join(f"atempo={factor:.6g}" for factor in _tempo_factors(speed))
-        audio = graph.filter(audio, f"{tempo},apad=whole_len={samples},atrim=end_sample={samples}")
+        audio = graph.filter(audio, f"{tempo},{_exact_samples(samples)}")
     return timed.with_(audio=audio, samples=samples)
 
 
@@ -211,7 +211,11 @@ def _samples_for(clip: Av, sample_rate: int) -> int:
 
 def _audio_length(clip: Av, sample_rate: int) -> str:
     """Pad with silence or cut, so the sound lasts exactly as long as ``clip``'s picture."""
-    samples = _samples_for(clip, sample_rate)
+    return _exact_samples(_samples_for(clip, sample_rate))
+
+
+def _exact_samples(samples: int) -> str:
+    """Exactly ``samples`` samples: padded with silence, or cut."""
     return f"apad=whole_len={samples},atrim=end_sample={samples}"
 
 
