@@ -16,6 +16,7 @@ from aiohttp import web
 from node import __version__
 from node.config import ConfigError, Settings
 from node.http import create_app
+from node.http.appkeys import WORKER_POOL
 from node.services import EmbeddedServices, ServiceError
 from node.verify_cli import verify_command
 
@@ -83,6 +84,7 @@ async def serve(settings: Settings, services: EmbeddedServices | None = None) ->
             )
             return 1
         log.info("serving on http://%s:%d (public URL %s)", settings.host, settings.port, settings.public_url)
+        await runner.app[WORKER_POOL].prestart()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

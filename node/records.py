@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
@@ -29,6 +30,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from node.errors import InvalidInput
 from node.identity import NodeIdentity, public_key_from_node_id
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """A signed record's exact bytes and the CID they have in IPFS."""
+
+    cid: str
+    data: bytes
 
 
 class RecordError(InvalidInput):

@@ -5,6 +5,7 @@ failing stops at the attempt limit."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -26,6 +27,7 @@ from PIL import Image
 from node.executor.effects import EFFECTS
 from node.executor.imaging import png_bytes
 from node.executor.params import normalize_params
+from node.media.probe import count_frames, probe_file
 from node.services import EmbeddedServices
 from node.sync.claims import ClaimBoard
 from node.sync.index import StepEntry
@@ -107,9 +109,42 @@ def wide_recipe(width: int) -> str:
     return "name: wide\ndag:\n  nodes:\n" + "\n".join(nodes) + "\n  output: out\n"
 
 
-def test_three_nodes_share_a_wide_recipe(three: Cluster, tmp_path: Path) -> None:
-    """12 independent steps and the SEQUENCE tree above them, submitted to one node: every
-    node computes some; each step is executed once; every node shows the same run."""
+def ipfs_rpc(api: str, command: str, arg: str = "") -> Any:
+    with urllib.request.urlopen(_rpc(api, command, arg), timeout=30) as response:
+        return json.load(response)
+
+
+def ipfs_cat(api: str, cid: str) -> bytes:
+    with urllib.request.urlopen(_rpc(api, "cat", cid), timeout=60) as response:
+        data: bytes = response.read()
+        return data
+
+
+def _rpc(api: str, command: str, arg: str) -> urllib.request.Request:
+    query = f"?arg={urllib.parse.quote(arg, safe='')}" if arg else ""
+    return urllib.request.Request(f"{api}/api/v0/{command}{query}", method="POST")
+
+
+@pytest.fixture
+def three_on_two_daemons(
+    daemons: EmbeddedServices, own_ipfs: EmbeddedServices, tmp_path: Path
+) -> Iterator[tuple[Cluster, str]]:
+    """Three nodes on one Redis and two swarm-connected IPFS daemons (nodes 0 and 2 on the
+    session's, node 1 on its own); the second daemon's API URL."""
+    first_api, second_api = str(daemons.settings.ipfs_api), str(own_ipfs.settings.ipfs_api)
+    second_addresses = [address for address in ipfs_rpc(second_api, "id")["Addresses"] if "/tcp/" in address]
+    ipfs_rpc(first_api, "swarm/connect", second_addresses[0])
+    cluster = Cluster(daemons, tmp_path, 3, ipfs_apis=(first_api, second_api))
+    yield cluster, second_api
+    cluster.close()
+
+
+def test_three_nodes_share_a_wide_recipe(three_on_two_daemons: tuple[Cluster, str], tmp_path: Path) -> None:
+    """12 independent steps and the SEQUENCE tree above them, submitted to one node, three
+    nodes on two IPFS daemons: every node computes some, each reading the others' outputs by
+    CID; each step is executed once and reported once; every node shows the same run; the
+    output fetched through the other daemon has the bytes the run recorded."""
+    three, second_api = three_on_two_daemons
     first = three.nodes[0]
     clip = first.upload(pattern_clip(tmp_path / "clip.mp4", seconds=4.0).read_bytes())
     run_id = first.start_run(wide_recipe(12), [clip["cid"]])
@@ -120,11 +155,18 @@ def test_three_nodes_share_a_wide_recipe(three: Cluster, tmp_path: Path) -> None
     finished = Counter(event["cache_id"] for event in events if event["kind"] == "step_finished")
     assert len(finished) == 12 + 11  # the effects and the pairwise SEQUENCE steps
     assert set(started.values()) == {1} and set(finished.values()) == {1}  # nothing ran twice
+    assert not [event for event in events if event["kind"] == "step_cached"]  # nor reported twice
+    percents = [event["percent"] for event in events if event["kind"] == "progress"]
+    assert percents == sorted(percents) and len(percents) == 23 and percents[-1] == 100
     workers = Counter(event["node"] for event in events if event["kind"] == "step_finished")
     assert set(workers) == set(three.ids), workers  # every node computed some
     views = [node.call("GET", f"/runs/{run_id}") for node in three.nodes]
     assert views[0] == views[1] == views[2]
     assert views[0]["output"]["media_type"] == "video/mp4"
+    fetched = tmp_path / "through-second.mp4"
+    fetched.write_bytes(ipfs_cat(second_api, record["output"]["cid"]))
+    assert hashlib.sha3_256(fetched.read_bytes()).hexdigest() == record["output"]["content_id"]
+    assert count_frames(fetched, probe_file(fetched)) == 12 * 4 * 25  # twelve 4 s clips at 25 fps
 
 
 SLOW = (
@@ -226,39 +268,3 @@ def test_a_paused_owner_loses_its_lease_and_its_late_commit_is_fenced(three: Clu
     assert record["status"] == "completed", record["error"]
     finishers = [event["node"] for event in three.events(run_id) if event["kind"] == "step_finished"]
     assert len(finishers) == 1 and three.ids[finishers[0]] is not paused  # the late one was fenced
-
-
-def ipfs_rpc(api: str, command: str, arg: str = "") -> Any:
-    query = f"?arg={urllib.parse.quote(arg, safe='')}" if arg else ""
-    request = urllib.request.Request(f"{api}/api/v0/{command}{query}", method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def test_nodes_on_two_swarm_connected_daemons(
-    daemons: EmbeddedServices, own_ipfs: EmbeddedServices, tmp_path: Path
-) -> None:
-    """Two nodes, each with its own IPFS daemon (swarm-connected), one Redis: both compute
-    steps, each reading the other's outputs by CID; the output comes through either daemon."""
-    first_api, second_api = str(daemons.settings.ipfs_api), str(own_ipfs.settings.ipfs_api)
-    second_addresses = [address for address in ipfs_rpc(second_api, "id")["Addresses"] if "/tcp/" in address]
-    ipfs_rpc(first_api, "swarm/connect", second_addresses[0])
-    cluster = Cluster(daemons, tmp_path, 2, ipfs_apis=(first_api, second_api))
-    try:
-        first, second = cluster.nodes
-        clip = first.upload(pattern_clip(tmp_path / "clip.mp4", seconds=4.0).read_bytes())
-        run_id = first.start_run(wide_recipe(6), [clip["cid"]])
-        record = cluster.finished(first, run_id)
-        assert record["status"] == "completed", record["error"]
-        workers = Counter(
-            event["node"] for event in cluster.events(run_id) if event["kind"] == "step_finished"
-        )
-        assert set(workers) == set(cluster.ids), workers
-        output = record["output"]["cid"]
-        with (
-            urllib.request.urlopen(f"{second.url}/cache/{output}") as through_second,
-            urllib.request.urlopen(f"{first.url}/cache/{output}") as through_first,
-        ):
-            assert through_second.read() == through_first.read()
-    finally:
-        cluster.close()

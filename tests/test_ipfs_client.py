@@ -11,6 +11,7 @@ import pytest
 from multiformats import CID, multihash
 
 from node.config import Settings
+from node.store.cid import LEAF_MAX_BYTES, leaf_cid
 from node.store.errors import IpfsTimeout, IpfsUnavailable
 from node.store.ipfs import IpfsClient, PubsubMessage
 from tests.helpers import closed_port
@@ -125,3 +126,25 @@ async def test_content_nobody_has_times_out(settings: Settings) -> None:
             async with client.cat(missing) as chunks:
                 async for _chunk in chunks:
                     pass
+
+
+@pytest.mark.parametrize("size", [1, 700, LEAF_MAX_BYTES])
+async def test_leaf_cid_is_the_cid_the_daemon_gives(ipfs: IpfsClient, size: int) -> None:
+    """Bytes that fit in one leaf get, computed locally, the CID ``add`` gives them."""
+    data = os.urandom(size)
+    assert leaf_cid(data) == (await ipfs.add(_chunks(data))).cid
+
+
+def test_leaf_cid_refuses_what_is_not_one_leaf() -> None:
+    for data in (b"", bytes(LEAF_MAX_BYTES + 1)):
+        with pytest.raises(ValueError, match="not one leaf"):
+            leaf_cid(data)
+
+
+async def test_add_many_adds_each_item_in_order_pinned(ipfs: IpfsClient) -> None:
+    """Several records in one call: one CID per item, in order (repeats included), each pinned."""
+    records = [os.urandom(300), b"same", os.urandom(5000), b"same"]
+    added = await ipfs.add_many(records, pin=True)
+    assert [item.cid for item in added] == [leaf_cid(record) for record in records]
+    for item in added:
+        assert await ipfs.pin_ls(item.cid)

@@ -14,14 +14,27 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.config import Settings
+from node.errors import NotFound
 from node.executor.imaging import png_bytes
 from node.executor.provenance import verify_provenance
 from node.executor.recipe import builtin_recipe, parse_recipe
 from node.executor.runs import Submission
-from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS, KEYS, RECORD_WRITER, REDIS, RUNS, WORKER_POOL
+from node.http.appkeys import (
+    CONTENT_STORE,
+    IDENTITY,
+    IPFS,
+    KEYS,
+    RECORD_WRITER,
+    REDIS,
+    RUNS,
+    STEP_INDEX,
+    WORKER_POOL,
+)
 from node.identity import NodeIdentity
 from node.records import RecordError, jcs, sign_record, verify_record
-from node.sync.index import ContentEntry
+from node.store.cid import leaf_cid
+from node.store.errors import ContentNotFound
+from node.sync.index import ContentEntry, StepEntry
 from node.testing import NodeProcess
 from tests.helpers import Client, pid_alive, slow_recipe, wait_until_async
 
@@ -222,3 +235,23 @@ async def test_node_process_resumes_a_run_left_unfinished(client: Client, settin
     verdict = await verify_provenance(client.app[IPFS], record["provenance_cid"])
     assert verdict.ok, verdict.problems
     assert verdict.signer != client.app[IDENTITY].node_id  # finished and signed by the second node
+
+
+async def test_publish_adds_a_receipt_from_redis(client: Client) -> None:
+    """A receipt committed with its step but never added to IPFS (its signer died first) is
+    added, pinned and indexed by ``publish``, as a run's finisher does; one recorded nowhere
+    is refused."""
+    writer, store = client.app[RECORD_WRITER], client.app[CONTENT_STORE]
+    receipt = sign_record(client.app[IDENTITY], {"kind": "artdag/step-receipt", "nonce": os.urandom(8).hex()})
+    cid = leaf_cid(receipt)
+    step = StepEntry(os.urandom(32).hex(), cid, "c" * 64, 1, "image/png", receipt_cid=cid)
+    assert await client.app[STEP_INDEX].put_if_absent(step, receipt)
+    with pytest.raises(ContentNotFound):
+        await store.resolve(cid)
+    await writer.publish([cid])
+    assert (await store.resolve(cid)).size == len(receipt)
+    async with client.app[IPFS].cat(cid) as chunks:
+        assert b"".join([chunk async for chunk in chunks]) == receipt
+    assert await client.app[IPFS].pin_ls(cid)
+    with pytest.raises(NotFound, match="recorded nowhere"):
+        await writer.publish([leaf_cid(b"never committed")])

@@ -45,8 +45,8 @@ class RedisClaims:
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         return await self._board.heartbeat(cache_id, token)
 
-    async def commit(self, entry: StepEntry, token: str) -> bool:
-        return await self._board.commit(entry, token)
+    async def commit(self, entry: StepEntry, token: str, receipt: bytes = b"") -> bool:
+        return await self._board.commit(entry, token, receipt)
 
     async def release(self, cache_id: str, token: str, error: str) -> None:
         await self._board.release(cache_id, token, error)

@@ -84,6 +84,12 @@ class WorkerPool:
         """Pids of the workers running a job now (for tests and diagnostics)."""
         return [worker.pid for worker in self._busy]
 
+    async def prestart(self) -> None:
+        """Start every worker now, so the first steps do not wait for Python to start and
+        import numpy (a served node calls this once it listens; tests start workers lazily)."""
+        missing = self.size - len(self._idle) - len(self._busy)
+        self._idle.extend(await asyncio.gather(*(Worker.spawn() for _ in range(missing))))
+
     async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Run ``job`` on a free worker; StepFailed if it reports failure, dies or times out."""
         async with self._slots:

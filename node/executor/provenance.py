@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import platform
 from dataclasses import dataclass, field
@@ -23,16 +24,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from node import __version__
-from node.errors import NodeError
+from node.errors import NodeError, NotFound
 from node.executor.effects import EFFECTS
 from node.executor.planner import Plan, Step, tool_versions
 from node.identity import NodeIdentity
-from node.records import RecordError, sign_record, verify_record
-from node.store.cid import normalize_cid
+from node.records import RecordError, SignedRecord, sign_record, verify_record
+from node.store.cid import LEAF_MAX_BYTES, leaf_cid, normalize_cid
 from node.store.content import ContentStore
 from node.store.errors import ContentTooLarge
 from node.store.ipfs import IpfsClient
-from node.sync.index import ContentEntry
+from node.sync.index import ContentEntry, StepIndex
+
+log = logging.getLogger(__name__)
 
 RECORD_MAX_BYTES = 16 * 1024 * 1024
 
@@ -42,20 +45,33 @@ def utc_now() -> str:
 
 
 class RecordWriter:
-    """Signs records with the node's key and stores them in IPFS (pinned, indexed)."""
+    """Signs records with the node's key and stores them in IPFS (pinned, indexed).
 
-    def __init__(self, identity: NodeIdentity, store: ContentStore) -> None:
+    A step receipt is signed when its step is done and committed with the step (its bytes in
+    Redis, under the CID computed here), then added to IPFS in the background by
+    :meth:`publish_soon`, so no step waits for the daemon twice. Whoever finishes a run calls
+    :meth:`publish` for the run's receipts first: the ones still missing (their signer died, or
+    has not got to them yet) are added from Redis, so a provenance record names only CIDs that
+    can be fetched."""
+
+    def __init__(self, identity: NodeIdentity, store: ContentStore, steps: StepIndex) -> None:
         self.identity = identity
         self._store = store
+        self._steps = steps
+        self._descriptors: dict[str, str] = {}  # name -> CID, once stored
+        self._queued: list[str] = []  # receipt CIDs to add to IPFS
+        self._publishing: asyncio.Task[None] | None = None
 
     async def put(self, payload: dict[str, Any]) -> str:
         """Sign ``payload`` and store it; its CID."""
         data = sign_record(self.identity, payload)
         return (await self._store.put_bytes(data, max_size=RECORD_MAX_BYTES)).entry.cid
 
-    async def receipt(self, step: Step, output: ContentEntry) -> str:
-        """The signed receipt of a step this node computed; its CID."""
-        return await self.put(
+    async def receipt(self, step: Step, output: ContentEntry) -> SignedRecord:
+        """The signed receipt of a step this node computed. Its CID is computed here; the bytes
+        go to IPFS later (:meth:`publish`), unless they exceed one IPFS block."""
+        data = sign_record(
+            self.identity,
             {
                 "kind": "artdag/step-receipt",
                 "version": 1,
@@ -68,14 +84,55 @@ class RecordWriter:
                 "runtime": dict(step.runtime),
                 "output": _content(output),
                 "computed_at": utc_now(),
-            }
+            },
         )
+        if len(data) <= LEAF_MAX_BYTES:
+            return SignedRecord(leaf_cid(data), data)
+        stored = await self._store.put_bytes(data, max_size=RECORD_MAX_BYTES)  # several blocks
+        return SignedRecord(stored.entry.cid, data)
+
+    async def publish(self, cids: list[str]) -> None:
+        """Make step receipts retrievable: add to IPFS (pinned, indexed) the ones this node's
+        content index does not hold yet, from their bytes in Redis. NotFound if one has none."""
+        index = self._store.index
+        held = await index.content_ids_for_cids(cids)
+        missing = sorted({cid for cid, content_id in zip(cids, held, strict=True) if content_id is None})
+        if not missing:
+            return
+        blobs = await self._steps.receipts(missing)
+        lost = [cid for cid, blob in zip(missing, blobs, strict=True) if blob is None]
+        if lost:
+            raise NotFound(f"step receipts {', '.join(lost)} are recorded nowhere on this node")
+        await self._store.add_records([blob for blob in blobs if blob is not None])
+
+    def publish_soon(self, cid: str) -> None:
+        """Queue a committed receipt for :meth:`publish` in the background."""
+        self._queued.append(cid)
+        if self._publishing is None or self._publishing.done():
+            self._publishing = asyncio.create_task(self._drain(), name="publish-receipts")
+
+    async def _drain(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await self.publish(batch)
+            except NodeError as exc:  # the bytes stay in Redis: the run's finisher adds them
+                log.warning("receipts not added to IPFS yet (%s); the finisher will", exc.message)
+
+    async def close(self) -> None:
+        """Finish adding the queued receipts (the node is stopping)."""
+        if self._publishing is not None:
+            await asyncio.gather(self._publishing, return_exceptions=True)
 
     async def plan(self, plan: Plan) -> str:
         return await self.put({"kind": "artdag/plan", "version": 1, **plan.record()})
 
     async def descriptors(self) -> dict[str, str]:
-        """CIDs of this node's software and hardware descriptor documents."""
+        """CIDs of this node's software and hardware descriptor documents: stored once, and
+        again only if they were deleted since."""
+        stored = list(self._descriptors.values())
+        if stored and all(await self._store.index.content_ids_for_cids(stored)):
+            return dict(self._descriptors)
         software = {
             "kind": "artdag/software",
             "artdag-node": __version__,
@@ -90,7 +147,8 @@ class RecordWriter:
             "cpus": os.cpu_count(),
             "os": platform.platform(),
         }
-        return {"software": await self.put(software), "hardware": await self.put(hardware)}
+        self._descriptors = {"software": await self.put(software), "hardware": await self.put(hardware)}
+        return dict(self._descriptors)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,6 @@ class RunQueries:
                 percent = int(event["percent"])
             elif event["kind"] in STEP_STATES:
                 name = str(event["step"])
-                if event["kind"] == "step_cached" and states.get(name, {}).get("state") == "done":
-                    continue  # another node found the result this run computed: it stays done
                 state = {"state": STEP_STATES[event["kind"]], "cache_id": event.get("cache_id")}
                 state.update({key: event[key] for key in ("cid", "error", "fused", "node") if key in event})
                 if "fused" in states.get(name, {}):
@@ -108,7 +106,9 @@ class RunQueries:
         used += [record["output"]["content_id"]] if record.get("output") else []
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._keys.run(run_id), self._keys.events(run_id))
+                pipe.delete(
+                    self._keys.run(run_id), self._keys.events(run_id), self._keys.run_reported(run_id)
+                )
                 pipe.zrem(self._keys.runs, run_id)
                 pipe.zrem(self._keys.runs_active, run_id)
                 for content_id in used:  # the run no longer holds its content against deletion

@@ -51,6 +51,23 @@ return ARGV[1]
 """
 
 
+# Report a step's outcome (step_finished or step_cached) in the run's stream once per run,
+# whichever node learns it first, then the progress it makes: the share of the plan's steps
+# reported. A node that finds a result another node computed for this run adds nothing.
+# KEYS: events, reported. ARGV: kind, data, cache id, steps in the plan, stream length.
+_REPORT = """
+local first = redis.call('SADD', KEYS[2], ARGV[3])
+if first == 0 and ARGV[1] == 'step_cached' then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'kind', ARGV[1], 'data', ARGV[2])
+if first == 1 then
+  local percent = math.floor(100 * redis.call('SCARD', KEYS[2]) / tonumber(ARGV[4]))
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'kind', 'progress',
+             'data', '{"percent": ' .. string.format('%d', percent) .. '}')
+end
+return 1
+"""
+REPORTED_ONCE = ("step_finished", "step_cached")
+
 _START = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
@@ -108,6 +125,7 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finish_script = client.register_script(_FINISH)
         self._start_script = client.register_script(_START)
+        self._report_script = client.register_script(_REPORT)
         self._notices = notices
         if notices is not None:
             notices.on("run", self.adopt)
@@ -287,8 +305,13 @@ class RunManager:
         with redis_errors():
             await self._start_script(keys=[self._keys.run(run_id)], args=[utc_now()])
 
+        work = max(1, sum(1 for step in plan.steps if step.type != "SOURCE"))
+
         async def emit(kind: str, **fields: Any) -> None:
-            await self._event(run_id, kind, **fields)
+            if kind in REPORTED_ONCE:
+                await self._report(run_id, work, kind, fields)
+            else:
+                await self._event(run_id, kind, **fields)
 
         output = await self._scheduler.execute(plan, emit)
         await self._finish_claimed(record, plan, output)
@@ -353,6 +376,7 @@ class RunManager:
                 if hit is None or not hit.receipt_cid:
                     raise NotFound(f"step {step.node_id} ({step.cache_id}) has no signed receipt")
                 receipts.append(hit.receipt_cid)
+        await self._writer.publish(receipts)
         recipe_entry = await index.get(record["recipe_content_id"])
         if recipe_entry is None:
             raise NotFound(f"recipe {record['recipe']['cid']} is no longer on this node")
@@ -383,6 +407,13 @@ class RunManager:
         await self._event(run_id, event, status=status, **fields)
         log.info("run %s %s", run_id, status)
         return wanted
+
+    async def _report(self, run_id: str, work: int, kind: str, fields: dict[str, Any]) -> None:
+        keys = [self._keys.events(run_id), self._keys.run_reported(run_id)]
+        with redis_errors():
+            await self._report_script(
+                keys=keys, args=[kind, json.dumps(fields), fields["cache_id"], work, EVENTS_MAX_LEN]
+            )
 
     async def _event(self, run_id: str, kind: str, **fields: Any) -> None:
         with redis_errors():

@@ -25,6 +25,7 @@ from node.executor.effects import EFFECTS
 from node.executor.errors import StepFailed
 from node.executor.planner import CHAIN, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
+from node.records import SignedRecord
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.errors import ContentNotFound
@@ -34,7 +35,8 @@ from node.sync.index import ContentEntry, StepEntry, StepIndex
 log = logging.getLogger(__name__)
 
 Emit = Callable[..., Awaitable[None]]
-Receipt = Callable[[Step, ContentEntry], Awaitable[str]]
+Receipt = Callable[[Step, ContentEntry], Awaitable[SignedRecord]]
+Published = Callable[[str], None]
 
 
 class Claims(Protocol):
@@ -55,8 +57,9 @@ class Claims(Protocol):
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         """Renew the claim; False if it was lost."""
 
-    async def commit(self, entry: StepEntry, token: str) -> bool:
-        """Record the computed step; False if this node was fenced (nothing written)."""
+    async def commit(self, entry: StepEntry, token: str, receipt: bytes = b"") -> bool:
+        """Record the computed step and its receipt's signed bytes; False if this node was
+        fenced (nothing written)."""
 
     async def release(self, cache_id: str, token: str, error: str) -> None:
         """Give the step up after a failure (``error``) or a cancellation (no error)."""
@@ -92,8 +95,8 @@ class LocalClaims:
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         return True
 
-    async def commit(self, entry: StepEntry, token: str) -> bool:
-        await self._steps.put_if_absent(entry)
+    async def commit(self, entry: StepEntry, token: str, receipt: bytes = b"") -> bool:
+        await self._steps.put_if_absent(entry, receipt)
         return True
 
     async def release(self, cache_id: str, token: str, error: str) -> None:
@@ -119,6 +122,7 @@ class Scheduler:
         step_timeout_s: float,
         claims: Claims | None = None,
         receipt: Receipt | None = None,
+        published: Published | None = None,
     ) -> None:
         self._store = store
         self._steps = steps
@@ -128,7 +132,8 @@ class Scheduler:
         self._step_timeout_s = step_timeout_s
         self.claims: Claims = claims or LocalClaims(steps)
         self._slots = asyncio.Semaphore(pool.size)  # steps computing here at once
-        self._receipt = receipt
+        self._receipt = receipt  # signs a step's receipt (its CID computed, not yet in IPFS)
+        self._published = published  # adds a committed receipt to IPFS soon
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
 
     async def execute(self, plan: Plan, emit: Emit) -> ContentEntry:
@@ -136,15 +141,13 @@ class Scheduler:
         done = {step.cache_id: await self._source(step) for step in plan.steps if step.type == "SOURCE"}
         pending = [step for step in plan.steps if step.type != "SOURCE"]
         running: dict[asyncio.Task[ContentEntry], Step] = {}
-        progress = _Progress(plan, done, emit)
         try:
             while pending or running:
-                await self._start_ready(pending, running, done, progress)
+                await self._start_ready(plan, pending, running, done, emit)
                 if running:
                     finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     for task in finished:
                         done[running.pop(task).cache_id] = task.result()  # raises the step's failure
-                        await progress.report()
         finally:
             for task in running:
                 task.cancel()
@@ -153,32 +156,26 @@ class Scheduler:
 
     async def _start_ready(
         self,
+        plan: Plan,
         pending: list[Step],
         running: dict[asyncio.Task[ContentEntry], Step],
         done: dict[str, ContentEntry],
-        progress: _Progress,
+        emit: Emit,
     ) -> None:
         """Reuse or start the steps whose inputs are done. All start at once: a step waits for
         a free worker slot before it claims, so steps held by other nodes take no slot."""
         ready = [step for step in pending if all(input_id in done for input_id in step.inputs)]
         if not ready and not running:  # cannot happen for a plan in topological order
-            raise StepFailed(f"plan {progress.plan.plan_id} has steps whose inputs never come")
+            raise StepFailed(f"plan {plan.plan_id} has steps whose inputs never come")
         for step in ready:
             pending.remove(step)
             hit = await self._steps.get(step.cache_id)
             entry = await self._store.index.get(hit.content_id) if hit is not None else None
             if hit is None or entry is None:  # never computed, or its output was deleted since
-                running[self._start_or_join(step, done, progress.emit)] = step
+                running[self._start_or_join(step, done, emit)] = step
                 continue
             done[step.cache_id] = entry
-            await progress.emit(
-                "step_cached",
-                step=step.node_id,
-                cache_id=step.cache_id,
-                cid=hit.cid,
-                node=self.claims.node_id,
-            )
-            await progress.report()
+            await self._cached(step, hit.cid, emit)
 
     def _start_or_join(
         self, step: Step, done: dict[str, ContentEntry], emit: Emit
@@ -201,9 +198,7 @@ class Scheduler:
             if not shared.cancelled():
                 raise  # this run was cancelled
             return await self._run_step(step, done, emit)  # the run that owned it gave up
-        await emit(
-            "step_cached", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=self.claims.node_id
-        )
+        await self._cached(step, entry.cid, emit)
         return entry
 
     async def _source(self, step: Step) -> ContentEntry:
@@ -265,7 +260,7 @@ class Scheduler:
         )
         try:
             entry = await self._owned(step, token, inputs)
-            receipt_cid = await self._receipt(step, entry) if self._receipt else ""
+            receipt = await self._receipt(step, entry) if self._receipt else None
         except LeaseLost:
             log.warning("step %s: lease lost while computing; discarded", step.node_id)
             return None
@@ -276,11 +271,14 @@ class Scheduler:
             await asyncio.shield(self.claims.release(step.cache_id, token, ""))
             raise
         record = StepEntry(
-            step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type, receipt_cid
-        )
-        if not await self.claims.commit(record, token):
+            step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type,
+            receipt.cid if receipt else "",
+        )  # fmt: skip
+        if not await self.claims.commit(record, token, receipt.data if receipt else b""):
             log.warning("step %s: fenced (another node holds it now); output discarded", step.node_id)
             return None
+        if receipt and self._published:
+            self._published(receipt.cid)  # into IPFS in the background, off the step's path
         await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=node)
         return entry
 
@@ -305,10 +303,14 @@ class Scheduler:
         entry = await self._store.index.get(hit.content_id) if hit is not None else None
         if hit is None or entry is None:
             return None
-        await emit(
-            "step_cached", step=step.node_id, cache_id=step.cache_id, cid=hit.cid, node=self.claims.node_id
-        )
+        await self._cached(step, hit.cid, emit)
         return entry
+
+    async def _cached(self, step: Step, cid: str, emit: Emit) -> None:
+        """Report a step whose result was there already (a run reports each step once: see
+        ``RunManager``, so a result another node computed for this run stays "done")."""
+        node = self.claims.node_id
+        await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=cid, node=node)
 
     async def _compute(self, step: Step, inputs: list[ContentEntry]) -> ContentEntry:
         if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
@@ -357,17 +359,3 @@ def _check_runtime(step: Step) -> None:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-class _Progress:
-    """Reports the share of a plan's non-SOURCE steps that are done."""
-
-    def __init__(self, plan: Plan, done: dict[str, ContentEntry], emit: Emit) -> None:
-        self.plan = plan
-        self.emit = emit
-        self._done = done
-        self._work = [step.cache_id for step in plan.steps if step.type != "SOURCE"]
-
-    async def report(self) -> None:
-        finished = sum(1 for cache_id in self._work if cache_id in self._done)
-        await self.emit("progress", percent=100 if not self._work else int(100 * finished / len(self._work)))

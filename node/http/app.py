@@ -152,7 +152,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     await asyncio.to_thread(tool_versions)  # read once here, not on the event loop by a request
     pool = WorkerPool(settings.workers)
-    writer = RecordWriter(app[IDENTITY], app[CONTENT_STORE])
+    writer = RecordWriter(app[IDENTITY], app[CONTENT_STORE], app[STEP_INDEX])
     notices = Notices(app[REDIS], app[KEYS])
     board = ClaimBoard(
         app[REDIS], app[KEYS], app[IDENTITY].node_id, lease_s=settings.lease, max_attempts=settings.attempts
@@ -165,6 +165,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         work_dir=settings.data_dir / "work",
         step_timeout_s=settings.step_timeout,
         receipt=writer.receipt,
+        published=writer.publish_soon,
         claims=RedisClaims(board, notices, heartbeat_s=settings.heartbeat),
     )
     run_manager = RunManager(
@@ -187,6 +188,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     await adopting
     await notices.close()
     await run_manager.close()
+    await writer.close()
     await pool.close()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 
-from multiformats import CID
+from multiformats import CID, multihash
 
 from node.store.errors import InvalidCid
 
@@ -37,6 +37,17 @@ def _normalized_cid(text: str) -> str:
     if len(normalized) > _MAX_NORMALIZED_LENGTH:  # identity or exotic hashes: not content we add
         raise InvalidCid(f"CID too long: {text[:80]!r}", ref=text[:80])
     return normalized
+
+
+LEAF_MAX_BYTES = 256 * 1024  # the chunker's size (``IMPORT_PARAMS``): bytes up to this are one leaf
+
+
+def leaf_cid(data: bytes) -> str:
+    """The CID ``ipfs add`` gives ``data`` under the node's import settings (CIDv1, raw leaves,
+    SHA2-256) when it fits in one leaf: computed here, with no daemon call."""
+    if not 0 < len(data) <= LEAF_MAX_BYTES:
+        raise ValueError(f"{len(data)} bytes are not one leaf (1 to {LEAF_MAX_BYTES} bytes)")
+    return str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
 
 
 def is_content_id(text: str) -> bool:

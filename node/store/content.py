@@ -145,7 +145,22 @@ class ContentStore:
             entry = await self.ingest(_handle_chunks(handle), max_size=2**62)
         finally:
             await asyncio.to_thread(handle.close)
-        return await self.commit(replace(entry, media_type=media_type or entry.media_type), owner=owner)
+        entry = replace(entry, media_type=media_type or entry.media_type)
+        return await self.commit(entry, owner=owner, undo_pin=False)
+
+    async def add_records(self, records: list[bytes]) -> list[ContentEntry]:
+        """Store small records this node made (signed JSON): added pinned in one daemon call,
+        then indexed. No pin is undone: a record that fails to index stays pinned, harmless,
+        and the same bytes are added again (the same CID) by the next try."""
+        added = await self.ipfs.add_many(records, pin=True)
+        entries = []
+        for data, item in zip(records, added, strict=True):
+            entry = ContentEntry(
+                hashlib.sha3_256(data).hexdigest(), item.cid, len(data), sniff_media_type(data)
+            )
+            await self.index.put(entry)
+            entries.append(entry)
+        return entries
 
     async def put_handle(
         self, handle: BinaryIO, *, max_size: int, owner: str = "", asset: str = ""
@@ -199,12 +214,18 @@ class ContentStore:
         if await self.index.asset(asset) is not None:
             raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
 
-    async def commit(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> Stored:
-        """Pin and index ingested content with its owner and asset name; all or nothing."""
+    async def commit(
+        self, entry: ContentEntry, *, owner: str = "", asset: str = "", undo_pin: bool = True
+    ) -> Stored:
+        """Pin and index ingested content with its owner and asset name; all or nothing.
+
+        ``undo_pin=False`` (a step's output) skips asking the daemon whether the bytes were
+        pinned before and keeps the pin if indexing fails: a kept pin loses nothing, and it
+        saves one daemon call per step."""
         async with self.content_lock(entry.content_id):
             # Pins are not counted: roll back only a pin this call made, never one that was
             # there before (another node on the same daemon, an earlier upload).
-            was_pinned = bool(await self.ipfs.pin_ls(entry.cid))
+            was_pinned = not undo_pin or bool(await self.ipfs.pin_ls(entry.cid))
             try:
                 await self.ipfs.pin_add(entry.cid)
                 result = await self.index.put(entry, owner=owner, asset=asset)

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from aiohttp import payload
 
-from node.store.cid import normalize_cid
+from node.store.cid import LEAF_MAX_BYTES, normalize_cid
 from node.store.errors import ContentNotFound, ContentTooLarge, IpfsError, IpfsTimeout, IpfsUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ IMPORT_PARAMS = {
     "hash": "sha2-256",
     "cid-base": "base32",
 }
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = LEAF_MAX_BYTES
 CONNECT_TIMEOUT_S = 5.0
 _NOT_FOUND_HINTS = ("not found", "no link named", "does not exist", "could not resolve", "not pinned")
 
@@ -125,6 +125,24 @@ class IpfsClient:
             return Added(normalize_cid(last["Hash"]), int(last.get("Size", 0)))
         except (ValueError, KeyError, IndexError) as exc:
             raise IpfsError(f"IPFS add gave a malformed answer: {text[:200]!r}", command="add") from exc
+
+    async def add_many(self, blobs: list[bytes], *, pin: bool = False) -> list[Added]:
+        """Add several small items (signed records) in one call; their CIDs, in order."""
+        writer = aiohttp.MultipartWriter("form-data")
+        for index, blob in enumerate(blobs):
+            part = writer.append(blob, {"Content-Type": "application/octet-stream"})
+            part.set_content_disposition("form-data", name="file", filename=f"item{index}")
+        params = {**IMPORT_PARAMS, "pin": str(pin).lower(), "progress": "false"}
+        async with self._request("add", params, self._deadline("total"), data=writer) as response:
+            text = await response.text()
+        try:
+            added = [json.loads(line) for line in text.splitlines() if line.strip()]
+            result = [Added(normalize_cid(item["Hash"]), int(item.get("Size", 0))) for item in added]
+        except (ValueError, KeyError) as exc:
+            raise IpfsError(f"IPFS add gave a malformed answer: {text[:200]!r}", command="add") from exc
+        if len(result) != len(blobs):
+            raise IpfsError(f"IPFS add answered {len(result)} items for {len(blobs)}", command="add")
+        return result
 
     @contextlib.asynccontextmanager
     async def cat(

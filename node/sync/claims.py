@@ -24,7 +24,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 
 from node.sync.connection import redis_errors
-from node.sync.index import StepEntry, step_fields
+from node.sync.index import StepEntry, step_write
 from node.sync.keys import Keys
 
 Outcome = Literal["won", "hit", "held", "failed"]
@@ -45,9 +45,13 @@ _HEARTBEAT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# KEYS: claim, step, receipt (optional); ARGV: token, channel, notice, receipt bytes, fields...
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+  if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4]) end
+end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
@@ -111,13 +115,14 @@ class ClaimBoard:
         with redis_errors():
             return bool(await self._heartbeat(keys=[self._keys.claim(cache_id)], args=[token, self.lease_ms]))
 
-    async def commit(self, entry: StepEntry, token: str) -> bool:
-        """Record the step's result if the claim is still ours; False: fenced, nothing written."""
-        flat = [part for pair in step_fields(entry).items() for part in pair]
-        keys = [self._keys.claim(entry.cache_id), self._keys.step(entry.cache_id)]
+    async def commit(self, entry: StepEntry, token: str, receipt: bytes = b"") -> bool:
+        """Record the step's result (and its signed receipt's bytes) if the claim is still
+        ours; False: fenced, nothing written."""
+        keys, args = step_write(self._keys, entry, receipt)
         with redis_errors():
             done = await self._commit(
-                keys=keys, args=[token, self._keys.notices, step_notice(entry.cache_id), *flat]
+                keys=[self._keys.claim(entry.cache_id), *keys],
+                args=[token, self._keys.notices, step_notice(entry.cache_id), *args],
             )
         return bool(done)
 

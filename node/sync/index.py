@@ -35,10 +35,12 @@ if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], ARGV[7], ARGV[1]) end
 return {existed, false}
 """
 
-# Write a step entry only if none exists: a computed result is never overwritten.
+# Write a step entry only if none exists: a computed result is never overwritten. KEYS[2], when
+# given, gets the signed receipt (ARGV[1]) in the same step. ARGV[2..]: the entry's fields.
 _PUT_STEP_IF_ABSENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[1]) end
 return 1
 """
 
@@ -164,6 +166,14 @@ class ContentIndex:
             value = await self._redis.get(self._keys.cid(cid))
         return str(value) if value is not None else None
 
+    async def content_ids_for_cids(self, cids: list[str]) -> list[str | None]:
+        """:meth:`content_id_for_cid` of several CIDs in one round trip, in order."""
+        if not cids:
+            return []
+        with redis_errors():
+            found = await self._redis.mget([self._keys.cid(cid) for cid in cids])
+        return [str(value) if value is not None else None for value in found]
+
     async def newest(self, offset: int, limit: int) -> tuple[list[str], int]:
         """A page of content ids, newest first, and the total count."""
         with redis_errors():
@@ -250,9 +260,27 @@ class StepIndex:
             fields = await self._redis.hgetall(key)
         return StepEntry.from_hash(cache_id, fields) if fields else None
 
-    async def put_if_absent(self, entry: StepEntry) -> bool:
-        """Record a computed step; False (and nothing written) if it was already recorded."""
-        key = self._keys.step(entry.cache_id)
-        flat = [part for pair in step_fields(entry).items() for part in pair]
+    async def put_if_absent(self, entry: StepEntry, receipt: bytes = b"") -> bool:
+        """Record a computed step (and its signed receipt's bytes, kept under the receipt's
+        CID); False (and nothing written) if it was already recorded."""
+        keys, args = step_write(self._keys, entry, receipt)
         with redis_errors():
-            return bool(await self._put_if_absent(keys=[key], args=flat))
+            return bool(await self._put_if_absent(keys=keys, args=args))
+
+    async def receipts(self, cids: list[str]) -> list[bytes | None]:
+        """The signed bytes of step receipts, by CID, in order (None: not recorded here)."""
+        if not cids:
+            return []
+        with redis_errors():
+            found = await self._redis.mget([self._keys.receipt(cid) for cid in cids])
+        return [value.encode() if isinstance(value, str) else value for value in found]
+
+
+def step_write(keys: Keys, entry: StepEntry, receipt: bytes) -> tuple[list[str], list[str | bytes]]:
+    """The keys and arguments of a script writing a step entry and its receipt: keys [step,
+    receipt?], arguments [receipt, field, value, ...]."""
+    names = [keys.step(entry.cache_id)]
+    if receipt:
+        names.append(keys.receipt(entry.receipt_cid))
+    flat: list[str | bytes] = [part for pair in step_fields(entry).items() for part in pair]
+    return names, [receipt, *flat]

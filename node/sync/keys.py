@@ -73,6 +73,11 @@ class Keys:
         """Hash {cid, content_id, size, media_type, receipt_cid}: a computed step."""
         return f"{self.prefix}step:{_checked('cache id', cache_id, _HEX64)}"
 
+    def receipt(self, cid: str) -> str:
+        """String: a step receipt's signed bytes, by the receipt's CID, written with the step:
+        any node can add it to IPFS (``RecordWriter.publish``) if its signer did not."""
+        return f"{self.prefix}receipt:{_checked('CID', cid, _TOKEN)}"
+
     # --- recipes, runs and plans ---------------------------------------------------------
     def recipe(self, cid: str) -> str:
         """Hash {name, version, owner, content_id, created}: an uploaded recipe, by its CID."""
@@ -107,6 +112,11 @@ class Keys:
     def events(self, run_id: str) -> str:
         """Stream of a run's progress events (XADD; SSE resumes with Last-Event-ID)."""
         return f"{self.prefix}events:{_checked('run id', run_id, _TOKEN)}"
+
+    def run_reported(self, run_id: str) -> str:
+        """Set of cache ids whose outcome the run's event stream already reports (each once,
+        whichever node learns it first; its size is the run's progress)."""
+        return f"{self.prefix}reported:{_checked('run id', run_id, _TOKEN)}"
 
     @property
     def notices(self) -> str:
