@@ -25,11 +25,13 @@ def test_layout_matches_design() -> None:
     assert keys.cid(CID) == f"artdag:cid:{CID}"
     assert keys.run("r-123") == "artdag:run:r-123"
     assert keys.plan(CACHE_ID) == f"artdag:plan:{CACHE_ID}"
-    assert keys.plans_active == "artdag:plans:active"
+    assert keys.runs_active == "artdag:runs:active"
     assert keys.notices == "artdag:notices"
     assert keys.claim(CACHE_ID) == f"artdag:claim:{CACHE_ID}"
     assert keys.attempts(CACHE_ID) == f"artdag:attempts:{CACHE_ID}"
     assert keys.events("r-123") == "artdag:events:r-123"
+    assert keys.run_reported("r-123") == "artdag:reported:r-123"
+    assert keys.receipt(CID) == f"artdag:receipt:{CID}"
 
 
 def test_prefix_isolates_every_key() -> None:
@@ -37,9 +39,10 @@ def test_prefix_isolates_every_key() -> None:
     default, other = Keys(), Keys("test-1:")
     builders: list[Callable[[Keys], str]] = [
         lambda k: k.step(CACHE_ID), lambda k: k.content(CONTENT_ID), lambda k: k.cid(CID),
-        lambda k: k.run("r"), lambda k: k.plan(CACHE_ID), lambda k: k.plans_active,
+        lambda k: k.run("r"), lambda k: k.plan(CACHE_ID), lambda k: k.runs_active,
         lambda k: k.notices, lambda k: k.claim(CACHE_ID), lambda k: k.attempts(CACHE_ID),
-        lambda k: k.events("r"), lambda k: k.contents,
+        lambda k: k.events("r"), lambda k: k.contents, lambda k: k.run_reported("r"),
+        lambda k: k.receipt(CID),
     ]  # fmt: skip
     for build in builders:
         assert build(other).startswith("test-1:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,12 +22,13 @@ from node.executor.params import normalize_params
 from node.executor.planner import make_plan
 from node.executor.pool import WorkerPool
 from node.executor.recipe import builtin_recipe, parse_recipe
-from node.executor.scheduler import Scheduler
+from node.executor.scheduler import LocalClaims, Scheduler
 from node.store.cache import LocalCache
+from node.store.cid import leaf_cid
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
 from node.sync.connection import connect
-from node.sync.index import ContentEntry, ContentIndex, StepIndex
+from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
 from node.sync.keys import Keys
 from tests.helpers import pid_alive, slow_recipe, wait_until_async
 
@@ -214,3 +216,33 @@ async def test_concurrent_runs_share_a_step(rig: Rig) -> None:
     assert first.cid == second.cid
     assert rig.kinds().count("step_started") == 1
     assert rig.kinds().count("step_cached") == 1
+
+
+class Fenced(LocalClaims):
+    """Claims where another node commits each step first, with other bytes (and this node's
+    commit is fenced)."""
+
+    def __init__(self, steps: StepIndex, theirs: ContentEntry) -> None:
+        super().__init__(steps)
+        self._theirs = theirs
+
+    async def commit(self, entry: StepEntry, token: str, receipt: bytes = b"") -> bool:
+        theirs = self._theirs
+        await self._steps.put_if_absent(
+            StepEntry(entry.cache_id, theirs.cid, theirs.content_id, theirs.size, theirs.media_type)
+        )
+        return False
+
+
+async def test_a_fenced_step_s_different_output_is_discarded(rig: Rig) -> None:
+    """A node fenced after computing records nothing, and its output, differing from the one
+    recorded, is unpinned and forgotten; the run goes on with the recorded output."""
+    source, theirs = await rig.put_image(IMAGE), await rig.put_image(IMAGE[::-1].copy())
+    rig.scheduler.claims = Fenced(rig.steps, theirs)
+    plan = make_plan(builtin_recipe("dog"), "r", {"input": source.content_id})
+    assert await rig.scheduler.execute(plan, rig.emit) == theirs
+    assert rig.kinds() == ["step_started"]  # the node that committed it reports it
+    ours = png_bytes(reference("dog", IMAGE))
+    assert await rig.index.get(hashlib.sha3_256(ours).hexdigest()) is None
+    assert not await rig.ipfs.pin_ls(leaf_cid(ours))
+    assert await rig.ipfs.pin_ls(theirs.cid)  # what is recorded stays

@@ -170,7 +170,6 @@ class RunManager:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.set(self._keys.plan(plan.plan_id), json.dumps(plan.record()))
                     pipe.set(self._keys.run(run_id), json.dumps(record))
-                    pipe.zadd(self._keys.plans_active, {plan.plan_id: now})
                     pipe.zadd(self._keys.runs_active, {run_id: now})
                     pipe.zadd(self._keys.runs, {run_id: now})
                     await pipe.execute()
@@ -331,6 +330,7 @@ class RunManager:
         if claim.outcome == "failed":
             raise NotFound(f"finishing run {run_id} failed: {claim.detail}")
         try:
+            await self._report_rest(run_id, plan)
             provenance_cid = await self._provenance(record, plan, output)
             output_json = {
                 "cid": output.cid,
@@ -407,6 +407,21 @@ class RunManager:
         await self._event(run_id, event, status=status, **fields)
         log.info("run %s %s", run_id, status)
         return wanted
+
+    async def _report_rest(self, run_id: str, plan: Plan) -> None:
+        """Report as cached the steps no node has reported for this run: found done by claim
+        (a result another run made meanwhile), or their computing node died before reporting."""
+        work = [step for step in plan.steps if step.type != "SOURCE"]
+        if not work:
+            return
+        with redis_errors():
+            known = await self._redis.smismember(self._keys.run_reported(run_id), [s.cache_id for s in work])
+        for step, reported in zip(work, known, strict=True):
+            hit = None if reported else await self._steps.get(step.cache_id)
+            if hit is not None:
+                node = self._scheduler.claims.node_id
+                fields = {"step": step.node_id, "cache_id": step.cache_id, "cid": hit.cid, "node": node}
+                await self._report(run_id, len(work), "step_cached", fields)
 
     async def _report(self, run_id: str, work: int, kind: str, fields: dict[str, Any]) -> None:
         keys = [self._keys.events(run_id), self._keys.run_reported(run_id)]

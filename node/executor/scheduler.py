@@ -239,7 +239,7 @@ class Scheduler:
                     if failure is not None and failure.message == claim.detail
                     else StepFailed(claim.detail, step=step.node_id)
                 )
-            entry = await self._done_elsewhere(step, emit)
+            entry = await self._done_elsewhere(step)
             if entry is not None:
                 return entry
             recompute = True  # recorded, but its output was deleted since
@@ -276,11 +276,20 @@ class Scheduler:
         )  # fmt: skip
         if not await self.claims.commit(record, token, receipt.data if receipt else b""):
             log.warning("step %s: fenced (another node holds it now); output discarded", step.node_id)
+            await self._discard(step, entry, inputs)
             return None
         if receipt and self._published:
             self._published(receipt.cid)  # into IPFS in the background, off the step's path
         await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=node)
         return entry
+
+    async def _discard(self, step: Step, entry: ContentEntry, inputs: list[ContentEntry]) -> None:
+        """A fenced step's output goes, unless it is the recorded output itself (the same bytes:
+        steps are deterministic), one of its inputs (zero-copy) or content someone holds."""
+        recorded = await self._steps.get(step.cache_id)
+        kept = {item.content_id for item in inputs} | ({recorded.content_id} if recorded else set())
+        if entry.content_id not in kept:
+            await self._store.discard(entry)
 
     async def _owned(self, step: Step, token: str, inputs: list[ContentEntry]) -> ContentEntry:
         """Compute while heartbeating the claim; LeaseLost (the work killed) if it is lost."""
@@ -297,14 +306,13 @@ class Scheduler:
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
 
-    async def _done_elsewhere(self, step: Step, emit: Emit) -> ContentEntry | None:
-        """The recorded output of a step done elsewhere; None if that output was deleted."""
+    async def _done_elsewhere(self, step: Step) -> ContentEntry | None:
+        """The recorded output of a step done elsewhere; None if that output was deleted.
+
+        Not reported here: the node that computed it reports ``step_finished`` (it usually did
+        so for this very run), and a run's finisher reports whatever is left as cached."""
         hit = await self._steps.get(step.cache_id)
-        entry = await self._store.index.get(hit.content_id) if hit is not None else None
-        if hit is None or entry is None:
-            return None
-        await self._cached(step, hit.cid, emit)
-        return entry
+        return await self._store.index.get(hit.content_id) if hit is not None else None
 
     async def _cached(self, step: Step, cid: str, emit: Emit) -> None:
         """Report a step whose result was there already (a run reports each step once: see

@@ -281,6 +281,17 @@ class ContentStore:
         log.info("deleted %s cid=%s", content_id, entry.cid)
         return Deleted(entry, unpinned=True, owners_left=0)
 
+    async def discard(self, entry: ContentEntry) -> bool:
+        """Forget and unpin content nobody owns and no run holds (a fenced step's output that
+        differs from the recorded one); whether it went."""
+        async with self.content_lock(entry.content_id):
+            if await self.index.owners(entry.content_id) or await self.index.runs(entry.content_id):
+                return False
+            await self.index.remove(entry)
+            await self.ipfs.pin_rm(entry.cid)
+        log.info("discarded %s cid=%s", entry.content_id, entry.cid)
+        return True
+
     async def resolve(self, ref: str) -> ContentEntry:
         """The entry for a CID (any form) or SHA3-256 hex this node holds; 404 otherwise."""
         kind, value = normalize_ref(ref)

@@ -95,18 +95,14 @@ class Keys:
         return f"{self.prefix}plan:{_checked('plan id', plan_id, _HEX64)}"
 
     @property
-    def plans_active(self) -> str:
-        """Sorted set of plan ids still being rendered, scored by announcement time."""
-        return f"{self.prefix}plans:active"
-
-    @property
     def runs(self) -> str:
         """Sorted set of every run id, scored by submission time: the listing index (no SCAN)."""
         return f"{self.prefix}runs"
 
     @property
     def runs_active(self) -> str:
-        """Sorted set of run ids not yet finished, scored by submission time: resumed on start."""
+        """Sorted set of run ids not yet finished, scored by submission time: every node works
+        on these (DESIGN.md's ``plans:active``, by run: two runs may share one plan)."""
         return f"{self.prefix}runs:active"
 
     def events(self, run_id: str) -> str:
