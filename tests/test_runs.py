@@ -71,8 +71,8 @@ async def test_run_completes_with_events_and_provenance(client: Client) -> None:
     record = await client.app[RUNS].wait(run_id)
     assert record["status"] == "completed", record
     assert record["output"]["cid"] and record["provenance_cid"]
-    kinds = [event["kind"] for event in await events(client, run_id) if event["kind"] != "progress"]
-    assert kinds == ["run_queued", "step_started", "step_finished", "run_completed"]
+    kinds = [event["kind"] for event in await events(client, run_id)]
+    assert kinds == ["run_queued", "step_started", "step_finished", "progress", "run_completed"]
     verdict = await verify_provenance(
         client.app[IPFS], record["provenance_cid"], {client.app[IDENTITY].node_id}
     )
@@ -255,3 +255,25 @@ async def test_publish_adds_a_receipt_from_redis(client: Client) -> None:
     assert await client.app[IPFS].pin_ls(cid)
     with pytest.raises(NotFound, match="recorded nowhere"):
         await writer.publish([leaf_cid(b"never committed")])
+
+
+async def test_a_step_done_before_is_reported_once_with_progress(client: Client) -> None:
+    """Two SOURCE-fed effects, one computed by an earlier run: the second run reports it as
+    cached and the other as finished, each once, each followed by the share of steps done."""
+    pixels = RNG.integers(0, 256, (24, 24, 3), np.uint8)
+    await client.app[RUNS].wait(await submit(client, None, effect="invert", pixels=pixels))
+    two = (
+        "name: two\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+        "    - {id: a, type: EFFECT, config: {effect: invert}, inputs: [src]}\n"
+        "    - {id: b, type: EFFECT, config: {effect: sepia}, inputs: [a]}\n  output: b\n"
+    )
+    run_id = await submit(client, two, pixels=pixels)
+    assert (await client.app[RUNS].wait(run_id))["status"] == "completed"
+    reported = [
+        (event["kind"], event.get("step"), event.get("percent")) for event in await events(client, run_id)
+    ]
+    assert reported == [
+        ("run_queued", None, None), ("step_cached", "a", None), ("progress", None, 50),
+        ("step_started", "b", None), ("step_finished", "b", None), ("progress", None, 100),
+        ("run_completed", None, None),
+    ]  # fmt: skip

@@ -78,6 +78,7 @@ class WorkerPool:
         self._slots = asyncio.Semaphore(size)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
+        self._spawning = 0
 
     @property
     def busy_pids(self) -> list[int]:
@@ -87,13 +88,20 @@ class WorkerPool:
     async def prestart(self) -> None:
         """Start every worker now, so the first steps do not wait for Python to start and
         import numpy (a served node calls this once it listens; tests start workers lazily)."""
-        missing = self.size - len(self._idle) - len(self._busy)
-        self._idle.extend(await asyncio.gather(*(Worker.spawn() for _ in range(missing))))
+        missing = self.size - len(self._idle) - len(self._busy) - self._spawning
+        self._idle.extend(await asyncio.gather(*(self._spawn() for _ in range(missing))))
+
+    async def _spawn(self) -> Worker:
+        self._spawning += 1  # counted, so that prestart never starts more than ``size``
+        try:
+            return await Worker.spawn()
+        finally:
+            self._spawning -= 1
 
     async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Run ``job`` on a free worker; StepFailed if it reports failure, dies or times out."""
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await Worker.spawn()
+            worker = self._idle.pop() if self._idle else await self._spawn()
             self._busy.add(worker)
             try:
                 answer = await worker.run(job, timeout_s)

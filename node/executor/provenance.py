@@ -31,7 +31,7 @@ from node.identity import NodeIdentity
 from node.records import RecordError, SignedRecord, sign_record, verify_record
 from node.store.cid import LEAF_MAX_BYTES, leaf_cid, normalize_cid
 from node.store.content import ContentStore
-from node.store.errors import ContentTooLarge
+from node.store.errors import ContentTooLarge, IpfsError
 from node.store.ipfs import IpfsClient
 from node.sync.index import ContentEntry, StepIndex
 
@@ -91,19 +91,26 @@ class RecordWriter:
         stored = await self._store.put_bytes(data, max_size=RECORD_MAX_BYTES)  # several blocks
         return SignedRecord(stored.entry.cid, data)
 
-    async def publish(self, cids: list[str]) -> None:
+    async def publish(self, cids: list[str], *, skip_unknown: bool = False) -> None:
         """Make step receipts retrievable: add to IPFS (pinned, indexed) the ones this node's
-        content index does not hold yet, from their bytes in Redis. NotFound if one has none."""
+        content index does not hold yet, from their bytes in Redis. NotFound if one has none,
+        unless ``skip_unknown`` (the rest are added all the same)."""
         index = self._store.index
         held = await index.content_ids_for_cids(cids)
         missing = sorted({cid for cid, content_id in zip(cids, held, strict=True) if content_id is None})
         if not missing:
             return
-        blobs = await self._steps.receipts(missing)
-        lost = [cid for cid, blob in zip(missing, blobs, strict=True) if blob is None]
-        if lost:
+        found = dict(zip(missing, await self._steps.receipts(missing), strict=True))
+        lost = [cid for cid, blob in found.items() if blob is None]
+        if lost and not skip_unknown:
             raise NotFound(f"step receipts {', '.join(lost)} are recorded nowhere on this node")
-        await self._store.add_records([blob for blob in blobs if blob is not None])
+        known = {cid: blob for cid, blob in found.items() if blob is not None}
+        if not known:
+            return
+        added = await self._store.add_records(list(known.values()))
+        wrong = [cid for cid, entry in zip(known, added, strict=True) if entry.cid != cid]
+        if wrong:  # the daemon imports with other settings than the node computes CIDs with
+            raise IpfsError(f"IPFS gave receipts {', '.join(wrong)} other CIDs", command="add")
 
     def publish_soon(self, cid: str) -> None:
         """Queue a committed receipt for :meth:`publish` in the background."""
@@ -114,10 +121,10 @@ class RecordWriter:
     async def _drain(self) -> None:
         while self._queued:
             batch, self._queued = self._queued, []
-            try:
-                await self.publish(batch)
-            except NodeError as exc:  # the bytes stay in Redis: the run's finisher adds them
-                log.warning("receipts not added to IPFS yet (%s); the finisher will", exc.message)
+            try:  # a receipt not written (its step was recorded already) is skipped
+                await self.publish(batch, skip_unknown=True)
+            except Exception:  # the bytes stay in Redis: the run's finisher adds them
+                log.exception("receipts not added to IPFS yet; a run's finisher will add them")
 
     async def close(self) -> None:
         """Finish adding the queued receipts (the node is stopping)."""

@@ -21,13 +21,14 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
+from node.errors import NodeError
 from node.executor.effects import EFFECTS
 from node.executor.errors import StepFailed
 from node.executor.planner import CHAIN, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.records import SignedRecord
 from node.store.cache import LocalCache
-from node.store.content import ContentStore
+from node.store.content import ContentStore, Stored
 from node.store.errors import ContentNotFound
 from node.sync.claims import Claim
 from node.sync.index import ContentEntry, StepEntry, StepIndex
@@ -259,7 +260,8 @@ class Scheduler:
             **_fused(step),
         )
         try:
-            entry = await self._owned(step, token, inputs)
+            stored = await self._owned(step, token, inputs)
+            entry = stored.entry
             receipt = await self._receipt(step, entry) if self._receipt else None
         except LeaseLost:
             log.warning("step %s: lease lost while computing; discarded", step.node_id)
@@ -276,22 +278,26 @@ class Scheduler:
         )  # fmt: skip
         if not await self.claims.commit(record, token, receipt.data if receipt else b""):
             log.warning("step %s: fenced (another node holds it now); output discarded", step.node_id)
-            await self._discard(step, entry, inputs)
+            if not stored.existed:
+                await self._discard(step, entry)
             return None
-        if receipt and self._published:
-            self._published(receipt.cid)  # into IPFS in the background, off the step's path
+        if receipt and self._published:  # into IPFS in the background, off the step's path
+            self._published(receipt.cid)  # (not written if the step was recorded already: skipped)
         await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=node)
         return entry
 
-    async def _discard(self, step: Step, entry: ContentEntry, inputs: list[ContentEntry]) -> None:
-        """A fenced step's output goes, unless it is the recorded output itself (the same bytes:
-        steps are deterministic), one of its inputs (zero-copy) or content someone holds."""
-        recorded = await self._steps.get(step.cache_id)
-        kept = {item.content_id for item in inputs} | ({recorded.content_id} if recorded else set())
-        if entry.content_id not in kept:
-            await self._store.discard(entry)
+    async def _discard(self, step: Step, entry: ContentEntry) -> None:
+        """Best effort: a fenced step's output, which this step added, goes if the step's
+        recorded output is other bytes (steps are deterministic, so normally it is the same; and
+        while nothing is recorded yet, the node now computing it is making these very bytes)."""
+        try:
+            recorded = await self._steps.get(step.cache_id)
+            if recorded is not None and recorded.content_id != entry.content_id:
+                await self._store.discard(entry)
+        except NodeError as exc:
+            log.warning("step %s: fenced output %s not discarded (%s)", step.node_id, entry.cid, exc.message)
 
-    async def _owned(self, step: Step, token: str, inputs: list[ContentEntry]) -> ContentEntry:
+    async def _owned(self, step: Step, token: str, inputs: list[ContentEntry]) -> Stored:
         """Compute while heartbeating the claim; LeaseLost (the work killed) if it is lost."""
         work = asyncio.create_task(self._compute(step, inputs))
         try:
@@ -320,9 +326,9 @@ class Scheduler:
         node = self.claims.node_id
         await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=cid, node=node)
 
-    async def _compute(self, step: Step, inputs: list[ContentEntry]) -> ContentEntry:
+    async def _compute(self, step: Step, inputs: list[ContentEntry]) -> Stored:
         if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
-            return inputs[0]  # identity: same bytes, same CID, nothing added
+            return Stored(inputs[0], existed=True)  # identity: same bytes, same CID, nothing added
         paths = [str(await self._cache.materialize(entry)) for entry in inputs]
         await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
         output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
@@ -335,7 +341,7 @@ class Scheduler:
         finally:
             await asyncio.to_thread(_unlink, output)
         log.info("step %s (%s) computed: %s", step.node_id, step.cache_id, stored.entry.cid)
-        return stored.entry
+        return stored
 
     async def _keep_in_cache(self, output: Path, entry: ContentEntry) -> None:
         """The output was hashed on its way into IPFS: move it into the local cache as it is."""
