@@ -225,16 +225,16 @@ class ContentStore:
         async with self.content_lock(entry.content_id):
             # Pins are not counted: roll back only a pin this call made, never one that was
             # there before (another node on the same daemon, an earlier upload).
-            was_pinned = not undo_pin or bool(await self.ipfs.pin_ls(entry.cid))
+            keep_pin = not undo_pin or bool(await self.ipfs.pin_ls(entry.cid))
             try:
                 await self.ipfs.pin_add(entry.cid)
                 result = await self.index.put(entry, owner=owner, asset=asset)
             except BaseException:
-                if not was_pinned and await self._safe_to_unpin(entry):
+                if not keep_pin and await self._safe_to_unpin(entry):
                     await self.ipfs.pin_rm(entry.cid)
                 raise
             if result.name_taken_by is not None:
-                if not was_pinned and not result.existed:
+                if not keep_pin and not result.existed:
                     await self.ipfs.pin_rm(entry.cid)
                 raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
         stored = await self.index.get(entry.content_id)

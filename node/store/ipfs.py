@@ -117,14 +117,7 @@ class IpfsClient:
             payload.AsyncIterablePayload(chunks, content_type="application/octet-stream")
         )
         part.set_content_disposition("form-data", name="file", filename="data")
-        params = {**IMPORT_PARAMS, "pin": str(pin).lower(), "progress": "false"}
-        async with self._request("add", params, self._deadline("idle"), data=writer) as response:
-            text = await response.text()
-        try:
-            last = json.loads(text.splitlines()[-1])
-            return Added(normalize_cid(last["Hash"]), int(last.get("Size", 0)))
-        except (ValueError, KeyError, IndexError) as exc:
-            raise IpfsError(f"IPFS add gave a malformed answer: {text[:200]!r}", command="add") from exc
+        return (await self._add(writer, pin=pin, deadline=self._deadline("idle")))[-1]
 
     async def add_many(self, blobs: list[bytes], *, pin: bool = False) -> list[Added]:
         """Add several small items (signed records) in one call; their CIDs, in order."""
@@ -132,17 +125,25 @@ class IpfsClient:
         for index, blob in enumerate(blobs):
             part = writer.append(blob, {"Content-Type": "application/octet-stream"})
             part.set_content_disposition("form-data", name="file", filename=f"item{index}")
-        params = {**IMPORT_PARAMS, "pin": str(pin).lower(), "progress": "false"}
-        async with self._request("add", params, self._deadline("total"), data=writer) as response:
-            text = await response.text()
-        try:
-            added = [json.loads(line) for line in text.splitlines() if line.strip()]
-            result = [Added(normalize_cid(item["Hash"]), int(item.get("Size", 0))) for item in added]
-        except (ValueError, KeyError) as exc:
-            raise IpfsError(f"IPFS add gave a malformed answer: {text[:200]!r}", command="add") from exc
+        result = await self._add(writer, pin=pin, deadline=self._deadline("total"))
         if len(result) != len(blobs):
             raise IpfsError(f"IPFS add answered {len(result)} items for {len(blobs)}", command="add")
         return result
+
+    async def _add(
+        self, writer: aiohttp.MultipartWriter, *, pin: bool, deadline: aiohttp.ClientTimeout
+    ) -> list[Added]:
+        """Post ``add`` with the fixed import settings; one entry per line of the answer."""
+        params = {**IMPORT_PARAMS, "pin": str(pin).lower(), "progress": "false"}
+        async with self._request("add", params, deadline, data=writer) as response:
+            text = await response.text()
+        try:
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if not lines:
+                raise ValueError("no entry")  # as malformed as a bad one
+            return [Added(normalize_cid(item["Hash"]), int(item.get("Size", 0))) for item in lines]
+        except (ValueError, KeyError) as exc:
+            raise IpfsError(f"IPFS add gave a malformed answer: {text[:200]!r}", command="add") from exc
 
     @contextlib.asynccontextmanager
     async def cat(
