@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from node.identity import public_key_from_node_id
+
 ENV_PREFIX = "ARTDAG_"
 CONFIG_FILE_VAR = "ARTDAG_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -59,7 +61,9 @@ class Settings:
     lease: float = 30.0  # a claim on a step lapses this long after its last heartbeat
     heartbeat: float = 3.0  # how often a node computing a step renews its lease
     attempts: int = 3  # claims on one step before its run fails with the last error
-    peers: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()  # NODE_ID@LOCATION: a trusted peer's key and where its state is
+    peer_poll: float = 30.0  # seconds between polls of each peer's /state and IPNS name
+    state_debounce: float = 2.0  # a burst of changes is gathered this long before publishing
     public_url: str = ""  # empty: http://HOST:PORT
     l2_trusted: tuple[str, ...] = ()
     import_roots: tuple[Path, ...] = ()
@@ -260,7 +264,25 @@ def _log_level(value: Any) -> str:
 
 
 def _peers(value: Any) -> tuple[str, ...]:
-    return tuple(_items(value))
+    return tuple(_peer(item) for item in _items(value))
+
+
+def _peer(item: str) -> str:
+    """``NODE_ID@LOCATION``: the peer's node id (its public key) and an http(s) URL or IPNS name."""
+    node_id, sep, location = item.partition("@")
+    try:
+        public_key_from_node_id(node_id)
+    except ValueError:
+        raise ValueError(
+            f"each peer must be NODE_ID@URL or NODE_ID@IPNS_NAME, NODE_ID its node id (z6Mk...), got {item!r}"
+        ) from None
+    if not sep or not location:
+        raise ValueError(f"each peer must be NODE_ID@URL or NODE_ID@IPNS_NAME, got {item!r}")
+    if location.startswith(("http://", "https://")):
+        return f"{node_id}@{_http_url(location)}"
+    if not re.fullmatch(r"(/ipns/)?[A-Za-z0-9]{20,100}", location):
+        raise ValueError(f"peer location must be an http(s) URL or an IPNS name, got {location!r}")
+    return f"{node_id}@{location.removeprefix('/ipns/')}"
 
 
 def _url_host(host: str) -> str:
@@ -283,6 +305,8 @@ _FIELDS = (
     _Field("heartbeat", _seconds_up_to(360)),
     _Field("attempts", _int_range(1, 100)),
     _Field("peers", _peers),
+    _Field("peer_poll", _seconds_up_to(86400)),
+    _Field("state_debounce", _seconds_up_to(3600)),
     _Field("public_url", _http_url),
     _Field("l2_trusted", _http_urls),
     _Field("import_roots", _import_roots),

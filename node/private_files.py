@@ -26,3 +26,19 @@ def create_private_file(path: Path, data: bytes) -> bool:
     finally:
         tmp_path.unlink(missing_ok=True)
     return True
+
+
+def replace_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a 0600 file at ``path``, replacing it whole: a reader sees the old
+    bytes or the new ones, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)

@@ -48,6 +48,17 @@ async def wait_until_async(predicate: Callable[[], Any], timeout_s: float = 30.0
     raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
 
 
+async def poll_async(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.0) -> Any:
+    """Await ``check()`` until it returns something truthy; that value. Fails after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout_s} s: {check}")
+
+
 def pid_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from node.config import ConfigError, Settings
+from node.identity import node_id_for
+
+PEER = node_id_for(bytes(range(32)))  # a trusted peer's node id: its public key
+IPNS_NAME = "k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"
 
 
 def test_defaults_listen_on_loopback_with_embedded_daemons() -> None:
@@ -40,7 +44,9 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "ARTDAG_REDIS_URL": "redis://127.0.0.1:6379/5",
             "ARTDAG_IPFS_API": "/ip4/127.0.0.1/tcp/5001",
             "ARTDAG_WORKERS": "3",
-            "ARTDAG_PEERS": "https://b.example/ ,k51qzi5uqu5dexample",
+            "ARTDAG_PEERS": f"{PEER}@https://b.example/ ,{PEER}@/ipns/{IPNS_NAME}",
+            "ARTDAG_PEER_POLL": "5",
+            "ARTDAG_STATE_DEBOUNCE": "0.5",
             "ARTDAG_PUBLIC_URL": "https://l1.example/",
             "ARTDAG_L2_TRUSTED": "https://l2.example, https://other-l2.example",
             "ARTDAG_IMPORT_ROOTS": f"{root_a}:{root_b}",
@@ -53,7 +59,12 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.redis_url == "redis://127.0.0.1:6379/5"
     assert settings.ipfs_api == "http://127.0.0.1:5001"
     assert settings.workers == 3
-    assert settings.peers == ("https://b.example/", "k51qzi5uqu5dexample")
+    assert settings.peers == (
+        f"{PEER}@https://b.example",
+        f"{PEER}@{IPNS_NAME}",
+    )
+    assert settings.peer_poll == 5.0
+    assert settings.state_debounce == 0.5
     assert settings.public_url == "https://l1.example"
     assert settings.l2_trusted == ("https://l2.example", "https://other-l2.example")
     assert settings.import_roots == (root_a, root_b)
@@ -89,6 +100,12 @@ def test_public_url_defaults_to_host_and_port() -> None:
         ("ARTDAG_MAX_UPLOAD", "5 parsecs"),
         ("ARTDAG_MAX_UPLOAD", "0"),
         ("ARTDAG_LOG_LEVEL", "LOUD"),
+        ("ARTDAG_PEERS", "https://b.example"),
+        ("ARTDAG_PEERS", "z6MkNotAKey@https://b.example"),
+        ("ARTDAG_PEERS", f"{PEER}@"),
+        ("ARTDAG_PEERS", f"{PEER}@ftp://b.example"),
+        ("ARTDAG_PEER_POLL", "0"),
+        ("ARTDAG_STATE_DEBOUNCE", "never"),
     ],
 )
 def test_invalid_value_is_refused_naming_the_variable(name: str, value: str) -> None:
@@ -111,11 +128,13 @@ def test_all_problems_are_reported_together() -> None:
 def test_yaml_file_supplies_values_and_environment_wins(tmp_path: Path) -> None:
     """Values come from the YAML file; the same setting in the environment overrides it."""
     config = tmp_path / "node.yaml"
-    config.write_text("port: 8300\nworkers: 2\npeers: [https://a.example, https://b.example]\n")
+    config.write_text(
+        f"port: 8300\nworkers: 2\npeers: [{PEER}@https://a.example, {PEER}@https://b.example]\n"
+    )
     settings = Settings.from_env({"ARTDAG_CONFIG": str(config), "ARTDAG_WORKERS": "5"})
     assert settings.port == 8300
     assert settings.workers == 5
-    assert settings.peers == ("https://a.example", "https://b.example")
+    assert settings.peers == (f"{PEER}@https://a.example", f"{PEER}@https://b.example")
 
 
 @pytest.mark.parametrize(

@@ -29,3 +29,9 @@ class StepFailed(NodeError):
 
 class StepTimeout(StepFailed):
     code = "step_timeout"
+
+
+class ReceiptMismatch(NodeError):
+    """A peer's step entry whose signed receipt does not vouch for it."""
+
+    code = "receipt_mismatch"

@@ -1,12 +1,12 @@
 """The local scheduler: runs a plan's ready steps concurrently, reusing every computed step.
 
-For each step whose inputs are done: a hit in the step index is reused (``step_cached``);
-otherwise, once a worker slot is free, the node claims it (``Claims``: in Redis when nodes
-cooperate), its inputs are materialized from IPFS into the local cache, a worker computes it in
-its own process group while the claim is heartbeated, and the output is added to IPFS, pinned,
-indexed and committed to the step index (``step_finished``). ``identity`` is zero-copy: its
-output is its input. The first failure cancels the steps still running (killing their workers)
-and fails the plan.
+For each step whose inputs are done: a hit in the step index is reused (``step_cached``), and
+so is a step a trusted peer computed (its output fetched by CID: ``adopt``); otherwise, once a
+worker slot is free, the node claims it (``Claims``: in Redis when nodes cooperate), its inputs
+are materialized from IPFS into the local cache, a worker computes it in its own process group
+while the claim is heartbeated, and the output is added to IPFS, pinned, indexed and committed
+to the step index (``step_finished``). ``identity`` is zero-copy: its output is its input. The
+first failure cancels the steps still running (killing their workers) and fails the plan.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[..., Awaitable[None]]
 Receipt = Callable[[Step, ContentEntry], Awaitable[SignedRecord]]
 Published = Callable[[str], None]
+Adopt = Callable[[Step], Awaitable[ContentEntry | None]]
 
 
 class Claims(Protocol):
@@ -124,6 +125,7 @@ class Scheduler:
         claims: Claims | None = None,
         receipt: Receipt | None = None,
         published: Published | None = None,
+        adopt: Adopt | None = None,
     ) -> None:
         self._store = store
         self._steps = steps
@@ -135,6 +137,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(pool.size)  # steps computing here at once
         self._receipt = receipt  # signs a step's receipt (its CID computed, not yet in IPFS)
         self._published = published  # adds a committed receipt to IPFS soon
+        self._adopt = adopt  # fetches a step's output a trusted peer computed, if one did
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
 
     async def execute(self, plan: Plan, emit: Emit) -> ContentEntry:
@@ -213,6 +216,10 @@ class Scheduler:
     async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
         """Claim and compute ``step`` until it is done (here or elsewhere) or out of attempts."""
         _check_runtime(step)
+        adopted = await self._adopt(step) if self._adopt is not None else None
+        if adopted is not None:
+            await self._cached(step, adopted.cid, emit)
+            return adopted
         failure: StepFailed | None = None  # this node's last failure of the step
         recompute = False
         while True:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from node.auth.local import Authenticator, load_or_create_admin_token
 from node.config import Settings
 from node.errors import NodeError
+from node.executor.adoption import PeerAdoption
 from node.executor.claiming import RedisClaims
 from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
@@ -21,7 +24,7 @@ from node.executor.recipe_store import RecipeStore
 from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
-from node.http import cache, catalog, docs, health, recipes, runs
+from node.http import cache, catalog, docs, health, recipes, runs, state
 from node.http.appkeys import (
     AUTH,
     CONTENT_INDEX,
@@ -29,8 +32,11 @@ from node.http.appkeys import (
     HTTP_SESSION,
     IDENTITY,
     IPFS,
+    IPNS_NAMES,
     KEYS,
     LOCAL_CACHE,
+    NOTICES,
+    PEER_SYNC,
     PROBE_SLOTS,
     RECIPES,
     RECORD_WRITER,
@@ -40,6 +46,7 @@ from node.http.appkeys import (
     SCHEDULER,
     SERVICES,
     SETTINGS,
+    STATE_PUBLISHER,
     STEP_INDEX,
     WORKER_POOL,
 )
@@ -55,9 +62,13 @@ from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
+from node.sync.peers import PeerSync, parse_peers
+from node.sync.publisher import IpnsNames, StatePublisher
+from node.sync.recovery import recover
 
 log = logging.getLogger(__name__)
 ADOPT_POLL_S = 2.0
+STATE_NOTICE = "state:changed"
 
 SERVICE_WATCH_INTERVAL_S = 2.0
 IPFS_READ_BUFSIZE = 1024 * 1024
@@ -68,12 +79,12 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     ``services`` (the embedded daemons, if any) lets ``/health`` report a daemon's death."""
     _required(settings.redis_url, "redis_url")
     _required(settings.ipfs_api, "ipfs_api")
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    app = web.Application(middlewares=[error_middleware, state_changes], client_max_size=1024**2)
     app[SETTINGS] = settings
     if services is not None:
         app[SERVICES] = services
         app.cleanup_ctx.append(_watch_services)
-    app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store, _executor])
+    app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store, _sync, _executor])
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
     app.router.add_get("/", health.index, name="index")
@@ -91,6 +102,9 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_post("/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
     app.router.add_get("/runs/{run_id}/events", runs.events, name="run-events")
     app.router.add_get("/runs/{run_id}/provenance", runs.provenance, name="run-provenance")
+    app.router.add_get("/identity", state.identity, name="identity")
+    app.router.add_get("/state", state.state, name="state")
+    app.router.add_get("/peers", state.peers, name="peers")
     app.router.add_get("/effects", catalog.effects, name="effects")
     app.router.add_get("/assets", catalog.assets, name="assets")
     app.router.add_get("/provenance/{cid}", catalog.provenance, name="provenance")
@@ -147,6 +161,63 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _sync(app: web.Application) -> AsyncIterator[None]:
+    """The node's published state (recovered first if Redis lost it) and its trusted peers."""
+    settings, identity = app[SETTINGS], app[IDENTITY]
+    names = IpnsNames(app[IPFS], identity.node_id)
+    recovery = functools.partial(
+        recover,
+        identity=identity,
+        ipfs=app[IPFS],
+        client=app[REDIS],
+        keys=app[KEYS],
+        names=names,
+        data_dir=settings.data_dir,
+    )
+    try:
+        await recovery()
+    except NodeError as exc:  # IPFS or Redis down: the publisher tries again before publishing
+        log.error("could not recover from the last published state yet (%s)", exc.message)
+    publisher = StatePublisher(
+        identity=identity,
+        ipfs=app[IPFS],
+        client=app[REDIS],
+        keys=app[KEYS],
+        names=names,
+        url=settings.public_url,
+        data_dir=settings.data_dir,
+        debounce_s=settings.state_debounce,
+        recovery=recovery,
+    )
+    peer_sync = PeerSync(
+        peers=parse_peers(settings.peers),
+        ipfs=app[IPFS],
+        session=app[HTTP_SESSION],
+        client=app[REDIS],
+        keys=app[KEYS],
+        poll_s=settings.peer_poll,
+    )
+    app[IPNS_NAMES], app[STATE_PUBLISHER], app[PEER_SYNC] = names, publisher, peer_sync
+    publisher.start()
+    peer_sync.start()
+    yield
+    await peer_sync.close()
+    await publisher.close()
+
+
+@web.middleware
+async def state_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request that changed something (a write that succeeded) marks the node's state, and
+    that of every node sharing its Redis, for publishing."""
+    response = await handler(request)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and response.status < 400 and NOTICES in request.app:
+        try:
+            await request.app[NOTICES].publish(STATE_NOTICE)
+        except NodeError as exc:  # published with the next change, or at the next start
+            log.warning("state change not announced (%s)", exc.message)
+    return response
+
+
 async def _executor(app: web.Application) -> AsyncIterator[None]:
     """Workers, scheduler and runs; unfinished runs resume once the node is up."""
     settings = app[SETTINGS]
@@ -154,6 +225,16 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     pool = WorkerPool(settings.workers)
     writer = RecordWriter(app[IDENTITY], app[CONTENT_STORE], app[STEP_INDEX])
     notices = Notices(app[REDIS], app[KEYS])
+    for prefix in ("step", "run", STATE_NOTICE.split(":", maxsplit=1)[0]):  # whatever may change the state
+        notices.on(prefix, app[STATE_PUBLISHER].on_notice)
+    peer_sync = app[PEER_SYNC]
+    adopt = PeerAdoption(
+        peer_steps=peer_sync.steps,
+        store=app[CONTENT_STORE],
+        steps=app[STEP_INDEX],
+        cache=app[LOCAL_CACHE],
+        trusted=set(peer_sync.peers),
+    )
     board = ClaimBoard(
         app[REDIS], app[KEYS], app[IDENTITY].node_id, lease_s=settings.lease, max_attempts=settings.attempts
     )
@@ -167,6 +248,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         receipt=writer.receipt,
         published=writer.publish_soon,
         claims=RedisClaims(board, notices, heartbeat_s=settings.heartbeat),
+        adopt=adopt if peer_sync.peers else None,
     )
     run_manager = RunManager(
         client=app[REDIS],
@@ -179,6 +261,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     )
     app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, run_manager
     app[RUN_QUERIES] = RunQueries(app[REDIS], app[KEYS])
+    app[NOTICES] = notices
     app[RECIPES] = RecipeStore(app[CONTENT_STORE], app[REDIS], app[KEYS])
     notices.start()
     stopping = asyncio.Event()

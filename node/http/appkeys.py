@@ -23,6 +23,9 @@ from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
+from node.sync.notices import Notices
+from node.sync.peers import PeerSync
+from node.sync.publisher import IpnsNames, StatePublisher
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", EmbeddedServices)  # absent when every daemon is external
@@ -43,3 +46,7 @@ RUNS = web.AppKey("runs", RunManager)
 RUN_QUERIES = web.AppKey("run_queries", RunQueries)
 RECIPES = web.AppKey("recipes", RecipeStore)
 PROBE_SLOTS = web.AppKey("probe_slots", asyncio.Semaphore)  # ffprobe runs for clients
+NOTICES = web.AppKey("notices", Notices)
+IPNS_NAMES = web.AppKey("ipns_names", IpnsNames)
+STATE_PUBLISHER = web.AppKey("state_publisher", StatePublisher)
+PEER_SYNC = web.AppKey("peer_sync", PeerSync)

@@ -14,7 +14,7 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,7 +237,7 @@ class IpfsClient:
         async with self._request("pubsub/pub", params, self._deadline("total"), data=writer):
             pass
 
-    async def pubsub_sub(self, topic: str) -> AsyncIterator[PubsubMessage]:
+    async def pubsub_sub(self, topic: str) -> AsyncGenerator[PubsubMessage, None]:
         """Messages on ``topic`` as they arrive, until the caller stops iterating.
 
         Subscriptions are long-lived, so only connecting has a deadline; close the iterator

@@ -45,12 +45,15 @@ _HEARTBEAT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# KEYS: claim, step, receipt (optional); ARGV: token, channel, notice, receipt bytes, fields...
+# KEYS: claim, step, steps listing, receipt (optional); ARGV: token, channel, notice, receipt
+# bytes, cache id, fields...
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-  if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4]) end
+  redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], 'NX', now[1] + now[2] / 1000000, ARGV[5])
+  if KEYS[4] then redis.call('SET', KEYS[4], ARGV[4]) end
 end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])

@@ -35,12 +35,15 @@ if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], ARGV[7], ARGV[1]) end
 return {existed, false}
 """
 
-# Write a step entry only if none exists: a computed result is never overwritten. KEYS[2], when
-# given, gets the signed receipt (ARGV[1]) in the same step. ARGV[2..]: the entry's fields.
+# Write a step entry only if none exists: a computed result is never overwritten; list it in
+# the steps listing (KEYS[2]). KEYS[3], when given, gets the signed receipt (ARGV[1]) in the
+# same step. ARGV[2]: the cache id; ARGV[3..]: the entry's fields.
 _PUT_STEP_IF_ABSENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[2], 'NX', now[1] + now[2] / 1000000, ARGV[2])
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1]) end
 return 1
 """
 
@@ -278,9 +281,9 @@ class StepIndex:
 
 def step_write(keys: Keys, entry: StepEntry, receipt: bytes) -> tuple[list[str], list[str | bytes]]:
     """The keys and arguments of a script writing a step entry and its receipt: keys [step,
-    receipt?], arguments [receipt, field, value, ...]."""
-    names = [keys.step(entry.cache_id)]
+    steps listing, receipt?], arguments [receipt, cache id, field, value, ...]."""
+    names = [keys.step(entry.cache_id), keys.steps]
     if receipt:
         names.append(keys.receipt(entry.receipt_cid))
     flat: list[str | bytes] = [part for pair in step_fields(entry).items() for part in pair]
-    return names, [receipt, *flat]
+    return names, [receipt, entry.cache_id, *flat]

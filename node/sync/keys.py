@@ -73,6 +73,17 @@ class Keys:
         """Hash {cid, content_id, size, media_type, receipt_cid}: a computed step."""
         return f"{self.prefix}step:{_checked('cache id', cache_id, _HEX64)}"
 
+    @property
+    def steps(self) -> str:
+        """Sorted set of every recorded cache id, scored by when it was recorded: what the
+        node's published step index lists (no SCAN)."""
+        return f"{self.prefix}steps"
+
+    def peer_step(self, cache_id: str) -> str:
+        """Hash {cid, content_id, size, media_type, receipt_cid, node}: a step a trusted peer
+        computed (from its published state), fetched by CID when a run here needs it."""
+        return f"{self.prefix}peerstep:{_checked('cache id', cache_id, _HEX64)}"
+
     def receipt(self, cid: str) -> str:
         """String: a step receipt's signed bytes, by the receipt's CID, written with the step:
         any node can add it to IPFS (``RecordWriter.publish``) if its signer did not."""
@@ -118,6 +129,17 @@ class Keys:
     def notices(self) -> str:
         """Pub/sub channel for plan announcements and step commits."""
         return f"{self.prefix}notices"
+
+    # --- published state and peers --------------------------------------------------------
+    def state(self, node_id: str) -> str:
+        """Hash {sequence, cid, document, published, runs, steps, contents}: the state document
+        a node last published (its signed bytes in ``document``)."""
+        return f"{self.prefix}state:{_checked('node id', node_id, _TOKEN)}"
+
+    def peer(self, node_id: str) -> str:
+        """Hash {sequence, state_cid, source, synced, steps, error, error_at}: what this node
+        last took from a trusted peer's state, and the last problem with it."""
+        return f"{self.prefix}peer:{_checked('node id', node_id, _TOKEN)}"
 
     # --- claims --------------------------------------------------------------------------
     def claim(self, cache_id: str) -> str:

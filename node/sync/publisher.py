@@ -1,0 +1,253 @@
+"""Publishing the node's state (DESIGN.md "IPNS state"), never on a request's path.
+
+A change (a step recorded, a run submitted or finished, content added or deleted: anything
+that sends a notice) marks the state dirty; after ``debounce_s`` without waiting for more, one
+background task writes the three index documents, and, if they differ from the last published
+ones, signs a new state document with a higher sequence, adds it to IPFS, points the node's IPNS
+name at it, announces it on the pubsub topic, keeps it in Redis for ``GET /state`` and in the
+data directory (0600) for recovery. The previous documents are unpinned once the new ones are
+published. An unchanged state is published to IPNS again every ``REPUBLISH_S``. Before each
+publication, a Redis that lost this node's state (emptied since the start) is recovered first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from node.errors import NodeError
+from node.identity import NodeIdentity
+from node.private_files import replace_private_file
+from node.store.ipfs import IpfsClient
+from node.sync.connection import redis_errors
+from node.sync.keys import Keys
+from node.sync.snapshot import Snapshot
+from node.sync.state import INDEXES, STATE_TOPIC, NodeState, read_state, sign_state
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"  # the last published state document, for recovery without IPNS
+REPUBLISH_S = 4 * 3600.0  # IPNS records live 48 h; refresh well before
+RETRY_S = 5.0
+RECOVERY_ATTEMPTS = 5
+IPNS_LIFETIME = "48h"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Where this node's state is found: its IPNS key's name and IPNS name, its peer id."""
+
+    key: str
+    ipns_name: str
+    peer_id: str
+    key_existed: bool  # the daemon held the key before this start: a state may be there
+
+
+class IpnsNames:
+    """The node's IPNS key on its daemon (created on first use), asked for once."""
+
+    def __init__(self, ipfs: IpfsClient, node_id: str) -> None:
+        self._ipfs = ipfs
+        self._key = f"artdag-{node_id}"  # one key per node: several nodes may share a daemon
+        self._names: Names | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Names:
+        """The names (IpfsUnavailable while the daemon cannot be reached)."""
+        async with self._lock:
+            if self._names is None:
+                peer_id = str((await self._ipfs.id())["ID"])
+                existing = (await self._ipfs.key_list()).get(self._key)
+                ipns_name = existing or await self._ipfs.key_gen(self._key)
+                self._names = Names(self._key, ipns_name, peer_id, key_existed=existing is not None)
+            return self._names
+
+
+class StatePublisher:
+    """Publishes this node's state after changes (debounced) and keeps IPNS fresh."""
+
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        ipfs: IpfsClient,
+        client: aioredis.Redis,
+        keys: Keys,
+        names: IpnsNames,
+        url: str,
+        data_dir: Path,
+        debounce_s: float,
+        recovery: Callable[[], Awaitable[object]],
+    ) -> None:
+        self._identity = identity
+        self._ipfs = ipfs
+        self._redis = client
+        self._keys = keys
+        self._names = names
+        self._url = url
+        self._state_file = data_dir / STATE_FILE
+        self._debounce_s = debounce_s
+        self._snapshot = Snapshot(client, keys, identity.node_id)
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._published_at = 0.0
+        self._lock = asyncio.Lock()
+        self._recovery = recovery
+        self._recovery_failures = 0
+
+    def changed(self, _topic: str = "") -> None:
+        """Mark the state dirty: it is published after the debounce delay."""
+        self._changed.set()
+
+    async def on_notice(self, topic: str) -> None:
+        """A notice listener (``Notices.on``): every notice may change the state."""
+        self.changed(topic)
+
+    def start(self) -> None:
+        self._changed.set()  # once at start: cheap when nothing changed since the last state
+        self._task = asyncio.create_task(self._loop(), name="publish-state")
+
+    async def close(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def current(self) -> bytes | None:
+        """The signed bytes of the state this node last published (None: none yet)."""
+        with redis_errors():
+            document = await self._redis.hget(self._keys.state(self._identity.node_id), "document")
+        return document.encode() if isinstance(document, str) else document
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            if not await self._wait(self._changed, REPUBLISH_S):
+                with contextlib.suppress(Exception):  # logged inside; tried again next time
+                    await self._republish()
+                continue
+            await self._wait(self._stopping, self._debounce_s)  # gather the rest of a burst
+            self._changed.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                await self._recover()
+                await self.publish()
+            except Exception as exc:  # Redis or IPFS down: try again shortly
+                message = exc.message if isinstance(exc, NodeError) else repr(exc)
+                log.warning("state not published (%s); trying again in %.0f s", message, RETRY_S)
+                await self._wait(self._stopping, RETRY_S)
+                self._changed.set()
+
+    async def _recover(self) -> None:
+        """Recover first if Redis holds no state of this node (it was emptied, at start or
+        since): publishing then would replace the last state with less."""
+        try:
+            await self._recovery()
+        except Exception:
+            self._recovery_failures += 1
+            if self._recovery_failures < RECOVERY_ATTEMPTS:
+                raise
+            log.exception("recovery from the last state failed %d times; publishing anew", RECOVERY_ATTEMPTS)
+        self._recovery_failures = 0
+
+    async def _wait(self, event: asyncio.Event, timeout_s: float) -> bool:
+        """Wait for ``event`` (or stopping) at most ``timeout_s``; whether ``event`` is set."""
+        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stopping.wait())}
+        _, pending = await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return event.is_set()
+
+    async def publish(self) -> NodeState | None:
+        """Publish the state now if the indexes changed since the last one; the new state."""
+        async with self._lock:
+            documents = await self._snapshot.export()
+            digest = hashlib.sha3_256(b"".join(documents[name] for name in INDEXES)).hexdigest()
+            with redis_errors():
+                last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
+            if last.get("digest") == digest:
+                return None
+            names = await self._names.get()
+            added = await self._ipfs.add_many([documents[name] for name in INDEXES], pin=True)
+            indexes = {name: item.cid for name, item in zip(INDEXES, added, strict=True)}
+            sequence = max(int(last.get("sequence", 0)) + 1, time.time_ns() // 1_000_000)
+            data = sign_state(
+                self._identity,
+                sequence=sequence,
+                url=self._url,
+                ipns_name=names.ipns_name,
+                peer_id=names.peer_id,
+                indexes=indexes,
+                published=_utc_now(),
+            )
+            state_cid = (await self._ipfs.add_many([data], pin=True))[0].cid
+            await self._remember(read_state(data, {self._identity.node_id}), state_cid, digest)
+            await self._announce(state_cid, data, names)
+            await self._unpin_previous(last, {state_cid, *indexes.values()})
+            log.info("published state %d cid=%s", sequence, state_cid)
+            return read_state(data, {self._identity.node_id})
+
+    async def _remember(self, state: NodeState, state_cid: str, digest: str) -> None:
+        """Keep the new state in Redis (``GET /state``, the next sequence) and in the data
+        directory (recovery when Redis is lost and IPNS cannot be resolved)."""
+        fields: dict[Any, Any] = {
+            "sequence": str(state.sequence),
+            "cid": state_cid,
+            "document": state.data,
+            "published": state.published,
+            "digest": digest,
+            **state.indexes,
+        }
+        with redis_errors():
+            await self._redis.hset(self._keys.state(state.node_id), mapping=fields)
+        await asyncio.to_thread(replace_private_file, self._state_file, state.data)
+
+    async def _announce(self, state_cid: str, data: bytes, names: Names) -> None:
+        """IPNS, then pubsub: each best effort (peers also poll ``GET /state``)."""
+        try:
+            await self._ipfs.name_publish(state_cid, names.key, lifetime=IPNS_LIFETIME)
+            self._published_at = time.monotonic()
+        except NodeError as exc:
+            log.warning("state %s not published to IPNS (%s)", state_cid, exc.message)
+        try:
+            await self._ipfs.pubsub_pub(STATE_TOPIC, data)
+        except NodeError as exc:  # js-ipfs refuses a message no peer subscribes to: normal alone
+            alone = "InsufficientPeers" in exc.message
+            log.log(
+                logging.DEBUG if alone else logging.WARNING,
+                "state %s not announced (%s)",
+                state_cid,
+                exc.message,
+            )
+
+    async def _republish(self) -> None:
+        """Refresh the IPNS record (and announce again) when nothing changed for a while."""
+        if time.monotonic() - self._published_at < REPUBLISH_S:
+            return
+        with redis_errors():
+            last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
+        if last.get("cid"):
+            await self._announce(str(last["cid"]), str(last["document"]).encode(), await self._names.get())
+
+    async def _unpin_previous(self, last: dict[Any, Any], keep: set[str]) -> None:
+        for name in ("cid", *INDEXES):
+            cid = last.get(name)
+            if cid and cid not in keep:
+                try:
+                    await self._ipfs.pin_rm(cid)
+                except NodeError as exc:  # garbage left pinned, nothing lost
+                    log.warning("previous state document %s not unpinned (%s)", cid, exc.message)
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,301 @@
+"""The node's indexes as documents: written from Redis for its published state, read back
+into Redis when the node starts on an empty database, and a peer's step index read for merging.
+
+Three documents, each canonical JSON naming the node it describes (so two nodes never share an
+index CID, and unpinning one's old index never touches the other's):
+
+- ``runs``: every run record with its plan and submission time;
+- ``steps``: every step entry (cache id -> output CID, content id, size, media type, receipt);
+- ``contents``: every content entry with its owners and runs, asset names, uploaded recipes.
+
+Reading back only adds what is missing: nothing present in Redis is overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+
+from node.canonical import canonical_json
+from node.records import RecordError
+from node.store.cid import normalize_cid
+from node.store.errors import InvalidCid
+from node.sync.connection import redis_errors
+from node.sync.errors import InvalidId
+from node.sync.index import _PUT_STEP_IF_ABSENT, ContentEntry, StepEntry, step_write
+from node.sync.keys import Keys, check_content_id
+
+INDEX_MAX_BYTES = 256 * 1024**2
+KINDS = {"runs": "artdag/run-index", "steps": "artdag/step-index", "contents": "artdag/content-index"}
+FINAL_EVENTS = {"completed": "run_completed", "failed": "run_failed", "cancelled": "run_cancelled"}
+BATCH = 500
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Restored:
+    """How many entries a restore added (those already in Redis are not counted)."""
+
+    runs: int = 0
+    steps: int = 0
+    contents: int = 0
+
+
+class Snapshot:
+    """Writes a node's indexes out of Redis, and reads them back in."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, node_id: str) -> None:
+        self._redis = client
+        self._keys = keys
+        self._node_id = node_id
+        self._put_step = client.register_script(_PUT_STEP_IF_ABSENT)
+
+    # --- out ------------------------------------------------------------------------------
+    async def export(self) -> dict[str, bytes]:
+        """The three index documents' canonical bytes, by name."""
+        documents = {
+            "runs": {"runs": await self._runs()},
+            "steps": {"steps": await self._steps()},
+            "contents": await self._contents(),
+        }
+        return {
+            name: await asyncio.to_thread(canonical_json, self._framed(name, body))
+            for name, body in documents.items()
+        }
+
+    def _framed(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": KINDS[name], "version": 1, "node_id": self._node_id, **body}
+
+    async def _listing(self, key: str) -> list[tuple[str, float]]:
+        with redis_errors():
+            listed: list[Any] = await self._redis.zrange(key, 0, -1, withscores=True)
+        return [(str(member), float(score)) for member, score in listed]
+
+    async def _steps(self) -> list[dict[str, Any]]:
+        listed = await self._listing(self._keys.steps)
+        found = []
+        for batch in _batches(sorted(cache_id for cache_id, _ in listed)):  # in one order, whenever recorded
+            rows = await self._hashes([self._keys.step(cache_id) for cache_id in batch])
+            found += [
+                StepEntry.from_hash(cache_id, row).__dict__
+                for cache_id, row in zip(batch, rows, strict=True)
+                if row
+            ]
+        return found
+
+    async def _runs(self) -> list[dict[str, Any]]:
+        listed = await self._listing(self._keys.runs)
+        found = []
+        for batch in _batches(listed):
+            with redis_errors():
+                records = await self._redis.mget([self._keys.run(run_id) for run_id, _ in batch])
+            runs = [
+                (json.loads(raw), submitted)
+                for raw, (_, submitted) in zip(records, batch, strict=True)
+                if raw
+            ]
+            with redis_errors():
+                plans = (
+                    await self._redis.mget([self._keys.plan(run["plan_id"]) for run, _ in runs])
+                    if runs
+                    else []
+                )
+            found += [
+                {"run": run, "plan": json.loads(plan) if plan else None, "submitted": submitted}
+                for (run, submitted), plan in zip(runs, plans, strict=True)
+            ]
+        return found
+
+    async def _contents(self) -> dict[str, Any]:
+        listed = await self._listing(self._keys.contents)
+        contents = []
+        for batch in _batches(listed):
+            with redis_errors():
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for content_id, _ in batch:
+                        pipe.hgetall(self._keys.content(content_id))
+                        pipe.smembers(self._keys.content_owners(content_id))
+                        pipe.smembers(self._keys.content_runs(content_id))
+                    rows = await pipe.execute()
+            for index, (content_id, _) in enumerate(batch):
+                fields, owners, runs = rows[3 * index : 3 * index + 3]
+                if fields:
+                    entry = ContentEntry.from_hash(content_id, fields)
+                    contents.append({**entry.__dict__, "owners": sorted(owners), "runs": sorted(runs)})
+        recipes = []
+        for batch in _batches(await self._listing(self._keys.recipes)):
+            rows = await self._hashes([self._keys.recipe(cid) for cid, _ in batch])
+            recipes += [
+                {"cid": cid, "fields": row, "uploaded": uploaded}
+                for (cid, uploaded), row in zip(batch, rows, strict=True)
+                if row
+            ]
+        with redis_errors():
+            assets = await self._redis.hgetall(self._keys.assets)
+        return {"contents": contents, "assets": dict(assets), "recipes": recipes}
+
+    async def _hashes(self, keys: list[str]) -> list[dict[str, str]]:
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                return list(await pipe.execute())
+
+    # --- in -------------------------------------------------------------------------------
+    async def restore(self, documents: dict[str, bytes]) -> Restored:
+        """Add to Redis what the node's own index documents hold and Redis lacks."""
+        parsed = {name: await asyncio.to_thread(read_index, name, data) for name, data in documents.items()}
+        contents = await self._restore_contents(parsed["contents"])
+        steps = await self._restore_steps(read_steps(parsed["steps"]))
+        runs = await self._restore_runs(parsed["runs"])
+        return Restored(runs=runs, steps=steps, contents=contents)
+
+    async def _restore_steps(self, entries: list[StepEntry]) -> int:
+        added = 0
+        for batch in _batches(entries):
+            with redis_errors():
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for entry in batch:
+                        keys, args = step_write(self._keys, entry, b"")
+                        await self._put_step(keys=keys, args=args, client=pipe)
+                    added += sum(int(done) for done in await pipe.execute())
+        return added
+
+    async def _restore_contents(self, document: dict[str, Any]) -> int:
+        added = 0
+        for batch in _batches(_content_entry(item) for item in document.get("contents", [])):
+            with redis_errors():
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for entry, _, _ in batch:
+                        pipe.zadd(self._keys.contents, {entry.content_id: entry.created}, nx=True)
+                    added += sum(int(new) for new in await pipe.execute())
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for entry, owners, runs in batch:
+                        self._put_content(pipe, entry, owners, runs)
+                    await pipe.execute()
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, content_id in dict(document.get("assets", {})).items():
+                    pipe.hsetnx(self._keys.assets, str(name), check_content_id(str(content_id)))
+                for recipe in document.get("recipes", []):
+                    cid = normalize_cid(str(recipe["cid"]))
+                    for field, value in dict(recipe["fields"]).items():
+                        pipe.hsetnx(self._keys.recipe(cid), str(field), str(value))
+                    pipe.zadd(self._keys.recipes, {cid: float(recipe["uploaded"])}, nx=True)
+                await pipe.execute()
+        return added
+
+    def _put_content(self, pipe: Any, entry: ContentEntry, owners: list[str], runs: list[str]) -> None:
+        key = self._keys.content(entry.content_id)
+        pipe.hset(key, mapping={"cid": entry.cid, "size": str(entry.size), "media_type": entry.media_type})
+        pipe.hsetnx(key, "created", repr(entry.created))
+        pipe.setnx(self._keys.cid(entry.cid), entry.content_id)
+        if owners:
+            pipe.sadd(self._keys.content_owners(entry.content_id), *owners)
+        if runs:
+            pipe.sadd(self._keys.content_runs(entry.content_id), *runs)
+
+    async def _restore_runs(self, document: dict[str, Any]) -> int:
+        items = list(document.get("runs", []))
+        added = 0
+        for batch in _batches(items):
+            with redis_errors():
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for item in batch:
+                        run = dict(item["run"])
+                        pipe.set(self._keys.run(str(run["run_id"])), json.dumps(run), nx=True)
+                        if item.get("plan") is not None:
+                            pipe.set(self._keys.plan(str(run["plan_id"])), json.dumps(item["plan"]), nx=True)
+                    written = await pipe.execute()
+            added += await self._list_runs(batch, written)
+        return added
+
+    async def _list_runs(self, batch: list[dict[str, Any]], written: list[Any]) -> int:
+        """List the runs just written (and active ones as active); a finished run's stream gets
+        its final event, so a client following it sees it end."""
+        results = iter(written)
+        added = 0
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item in batch:
+                    run = dict(item["run"])
+                    created = next(results)
+                    if item.get("plan") is not None:
+                        next(results)
+                    if not created:
+                        continue
+                    added += 1
+                    run_id, submitted = str(run["run_id"]), float(item["submitted"])
+                    pipe.zadd(self._keys.runs, {run_id: submitted}, nx=True)
+                    final = FINAL_EVENTS.get(str(run["status"]))
+                    if final is None:
+                        pipe.zadd(self._keys.runs_active, {run_id: submitted}, nx=True)
+                    else:
+                        data = {key: run.get(key) for key in ("status", "output", "provenance_cid", "error")}
+                        pipe.xadd(self._keys.events(run_id), {"kind": final, "data": json.dumps(data)})
+                await pipe.execute()
+        return added
+
+
+def read_index(name: str, data: bytes) -> dict[str, Any]:
+    """An index document's JSON, checked for its kind; RecordError if it is not one. Blocking."""
+    if len(data) > INDEX_MAX_BYTES:
+        raise RecordError(f"the {name} index is over {INDEX_MAX_BYTES} bytes")
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise RecordError(f"the {name} index is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("kind") != KINDS[name] or document.get("version") != 1:
+        raise RecordError(f"not a version 1 {name} index")
+    return document
+
+
+def read_steps(document: dict[str, Any]) -> list[StepEntry]:
+    """The well-formed entries of a step index (malformed ones are skipped)."""
+    entries = []
+    for item in document.get("steps", []):
+        try:
+            entries.append(
+                StepEntry(
+                    cache_id=_hex(item["cache_id"]),
+                    cid=normalize_cid(str(item["cid"])),
+                    content_id=check_content_id(str(item["content_id"])),
+                    size=int(item["size"]),
+                    media_type=str(item["media_type"]),
+                    receipt_cid=normalize_cid(item["receipt_cid"]) if item.get("receipt_cid") else "",
+                )
+            )
+        except (KeyError, TypeError, ValueError, InvalidCid, InvalidId):
+            continue
+    return entries
+
+
+def _content_entry(item: dict[str, Any]) -> tuple[ContentEntry, list[str], list[str]]:
+    entry = ContentEntry(
+        content_id=check_content_id(str(item["content_id"])),
+        cid=normalize_cid(str(item["cid"])),
+        size=int(item["size"]),
+        media_type=str(item["media_type"]),
+        created=float(item["created"]),
+    )
+    return entry, [str(owner) for owner in item.get("owners", [])], [str(run) for run in item.get("runs", [])]
+
+
+def _hex(value: Any) -> str:
+    return check_content_id(str(value))  # cache ids have the content id's form: SHA3-256 hex
+
+
+def _batches(items: Iterable[T]) -> Iterable[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

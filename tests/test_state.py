@@ -1,0 +1,213 @@
+"""The node's published state: the signed document, its indexes, GET /identity, /state and
+/peers, and the indexes written out of Redis and read back in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import ClientSession
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.config import Settings
+from node.executor.imaging import png_bytes
+from node.http import create_app
+from node.http.appkeys import IDENTITY
+from node.identity import NodeIdentity
+from node.records import RecordError, jcs
+from node.store.ipfs import IpfsClient
+from node.sync.keys import Keys
+from node.sync.snapshot import Snapshot, read_index
+from node.sync.state import NodeState, read_state, sign_state
+from tests.helpers import AiohttpClient, Client, closed_port, poll_async, sse, start, upload
+
+PIXELS = np.random.default_rng(9).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+CID = "bafkreiaq6af74crxbb472owuqlbli25i64kimuqzeet2zqccrke2ca3gvm"
+
+
+def identity() -> NodeIdentity:
+    return NodeIdentity(Ed25519PrivateKey.generate())
+
+
+def signed(node: NodeIdentity, sequence: int = 7) -> bytes:
+    return sign_state(
+        node,
+        sequence=sequence,
+        url="http://127.0.0.1:8100",
+        ipns_name="k51example",
+        peer_id="12D3example",
+        indexes={"runs": CID, "steps": CID, "contents": CID},
+        published="2026-11-23T00:00:00Z",
+    )
+
+
+def test_a_signed_state_reads_back() -> None:
+    """A state document signed by a trusted node gives its sequence, URL and index CIDs."""
+    node = identity()
+    state = read_state(signed(node), {node.node_id})
+    assert (state.node_id, state.sequence, state.url) == (node.node_id, 7, "http://127.0.0.1:8100")
+    assert state.indexes == {"runs": CID, "steps": CID, "contents": CID}
+
+
+def _resigned_by(other: NodeIdentity, claimed: str, **changes: Any) -> bytes:
+    """A state naming ``claimed`` as its node and signer, signed with ``other``'s key."""
+    record = json.loads(signed(other))
+    record.update(changes, node_id=claimed, signer=claimed)
+    record.pop("signature")
+    record["signature"] = base64.b64encode(other.sign(jcs(record))).decode()
+    return jcs(record)
+
+
+def test_forged_and_tampered_states_are_refused() -> None:
+    """A state with a raised sequence, a signature by another key, another node's key inside,
+    an untrusted signer or the wrong kind is refused, saying why."""
+    node, other = identity(), identity()
+    tampered = json.loads(signed(node))
+    tampered["sequence"] = 8
+    cases = {
+        "signature does not match": jcs(tampered),
+        "signature does not match ": _resigned_by(other, node.node_id),
+        "not trusted": signed(other),
+        "not a version 1 state": _kind_changed(node),
+        "not JSON": b"{nope",
+    }
+    for reason, data in cases.items():
+        with pytest.raises(RecordError, match=reason.strip()):
+            read_state(data, {node.node_id})
+
+
+def _kind_changed(node: NodeIdentity) -> bytes:
+    record = json.loads(signed(node))
+    record.pop("signature")
+    record["kind"] = "artdag/plan"
+    record["signature"] = base64.b64encode(node.sign(jcs(record))).decode()
+    return jcs(record)
+
+
+@pytest.fixture
+def quick(settings: Settings) -> Settings:
+    return settings.replace(state_debounce=0.1)
+
+
+@pytest.fixture
+async def quick_client(quick: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Client]:
+    yield await aiohttp_client(create_app(quick))
+
+
+@pytest.fixture
+def quick_auth(quick_client: Client, quick: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {(quick.data_dir / 'admin_token').read_text().strip()}"}
+
+
+@pytest.fixture
+async def ipfs(quick: Settings) -> AsyncIterator[IpfsClient]:
+    assert quick.ipfs_api is not None
+    async with ClientSession() as session:
+        yield IpfsClient(quick.ipfs_api, session)
+
+
+async def published(client: Client, accept: Callable[[NodeState], Awaitable[bool]]) -> NodeState:
+    """The node's state from GET /state, once one is published that ``accept`` takes."""
+
+    async def ready() -> NodeState | None:
+        response = await client.get("/state")
+        if response.status != 200:
+            return None
+        state = read_state(await response.read(), {client.app[IDENTITY].node_id})
+        return state if await accept(state) else None
+
+    found: NodeState = await poll_async(ready)
+    return found
+
+
+async def index_of(ipfs: IpfsClient, state: NodeState, name: str) -> dict[str, Any]:
+    return read_index(name, await ipfs.cat_all(state.indexes[name], 10**7))
+
+
+async def test_identity_names_the_node_its_key_and_ipns_name(quick_client: Client, ipfs: IpfsClient) -> None:
+    """GET /identity: the node id, its public key, the IPNS name the daemon holds for the node's
+    key, and the daemon's peer id."""
+    answer = await (await quick_client.get("/identity")).json()
+    node = quick_client.app[IDENTITY]
+    assert answer["node_id"] == node.node_id
+    assert base64.b64decode(answer["public_key"]) == node.public_key_bytes
+    assert (await ipfs.key_list())[f"artdag-{node.node_id}"] == answer["ipns_name"]
+    assert answer["peer_id"] == (await ipfs.id())["ID"]
+
+
+async def test_a_run_appears_in_the_published_state(
+    quick_client: Client, quick_auth: dict[str, str], ipfs: IpfsClient
+) -> None:
+    """After a run, GET /state serves a newer signed state whose indexes (read from IPFS) list
+    the run, its step and its output; the IPNS name points at it; the old state is unpinned."""
+    first = await published(quick_client, _anything)
+    image = await upload(quick_client, quick_auth, png_bytes(PIXELS))
+    run = await start(quick_client, quick_auth, {"recipe": "invert", "inputs": [image["cid"]]})
+    await sse(quick_client, run["run_id"])
+    record = await (await quick_client.get(f"/runs/{run['run_id']}")).json()
+
+    async def lists_the_run(state: NodeState) -> bool:
+        runs = (await index_of(ipfs, state, "runs"))["runs"]
+        return any(
+            item["run"]["run_id"] == run["run_id"] and item["run"]["status"] == "completed" for item in runs
+        )
+
+    state = await published(quick_client, lists_the_run)
+    assert state.sequence > first.sequence
+    steps = (await index_of(ipfs, state, "steps"))["steps"]
+    computed = [step["cid"] for step in steps if step["receipt_cid"]]  # the other: finishing the run
+    assert computed == [record["output"]["cid"]] and len(steps) == 2
+    contents = (await index_of(ipfs, state, "contents"))["contents"]
+    assert {image["content_id"], record["output"]["content_id"]} <= {item["content_id"] for item in contents}
+    ipns_name = (await (await quick_client.get("/identity")).json())["ipns_name"]
+    assert await ipfs.name_resolve(ipns_name) in await ipfs.pin_ls()
+    assert first.indexes["runs"] not in await ipfs.pin_ls()
+
+
+async def _anything(state: NodeState) -> bool:
+    return True
+
+
+async def test_indexes_read_back_into_an_empty_database(
+    quick_client: Client, quick_auth: dict[str, str], redis_client: aioredis.Redis, quick: Settings
+) -> None:
+    """The three index documents, read into another key space, give the same documents back:
+    runs, plans, steps, content with owners and runs, assets and recipes."""
+    image = await upload(quick_client, quick_auth, png_bytes(PIXELS), name="pic")
+    run = await start(quick_client, quick_auth, {"recipe": "grayscale", "inputs": ["pic"]})
+    await sse(quick_client, run["run_id"])
+    node_id = quick_client.app[IDENTITY].node_id
+    written = await Snapshot(redis_client, Keys(quick.redis_prefix), node_id).export()
+    elsewhere = Keys(f"test-{uuid.uuid4().hex[:12]}:")
+    try:
+        restored = await Snapshot(redis_client, elsewhere, node_id).restore(written)
+        assert (restored.runs, restored.steps) == (1, 2) and restored.contents >= 2  # the step, the finish
+        assert await Snapshot(redis_client, elsewhere, node_id).export() == written
+        assert (await Snapshot(redis_client, elsewhere, node_id).restore(written)).runs == 0  # nothing twice
+        assert await redis_client.hget(elsewhere.assets, "pic") == image["content_id"]
+    finally:
+        async for key in redis_client.scan_iter(match=f"{elsewhere.prefix}*"):
+            await redis_client.delete(key)
+
+
+async def test_peers_lists_each_peer_and_its_last_error(
+    settings: Settings, aiohttp_client: AiohttpClient
+) -> None:
+    """GET /peers: every configured peer, nothing merged yet, and why (its URL refuses)."""
+    peer = identity().node_id
+    url = f"http://127.0.0.1:{closed_port()}"
+    client = await aiohttp_client(create_app(settings.replace(peers=(f"{peer}@{url}",), peer_poll=0.2)))
+
+    async def failing() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = (await (await client.get("/peers")).json())["items"]
+        return items if items[0]["error"] else None
+
+    [item] = await poll_async(failing)
+    assert item["node_id"] == peer and item["urls"] == [url] and item["sequence"] is None
+    assert item["error"].startswith(f"GET {url}/state failed")
