@@ -45,6 +45,7 @@ async def test_a_claim_after_a_commit_is_a_hit(client: aioredis.Redis, settings:
     assert await first.commit(result(), claim.token)
     assert (await second.claim_or_hit(STEP)).outcome == "hit"
     assert await StepIndex(client, Keys(settings.redis_prefix)).get(STEP) == result()
+    assert await client.zscore(Keys(settings.redis_prefix).steps, STEP) is not None  # listed
 
 
 async def test_heartbeats_keep_a_slow_step_owned(client: aioredis.Redis, settings: Settings) -> None:

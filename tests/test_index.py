@@ -85,6 +85,16 @@ async def test_step_entry_is_never_overwritten(step_index: StepIndex) -> None:
     assert await step_index.get(cache_id) == first
 
 
+async def test_a_recorded_step_is_listed_once(
+    step_index: StepIndex, redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    """Each recorded step joins the ``steps`` listing (what the published step index lists)."""
+    keys = Keys(settings.redis_prefix)
+    for cache_id in ("1" * 64, "2" * 64, "1" * 64):
+        await step_index.put_if_absent(StepEntry(cache_id, "bafkfirst", "d" * 64, 1, "image/png"))
+    assert await redis_client.zrange(keys.steps, 0, -1) == ["1" * 64, "2" * 64]
+
+
 async def test_redis_down_is_redis_unavailable() -> None:
     """With Redis unreachable the index raises RedisUnavailable (a 503), not a raw error."""
     redis_client = connect(f"redis://127.0.0.1:{closed_port()}/0")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import shutil
 import urllib.error
@@ -18,9 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from aiohttp import ClientSession
 
 from node.config import Settings
+from node.errors import NodeError
 from node.executor.imaging import png_bytes
 from node.identity import load_or_create
 from node.records import jcs
@@ -58,8 +61,8 @@ def image(seed: int) -> bytes:
 
 @dataclass
 class Peers:
-    """A and B trust each other (A on the session's IPFS daemon, B on a second one); C, on
-    the session's daemon, is trusted by nobody. Each has a Redis of its own."""
+    """A (on the session's IPFS daemon) trusts B; B (on a second daemon) trusts A and C; C (on
+    the second daemon too) trusts nobody, and A does not trust C. Each has a Redis of its own."""
 
     a: NodeProcess
     b: NodeProcess
@@ -94,6 +97,24 @@ def finished(node: NodeProcess, run_id: str) -> dict[str, Any]:
     result: dict[str, Any] = wait_until(final, timeout_s=120, interval_s=0.1)
     assert result["status"] == "completed", result
     return result
+
+
+def redis_of(node: NodeProcess) -> redis.Redis:
+    """A client of the node's own embedded Redis (keys under ``artdag:``)."""
+    return redis.Redis.from_url(node.daemons()["redis"]["url"], decode_responses=True)
+
+
+def peer_steps_held(node: NodeProcess, record: dict[str, Any]) -> set[str]:
+    """Which of the run's steps ``node`` holds as a peer's computed step."""
+    client = redis_of(node)
+    try:
+        return {
+            name
+            for name, step in record["steps"].items()
+            if client.exists(f"artdag:peerstep:{step['cache_id']}")
+        }
+    finally:
+        client.close()
 
 
 def run(node: NodeProcess, recipe: str, data: bytes) -> dict[str, Any]:
@@ -142,8 +163,11 @@ def peers(daemons: EmbeddedServices, tmp_path_factory: pytest.TempPathFactory) -
         common = {"ARTDAG_STATE_DEBOUNCE": "0.2", "ARTDAG_PEER_POLL": "1", "ARTDAG_WORKERS": "1"}
         env = {
             "a": {"ARTDAG_IPFS_API": first_api, "ARTDAG_PEERS": f"{ids['b']}@{url['b']}"},
-            "b": {"ARTDAG_IPFS_API": second_api, "ARTDAG_PEERS": f"{ids['a']}@{url['a']}"},
-            "c": {"ARTDAG_IPFS_API": first_api},
+            "b": {
+                "ARTDAG_IPFS_API": second_api,
+                "ARTDAG_PEERS": f"{ids['a']}@{url['a']},{ids['c']}@{url['c']}",
+            },
+            "c": {"ARTDAG_IPFS_API": second_api},
         }
         nodes = {name: NodeProcess(root / name, {**common, **env[name]}, port=ports[name]) for name in "abc"}
         try:
@@ -178,8 +202,8 @@ def test_a_step_computed_on_one_peer_is_fetched_not_executed_by_the_other(peers:
 
 
 def test_updates_keep_flowing_through_five_state_changes(peers: Peers) -> None:
-    """Five successive renders on B: after each, A merges B's newer state, and the step it
-    took from each is there (the count of B's steps A holds grows by one each time)."""
+    """Five successive renders on B: after each, A merges B's newer state, and holds the new
+    step as B's computed step."""
     for change in range(5):
         before = state_sequence(peers.b)
         steps_before = peer_status(peers.a, peers.ids["b"])["steps"]
@@ -189,49 +213,93 @@ def test_updates_keep_flowing_through_five_state_changes(peers: Peers) -> None:
         assert status["sequence"] >= sequence > before
         assert status["steps"] >= steps_before + 1, (change, status)
         assert status["source"] in ("pubsub", peers.b.url)
+        assert peer_steps_held(peers.a, done) == {"out"}
 
 
 async def test_an_untrusted_node_s_steps_are_ignored(peers: Peers) -> None:
-    """C announces its state where B hears it (checked on B's daemon), but B trusts only A:
-    B renders C's recipe itself, and lists no peer but A."""
+    """C announces its state where A hears it (checked on A's daemon), but A trusts only B:
+    A renders C's recipe itself, and lists no peer but B."""
     async with ClientSession() as session:
-        listener = IpfsClient(peers.second_api, session)
-        heard: list[int] = []
+        listener = IpfsClient(peers.first_api, session)
+        heard: list[dict[str, Any]] = []
 
         async def listen() -> None:
             async for message in listener.pubsub_sub(STATE_TOPIC):
-                record = json.loads(message.data)
-                if record.get("signer") == peers.ids["c"]:
-                    heard.append(int(record["sequence"]))
+                heard.append(json.loads(message.data) if message.data.startswith(b"{") else {"probe": True})
 
         listening = asyncio.create_task(listen())
         try:
-            await asyncio.sleep(0)  # let the subscription start before C publishes
+            probe = IpfsClient(peers.second_api, session)
+
+            async def subscribed() -> bool:  # a probe from the other daemon arrives: listening
+                with contextlib.suppress(NodeError):  # no subscriber known there yet
+                    await probe.pubsub_pub(STATE_TOPIC, b"probe")
+                return any(item.get("probe") for item in heard)
+
+            await poll_async(subscribed)
             done_on_c = await asyncio.to_thread(run, peers.c, CHAIN, image(2))
-            sequence = await poll_async(_positive(lambda: state_sequence(peers.c)))
-            await poll_async(_true(lambda: bool(heard) and max(heard) >= sequence))
+
+            async def c_heard() -> bool:
+                sequence = await asyncio.to_thread(lambda: lists_run(peers.c, peers.second_api, done_on_c))
+                signed = [item["sequence"] for item in heard if item.get("signer") == peers.ids["c"]]
+                return bool(sequence and signed and max(signed) >= sequence)
+
+            await poll_async(c_heard)
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
-    done_on_b = await asyncio.to_thread(run, peers.b, CHAIN, image(2))
-    assert {step["state"] for step in done_on_b["steps"].values()} == {"done"}
-    assert {step["node"] for step in done_on_b["steps"].values()} == {peers.ids["b"]}
-    assert done_on_b["output"]["cid"] == done_on_c["output"]["cid"]  # the same bytes, computed twice
-    assert [item["node_id"] for item in get(peers.b, "/peers")["items"]] == [peers.ids["a"]]
+    done_on_a = await asyncio.to_thread(run, peers.a, CHAIN, image(2))
+    assert {step["state"] for step in done_on_a["steps"].values()} == {"done"}
+    assert {step["node"] for step in done_on_a["steps"].values()} == {peers.ids["a"]}
+    assert done_on_a["output"]["cid"] == done_on_c["output"]["cid"]  # the same bytes, computed twice
+    assert [item["node_id"] for item in get(peers.a, "/peers")["items"]] == [peers.ids["b"]]
 
 
-def _positive(read: Any) -> Any:
-    async def check() -> Any:
-        return await asyncio.to_thread(read)
+def published_steps(node: NodeProcess, api: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of the run's steps in the node's published step index."""
+    wanted = {step["cache_id"] for step in record["steps"].values()}
+    steps = json.loads(ipfs_cat(api, get(node, "/state")["steps"]))["steps"]
+    return [step for step in steps if step["cache_id"] in wanted]
 
-    return check
+
+def test_trust_is_not_transitive(peers: Peers) -> None:
+    """B trusts C and fetches C's steps; B's published index then lists them, computed by C,
+    and A merges B's state, but not those entries: A does not trust C, and computes them."""
+    done_on_c = run(peers.c, CHAIN, image(4))
+    caught_up(peers.b, peers.c, peers.ids["c"], done_on_c, peers.second_api)
+    done_on_b = run(peers.b, CHAIN, image(4))
+    assert {step["state"] for step in done_on_b["steps"].values()} == {"cached"}
+    caught_up(peers.a, peers.b, peers.ids["b"], done_on_b, peers.second_api)
+    listed = published_steps(peers.b, peers.second_api, done_on_b)
+    assert len(listed) == 3 and {step["node"] for step in listed} == {peers.ids["c"]}
+    assert peer_steps_held(peers.a, done_on_b) == set()
+    done_on_a = run(peers.a, CHAIN, image(4))
+    assert {step["state"] for step in done_on_a["steps"].values()} == {"done"}
+    assert done_on_a["output"]["cid"] == done_on_c["output"]["cid"]
 
 
-def _true(predicate: Any) -> Any:
-    async def check() -> bool:
-        return bool(predicate())
-
-    return check
+def test_an_entry_its_receipt_does_not_vouch_for_is_refused_and_forgotten(peers: Peers) -> None:
+    """A trusted peer's index that lies (entries said to be computed by B, whose receipts C
+    signed) does not make A skip the work: A checks each receipt, computes the steps itself,
+    and forgets the entries."""
+    done_on_c = run(peers.c, CHAIN, image(7))
+    caught_up(peers.b, peers.c, peers.ids["c"], done_on_c, peers.second_api)
+    done_on_b = run(peers.b, CHAIN, image(7))
+    caught_up(peers.a, peers.b, peers.ids["b"], done_on_b, peers.second_api)
+    client = redis_of(peers.a)
+    try:
+        for step in published_steps(peers.b, peers.second_api, done_on_b):
+            lie: dict[Any, Any] = {key: str(value) for key, value in step.items() if key != "cache_id"}
+            client.hset(
+                f"artdag:peerstep:{step['cache_id']}",
+                mapping={**lie, "node": peers.ids["b"], "peer": peers.ids["b"]},
+            )
+    finally:
+        client.close()
+    assert peer_steps_held(peers.a, done_on_b) == {"soft", "neg", "out"}
+    done_on_a = run(peers.a, CHAIN, image(7))
+    assert {step["state"] for step in done_on_a["steps"].values()} == {"done"}
+    assert peer_steps_held(peers.a, done_on_a) == set()
 
 
 def test_a_forged_state_is_rejected(peers: Peers) -> None:
@@ -282,9 +350,10 @@ def _publish(api: str, data: bytes) -> None:
 def test_a_node_whose_redis_was_emptied_comes_back_from_its_state(
     daemons: EmbeddedServices, tmp_path: Path
 ) -> None:
-    """A node renders, publishes, stops; its Redis database is emptied; restarted, it lists
-    the run with its output and serves it, and renders the recipe again without executing
-    a step: runs, content and step index came back from its last published state."""
+    """A node renders, publishes, stops; its Redis database and its state file are deleted;
+    restarted, it finds its last state through its IPNS name, lists the run with its output
+    and serves it, and renders the recipe again without executing a step: runs, content and
+    step index came back."""
     env = {"ARTDAG_IPFS_API": str(daemons.settings.ipfs_api), "ARTDAG_STATE_DEBOUNCE": "0.2"}
     node = NodeProcess(tmp_path / "node", env)
     try:
@@ -294,6 +363,7 @@ def test_a_node_whose_redis_was_emptied_comes_back_from_its_state(
         node.popen.terminate()
         node.popen.wait(timeout=30)
         shutil.rmtree(tmp_path / "node" / "redis")  # the embedded Redis's whole database
+        (tmp_path / "node" / "state.json").unlink()  # so only IPNS knows the last state
         node = NodeProcess(tmp_path / "node", env, port=node.port)
         node.wait_healthy()
         back = get(node, f"/runs/{done['run_id']}")
@@ -306,6 +376,31 @@ def test_a_node_whose_redis_was_emptied_comes_back_from_its_state(
         again = run(node, CHAIN, image(3))
         assert {step["state"] for step in again["steps"].values()} == {"cached"}
         assert wait_until(lambda: state_sequence(node) > last, timeout_s=30)
+    finally:
+        node.popen.terminate()
+        node.popen.wait(timeout=30)
+
+
+def test_a_redis_emptied_under_a_running_node_is_recovered_before_it_publishes(
+    daemons: EmbeddedServices, tmp_path: Path
+) -> None:
+    """The node's Redis is flushed while the node runs; the next change makes it publish, and
+    it first restores its last state (from its state file): the run is back, without a restart,
+    and the state it then publishes still lists it."""
+    env = {"ARTDAG_IPFS_API": str(daemons.settings.ipfs_api), "ARTDAG_STATE_DEBOUNCE": "0.2"}
+    node = NodeProcess(tmp_path / "node", env)
+    try:
+        node.wait_healthy()
+        done = run(node, CHAIN, image(5))
+        last = wait_until(lambda: lists_run(node, env["ARTDAG_IPFS_API"], done), timeout_s=30)
+        client = redis_of(node)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+        node.upload(image(6))  # a change: the node publishes, recovering first
+        wait_until(lambda: (lists_run(node, env["ARTDAG_IPFS_API"], done) or 0) > last, timeout_s=30)
+        assert get(node, f"/runs/{done['run_id']}")["output"] == done["output"]
     finally:
         node.popen.terminate()
         node.popen.wait(timeout=30)

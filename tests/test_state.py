@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,12 +21,16 @@ from node.config import Settings
 from node.executor.imaging import png_bytes
 from node.http import create_app
 from node.http.appkeys import IDENTITY
-from node.identity import NodeIdentity
+from node.identity import NodeIdentity, load_or_create
+from node.private_files import replace_private_file
 from node.records import RecordError, jcs
+from node.store.cid import leaf_cid
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
+from node.sync.publisher import STATE_FILE, IpnsNames, StatePublisher
+from node.sync.recovery import RecoveryFailed, recover
 from node.sync.snapshot import Snapshot, read_index
-from node.sync.state import NodeState, read_state, sign_state
+from node.sync.state import INDEXES, NodeState, read_state, sign_state
 from tests.helpers import AiohttpClient, Client, closed_port, poll_async, sse, start, upload
 
 PIXELS = np.random.default_rng(9).integers(0, 256, (16, 20, 3), dtype=np.uint8)
@@ -166,8 +172,10 @@ async def test_a_run_appears_in_the_published_state(
     contents = (await index_of(ipfs, state, "contents"))["contents"]
     assert {image["content_id"], record["output"]["content_id"]} <= {item["content_id"] for item in contents}
     ipns_name = (await (await quick_client.get("/identity")).json())["ipns_name"]
-    assert await ipfs.name_resolve(ipns_name) in await ipfs.pin_ls()
-    assert first.indexes["runs"] not in await ipfs.pin_ls()
+    pins = await ipfs.pin_ls()
+    assert await ipfs.name_resolve(ipns_name) == leaf_cid(state.data)
+    assert {leaf_cid(state.data), *state.indexes.values()} <= pins
+    assert leaf_cid(first.data) not in pins and first.indexes["runs"] not in pins
 
 
 async def _anything(state: NodeState) -> bool:
@@ -189,7 +197,8 @@ async def test_indexes_read_back_into_an_empty_database(
         restored = await Snapshot(redis_client, elsewhere, node_id).restore(written)
         assert (restored.runs, restored.steps) == (1, 2) and restored.contents >= 2  # the step, the finish
         assert await Snapshot(redis_client, elsewhere, node_id).export() == written
-        assert (await Snapshot(redis_client, elsewhere, node_id).restore(written)).runs == 0  # nothing twice
+        twice = await Snapshot(redis_client, elsewhere, node_id).restore(written)
+        assert (twice.runs, twice.steps, twice.contents) == (0, 0, 0)  # nothing added twice
         assert await redis_client.hget(elsewhere.assets, "pic") == image["content_id"]
     finally:
         async for key in redis_client.scan_iter(match=f"{elsewhere.prefix}*"):
@@ -211,3 +220,36 @@ async def test_peers_lists_each_peer_and_its_last_error(
     [item] = await poll_async(failing)
     assert item["node_id"] == peer and item["urls"] == [url] and item["sequence"] is None
     assert item["error"].startswith(f"GET {url}/state failed")
+
+
+async def test_a_last_state_that_cannot_be_read_back_stops_publishing(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """The node's state file names index documents IPFS cannot give back: recovery fails,
+    saying how to start over, and publishing refuses too, rather than replace the last state
+    with an empty one; the state file stays as it was."""
+    node = load_or_create(settings.data_dir)
+    missing = {name: leaf_cid(os.urandom(64)) for name in INDEXES}
+    last = sign_state(
+        node, sequence=5, url="http://x", ipns_name="x", peer_id="y", indexes=missing, published="then"
+    )
+    replace_private_file(settings.data_dir / STATE_FILE, last)
+    keys = Keys(settings.redis_prefix)
+    assert settings.ipfs_api is not None
+    async with ClientSession() as session:
+        ipfs = IpfsClient(settings.ipfs_api, session, timeout_s=1.0)
+        names = IpnsNames(ipfs, node.node_id)
+        recovery = functools.partial(
+            recover, identity=node, ipfs=ipfs, client=redis_client, keys=keys, names=names,
+            data_dir=settings.data_dir,
+        )  # fmt: skip
+        with pytest.raises(RecoveryFailed, match=f"remove {settings.data_dir / STATE_FILE}"):
+            await recovery()
+        publisher = StatePublisher(
+            identity=node, ipfs=ipfs, client=redis_client, keys=keys, names=names, url="http://x",
+            data_dir=settings.data_dir, debounce_s=0.1, recovery=recovery,
+        )  # fmt: skip
+        with pytest.raises(RecoveryFailed):
+            await publisher.publish()
+    assert (settings.data_dir / STATE_FILE).read_bytes() == last
+    assert not await redis_client.exists(keys.state(node.node_id))

@@ -281,7 +281,7 @@ class Scheduler:
             raise
         record = StepEntry(
             step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type,
-            receipt.cid if receipt else "",
+            receipt.cid if receipt else "", node if receipt else "",
         )  # fmt: skip
         if not await self.claims.commit(record, token, receipt.data if receipt else b""):
             log.warning("step %s: fenced (another node holds it now); output discarded", step.node_id)
@@ -336,7 +336,8 @@ class Scheduler:
     async def _compute(self, step: Step, inputs: list[ContentEntry]) -> Stored:
         if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
             return Stored(inputs[0], existed=True)  # identity: same bytes, same CID, nothing added
-        paths = [str(await self._cache.materialize(entry)) for entry in inputs]
+        # not offline: in a cluster, an input may be on another node's daemon
+        paths = [str(await self._cache.materialize(entry, offline=False)) for entry in inputs]
         await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
         output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
         job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}

@@ -175,9 +175,10 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
         data_dir=settings.data_dir,
     )
     try:
+        await app[STEP_INDEX].list_older_steps()
         await recovery()
-    except NodeError as exc:  # IPFS or Redis down: the publisher tries again before publishing
-        log.error("could not recover from the last published state yet (%s)", exc.message)
+    except Exception as exc:  # the publisher tries again before it publishes anything
+        log.error("could not recover from the last published state yet (%s)", exc)
     publisher = StatePublisher(
         identity=identity,
         ipfs=app[IPFS],

@@ -40,15 +40,16 @@ class LocalCache:
     def has(self, content_id: str) -> bool:
         return self.path_for(content_id).is_file()
 
-    async def materialize(self, entry: ContentEntry) -> Path:
-        """A local file holding the entry's bytes, fetched from IPFS and verified if missing."""
+    async def materialize(self, entry: ContentEntry, *, offline: bool = True) -> Path:
+        """A local file holding the entry's bytes, fetched from IPFS and verified if missing;
+        from other daemons too unless ``offline`` (see ``IpfsClient.cat``)."""
         path = self.path_for(entry.content_id)
         if await asyncio.to_thread(path.is_file):
             return path
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         tmp_path = path.with_name(f".{entry.content_id}.{secrets.token_hex(6)}.tmp")
         try:
-            digest = await self._fetch(entry.cid, tmp_path)
+            digest = await self._fetch(entry.cid, tmp_path, offline)
             if digest != entry.content_id:
                 raise IntegrityError(
                     f"IPFS returned bytes for {entry.cid} that hash to {digest}, not {entry.content_id}",
@@ -61,13 +62,13 @@ class LocalCache:
         log.info("materialized %s at %s", entry.content_id, path)
         return path
 
-    async def _fetch(self, cid: str, tmp_path: Path) -> str:
+    async def _fetch(self, cid: str, tmp_path: Path, offline: bool) -> str:
         hasher = hashlib.sha3_256()
         # Opened here, not in a thread: a cancellation landing while a thread opened it would
         # leak the file. Opening is one syscall; the writes go to threads.
         handle = tmp_path.open("wb")
         try:
-            async with self._ipfs.cat(cid) as chunks:
+            async with self._ipfs.cat(cid, offline=offline) as chunks:
                 async for chunk in chunks:
                     await asyncio.to_thread(_write_and_hash, handle, hasher, chunk)
             await asyncio.to_thread(_flush, handle)

@@ -147,24 +147,35 @@ class IpfsClient:
 
     @contextlib.asynccontextmanager
     async def cat(
-        self, cid: str, offset: int = 0, length: int | None = None
+        self,
+        cid: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        offline: bool = True,
+        timeout_s: float | None = None,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open ``cid`` (from ``offset``, at most ``length`` bytes); yields a chunk iterator.
 
+        ``offline`` (the default, for clients' requests): Kubo never searches the network for
+        what its daemon lacks (js-ipfs ignores it; the idle deadline bounds it there). Work in
+        the background (a cluster's inputs, a peer's outputs) passes ``offline=False``.
         Errors that the daemon reports before the first byte (unavailable, not found) are raised
         on entry, so an HTTP handler can still answer with the right status."""
-        # offline: Kubo then never searches the network for what this node lacks (js-ipfs
-        # ignores it; the idle deadline bounds it there).
-        params = {"arg": cid, "offset": str(offset), "offline": "true"}
+        params = {"arg": cid, "offset": str(offset)}
+        if offline:
+            params["offline"] = "true"
         if length is not None:
             params["length"] = str(length)
-        async with self._request("cat", params, self._deadline("idle")) as response:
+        async with self._request("cat", params, self._deadline("idle", timeout_s)) as response:
             yield _chunks(response)
 
-    async def cat_all(self, cid: str, max_bytes: int) -> bytes:
+    async def cat_all(
+        self, cid: str, max_bytes: int, *, offline: bool = True, timeout_s: float | None = None
+    ) -> bytes:
         """The whole of a small item (a record, a recipe); ContentTooLarge past ``max_bytes``."""
         received = bytearray()
-        async with self.cat(cid) as chunks:
+        async with self.cat(cid, offline=offline, timeout_s=timeout_s) as chunks:
             async for chunk in chunks:
                 received += chunk
                 if len(received) > max_bytes:

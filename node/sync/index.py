@@ -79,6 +79,7 @@ class StepEntry:
     size: int
     media_type: str
     receipt_cid: str = ""
+    node: str = ""  # who computed it: the receipt's signer (empty: no receipt, or recorded before)
 
     @classmethod
     def from_hash(cls, cache_id: str, fields: Mapping[Any, Any]) -> StepEntry:
@@ -89,6 +90,7 @@ class StepEntry:
             size=int(fields["size"]),
             media_type=fields["media_type"],
             receipt_cid=fields.get("receipt_cid", ""),
+            node=fields.get("node", ""),
         )
 
 
@@ -269,6 +271,20 @@ class StepIndex:
         keys, args = step_write(self._keys, entry, receipt)
         with redis_errors():
             return bool(await self._put_if_absent(keys=keys, args=args))
+
+    async def list_older_steps(self) -> int:
+        """Put steps recorded before the ``steps`` listing existed into it, once (a SCAN, so at
+        start-up only, never on a request's path); how many were added."""
+        with redis_errors():
+            if await self._redis.exists(self._keys.steps_listed):
+                return 0
+            pattern, added = self._keys.step("0" * 64)[:-64] + "*", 0
+            async for key in self._redis.scan_iter(match=pattern, count=1000, _type="hash"):
+                added += int(
+                    await self._redis.zadd(self._keys.steps, {str(key).rsplit(":", 1)[1]: 0}, nx=True) or 0
+                )
+            await self._redis.set(self._keys.steps_listed, "1")
+        return added
 
     async def receipts(self, cids: list[str]) -> list[bytes | None]:
         """The signed bytes of step receipts, by CID, in order (None: not recorded here)."""

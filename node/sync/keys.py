@@ -70,7 +70,8 @@ class Keys:
         return f"{self.prefix}lock:content:{_checked('content id', content_id, _HEX64)}"
 
     def step(self, cache_id: str) -> str:
-        """Hash {cid, content_id, size, media_type, receipt_cid}: a computed step."""
+        """Hash {cid, content_id, size, media_type, receipt_cid, node}: a computed step (``node``
+        computed it and signed its receipt)."""
         return f"{self.prefix}step:{_checked('cache id', cache_id, _HEX64)}"
 
     @property
@@ -79,9 +80,14 @@ class Keys:
         node's published step index lists (no SCAN)."""
         return f"{self.prefix}steps"
 
+    @property
+    def steps_listed(self) -> str:
+        """String, set once every step recorded before the ``steps`` listing existed is in it."""
+        return f"{self.prefix}migrated:steps"
+
     def peer_step(self, cache_id: str) -> str:
-        """Hash {cid, content_id, size, media_type, receipt_cid, node}: a step a trusted peer
-        computed (from its published state), fetched by CID when a run here needs it."""
+        """Hash {cid, content_id, size, media_type, receipt_cid, node, peer}: a step ``node``
+        computed, from trusted ``peer``'s published state, fetched by CID when a run here needs it."""
         return f"{self.prefix}peerstep:{_checked('cache id', cache_id, _HEX64)}"
 
     def receipt(self, cid: str) -> str:

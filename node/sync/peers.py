@@ -7,8 +7,9 @@ Each is verified against the peer's key; the one with the highest sequence wins,
 is higher than the last one merged, the peer's step index is read from IPFS and its entries
 kept under ``peerstep:`` so a run here fetches those outputs by CID instead of computing them
 (``node.executor.adoption``). States signed by anyone else are ignored; a badly signed one is
-recorded as the peer's error. Entries are merged only from the peer that computed them (the
-step index a node publishes holds what its own cluster computed), so trust is never transitive.
+recorded as the peer's error. An entry is used only if its receipt is signed by a node this
+one trusts (``node.executor.adoption``), so trust is never transitive, even when a peer's index
+holds steps it fetched from its own peers.
 """
 
 from __future__ import annotations
@@ -75,17 +76,17 @@ class PeerSteps:
         self._keys = keys
 
     async def get(self, cache_id: str) -> tuple[StepEntry, str] | None:
-        """The entry and the peer that computed it."""
+        """The entry and the peer whose state it came from."""
         with redis_errors():
             fields = await self._redis.hgetall(self._keys.peer_step(cache_id))
-        return (StepEntry.from_hash(cache_id, fields), str(fields["node"])) if fields else None
+        return (StepEntry.from_hash(cache_id, fields), str(fields["peer"])) if fields else None
 
-    async def put_many(self, entries: list[StepEntry], node_id: str) -> None:
+    async def put_many(self, entries: list[StepEntry], peer: str) -> None:
         for start in range(0, len(entries), BATCH):
             with redis_errors():
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for entry in entries[start : start + BATCH]:
-                        fields: dict[Any, Any] = {**step_fields(entry), "node": node_id}
+                        fields: dict[Any, Any] = {**step_fields(entry), "peer": peer}
                         pipe.hset(self._keys.peer_step(entry.cache_id), mapping=fields)
                     await pipe.execute()
 
@@ -137,32 +138,40 @@ class PeerSync:
 
     async def offer(self, peer: Peer, data: bytes, source: str) -> bool:
         """Take a state of ``peer`` that came from ``source``: verified, and merged if newer
-        than the last merged one; whether it was merged. Problems are recorded, not raised."""
+        than the last merged one; whether it was merged. Problems are recorded, not raised
+        (except Redis being down)."""
         async with self._locks[peer.node_id]:
             try:
                 state = read_state(data, {peer.node_id})
             except RecordError as exc:
-                await self._record_error(peer, f"state from {source} rejected: {exc.message}")
+                # Anyone can put bytes on the topic naming a trusted node: quietly, there.
+                loud = source != "pubsub"
+                await self._record_error(peer, f"state from {source} rejected: {exc.message}", loud=loud)
                 return False
             with redis_errors():
-                merged = int(await self._redis.hget(self._keys.peer(peer.node_id), "sequence") or 0)
-            if state.sequence <= merged:
+                merged = await self._redis.hgetall(self._keys.peer(peer.node_id))
+            if state.sequence <= int(merged.get("sequence") or 0):
                 return False
             try:
-                count = await self._merge(state)
+                count = await self._merge(state, merged)
             except NodeError as exc:
-                await self._record_error(
-                    peer, f"state {state.sequence} from {source} not merged: {exc.message}"
-                )
+                message = f"state {state.sequence} from {source} not merged: {exc.message}"
+                await self._record_error(peer, message)
                 return False
             await self._record_sync(state, source, count)
             log.info("peer %s: state %d from %s, %d steps", peer.node_id, state.sequence, source, count)
             return True
 
-    async def _merge(self, state: NodeState) -> int:
-        data = await self._ipfs.cat_all(state.indexes["steps"], INDEX_MAX_BYTES)
-        entries = read_steps(await asyncio.to_thread(read_index, "steps", data))
-        computed = [entry for entry in entries if entry.receipt_cid]  # run finishes have none
+    async def _merge(self, state: NodeState, merged: dict[Any, Any]) -> int:
+        """Keep the peer's computed steps; the count. A step index already merged (same CID)
+        is not read again."""
+        if merged.get("steps_cid") == state.indexes["steps"]:
+            return int(merged.get("steps") or 0)
+        data = await self._ipfs.cat_all(state.indexes["steps"], INDEX_MAX_BYTES, offline=False)
+        entries = await asyncio.to_thread(lambda: read_steps(read_index("steps", data)))
+        # Run finishes have no receipt; steps computed by a node not trusted here are no use
+        # (an entry's ``node`` only saves the fetch: its receipt's signature is what is checked).
+        computed = [entry for entry in entries if entry.receipt_cid and entry.node in self.peers]
         await self.steps.put_many(computed, state.node_id)
         return len(computed)
 
@@ -173,6 +182,7 @@ class PeerSync:
             "source": source,
             "synced": _utc_now(),
             "steps": str(count),
+            "steps_cid": state.indexes["steps"],
             "url": state.url,
             "ipns_name": state.ipns_name,
         }
@@ -182,8 +192,8 @@ class PeerSync:
                 pipe.hdel(self._keys.peer(state.node_id), "error", "error_at")  # what went wrong before
                 await pipe.execute()
 
-    async def _record_error(self, peer: Peer, message: str) -> None:
-        log.warning("peer %s: %s", peer.node_id, message)
+    async def _record_error(self, peer: Peer, message: str, *, loud: bool = True) -> None:
+        log.log(logging.WARNING if loud else logging.DEBUG, "peer %s: %s", peer.node_id, message)
         with contextlib.suppress(NodeError), redis_errors():
             await self._redis.hset(
                 self._keys.peer(peer.node_id), mapping={"error": message, "error_at": _utc_now()}
@@ -208,8 +218,12 @@ class PeerSync:
                     async for message in messages:
                         delay_s = RECONNECT_S  # it works: a later failure is retried soon
                         peer = self.peers.get(_signer(message.data))
-                        if peer is not None:  # anyone else's announcements are not for us
+                        if peer is None:  # anyone else's announcements are not for us
+                            continue
+                        try:
                             await self.offer(peer, message.data, "pubsub")
+                        except Exception:  # Redis down, a bug: the subscription goes on
+                            log.exception("peer %s: state from pubsub not taken", peer.node_id)
             except NodeError as exc:  # pubsub off, or the daemon restarting: the polls go on
                 log.warning("peer states: no pubsub subscription (%s); again in %.0f s", exc.message, delay_s)
             with contextlib.suppress(TimeoutError):
@@ -219,7 +233,11 @@ class PeerSync:
     async def _poll(self) -> None:
         """Every peer's URLs and IPNS names, at start and every ``poll_s``."""
         while not self._stopping.is_set():
-            await asyncio.gather(*(self.poll_peer(peer) for peer in self.peers.values()))
+            for peer in self.peers.values():  # one at a time: a few requests every poll_s
+                try:
+                    await self.poll_peer(peer)
+                except Exception:  # Redis down, a bug: the next poll tries again
+                    log.exception("peer %s: poll failed", peer.node_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
@@ -236,7 +254,7 @@ class PeerSync:
         for name in peer.ipns_names:
             try:
                 cid = await self._ipfs.name_resolve(name, timeout_s=FETCH_TIMEOUT_S)
-                data = await self._ipfs.cat_all(cid, STATE_MAX_BYTES)
+                data = await self._ipfs.cat_all(cid, STATE_MAX_BYTES, offline=False)
             except NodeError as exc:
                 await self._record_error(peer, f"IPNS name {name} not resolved: {exc.message}")
                 continue

@@ -1,19 +1,20 @@
 """Publishing the node's state (DESIGN.md "IPNS state"), never on a request's path.
 
 A change (a step recorded, a run submitted or finished, content added or deleted: anything
-that sends a notice) marks the state dirty; after ``debounce_s`` without waiting for more, one
-background task writes the three index documents, and, if they differ from the last published
-ones, signs a new state document with a higher sequence, adds it to IPFS, points the node's IPNS
-name at it, announces it on the pubsub topic, keeps it in Redis for ``GET /state`` and in the
-data directory (0600) for recovery. The previous documents are unpinned once the new ones are
-published. An unchanged state is published to IPNS again every ``REPUBLISH_S``. Before each
-publication, a Redis that lost this node's state (emptied since the start) is recovered first.
+that sends a notice) marks the state dirty; once no change came for ``debounce_s`` (or
+``MAX_WAIT_S`` after the first), one background task writes the three index documents and, if
+they differ from the last published ones, signs a new state document with a higher sequence,
+adds them to IPFS, points the node's IPNS name at it, announces it on the pubsub topic, keeps it
+in Redis for ``GET /state`` and in the data directory (0600) for recovery. The previous
+documents are unpinned once the new ones are published. An unchanged state is published to
+IPNS again every ``REPUBLISH_S``. Before each publication, a Redis that lost this node's state
+(emptied since the start) is recovered first; while that fails, nothing is published (a
+smaller state would replace the last one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -24,9 +25,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from node.errors import NodeError
+from node.errors import NodeError, Unavailable
 from node.identity import NodeIdentity
 from node.private_files import replace_private_file
+from node.store.cid import LEAF_MAX_BYTES, leaf_cid
+from node.store.errors import IpfsError
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
@@ -37,8 +40,10 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"  # the last published state document, for recovery without IPNS
 REPUBLISH_S = 4 * 3600.0  # IPNS records live 48 h; refresh well before
-RETRY_S = 5.0
-RECOVERY_ATTEMPTS = 5
+RETRY_S = 2.0
+RETRY_MAX_S = 60.0
+MAX_WAIT_S = 30.0  # a node that keeps changing still publishes at least this often
+CLOSE_GRACE_S = 10.0
 IPNS_LIFETIME = "48h"
 
 
@@ -57,7 +62,7 @@ class IpnsNames:
 
     def __init__(self, ipfs: IpfsClient, node_id: str) -> None:
         self._ipfs = ipfs
-        self._key = f"artdag-{node_id}"  # one key per node: several nodes may share a daemon
+        self.key = f"artdag-{node_id}"  # one key per node: several nodes may share a daemon
         self._names: Names | None = None
         self._lock = asyncio.Lock()
 
@@ -66,9 +71,9 @@ class IpnsNames:
         async with self._lock:
             if self._names is None:
                 peer_id = str((await self._ipfs.id())["ID"])
-                existing = (await self._ipfs.key_list()).get(self._key)
-                ipns_name = existing or await self._ipfs.key_gen(self._key)
-                self._names = Names(self._key, ipns_name, peer_id, key_existed=existing is not None)
+                existing = (await self._ipfs.key_list()).get(self.key)
+                ipns_name = existing or await self._ipfs.key_gen(self.key)
+                self._names = Names(self.key, ipns_name, peer_id, key_existed=existing is not None)
             return self._names
 
 
@@ -86,12 +91,12 @@ class StatePublisher:
         url: str,
         data_dir: Path,
         debounce_s: float,
-        recovery: Callable[[], Awaitable[object]],
+        recovery: Callable[[], Awaitable[str]],
     ) -> None:
         self._identity = identity
         self._ipfs = ipfs
         self._redis = client
-        self._keys = keys
+        self.keys = keys
         self._names = names
         self._url = url
         self._state_file = data_dir / STATE_FILE
@@ -103,10 +108,9 @@ class StatePublisher:
         self._published_at = 0.0
         self._lock = asyncio.Lock()
         self._recovery = recovery
-        self._recovery_failures = 0
 
     def changed(self, _topic: str = "") -> None:
-        """Mark the state dirty: it is published after the debounce delay."""
+        """Mark the state dirty: it is published once changes stop for the debounce delay."""
         self._changed.set()
 
     async def on_notice(self, topic: str) -> None:
@@ -118,46 +122,49 @@ class StatePublisher:
         self._task = asyncio.create_task(self._loop(), name="publish-state")
 
     async def close(self) -> None:
+        """Stop; a publication under way gets ``CLOSE_GRACE_S`` to finish, then is cancelled."""
         self._stopping.set()
         if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=CLOSE_GRACE_S)
+            if not done:
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def current(self) -> bytes | None:
         """The signed bytes of the state this node last published (None: none yet)."""
         with redis_errors():
-            document = await self._redis.hget(self._keys.state(self._identity.node_id), "document")
+            document = await self._redis.hget(self.keys.state(self._identity.node_id), "document")
         return document.encode() if isinstance(document, str) else document
 
     async def _loop(self) -> None:
+        retry_s = RETRY_S
         while not self._stopping.is_set():
             if not await self._wait(self._changed, REPUBLISH_S):
-                with contextlib.suppress(Exception):  # logged inside; tried again next time
+                if not self._stopping.is_set():
                     await self._republish()
                 continue
-            await self._wait(self._stopping, self._debounce_s)  # gather the rest of a burst
-            self._changed.clear()
+            await self._settle()
             if self._stopping.is_set():
                 return
             try:
-                await self._recover()
                 await self.publish()
-            except Exception as exc:  # Redis or IPFS down: try again shortly
+                retry_s = RETRY_S
+            except Exception as exc:  # Redis or IPFS down, the last state not recovered yet
                 message = exc.message if isinstance(exc, NodeError) else repr(exc)
-                log.warning("state not published (%s); trying again in %.0f s", message, RETRY_S)
-                await self._wait(self._stopping, RETRY_S)
+                log.error("state not published (%s); trying again in %.0f s", message, retry_s)
+                await self._wait(self._stopping, retry_s)
+                retry_s = min(2 * retry_s, RETRY_MAX_S)
                 self._changed.set()
 
-    async def _recover(self) -> None:
-        """Recover first if Redis holds no state of this node (it was emptied, at start or
-        since): publishing then would replace the last state with less."""
-        try:
-            await self._recovery()
-        except Exception:
-            self._recovery_failures += 1
-            if self._recovery_failures < RECOVERY_ATTEMPTS:
-                raise
-            log.exception("recovery from the last state failed %d times; publishing anew", RECOVERY_ATTEMPTS)
-        self._recovery_failures = 0
+    async def _settle(self) -> None:
+        """Wait until no change came for the debounce delay (a run's steps come in bursts), but
+        no longer than ``MAX_WAIT_S`` after the first, so a busy node still publishes."""
+        first = time.monotonic()
+        while not self._stopping.is_set():
+            self._changed.clear()
+            left_s = MAX_WAIT_S - (time.monotonic() - first)
+            if left_s <= 0 or not await self._wait(self._changed, min(self._debounce_s, left_s)):
+                return
 
     async def _wait(self, event: asyncio.Event, timeout_s: float) -> bool:
         """Wait for ``event`` (or stopping) at most ``timeout_s``; whether ``event`` is set."""
@@ -169,17 +176,44 @@ class StatePublisher:
         return event.is_set()
 
     async def publish(self) -> NodeState | None:
-        """Publish the state now if the indexes changed since the last one; the new state."""
+        """Publish the state now if the indexes changed since the last one; the new state.
+
+        Never publishes less than the last state: if Redis lost this node's state (emptied at
+        start or since), the last state is recovered first, and a failure to recover (IPFS
+        down, its documents unreachable) is raised: nothing is published until it succeeds."""
         async with self._lock:
+            found = await self._recovery()
             documents = await self._snapshot.export()
-            digest = hashlib.sha3_256(b"".join(documents[name] for name in INDEXES)).hexdigest()
             with redis_errors():
-                last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
+                last = await self._redis.hgetall(self.keys.state(self._identity.node_id))
+            if not last and found == "present":  # emptied between the two: recover first
+                raise StateLost("Redis lost this node's state while it was being published")
+            digest = await asyncio.to_thread(_digest, documents)
             if last.get("digest") == digest:
                 return None
             names = await self._names.get()
-            added = await self._ipfs.add_many([documents[name] for name in INDEXES], pin=True)
-            indexes = {name: item.cid for name, item in zip(INDEXES, added, strict=True)}
+            state, state_cid = await self._add(documents, last, names)
+            await self._remember(state, state_cid, digest)
+            await self._announce(state_cid, state.data, names)
+            await self._unpin(_pinned(last), keep={state_cid, *state.indexes.values()})
+            log.info("published state %d cid=%s", state.sequence, state_cid)
+            return state
+
+    async def _add(
+        self, documents: dict[str, bytes], last: dict[Any, Any], names: Names
+    ) -> tuple[NodeState, str]:
+        """Add the documents and the new signed state to IPFS, pinned; on a failure, unpin what
+        this call added (never what the last state still uses)."""
+        added: set[str] = set()
+        try:
+            indexes = {
+                name: leaf_cid(data) for name, data in documents.items() if len(data) <= LEAF_MAX_BYTES
+            }
+            large = [name for name in INDEXES if name not in indexes]  # several blocks: the daemon says
+            if large:
+                stored = await self._ipfs.add_many([documents[name] for name in large], pin=True)
+                indexes.update({name: item.cid for name, item in zip(large, stored, strict=True)})
+                added.update(indexes[name] for name in large)
             sequence = max(int(last.get("sequence", 0)) + 1, time.time_ns() // 1_000_000)
             data = sign_state(
                 self._identity,
@@ -190,16 +224,24 @@ class StatePublisher:
                 indexes=indexes,
                 published=_utc_now(),
             )
-            state_cid = (await self._ipfs.add_many([data], pin=True))[0].cid
-            await self._remember(read_state(data, {self._identity.node_id}), state_cid, digest)
-            await self._announce(state_cid, data, names)
-            await self._unpin_previous(last, {state_cid, *indexes.values()})
-            log.info("published state %d cid=%s", sequence, state_cid)
-            return read_state(data, {self._identity.node_id})
+            small = [name for name in INDEXES if name not in large]
+            expected = [indexes[name] for name in small] + [leaf_cid(data)]
+            added.update(expected)
+            stored = await self._ipfs.add_many([documents[name] for name in small] + [data], pin=True)
+            if [item.cid for item in stored] != expected:
+                raise IpfsError(
+                    "IPFS gave the state documents other CIDs than the node computed", command="add"
+                )
+            return read_state(data, {self._identity.node_id}), expected[-1]
+        except BaseException:
+            await asyncio.shield(self._unpin(added, keep=_pinned(last)))
+            raise
 
     async def _remember(self, state: NodeState, state_cid: str, digest: str) -> None:
-        """Keep the new state in Redis (``GET /state``, the next sequence) and in the data
-        directory (recovery when Redis is lost and IPNS cannot be resolved)."""
+        """Keep the new state in the data directory (recovery when Redis is lost and IPNS
+        cannot be resolved), then in Redis (``GET /state``, the next sequence, and the digest
+        that says it is published: written last)."""
+        await asyncio.to_thread(replace_private_file, self._state_file, state.data)
         fields: dict[Any, Any] = {
             "sequence": str(state.sequence),
             "cid": state_cid,
@@ -209,8 +251,7 @@ class StatePublisher:
             **state.indexes,
         }
         with redis_errors():
-            await self._redis.hset(self._keys.state(state.node_id), mapping=fields)
-        await asyncio.to_thread(replace_private_file, self._state_file, state.data)
+            await self._redis.hset(self.keys.state(state.node_id), mapping=fields)
 
     async def _announce(self, state_cid: str, data: bytes, names: Names) -> None:
         """IPNS, then pubsub: each best effort (peers also poll ``GET /state``)."""
@@ -234,19 +275,40 @@ class StatePublisher:
         """Refresh the IPNS record (and announce again) when nothing changed for a while."""
         if time.monotonic() - self._published_at < REPUBLISH_S:
             return
-        with redis_errors():
-            last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
-        if last.get("cid"):
-            await self._announce(str(last["cid"]), str(last["document"]).encode(), await self._names.get())
+        try:
+            with redis_errors():
+                last = await self._redis.hgetall(self.keys.state(self._identity.node_id))
+            if last.get("cid"):
+                await self._announce(
+                    str(last["cid"]), str(last["document"]).encode(), await self._names.get()
+                )
+        except NodeError as exc:  # tried again at the next interval
+            log.warning("state not published to IPNS again (%s)", exc.message)
 
-    async def _unpin_previous(self, last: dict[Any, Any], keep: set[str]) -> None:
-        for name in ("cid", *INDEXES):
-            cid = last.get(name)
-            if cid and cid not in keep:
-                try:
-                    await self._ipfs.pin_rm(cid)
-                except NodeError as exc:  # garbage left pinned, nothing lost
-                    log.warning("previous state document %s not unpinned (%s)", cid, exc.message)
+    async def _unpin(self, cids: set[str], keep: set[str]) -> None:
+        for cid in cids - keep:
+            try:
+                await self._ipfs.pin_rm(cid)
+            except NodeError as exc:  # garbage left pinned, nothing lost
+                log.warning("state document %s not unpinned (%s)", cid, exc.message)
+
+
+class StateLost(Unavailable):
+    """Redis lost this node's state: it is recovered before anything is published."""
+
+    code = "state_lost"
+
+
+def _pinned(last: dict[Any, Any]) -> set[str]:
+    """The CIDs a published state keeps pinned: the state document and its three indexes."""
+    return {str(last[name]) for name in ("cid", *INDEXES) if last.get(name)}
+
+
+def _digest(documents: dict[str, bytes]) -> str:
+    hasher = hashlib.sha3_256()
+    for name in INDEXES:
+        hasher.update(documents[name])
+    return hasher.hexdigest()
 
 
 def _utc_now() -> str:

@@ -12,23 +12,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
-from node.errors import NodeError
+from node.errors import NodeError, Unavailable
 from node.identity import NodeIdentity
 from node.records import RecordError
+from node.store.cid import leaf_cid
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
 from node.sync.publisher import STATE_FILE, IpnsNames
-from node.sync.snapshot import INDEX_MAX_BYTES, Restored, Snapshot
+from node.sync.snapshot import INDEX_MAX_BYTES, Snapshot
 from node.sync.state import INDEXES, STATE_MAX_BYTES, NodeState, read_state
 
 log = logging.getLogger(__name__)
 
 RESOLVE_TIMEOUT_S = 10.0
+
+
+Found = Literal["present", "restored", "fresh"]
+
+
+class RecoveryFailed(Unavailable):
+    """This node's last state exists but could not be read back (yet): nothing is published."""
+
+    code = "recovery_failed"
 
 
 async def recover(
@@ -39,22 +49,31 @@ async def recover(
     keys: Keys,
     names: IpnsNames,
     data_dir: Path,
-) -> Restored | None:
-    """If Redis holds no state of this node, restore its indexes from its last published state;
-    what was restored (None: nothing to do, or no state found)."""
+) -> Found:
+    """If Redis holds no state of this node, restore its indexes from its last published state.
+
+    ``present``: Redis holds it (nothing to do); ``restored``; ``fresh``: the node never
+    published one. RecoveryFailed (or a Redis or IPFS error) if a last state exists but could
+    not be read: the caller must not publish a new one over it."""
     with redis_errors():
         if await client.exists(keys.state(identity.node_id)):
-            return None
-    candidates = [await _from_file(data_dir / STATE_FILE, identity.node_id)]
-    candidates.append(await _from_ipns(ipfs, names, identity.node_id))
-    found = [state for state in candidates if state is not None]
-    if not found:
-        return None
-    state = max(found, key=lambda candidate: candidate.sequence)
-    documents = {name: await ipfs.cat_all(state.indexes[name], INDEX_MAX_BYTES) for name in INDEXES}
-    restored = await Snapshot(client, keys, identity.node_id).restore(documents)
+            return "present"
+    state = await _last_state(ipfs, names, data_dir, identity.node_id)
+    if state is None:
+        return "fresh"
+    try:
+        documents = {name: await ipfs.cat_all(state.indexes[name], INDEX_MAX_BYTES) for name in INDEXES}
+        restored = await Snapshot(client, keys, identity.node_id).restore(documents)
+    except (NodeError, KeyError, TypeError, ValueError) as exc:
+        why = exc.message if isinstance(exc, NodeError) else repr(exc)
+        raise RecoveryFailed(
+            f"state {state.sequence} of this node could not be read back ({why}); nothing is published "
+            f"until it is. To give it up and start over, remove {data_dir / STATE_FILE} and the IPFS "
+            f"daemon's key {names.key}"
+        ) from exc
     fields: dict[Any, Any] = {
         "sequence": str(state.sequence),
+        "cid": leaf_cid(state.data),  # a state is one block; unpinned when the next is published
         "document": state.data,
         "published": state.published,
     }
@@ -67,7 +86,23 @@ async def recover(
         restored.contents,
         state.sequence,
     )
-    return restored
+    return "restored"
+
+
+async def _last_state(ipfs: IpfsClient, names: IpnsNames, data_dir: Path, node_id: str) -> NodeState | None:
+    """The newer of the state kept in the data directory and the one the node's IPNS name
+    points at; None if there is neither. An IPNS name that cannot be resolved counts as none
+    when the file is there (it is written with every state), and fails recovery when not."""
+    kept = await _from_file(data_dir / STATE_FILE, node_id)
+    try:
+        named = await _from_ipns(ipfs, names, node_id)
+    except NodeError as exc:
+        if kept is None:
+            raise RecoveryFailed(f"this node's IPNS name could not be resolved ({exc.message})") from exc
+        log.warning("this node's IPNS name could not be resolved (%s); using %s", exc.message, STATE_FILE)
+        named = None
+    found = [state for state in (kept, named) if state is not None]
+    return max(found, key=lambda state: state.sequence) if found else None
 
 
 async def _from_file(path: Path, node_id: str) -> NodeState | None:
@@ -82,12 +117,8 @@ async def _from_file(path: Path, node_id: str) -> NodeState | None:
 
 
 async def _from_ipns(ipfs: IpfsClient, names: IpnsNames, node_id: str) -> NodeState | None:
-    try:
-        found = await names.get()
-        if not found.key_existed:  # a new key names nothing yet; resolving it would only wait
-            return None
-        cid = await ipfs.name_resolve(found.ipns_name, timeout_s=RESOLVE_TIMEOUT_S)
-        return read_state(await ipfs.cat_all(cid, STATE_MAX_BYTES), {node_id})
-    except NodeError as exc:
-        log.warning("this node's IPNS name could not be resolved (%s)", exc.message)
+    found = await names.get()
+    if not found.key_existed:  # a key made at this start names nothing yet
         return None
+    cid = await ipfs.name_resolve(found.ipns_name, timeout_s=RESOLVE_TIMEOUT_S)
+    return read_state(await ipfs.cat_all(cid, STATE_MAX_BYTES), {node_id})

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -34,6 +35,7 @@ INDEX_MAX_BYTES = 256 * 1024**2
 KINDS = {"runs": "artdag/run-index", "steps": "artdag/step-index", "contents": "artdag/content-index"}
 FINAL_EVENTS = {"completed": "run_completed", "failed": "run_failed", "cancelled": "run_cancelled"}
 BATCH = 500
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -63,10 +65,14 @@ class Snapshot:
             "steps": {"steps": await self._steps()},
             "contents": await self._contents(),
         }
-        return {
+        written = {
             name: await asyncio.to_thread(canonical_json, self._framed(name, body))
             for name, body in documents.items()
         }
+        for name, data in written.items():
+            if len(data) > INDEX_MAX_BYTES:  # recovery and peers would refuse it
+                raise RecordError(f"the {name} index is {len(data)} bytes, over {INDEX_MAX_BYTES}")
+        return written
 
     def _framed(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"kind": KINDS[name], "version": 1, "node_id": self._node_id, **body}
@@ -148,11 +154,14 @@ class Snapshot:
 
     # --- in -------------------------------------------------------------------------------
     async def restore(self, documents: dict[str, bytes]) -> Restored:
-        """Add to Redis what the node's own index documents hold and Redis lacks."""
-        parsed = {name: await asyncio.to_thread(read_index, name, data) for name, data in documents.items()}
-        contents = await self._restore_contents(parsed["contents"])
-        steps = await self._restore_steps(read_steps(parsed["steps"]))
-        runs = await self._restore_runs(parsed["runs"])
+        """Add to Redis what the node's own index documents hold and Redis lacks (malformed
+        entries are skipped and counted in the log)."""
+        parsed = await asyncio.to_thread(_parse_all, documents)
+        contents = await self._restore_contents(parsed)
+        steps = await self._restore_steps(parsed.steps)
+        runs = await self._restore_runs(parsed.runs)
+        if parsed.skipped:
+            log.warning("restore: %d malformed index entries skipped", parsed.skipped)
         return Restored(runs=runs, steps=steps, contents=contents)
 
     async def _restore_steps(self, entries: list[StepEntry]) -> int:
@@ -166,9 +175,9 @@ class Snapshot:
                     added += sum(int(done) for done in await pipe.execute())
         return added
 
-    async def _restore_contents(self, document: dict[str, Any]) -> int:
+    async def _restore_contents(self, parsed: _Parsed) -> int:
         added = 0
-        for batch in _batches(_content_entry(item) for item in document.get("contents", [])):
+        for batch in _batches(parsed.contents):
             with redis_errors():
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for entry, _, _ in batch:
@@ -180,66 +189,121 @@ class Snapshot:
                     await pipe.execute()
         with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
-                for name, content_id in dict(document.get("assets", {})).items():
-                    pipe.hsetnx(self._keys.assets, str(name), check_content_id(str(content_id)))
-                for recipe in document.get("recipes", []):
-                    cid = normalize_cid(str(recipe["cid"]))
-                    for field, value in dict(recipe["fields"]).items():
-                        pipe.hsetnx(self._keys.recipe(cid), str(field), str(value))
-                    pipe.zadd(self._keys.recipes, {cid: float(recipe["uploaded"])}, nx=True)
+                for name, content_id in parsed.assets.items():
+                    pipe.hsetnx(self._keys.assets, name, content_id)
+                for cid, fields, uploaded in parsed.recipes:
+                    for name, value in fields.items():
+                        pipe.hsetnx(self._keys.recipe(cid), name, value)
+                    pipe.zadd(self._keys.recipes, {cid: uploaded}, nx=True)
                 await pipe.execute()
         return added
 
     def _put_content(self, pipe: Any, entry: ContentEntry, owners: list[str], runs: list[str]) -> None:
         key = self._keys.content(entry.content_id)
-        pipe.hset(key, mapping={"cid": entry.cid, "size": str(entry.size), "media_type": entry.media_type})
-        pipe.hsetnx(key, "created", repr(entry.created))
+        fields = {"cid": entry.cid, "size": str(entry.size), "media_type": entry.media_type}
+        for name, value in {**fields, "created": repr(entry.created)}.items():
+            pipe.hsetnx(key, name, value)
         pipe.setnx(self._keys.cid(entry.cid), entry.content_id)
         if owners:
             pipe.sadd(self._keys.content_owners(entry.content_id), *owners)
         if runs:
             pipe.sadd(self._keys.content_runs(entry.content_id), *runs)
 
-    async def _restore_runs(self, document: dict[str, Any]) -> int:
-        items = list(document.get("runs", []))
+    async def _restore_runs(self, items: list[_Run]) -> int:
         added = 0
         for batch in _batches(items):
             with redis_errors():
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for item in batch:
-                        run = dict(item["run"])
-                        pipe.set(self._keys.run(str(run["run_id"])), json.dumps(run), nx=True)
-                        if item.get("plan") is not None:
-                            pipe.set(self._keys.plan(str(run["plan_id"])), json.dumps(item["plan"]), nx=True)
-                    written = await pipe.execute()
-            added += await self._list_runs(batch, written)
+                    for run in batch:
+                        pipe.set(self._keys.run(run.run_id), json.dumps(run.record), nx=True)
+                        if run.plan is not None:
+                            pipe.set(self._keys.plan(run.plan_id), json.dumps(run.plan), nx=True)
+                    written = iter(await pipe.execute())
+            created = []
+            for run in batch:
+                if next(written):
+                    created.append(run)
+                if run.plan is not None:
+                    next(written)
+            await self._list_runs(created)
+            added += len(created)
         return added
 
-    async def _list_runs(self, batch: list[dict[str, Any]], written: list[Any]) -> int:
-        """List the runs just written (and active ones as active); a finished run's stream gets
-        its final event, so a client following it sees it end."""
-        results = iter(written)
-        added = 0
+    async def _list_runs(self, runs: list[_Run]) -> None:
+        """List the runs just written (and unfinished ones as active: they resume); a finished
+        run's stream gets its final event, so a client following it sees it end."""
         with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
-                for item in batch:
-                    run = dict(item["run"])
-                    created = next(results)
-                    if item.get("plan") is not None:
-                        next(results)
-                    if not created:
-                        continue
-                    added += 1
-                    run_id, submitted = str(run["run_id"]), float(item["submitted"])
-                    pipe.zadd(self._keys.runs, {run_id: submitted}, nx=True)
-                    final = FINAL_EVENTS.get(str(run["status"]))
+                for run in runs:
+                    pipe.zadd(self._keys.runs, {run.run_id: run.submitted}, nx=True)
+                    final = FINAL_EVENTS.get(str(run.record.get("status")))
                     if final is None:
-                        pipe.zadd(self._keys.runs_active, {run_id: submitted}, nx=True)
+                        pipe.zadd(self._keys.runs_active, {run.run_id: run.submitted}, nx=True)
                     else:
-                        data = {key: run.get(key) for key in ("status", "output", "provenance_cid", "error")}
-                        pipe.xadd(self._keys.events(run_id), {"kind": final, "data": json.dumps(data)})
+                        data = {
+                            key: run.record.get(key)
+                            for key in ("status", "output", "provenance_cid", "error")
+                        }
+                        pipe.xadd(self._keys.events(run.run_id), {"kind": final, "data": json.dumps(data)})
                 await pipe.execute()
-        return added
+
+
+@dataclass(frozen=True)
+class _Run:
+    run_id: str
+    plan_id: str
+    record: dict[str, Any]
+    plan: dict[str, Any] | None
+    submitted: float
+
+
+@dataclass
+class _Parsed:
+    """The well-formed entries of a node's three index documents."""
+
+    steps: list[StepEntry]
+    runs: list[_Run] = field(default_factory=list)
+    contents: list[tuple[ContentEntry, list[str], list[str]]] = field(default_factory=list)
+    assets: dict[str, str] = field(default_factory=dict)
+    recipes: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+    skipped: int = 0
+
+
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, InvalidCid, InvalidId)
+
+
+def _parse_all(documents: dict[str, bytes]) -> _Parsed:
+    """Read and check the three documents (blocking: run in a thread)."""
+    runs_doc, steps_doc, contents_doc = (
+        read_index(name, documents[name]) for name in ("runs", "steps", "contents")
+    )
+    parsed = _Parsed(steps=read_steps(steps_doc))
+    parsed.skipped = len(steps_doc.get("steps", [])) - len(parsed.steps)
+    for item in runs_doc.get("runs", []):
+        try:
+            record = dict(item["run"])
+            plan = dict(item["plan"]) if item.get("plan") is not None else None
+            run_id, plan_id = str(record["run_id"]), check_content_id(str(record["plan_id"]))
+            parsed.runs.append(_Run(run_id, plan_id, record, plan, float(item["submitted"])))
+        except _MALFORMED:
+            parsed.skipped += 1
+    for item in contents_doc.get("contents", []):
+        try:
+            parsed.contents.append(_content_entry(item))
+        except _MALFORMED:
+            parsed.skipped += 1
+    for name, content_id in dict(contents_doc.get("assets", {})).items():
+        try:
+            parsed.assets[str(name)] = check_content_id(str(content_id))
+        except _MALFORMED:
+            parsed.skipped += 1
+    for recipe in contents_doc.get("recipes", []):
+        try:
+            fields = {str(key): str(value) for key, value in dict(recipe["fields"]).items()}
+            parsed.recipes.append((normalize_cid(str(recipe["cid"])), fields, float(recipe["uploaded"])))
+        except _MALFORMED:
+            parsed.skipped += 1
+    return parsed
 
 
 def read_index(name: str, data: bytes) -> dict[str, Any]:
@@ -268,6 +332,7 @@ def read_steps(document: dict[str, Any]) -> list[StepEntry]:
                     size=int(item["size"]),
                     media_type=str(item["media_type"]),
                     receipt_cid=normalize_cid(item["receipt_cid"]) if item.get("receipt_cid") else "",
+                    node=str(item.get("node", "")),
                 )
             )
         except (KeyError, TypeError, ValueError, InvalidCid, InvalidId):
