@@ -12,14 +12,8 @@ def create_private_file(path: Path, data: bytes) -> bool:
 
     The bytes go to a temporary file first and are linked into place, so a reader never sees a
     half-written secret and, of two processes racing, the first one's secret wins."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    tmp_path = _written_aside(path, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.link(tmp_path, path)
     except FileExistsError:
         return False
@@ -31,6 +25,15 @@ def create_private_file(path: Path, data: bytes) -> bool:
 def replace_private_file(path: Path, data: bytes) -> None:
     """Write ``data`` to a 0600 file at ``path``, replacing it whole: a reader sees the old
     bytes or the new ones, never a mix."""
+    tmp_path = _written_aside(path, data)
+    try:
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _written_aside(path: Path, data: bytes) -> Path:
+    """A new 0600 file beside ``path`` holding ``data``, flushed to disk."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -39,6 +42,7 @@ def replace_private_file(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    finally:
+    except BaseException:
         tmp_path.unlink(missing_ok=True)
+        raise
+    return tmp_path

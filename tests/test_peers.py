@@ -347,60 +347,71 @@ def _publish(api: str, data: bytes) -> None:
         assert "InsufficientPeers" in exc.read().decode(), exc
 
 
-def test_a_node_whose_redis_was_emptied_comes_back_from_its_state(
-    daemons: EmbeddedServices, tmp_path: Path
-) -> None:
+class LoneNode:
+    """A node with a Redis of its own on the session's IPFS daemon, which a test may restart."""
+
+    def __init__(self, daemons: EmbeddedServices, data_dir: Path) -> None:
+        self.api = str(daemons.settings.ipfs_api)
+        self.env = {"ARTDAG_IPFS_API": self.api, "ARTDAG_STATE_DEBOUNCE": "0.2"}
+        self.data_dir = data_dir
+        self.node = NodeProcess(data_dir, self.env)
+        self.node.wait_healthy()
+
+    def render_published(self, seed: int) -> tuple[dict[str, Any], int]:
+        """Render CHAIN on a new image; the run and the sequence of a state that lists it."""
+        done = run(self.node, CHAIN, image(seed))
+        return done, wait_until(lambda: lists_run(self.node, self.api, done), timeout_s=30)
+
+    def stop(self) -> None:
+        self.node.popen.terminate()
+        self.node.popen.wait(timeout=30)
+
+    def start(self) -> None:
+        self.node = NodeProcess(self.data_dir, self.env, port=self.node.port)
+        self.node.wait_healthy()
+
+
+@pytest.fixture
+def lone(daemons: EmbeddedServices, tmp_path: Path) -> Iterator[LoneNode]:
+    started = LoneNode(daemons, tmp_path / "node")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def test_a_node_whose_redis_was_emptied_comes_back_from_its_state(lone: LoneNode) -> None:
     """A node renders, publishes, stops; its Redis database and its state file are deleted;
     restarted, it finds its last state through its IPNS name, lists the run with its output
     and serves it, and renders the recipe again without executing a step: runs, content and
     step index came back."""
-    env = {"ARTDAG_IPFS_API": str(daemons.settings.ipfs_api), "ARTDAG_STATE_DEBOUNCE": "0.2"}
-    node = NodeProcess(tmp_path / "node", env)
-    try:
-        node.wait_healthy()
-        done = run(node, CHAIN, image(3))
-        last = wait_until(lambda: lists_run(node, env["ARTDAG_IPFS_API"], done), timeout_s=30)
-        node.popen.terminate()
-        node.popen.wait(timeout=30)
-        shutil.rmtree(tmp_path / "node" / "redis")  # the embedded Redis's whole database
-        (tmp_path / "node" / "state.json").unlink()  # so only IPNS knows the last state
-        node = NodeProcess(tmp_path / "node", env, port=node.port)
-        node.wait_healthy()
-        back = get(node, f"/runs/{done['run_id']}")
-        assert (back["status"], back["output"], back["provenance_cid"]) == (
-            "completed", done["output"], done["provenance_cid"]
-        )  # fmt: skip
-        assert [item["run_id"] for item in get(node, "/runs")["items"]] == [done["run_id"]]
-        with urllib.request.urlopen(f"{node.url}/cache/{done['output']['cid']}") as response:
-            assert response.status == 200
-        again = run(node, CHAIN, image(3))
-        assert {step["state"] for step in again["steps"].values()} == {"cached"}
-        assert wait_until(lambda: state_sequence(node) > last, timeout_s=30)
-    finally:
-        node.popen.terminate()
-        node.popen.wait(timeout=30)
+    done, last = lone.render_published(3)
+    lone.stop()
+    shutil.rmtree(lone.data_dir / "redis")  # the embedded Redis's whole database
+    (lone.data_dir / "state.json").unlink()  # so only IPNS knows the last state
+    lone.start()
+    back = get(lone.node, f"/runs/{done['run_id']}")
+    assert (back["status"], back["output"], back["provenance_cid"]) == (
+        "completed", done["output"], done["provenance_cid"]
+    )  # fmt: skip
+    assert [item["run_id"] for item in get(lone.node, "/runs")["items"]] == [done["run_id"]]
+    with urllib.request.urlopen(f"{lone.node.url}/cache/{done['output']['cid']}") as response:
+        assert response.status == 200
+    again = run(lone.node, CHAIN, image(3))
+    assert {step["state"] for step in again["steps"].values()} == {"cached"}
+    assert wait_until(lambda: state_sequence(lone.node) > last, timeout_s=30)
 
 
-def test_a_redis_emptied_under_a_running_node_is_recovered_before_it_publishes(
-    daemons: EmbeddedServices, tmp_path: Path
-) -> None:
+def test_a_redis_emptied_under_a_running_node_is_recovered_before_it_publishes(lone: LoneNode) -> None:
     """The node's Redis is flushed while the node runs; the next change makes it publish, and
     it first restores its last state (from its state file): the run is back, without a restart,
     and the state it then publishes still lists it."""
-    env = {"ARTDAG_IPFS_API": str(daemons.settings.ipfs_api), "ARTDAG_STATE_DEBOUNCE": "0.2"}
-    node = NodeProcess(tmp_path / "node", env)
+    done, last = lone.render_published(5)
+    client = redis_of(lone.node)
     try:
-        node.wait_healthy()
-        done = run(node, CHAIN, image(5))
-        last = wait_until(lambda: lists_run(node, env["ARTDAG_IPFS_API"], done), timeout_s=30)
-        client = redis_of(node)
-        try:
-            client.flushall()
-        finally:
-            client.close()
-        node.upload(image(6))  # a change: the node publishes, recovering first
-        wait_until(lambda: (lists_run(node, env["ARTDAG_IPFS_API"], done) or 0) > last, timeout_s=30)
-        assert get(node, f"/runs/{done['run_id']}")["output"] == done["output"]
+        client.flushall()
     finally:
-        node.popen.terminate()
-        node.popen.wait(timeout=30)
+        client.close()
+    lone.node.upload(image(6))  # a change: the node publishes, recovering first
+    wait_until(lambda: (lists_run(lone.node, lone.api, done) or 0) > last, timeout_s=30)
+    assert get(lone.node, f"/runs/{done['run_id']}")["output"] == done["output"]

@@ -7,6 +7,7 @@ import base64
 import functools
 import json
 import os
+import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -148,10 +149,11 @@ async def test_identity_names_the_node_its_key_and_ipns_name(quick_client: Clien
 
 
 async def test_a_run_appears_in_the_published_state(
-    quick_client: Client, quick_auth: dict[str, str], ipfs: IpfsClient
+    quick_client: Client, quick_auth: dict[str, str], ipfs: IpfsClient, quick: Settings
 ) -> None:
     """After a run, GET /state serves a newer signed state whose indexes (read from IPFS) list
-    the run, its step and its output; the IPNS name points at it; the old state is unpinned."""
+    the run, its step and its output; the IPNS name points at it; the old state is unpinned;
+    the data directory keeps a copy only the node's user can read."""
     first = await published(quick_client, _anything)
     image = await upload(quick_client, quick_auth, png_bytes(PIXELS))
     run = await start(quick_client, quick_auth, {"recipe": "invert", "inputs": [image["cid"]]})
@@ -176,6 +178,9 @@ async def test_a_run_appears_in_the_published_state(
     assert await ipfs.name_resolve(ipns_name) == leaf_cid(state.data)
     assert {leaf_cid(state.data), *state.indexes.values()} <= pins
     assert leaf_cid(first.data) not in pins and first.indexes["runs"] not in pins
+    kept = quick.data_dir / STATE_FILE
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert read_state(kept.read_bytes(), {state.node_id}).sequence >= state.sequence
 
 
 async def _anything(state: NodeState) -> bool:
