@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from node.store.cid import normalize_cid, normalize_ref
+import pytest
+from multiformats import CID, multihash
+
+from node.store.cid import _normalized_cid, leaf_cid, normalize_cid, normalize_ref
 from node.store.errors import InvalidCid
 
 V0 = "QmY7Yh4UquoXHLPFo2XbhXkhBvFoPwmQUSa92pxnxjQuPU"
@@ -38,3 +41,26 @@ def test_ref_is_a_sha3_hex_or_a_cid() -> None:
     assert normalize_ref(V0) == ("cid", V0_AS_V1)
     with pytest.raises(InvalidCid):
         normalize_ref("ab" * 31)
+
+
+def test_the_quick_path_agrees_with_the_parser() -> None:
+    """CIDs of the node's own shape (v1, raw or dag-pb, SHA2-256, base32) are recognized without
+    the general parser and come out exactly as it spells them; other shapes still go through
+    it; a spelling with stray trailing bits is never taken as it is."""
+    for codec in ("raw", "dag-pb"):
+        for _ in range(200):
+            digest = multihash.digest(os.urandom(32), "sha2-256")
+            spelled = str(CID("base32", 1, codec, digest))
+            assert normalize_cid(spelled) == spelled == _normalized_cid(spelled)
+    data = os.urandom(100)
+    assert leaf_cid(data) == str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
+    sha512 = str(CID("base32", 1, "raw", multihash.digest(data, "sha2-512")))
+    assert normalize_cid(sha512) == sha512
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    last = alphabet.index(RAW_BASE32[-1])
+    stray = RAW_BASE32[:-1] + alphabet[last | 1 if last & 1 == 0 else last & ~1]  # the unused bits
+    try:
+        answer = normalize_cid(stray)
+    except InvalidCid:
+        answer = ""
+    assert answer in ("", RAW_BASE32)  # refused, or spelled canonically: never taken as given
