@@ -28,6 +28,7 @@ from node.records import RecordError, jcs
 from node.store.cid import leaf_cid
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
+from node.sync.peers import Peer, PeerSync
 from node.sync.publisher import STATE_FILE, IpnsNames, StatePublisher
 from node.sync.recovery import RecoveryFailed, recover
 from node.sync.snapshot import Snapshot, read_index
@@ -258,3 +259,49 @@ async def test_a_last_state_that_cannot_be_read_back_stops_publishing(
             await publisher.publish()
     assert (settings.data_dir / STATE_FILE).read_bytes() == last
     assert not await redis_client.exists(keys.state(node.node_id))
+
+
+async def test_a_peer_known_by_its_ipns_name_is_read_through_it(
+    quick_client: Client, quick_auth: dict[str, str], ipfs: IpfsClient, redis_client: aioredis.Redis
+) -> None:
+    """A peer given only by IPNS name: a poll resolves the name, verifies the state it points
+    at, and merges its computed steps (here, without pubsub or a URL to race with)."""
+    image = await upload(quick_client, quick_auth, png_bytes(PIXELS[::-1]))
+    run = await start(quick_client, quick_auth, {"recipe": "sepia", "inputs": [image["cid"]]})
+    await sse(quick_client, run["run_id"])
+    node_id = quick_client.app[IDENTITY].node_id
+    ipns_name = (await (await quick_client.get("/identity")).json())["ipns_name"]
+
+    async def steps_listed(state: NodeState) -> bool:
+        return any(step["receipt_cid"] for step in (await index_of(ipfs, state, "steps"))["steps"])
+
+    state = await published(quick_client, steps_listed)
+    follower_keys = Keys(f"test-{uuid.uuid4().hex[:12]}:")
+    async with ClientSession() as session:
+        peer = Peer(node_id, ipns_names=(ipns_name,))
+        follower = PeerSync(
+            peers=[peer], ipfs=ipfs, session=session, client=redis_client, keys=follower_keys, poll_s=60
+        )
+        try:
+            await follower.poll_peer(peer)  # not started: no pubsub, no periodic poll
+            [status] = await follower.status()
+        finally:
+            async for key in redis_client.scan_iter(match=f"{follower_keys.prefix}*"):
+                await redis_client.delete(key)
+    assert (status["source"], status["error"]) == (f"/ipns/{ipns_name}", None)
+    assert status["sequence"] >= state.sequence and status["steps"] == 1
+
+
+async def test_a_key_that_names_nothing_yet_is_a_fresh_start(
+    settings: Settings, redis_client: aioredis.Redis, ipfs: IpfsClient
+) -> None:
+    """The daemon holds the node's key (made at an earlier start that never published) but no
+    record under it, and there is no state file: recovery says fresh, so the node publishes."""
+    node = load_or_create(settings.data_dir)
+    await ipfs.key_gen(f"artdag-{node.node_id}")
+    names = IpnsNames(ipfs, node.node_id)
+    found = await recover(
+        identity=node, ipfs=ipfs, client=redis_client, keys=Keys(settings.redis_prefix), names=names,
+        data_dir=settings.data_dir,
+    )  # fmt: skip
+    assert found == "fresh" and (await names.get()).key_existed

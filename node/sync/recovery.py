@@ -20,6 +20,7 @@ from node.errors import NodeError, Unavailable
 from node.identity import NodeIdentity
 from node.records import RecordError
 from node.store.cid import leaf_cid
+from node.store.errors import ContentNotFound
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
@@ -91,11 +92,14 @@ async def recover(
 
 async def _last_state(ipfs: IpfsClient, names: IpnsNames, data_dir: Path, node_id: str) -> NodeState | None:
     """The newer of the state kept in the data directory and the one the node's IPNS name
-    points at; None if there is neither. An IPNS name that cannot be resolved counts as none
-    when the file is there (it is written with every state), and fails recovery when not."""
+    points at; None if there is neither. A name with no record counts as none; one that cannot
+    be resolved (the daemon down, a timeout) counts as none when the file is there (it is written
+    with every state), and fails recovery when not."""
     kept = await _from_file(data_dir / STATE_FILE, node_id)
     try:
         named = await _from_ipns(ipfs, names, node_id)
+    except ContentNotFound:  # the daemon knows no record under the name: nothing was published
+        named = None
     except NodeError as exc:
         if kept is None:
             raise RecoveryFailed(f"this node's IPNS name could not be resolved ({exc.message})") from exc
