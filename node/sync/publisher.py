@@ -96,7 +96,7 @@ class StatePublisher:
         self._identity = identity
         self._ipfs = ipfs
         self._redis = client
-        self.keys = keys
+        self._keys = keys
         self._names = names
         self._url = url
         self._state_file = data_dir / STATE_FILE
@@ -133,7 +133,7 @@ class StatePublisher:
     async def current(self) -> bytes | None:
         """The signed bytes of the state this node last published (None: none yet)."""
         with redis_errors():
-            document = await self._redis.hget(self.keys.state(self._identity.node_id), "document")
+            document = await self._redis.hget(self._keys.state(self._identity.node_id), "document")
         return document.encode() if isinstance(document, str) else document
 
     async def _loop(self) -> None:
@@ -185,7 +185,7 @@ class StatePublisher:
             found = await self._recovery()
             documents = await self._snapshot.export()
             with redis_errors():
-                last = await self._redis.hgetall(self.keys.state(self._identity.node_id))
+                last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
             if not last and found == "present":  # emptied between the two: recover first
                 raise StateLost("Redis lost this node's state while it was being published")
             digest = await asyncio.to_thread(_digest, documents)
@@ -251,7 +251,7 @@ class StatePublisher:
             **state.indexes,
         }
         with redis_errors():
-            await self._redis.hset(self.keys.state(state.node_id), mapping=fields)
+            await self._redis.hset(self._keys.state(state.node_id), mapping=fields)
 
     async def _announce(self, state_cid: str, data: bytes, names: Names) -> None:
         """IPNS, then pubsub: each best effort (peers also poll ``GET /state``)."""
@@ -277,7 +277,7 @@ class StatePublisher:
             return
         try:
             with redis_errors():
-                last = await self._redis.hgetall(self.keys.state(self._identity.node_id))
+                last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
             if last.get("cid"):
                 await self._announce(
                     str(last["cid"]), str(last["document"]).encode(), await self._names.get()
