@@ -66,6 +66,8 @@ class Settings:
     state_debounce: float = 2.0  # a burst of changes is gathered this long before publishing
     public_url: str = ""  # empty: http://HOST:PORT
     l2_trusted: tuple[str, ...] = ()
+    l2_verify_ttl: float = 30.0  # seconds an L2's "valid" answer for a token is reused
+    l2_timeout: float = 5.0  # seconds an L2 has to answer a verification
     import_roots: tuple[Path, ...] = ()
     max_upload: int = 2 * 1024**3
     log_level: str = "INFO"
@@ -309,6 +311,8 @@ _FIELDS = (
     _Field("state_debounce", _seconds_up_to(3600)),
     _Field("public_url", _http_url),
     _Field("l2_trusted", _http_urls),
+    _Field("l2_verify_ttl", _seconds_up_to(3600)),
+    _Field("l2_timeout", _seconds_up_to(120)),
     _Field("import_roots", _import_roots),
     _Field("max_upload", _size),
     _Field("log_level", _log_level),

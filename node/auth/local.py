@@ -1,7 +1,8 @@
 """Local-mode auth: with no L2 configured, one admin token created on first start.
 
 The token lives 0600 in the data directory (``admin_token``) and is compared in constant time.
-The L2 flow (issue: auth through L2) extends :class:`Authenticator` with verified user tokens.
+It stays valid when L2 servers are configured (the operator's key); users then come with tokens
+their L2 issued (``node.auth.l2``), checked against revocations (``node.auth.revocation``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.auth.l2 import L2Verifier, issuer_of, token_hash
+from node.auth.revocation import Revocations
 from node.private_files import create_private_file
 
 log = logging.getLogger(__name__)
@@ -31,17 +34,44 @@ ADMIN = User("admin", is_admin=True)
 
 
 class Authenticator:
-    """Turns a bearer token into a :class:`User`, or None when the token is not valid."""
+    """Turns a token into a :class:`User`, or None when the token is not valid: the admin token
+    always; with L2 servers configured, tokens they issued for this node, unless revoked."""
 
-    def __init__(self, admin_token: str) -> None:
+    def __init__(
+        self, admin_token: str, *, verifier: L2Verifier | None = None, revocations: Revocations | None = None
+    ) -> None:
         self._admin_token = admin_token.encode()
+        self.verifier = verifier
+        self.revocations = revocations
 
     async def authenticate(self, token: str) -> User | None:
+        """The token's user. L2Unavailable (503) when its issuer cannot be asked."""
+        return (await self.check(token))[0]
+
+    async def check(self, token: str, *, fresh: bool = False) -> tuple[User | None, str]:
+        """The token's user, or None and why not; ``fresh`` asks the issuer even if it said
+        "valid" moments ago (a login)."""
         if not token.isascii():  # tokens are ASCII; headers may carry undecodable bytes
-            return None
+            return None, "not a token"
         if hmac.compare_digest(token.encode(), self._admin_token):
-            return ADMIN
-        return None
+            return ADMIN, ""
+        if self.verifier is None or self.revocations is None:
+            return None, "not this node's admin token, and no L2 is trusted (local mode)"
+        return await self._check_with_l2(token, self.verifier, self.revocations, fresh)
+
+    async def _check_with_l2(
+        self, token: str, verifier: L2Verifier, revocations: Revocations, fresh: bool
+    ) -> tuple[User | None, str]:
+        hashed = token_hash(token)
+        if await revocations.is_revoked(hashed):  # before any cached answer: immediate
+            return None, "the token was revoked"
+        verdict = await verifier.verify(token, cached=not fresh)
+        if verdict is None:
+            return None, f"the token's issuer ({issuer_of(token) or 'none'}) is not an L2 this node trusts"
+        if not verdict.valid:
+            return None, f"the token's L2 refused it: {verdict.reason or 'invalid'}"
+        await revocations.record(verdict.user, hashed)
+        return User(verdict.user), ""
 
 
 def load_or_create_admin_token(data_dir: Path) -> str:

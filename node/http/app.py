@@ -12,7 +12,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from node.auth.l2 import L2Verifier
 from node.auth.local import Authenticator, load_or_create_admin_token
+from node.auth.revocation import Revocations
 from node.config import Settings
 from node.errors import NodeError
 from node.executor.adoption import PeerAdoption
@@ -24,7 +26,7 @@ from node.executor.recipe_store import RecipeStore
 from node.executor.run_queries import RunQueries
 from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
-from node.http import cache, catalog, docs, health, recipes, runs, state
+from node.http import cache, catalog, docs, health, login, recipes, runs, state
 from node.http.appkeys import (
     AUTH,
     CONTENT_INDEX,
@@ -84,7 +86,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     if services is not None:
         app[SERVICES] = services
         app.cleanup_ctx.append(_watch_services)
-    app.cleanup_ctx.extend([_identity, _auth, _redis, _ipfs, _store, _sync, _executor])
+    app.cleanup_ctx.extend([_identity, _redis, _auth, _ipfs, _store, _sync, _executor])
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
     app.router.add_get("/", health.index, name="index")
@@ -102,6 +104,10 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_post("/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
     app.router.add_get("/runs/{run_id}/events", runs.events, name="run-events")
     app.router.add_get("/runs/{run_id}/provenance", runs.provenance, name="run-provenance")
+    app.router.add_get("/auth", login.login, name="auth")
+    app.router.add_post("/auth/revoke", login.revoke, name="auth-revoke")
+    app.router.add_post("/auth/revoke-user", login.revoke_user, name="auth-revoke-user")
+    app.router.add_get("/logout", login.logout, name="logout")
     app.router.add_get("/identity", state.identity, name="identity")
     app.router.add_get("/state", state.state, name="state")
     app.router.add_get("/peers", state.peers, name="peers")
@@ -127,9 +133,24 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _auth(app: web.Application) -> AsyncIterator[None]:
-    token = await asyncio.to_thread(load_or_create_admin_token, app[SETTINGS].data_dir)
-    app[AUTH] = Authenticator(token)
-    yield
+    """The admin token; with ``ARTDAG_L2_TRUSTED``, tokens those L2 servers issue, asked of
+    them over a session of their own (short deadlines, no IPFS-sized buffers)."""
+    settings = app[SETTINGS]
+    token = await asyncio.to_thread(load_or_create_admin_token, settings.data_dir)
+    if not settings.l2_trusted:
+        app[AUTH] = Authenticator(token)
+        yield
+        return
+    async with aiohttp.ClientSession() as session:
+        verifier = L2Verifier(
+            trusted=settings.l2_trusted,
+            scope=settings.public_url,
+            session=session,
+            ttl_s=settings.l2_verify_ttl,
+            timeout_s=settings.l2_timeout,
+        )
+        app[AUTH] = Authenticator(token, verifier=verifier, revocations=Revocations(app[REDIS], app[KEYS]))
+        yield
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

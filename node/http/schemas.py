@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.sync.keys import USER_PATTERN
+
 Schema = dict[str, Any]
 
 
@@ -229,6 +231,30 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "Recipe": {"allOf": [ref("RecipeSummary"), _object(["yaml"], {"yaml": STRING})]},
     "RecipePage": _items(_object(["id", "cid"], {"id": STRING, "cid": STRING})),
+    "RevokeRequest": {
+        "type": "object",
+        "required": ["token"],
+        "additionalProperties": False,
+        "properties": {"token": {"type": "string", "minLength": 1, "maxLength": 8192}},
+    },
+    "RevokeUserRequest": {
+        "type": "object",
+        "required": ["user", "token"],
+        "additionalProperties": False,
+        "properties": {
+            "user": {"type": "string", "pattern": f"^{USER_PATTERN}$", "description": "@name@l2-host"},
+            "token": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 8192,
+                "description": "a token the user's L2 confirms it issued to that user (revoked or not)",
+            },
+        },
+    },
+    "Revoked": _object(
+        ["revoked"],
+        {"revoked": {"type": "integer", "minimum": 0}, "user": STRING, "at": INTEGER},
+    ),
     "Identity": _object(
         ["node_id", "public_key", "ipns_name", "peer_id", "url"],
         {

@@ -15,6 +15,8 @@ from node.sync.errors import InvalidId
 DEFAULT_PREFIX = "artdag:"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+USER_PATTERN = r"@[A-Za-z0-9._-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?"  # @name@l2-host
+_USER = re.compile(USER_PATTERN)
 
 
 def _checked(kind: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -146,6 +148,15 @@ class Keys:
         """Hash {sequence, state_cid, source, synced, steps, error, error_at}: what this node
         last took from a trusted peer's state, and the last problem with it."""
         return f"{self.prefix}peer:{_checked('node id', node_id, _TOKEN)}"
+
+    # --- auth ------------------------------------------------------------------------------
+    def revoked_token(self, token_hash: str) -> str:
+        """String with a 30-day TTL: a token (by its SHA-256) that no request may use again."""
+        return f"{self.prefix}revoked:{_checked('token hash', token_hash, _HEX64)}"
+
+    def user_tokens(self, user: str) -> str:
+        """Set of the SHA-256 of every token a user has authenticated with here (revoke-user)."""
+        return f"{self.prefix}user_tokens:{_checked('user', user, _USER)}"
 
     # --- claims --------------------------------------------------------------------------
     def claim(self, cache_id: str) -> str:

@@ -1,0 +1,134 @@
+"""Logging in through an L2, revoking tokens, logging out (the seeds' ``/auth`` routes).
+
+There are no login or register pages: users log in at their L2, which sends them to
+``GET /auth?auth_token=...``. The node checks the token with its issuer, keeps it in an
+HttpOnly, SameSite=Lax cookie (Secure when the public URL is https) and redirects, so the
+token leaves the address bar and the history.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from node.auth.errors import AuthRequired
+from node.auth.l2 import issuer_of, token_hash
+from node.errors import Forbidden, InvalidInput
+from node.http.appkeys import AUTH, SETTINGS
+from node.http.auth import SESSION_COOKIE, presented_token
+from node.http.openapi import operation
+from node.http.runs import read_json
+from node.http.schemas import answer, json_body, query, ref
+from node.sync.keys import USER_PATTERN
+
+SESSION_MAX_S = 30 * 86400
+TOKEN_MAX = 8192
+TOKEN_SCHEMA = {"type": "string", "minLength": 1, "maxLength": TOKEN_MAX}
+
+
+def _redirect_home(request: web.Request) -> web.Response:
+    return web.Response(status=302, headers={"Location": "/", "Cache-Control": "no-store"})
+
+
+@operation(
+    "Log in with a token from your L2: sets the session cookie, then redirects home",
+    "auth",
+    {302: {"description": "Logged in: the cookie is set and the browser goes to /"}},
+    errors=(400, 401),
+    query=(query("auth_token", TOKEN_SCHEMA, "the token your L2 issued for this node", required=True),),
+)
+async def login(request: web.Request) -> web.Response:
+    """``GET /auth?auth_token=TOKEN``: check the token with its L2 now (never a cached answer),
+    keep it in the session cookie, redirect to ``/``."""
+    token = request.query.get("auth_token", "").strip()
+    if not token:
+        raise InvalidInput(
+            "auth_token is required: log in at your L2, which sends you here", field="auth_token"
+        )
+    user, why_not = await request.app[AUTH].check(token, fresh=True)
+    if user is None:
+        raise AuthRequired(f"not logged in: {why_not}")
+    response = _redirect_home(request)
+    secure = urlsplit(request.app[SETTINGS].public_url).scheme == "https"
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=SESSION_MAX_S, path="/", httponly=True, samesite="Lax", secure=secure
+    )
+    return response
+
+
+@operation(
+    "Log out: forget this browser's session (and revoke its token here)",
+    "auth",
+    {302: {"description": "Logged out: the cookie is cleared and the browser goes to /"}},
+)
+async def logout(request: web.Request) -> web.Response:
+    """``GET /logout``: clears the session cookie and revokes its token on this node."""
+    token, from_cookie = presented_token(request)
+    auth = request.app[AUTH]
+    if from_cookie and auth.revocations is not None and issuer_of(token):
+        await auth.revocations.revoke(token_hash(token))
+    response = _redirect_home(request)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@operation(
+    "Revoke one token (holding it is the proof)",
+    "auth",
+    {200: answer("Revoked on this node (and every node sharing its Redis)", ref("Revoked"))},
+    errors=(400,),
+    body=json_body(ref("RevokeRequest")),
+)
+async def revoke(request: web.Request) -> web.Response:
+    """``POST /auth/revoke {"token": TOKEN}``: no request may use the token again (30 days)."""
+    token = _token_field(await read_json(request), "token")
+    auth = request.app[AUTH]
+    if auth.revocations is None or auth.verifier is None or issuer_of(token) not in auth.verifier.trusted:
+        raise InvalidInput("not a token from an L2 this node trusts", field="token")
+    await auth.revocations.revoke(token_hash(token))
+    auth.verifier.forget(token)
+    return web.json_response({"revoked": 1})
+
+
+@operation(
+    "Revoke all of a user's tokens (called by L2 on logout)",
+    "auth",
+    {200: answer("How many of the user's tokens this node had seen, now revoked", ref("Revoked"))},
+    errors=(400, 403),
+    body=json_body(ref("RevokeUserRequest")),
+)
+async def revoke_user(request: web.Request) -> web.Response:
+    """``POST /auth/revoke-user {"user": "@alice@l2.example", "token": TOKEN}``: the caller
+    proves it speaks for the user with a token the user's L2 confirms it issued to that user
+    (revoked or not: L2 revokes first, then calls here); then every token of the user this node
+    has seen is revoked."""
+    body = await read_json(request)
+    user, token = _user_field(body), _token_field(body, "token")
+    auth = request.app[AUTH]
+    if auth.verifier is None or auth.revocations is None:
+        raise Forbidden("no L2 is trusted by this node (local mode)")
+    verdict = await auth.verifier.verify(token, cached=False)
+    if verdict is None or verdict.user != user:
+        raise Forbidden(f"the token does not show that the caller speaks for {user}")
+    revoked = await auth.revocations.revoke_user(user)
+    await auth.revocations.revoke(token_hash(token))
+    auth.verifier.forget(token)
+    return web.json_response({"revoked": revoked, "user": user, "at": int(time.time())})
+
+
+def _token_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > TOKEN_MAX:
+        raise InvalidInput(f"{name} must be a token string", field=name)
+    return value.strip()
+
+
+def _user_field(body: dict[str, Any]) -> str:
+    value = body.get("user")
+    if not isinstance(value, str) or not re.fullmatch(USER_PATTERN, value):
+        raise InvalidInput("user must be @name@l2-host", field="user")
+    return value

@@ -1,0 +1,76 @@
+"""A small L2 for the tests: issues scoped tokens and answers ``POST /auth/verify`` as the
+contract in ``node/auth/l2.py`` (and the README) says. Not a mock of a dependency of ours: L2 is
+another project, which these machines do not run."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+class TestL2:
+    """The L2 at ``url``; ``down`` makes it answer 503; ``actor_host`` lies about where its
+    users live."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+        self.revoked: set[str] = set()
+        self.down = False
+        self.actor_host = ""
+        self.server: TestServer | None = None
+        self.verified = 0  # how many times it was asked
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/auth/verify", self._verify)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    def issue(self, username: str, scope: str, *, lifetime_s: float = 3600) -> str:
+        """A token for ``username`` on the L1 at ``scope``."""
+        now = int(time.time())
+        claims = {"iss": self.url, "sub": username, "scope": scope, "iat": now, "exp": now + int(lifetime_s),
+                  "jti": secrets.token_hex(8)}  # fmt: skip
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def logout(self, token: str) -> None:
+        self.revoked.add(token)
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        self.verified += 1
+        if self.down:
+            return web.json_response({"error": "maintenance"}, status=503)
+        body = await request.json()
+        token, scope = str(body.get("token", "")), str(body.get("scope", ""))
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"])
+        except jwt.ExpiredSignatureError:
+            return web.json_response({"valid": False, "reason": "expired"})
+        except jwt.PyJWTError:
+            return web.json_response({"valid": False, "reason": "unknown"})
+        who = self._who(claims)
+        if token in self.revoked:
+            return web.json_response({"valid": False, "reason": "revoked", **who})
+        if claims["scope"] != scope:
+            return web.json_response({"valid": False, "reason": "wrong_scope", **who})
+        return web.json_response({"valid": True, "scope": scope, "expires_at": claims["exp"], **who})
+
+    def _who(self, claims: dict[str, Any]) -> dict[str, str]:
+        host = self.actor_host or f"127.0.0.1:{self.server.port if self.server else 0}"
+        return {"username": claims["sub"], "actor": f"http://{host}/users/{claims['sub']}"}
