@@ -1,5 +1,6 @@
-"""A small L2 for the tests: issues scoped tokens and answers ``POST /auth/verify`` as the
-contract in ``node/auth/l2.py`` (and the README) says. Not a mock of a dependency of ours: L2 is
+"""A small L2 for the tests: issues scoped tokens and answers ``POST /auth/verify`` and
+``POST /published`` as the contracts in ``node/auth/l2.py`` and ``node/auth/publication.py``
+(and the README) say. Not a mock of a dependency of ours: L2 is
 another project, which these machines do not run."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TestL2:
         self.actor_host = ""
         self.server: TestServer | None = None
         self.verified = 0  # how many times it was asked
+        self.published: set[str] = set()  # SHA3-256 ids of content published here
 
     @property
     def url(self) -> str:
@@ -35,6 +37,7 @@ class TestL2:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/auth/verify", self._verify)
+        app.router.add_post("/published", self._published)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
 
@@ -70,6 +73,12 @@ class TestL2:
         if claims["scope"] != scope:
             return web.json_response({"valid": False, "reason": "wrong_scope", **who})
         return web.json_response({"valid": True, "scope": scope, "expires_at": claims["exp"], **who})
+
+    async def _published(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.json_response({"error": "maintenance"}, status=503)
+        asked = set((await request.json()).get("sha3_256", []))
+        return web.json_response({"published": sorted(asked & self.published)})
 
     def _who(self, claims: dict[str, Any]) -> dict[str, str]:
         host = self.actor_host or f"127.0.0.1:{self.server.port if self.server else 0}"

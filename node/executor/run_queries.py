@@ -93,8 +93,9 @@ class RunQueries:
                 states[name] = state
         return states, percent
 
-    async def delete(self, run_id: str) -> None:
-        """Remove a finished run's record, events and index entry (its content stays)."""
+    async def delete(self, run_id: str) -> list[str]:
+        """Remove a finished run's record, events and index entry; the content ids it held
+        (which the deletion rules may then remove)."""
         with redis_errors():
             raw = await self._redis.get(self._keys.run(run_id))
         if raw is None:
@@ -114,3 +115,4 @@ class RunQueries:
                 for content_id in used:  # the run no longer holds its content against deletion
                     pipe.srem(self._keys.content_runs(content_id), run_id)
                 await pipe.execute()
+        return used

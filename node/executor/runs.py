@@ -28,6 +28,7 @@ from node.executor.provenance import RecordWriter, RunFacts, utc_now, write_prov
 from node.executor.recipe import Recipe
 from node.executor.scheduler import Scheduler
 from node.store.content import ContentStore
+from node.sync.activities import Activities
 from node.sync.connection import redis_errors
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.keys import Keys
@@ -115,8 +116,10 @@ class RunManager:
         store: ContentStore,
         steps: StepIndex,
         notices: Notices | None = None,
+        activities: Activities | None = None,
     ) -> None:
         self._redis = client
+        self._activities = activities
         self._keys = keys
         self._scheduler = scheduler
         self._writer = writer
@@ -406,6 +409,9 @@ class RunManager:
             return dict(json.loads(in_force)) if in_force else wanted
         await self._event(run_id, event, status=status, **fields)
         log.info("run %s %s", run_id, status)
+        if status == "completed" and self._activities is not None:
+            cids = [wanted["output"]["cid"], wanted["provenance_cid"]]
+            await self._activities.record("run_completed", wanted["owner"], cids, run_id=run_id)
         return wanted
 
     async def _report_rest(self, run_id: str, plan: Plan) -> None:

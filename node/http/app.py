@@ -12,8 +12,10 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from node.auth.deletion import DeletionRules
 from node.auth.l2 import L2Verifier
 from node.auth.local import Authenticator, load_or_create_admin_token
+from node.auth.publication import PublicationChecker
 from node.auth.revocation import Revocations
 from node.config import Settings
 from node.errors import NodeError
@@ -28,9 +30,11 @@ from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
 from node.http import cache, catalog, docs, health, login, recipes, runs, state
 from node.http.appkeys import (
+    ACTIVITIES,
     AUTH,
     CONTENT_INDEX,
     CONTENT_STORE,
+    DELETION,
     HTTP_SESSION,
     IDENTITY,
     IPFS,
@@ -40,6 +44,7 @@ from node.http.appkeys import (
     NOTICES,
     PEER_SYNC,
     PROBE_SLOTS,
+    PUBLICATIONS,
     RECIPES,
     RECORD_WRITER,
     REDIS,
@@ -59,6 +64,7 @@ from node.services import EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.sync.activities import Activities
 from node.sync.claims import ClaimBoard
 from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
@@ -71,6 +77,7 @@ from node.sync.recovery import recover
 log = logging.getLogger(__name__)
 ADOPT_POLL_S = 2.0
 STATE_NOTICE = "state:changed"
+PUBLISHED_TTL_S = 10.0  # an L2's answer about what it published is reused this long
 
 SERVICE_WATCH_INTERVAL_S = 2.0
 IPFS_READ_BUFSIZE = 1024 * 1024
@@ -111,6 +118,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_get("/identity", state.identity, name="identity")
     app.router.add_get("/state", state.state, name="state")
     app.router.add_get("/peers", state.peers, name="peers")
+    app.router.add_get("/activities", catalog.activities, name="activities")
     app.router.add_get("/effects", catalog.effects, name="effects")
     app.router.add_get("/assets", catalog.assets, name="assets")
     app.router.add_get("/provenance/{cid}", catalog.provenance, name="provenance")
@@ -139,9 +147,13 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
     token = await asyncio.to_thread(load_or_create_admin_token, settings.data_dir)
     if not settings.l2_trusted:
         app[AUTH] = Authenticator(token)
+        app[PUBLICATIONS] = PublicationChecker(trusted=(), session=None, ttl_s=PUBLISHED_TTL_S, timeout_s=1)
         yield
         return
     async with aiohttp.ClientSession() as session:
+        app[PUBLICATIONS] = PublicationChecker(
+            trusted=settings.l2_trusted, session=session, ttl_s=PUBLISHED_TTL_S, timeout_s=settings.l2_timeout
+        )
         verifier = L2Verifier(
             trusted=settings.l2_trusted,
             scope=settings.public_url,
@@ -272,7 +284,9 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         claims=RedisClaims(board, notices, heartbeat_s=settings.heartbeat),
         adopt=adopt if peer_sync.peers else None,
     )
+    activities = app[ACTIVITIES] = Activities(app[REDIS], app[KEYS])
     run_manager = RunManager(
+        activities=activities,
         client=app[REDIS],
         keys=app[KEYS],
         scheduler=scheduler,
@@ -284,6 +298,12 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     app[WORKER_POOL], app[SCHEDULER], app[RECORD_WRITER], app[RUNS] = pool, scheduler, writer, run_manager
     app[RUN_QUERIES] = RunQueries(app[REDIS], app[KEYS])
     app[NOTICES] = notices
+    app[DELETION] = DeletionRules(
+        store=app[CONTENT_STORE],
+        checker=app[PUBLICATIONS],
+        activities=activities,
+        forget_run=app[RUN_QUERIES].delete,
+    )
     app[RECIPES] = RecipeStore(app[CONTENT_STORE], app[REDIS], app[KEYS])
     notices.start()
     stopping = asyncio.Event()

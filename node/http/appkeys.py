@@ -8,7 +8,9 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from node.auth.deletion import DeletionRules
 from node.auth.local import Authenticator
+from node.auth.publication import PublicationChecker
 from node.config import Settings
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
@@ -21,6 +23,7 @@ from node.services import EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.sync.activities import Activities
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
@@ -50,3 +53,6 @@ NOTICES = web.AppKey("notices", Notices)
 IPNS_NAMES = web.AppKey("ipns_names", IpnsNames)
 STATE_PUBLISHER = web.AppKey("state_publisher", StatePublisher)
 PEER_SYNC = web.AppKey("peer_sync", PeerSync)
+PUBLICATIONS = web.AppKey("publications", PublicationChecker)
+ACTIVITIES = web.AppKey("activities", Activities)
+DELETION = web.AppKey("deletion", DeletionRules)

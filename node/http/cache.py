@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
-from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, PROBE_SLOTS, SETTINGS
+from node.http.appkeys import CONTENT_STORE, DELETION, LOCAL_CACHE, PROBE_SLOTS, SETTINGS
 from node.http.auth import require_user
 from node.http.hot import HOT
 from node.http.openapi import operation
@@ -130,6 +130,8 @@ async def read_upload_field(request: web.Request, name: str, limit: int) -> byte
     {200: answer("Done", ref("ContentDeleted"))},
     errors=(400, 403, 409),
     auth=True,
+    description="Refused with 409 while a run uses the content (content_in_use, naming the runs) "
+    "or while an L2 has it published (content_published); 503 when an L2 cannot be asked.",
 )
 async def remove(request: web.Request) -> web.Response:
     """``DELETE /cache/{ref}``: drop your ownership; the bytes go when no owner and no run is
@@ -138,7 +140,7 @@ async def remove(request: web.Request) -> web.Response:
     store = request.app[CONTENT_STORE]
     entry = await store.resolve(request.match_info["ref"])
     try:
-        deleted = await store.delete(entry.content_id, user.name, admin=user.is_admin)
+        deleted = await request.app[DELETION].delete_content(entry, user)
     finally:  # even when unpinning failed after the index forgot it
         request.app[HOT].forget_content(entry)
     if deleted.unpinned:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from node.errors import InvalidInput
 from node.executor.effects import EFFECTS
 from node.executor.provenance import verify_provenance
-from node.http.appkeys import CONTENT_STORE, IDENTITY, IPFS
+from node.http.appkeys import ACTIVITIES, CONTENT_STORE, IDENTITY, IPFS
 from node.http.cache import entry_json
 from node.http.openapi import operation
 from node.http.runs import fetch_record
@@ -73,3 +74,20 @@ async def verify(request: web.Request) -> web.Response:
     verdict = await verify_provenance(request.app[IPFS], cid, trusted)
     body = {"cid": cid, "ok": verdict.ok, "signer": verdict.signer, "trusted": sorted(trusted)}
     return web.json_response({**body, "problems": verdict.problems, "checked": verdict.checked})
+
+
+@operation(
+    "What happened: runs completed, runs and content deleted (who, when, CIDs), newest first",
+    "catalog",
+    {200: answer("Activities", ref("ActivityList"))},
+    errors=(400,),
+    query=(
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "items to return"),
+    ),
+)
+async def activities(request: web.Request) -> web.Response:
+    """``GET /activities?limit=``: the newest activity records."""
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidInput("limit must be an integer from 1 to 1000", field="limit")
+    return web.json_response({"items": await request.app[ACTIVITIES].newest(int(raw))})

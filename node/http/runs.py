@@ -16,7 +16,7 @@ from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
 from node.executor.run_queries import RunQueries
 from node.executor.runs import FINAL_STATUSES
-from node.http.appkeys import CONTENT_STORE, IDENTITY, RUN_QUERIES, RUNS
+from node.http.appkeys import CONTENT_STORE, DELETION, IDENTITY, RUN_QUERIES, RUNS
 from node.http.auth import require_user
 from node.http.cache import int_param
 from node.http.hot import HOT
@@ -164,7 +164,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 @operation(
-    "Forget a finished run (its content stays)",
+    "Delete a finished run; what it held that nothing else keeps is unpinned",
     "runs",
     {200: answer("Forgotten", ref("Deleted"))},
     errors=(403, 409),
@@ -172,11 +172,14 @@ async def cancel(request: web.Request) -> web.Response:
     path_schemas=RUN_ID_PATH,
 )
 async def delete(request: web.Request) -> web.Response:
-    """``DELETE /runs/{run_id}``: forget a finished run (its content is not deleted)."""
-    _, record = await _owned(request)
-    await request.app[RUN_QUERIES].delete(record["run_id"])
+    """``DELETE /runs/{run_id}``: delete a finished run as the deletion rules allow; what it
+    held that nothing else keeps is unpinned."""
+    user, record = await _owned(request)
+    deleted = await request.app[DELETION].delete_run(record, user)
     request.app[HOT].forget_run(record["run_id"])
-    return web.json_response({"deleted": record["run_id"]})
+    for entry in deleted.removed:
+        request.app[HOT].forget_content(entry)
+    return web.json_response({"deleted": deleted.run_id, "removed": [entry.cid for entry in deleted.removed]})
 
 
 @operation(

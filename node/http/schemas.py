@@ -201,7 +201,22 @@ COMPONENTS: dict[str, Schema] = {
         ]
     },
     "RunPage": _items(ref("Run"), offset=INTEGER, limit=INTEGER),
-    "Deleted": _object(["deleted"], {"deleted": STRING}),
+    "Deleted": _object(
+        ["deleted"],
+        {"deleted": STRING, "removed": {"type": "array", "items": STRING, "description": "CIDs unpinned"}},
+    ),
+    "ActivityList": _items(
+        _object(
+            ["id", "kind", "who", "at", "cids"],
+            {
+                "id": STRING,
+                "kind": STRING,
+                "who": STRING,
+                "at": STRING,
+                "cids": {"type": "array", "items": STRING},
+            },
+        )
+    ),
     "Effect": _object(
         ["name", "version", "hash", "params"],
         {

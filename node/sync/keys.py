@@ -149,6 +149,11 @@ class Keys:
         last took from a trusted peer's state, and the last problem with it."""
         return f"{self.prefix}peer:{_checked('node id', node_id, _TOKEN)}"
 
+    @property
+    def activities(self) -> str:
+        """Stream of activity records: runs completed, runs and content deleted (who, when, CIDs)."""
+        return f"{self.prefix}activities"
+
     # --- auth ------------------------------------------------------------------------------
     def revoked_token(self, token_hash: str) -> str:
         """String with a 30-day TTL: a token (by its SHA-256) that no request may use again."""

@@ -1,0 +1,182 @@
+"""The deletion rules, through the API, with L2 users and an L2 that publishes content (the test
+L2 in ``tests/l2_server.py``), on real Redis and IPFS: who may delete, what is refused and why,
+what is unpinned each time, and the activities recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from node.config import Settings
+from node.executor.imaging import png_bytes
+from node.http import create_app
+from node.http.appkeys import IPFS, PUBLICATIONS
+from tests.helpers import AiohttpClient, Client, poll_async, sse
+from tests.l2_server import TestL2
+
+PUBLIC_URL = "http://l1.test:8100"
+
+
+@pytest.fixture
+async def l2() -> AsyncIterator[TestL2]:
+    server = TestL2()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def node(settings: Settings, l2: TestL2, aiohttp_client: AiohttpClient) -> Client:
+    return await aiohttp_client(create_app(settings.replace(l2_trusted=(l2.url,), public_url=PUBLIC_URL)))
+
+
+def as_user(l2: TestL2, name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {l2.issue(name, PUBLIC_URL)}"}
+
+
+def picture(seed: int) -> bytes:
+    return png_bytes(np.random.default_rng(seed).integers(0, 256, (12, 12, 3), dtype=np.uint8))
+
+
+async def upload(node: Client, headers: dict[str, str], data: bytes) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(data), filename="f")
+    response = await node.post("/cache/upload", data=form, headers=headers)
+    assert response.status in (200, 201), await response.text()
+    return dict(await response.json())
+
+
+async def pinned(node: Client, cid: str) -> bool:
+    return bool(await node.app[IPFS].pin_ls(cid))
+
+
+async def render(node: Client, headers: dict[str, str], cid: str, recipe: str = "invert") -> dict[str, Any]:
+    started = await node.post("/runs", json={"recipe": recipe, "inputs": [cid]}, headers=headers)
+    assert started.status == 202, await started.text()
+    run_id = (await started.json())["run_id"]
+    await sse(node, run_id)
+    return dict(await (await node.get(f"/runs/{run_id}")).json())
+
+
+async def error_of(response: aiohttp.ClientResponse) -> tuple[int, str]:
+    return response.status, (await response.json())["error"]["code"]
+
+
+async def test_two_owners_of_the_same_bytes(node: Client, l2: TestL2) -> None:
+    """Alice and Bob upload the same bytes: one entry, two owners. Carol may not delete it;
+    Alice's delete drops only her ownership (still pinned); Bob's unpins it and forgets it, and
+    the node's published state stops listing it."""
+    alice, bob = as_user(l2, "alice"), as_user(l2, "bob")
+    stored = await upload(node, alice, picture(1))
+    assert (await upload(node, bob, picture(1)))["cid"] == stored["cid"]
+    assert await error_of(await node.delete(f"/cache/{stored['cid']}", headers=as_user(l2, "carol"))) == (
+        403, "forbidden"
+    )  # fmt: skip
+    first = await (await node.delete(f"/cache/{stored['cid']}", headers=alice)).json()
+    assert (first["deleted"], first["owners_left"]) == (False, 1) and await pinned(node, stored["cid"])
+    second = await (await node.delete(f"/cache/{stored['cid']}", headers=bob)).json()
+    assert (second["deleted"], second["owners_left"]) == (True, 0) and not await pinned(node, stored["cid"])
+    assert (await node.get(f"/cache/{stored['cid']}")).status == 404
+
+    async def published_without_it() -> bool:  # the deletion reaches the node's published state
+        response = await node.get("/state")
+        if response.status != 200:
+            return False
+        contents = json.loads(await node.app[IPFS].cat_all((await response.json())["contents"], 10**7))
+        return stored["content_id"] not in {item["content_id"] for item in contents["contents"]}
+
+    await poll_async(published_without_it)
+
+
+async def test_published_content_is_kept_and_an_unreachable_l2_refuses(node: Client, l2: TestL2) -> None:
+    """Content an L2 has published: 409 content_published, nothing changes. With the L2 down:
+    503, nothing changes. Once unpublished (and the short cache gone by), the delete goes."""
+    alice = as_user(l2, "alice")
+    stored = await upload(node, alice, picture(2))
+    l2.published.add(stored["content_id"])
+    assert await error_of(await node.delete(f"/cache/{stored['cid']}", headers=alice)) == (
+        409,
+        "content_published",
+    )
+    l2.published.clear()
+    l2.down = True
+    node.app[PUBLICATIONS].forget([stored["content_id"]])
+    assert await error_of(await node.delete(f"/cache/{stored['cid']}", headers=alice)) == (
+        503,
+        "l2_unavailable",
+    )
+    assert await pinned(node, stored["cid"])
+    l2.down = False
+    assert (await (await node.delete(f"/cache/{stored['cid']}", headers=alice)).json())["deleted"] is True
+
+
+async def test_run_deletion_rules_and_what_each_unpins(node: Client, l2: TestL2) -> None:
+    """A run's input is refused while the run exists (409 content_in_use); a completed run whose
+    output is published is refused (409 run_output_published); once unpublished, deleting it
+    unpins its output and the built-in recipe's YAML (nobody owns them, no other run holds them)
+    but not its input (Alice does), which she may then delete. Activities record the run's
+    completion and each deletion."""
+    alice = as_user(l2, "alice")
+    source = await upload(node, alice, picture(3))
+    done = await render(node, alice, source["cid"])
+    assert done["status"] == "completed"
+    output = done["output"]
+    refused = await node.delete(f"/cache/{source['cid']}", headers=alice)
+    assert await error_of(refused) == (409, "content_in_use")
+    assert done["run_id"] in (await refused.json())["error"]["message"]
+    l2.published.add(output["content_id"])
+    assert await error_of(await node.delete(f"/runs/{done['run_id']}", headers=alice)) == (
+        409, "run_output_published"
+    )  # fmt: skip
+    assert await pinned(node, output["cid"])
+    l2.published.clear()
+    node.app[PUBLICATIONS].forget([output["content_id"]])
+    deleted = await (await node.delete(f"/runs/{done['run_id']}", headers=alice)).json()
+    assert deleted["deleted"] == done["run_id"]
+    assert set(deleted["removed"]) == {output["cid"], done["recipe"]["cid"]}  # the built-in's YAML: nobody's
+    assert not await pinned(node, output["cid"]) and await pinned(node, source["cid"])
+    assert (await (await node.delete(f"/cache/{source['cid']}", headers=alice)).json())["deleted"] is True
+    kinds = [item["kind"] for item in (await (await node.get("/activities")).json())["items"]]
+    assert kinds[:3] == ["content_deleted", "run_deleted", "run_completed"]
+
+
+async def test_a_failed_run_can_always_be_deleted(node: Client, l2: TestL2) -> None:
+    """A run that failed (a broken PNG) is deleted even with L2 down (there is no output to ask
+    about); what it held is kept, since L2 cannot say whether it is published."""
+    alice = as_user(l2, "alice")
+    broken = await upload(node, alice, picture(4)[:40])
+    failed = await render(node, alice, broken["cid"])
+    assert failed["status"] == "failed"
+    l2.down = True
+    deleted = await node.delete(f"/runs/{failed['run_id']}", headers=alice)
+    assert deleted.status == 200 and (await deleted.json())["removed"] == []  # L2 cannot say: all kept
+    assert (await node.get(f"/runs/{failed['run_id']}")).status == 404
+    assert await pinned(node, broken["cid"])
+
+
+async def test_a_delete_racing_a_new_run_never_leaves_a_run_without_its_input(
+    node: Client, l2: TestL2
+) -> None:
+    """Alice deletes a picture while Bob starts a run on it, at the same moment, ten times:
+    either the delete wins (the run is refused: the input is gone) or the run does (the delete
+    is refused: in use); never a run holding content that was unpinned."""
+    alice, bob = as_user(l2, "alice"), as_user(l2, "bob")
+    for seed in range(10):
+        stored = await upload(node, alice, picture(100 + seed))
+        deleting = node.delete(f"/cache/{stored['cid']}", headers=alice)
+        starting = node.post("/runs", json={"recipe": "identity", "inputs": [stored["cid"]]}, headers=bob)
+        deleted, started = await asyncio.gather(deleting, starting)
+        if deleted.status == 200:
+            assert (await deleted.json())["deleted"] is True and started.status == 404, seed
+            assert not await pinned(node, stored["cid"])
+        else:
+            assert deleted.status == 409 and started.status == 202, seed
+            assert await pinned(node, stored["cid"])
+            await sse(node, (await started.json())["run_id"])
