@@ -16,13 +16,12 @@ from aiohttp import web
 from node import __version__
 from node.config import ConfigError, Settings
 from node.http import create_app
+from node.http.access_log import AccessLogger
 from node.http.appkeys import WORKER_POOL
 from node.services import EmbeddedServices, ServiceError
 from node.verify_cli import verify_command
 
 log = logging.getLogger("node")
-
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +71,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 async def serve(settings: Settings, services: EmbeddedServices | None = None) -> int:
     """Serve the app on HOST:PORT until SIGINT/SIGTERM, then shut it down in order."""
-    runner = web.AppRunner(create_app(settings, services), access_log_format=ACCESS_LOG_FORMAT)
+    runner = web.AppRunner(create_app(settings, services), access_log_class=AccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

@@ -72,7 +72,7 @@ class TestL2:
             return web.json_response({"valid": False, "reason": "revoked", **who})
         if claims["scope"] != scope:
             return web.json_response({"valid": False, "reason": "wrong_scope", **who})
-        return web.json_response({"valid": True, "scope": scope, "expires_at": claims["exp"], **who})
+        return web.json_response({"valid": True, "expires_at": claims["exp"], **who})
 
     async def _published(self, request: web.Request) -> web.Response:
         if self.down:
@@ -82,4 +82,8 @@ class TestL2:
 
     def _who(self, claims: dict[str, Any]) -> dict[str, str]:
         host = self.actor_host or f"127.0.0.1:{self.server.port if self.server else 0}"
-        return {"username": claims["sub"], "actor": f"http://{host}/users/{claims['sub']}"}
+        return {
+            "username": claims["sub"],
+            "actor": f"http://{host}/users/{claims['sub']}",
+            "scope": claims["scope"],
+        }

@@ -5,13 +5,18 @@ server implementing the contract (``tests/l2_server.py``); Redis and IPFS are re
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from node.config import Settings
 from node.http import create_app
+from node.http.access_log import AccessLogger
 from node.http.appkeys import CONTENT_STORE
 from node.http.auth import SESSION_COOKIE
 from tests.helpers import AiohttpClient, Client
@@ -123,6 +128,8 @@ async def test_revoke_user_needs_proof_and_then_revokes_every_token(node: Client
         "/auth/revoke-user", json={"user": alice, "token": l2.issue("bob", PUBLIC_URL)}
     )
     assert stranger.status == 403
+    elsewhere = l2.issue("alice", "http://other-l1.test")  # alice's, but for another L1: no proof here
+    assert (await node.post("/auth/revoke-user", json={"user": alice, "token": elsewhere})).status == 403
     assert (await upload(node, bearer(second), b"still")).status == 201
     l2.logout(first)
     answer = await node.post("/auth/revoke-user", json={"user": alice, "token": first})
@@ -151,20 +158,53 @@ async def test_cookie_changes_need_this_node_s_origin(node: Client, l2: TestL2) 
         refused = await upload(node, headers)
         assert refused.status == 403, headers
         assert (await refused.json())["error"]["code"] == "csrf_refused"
-    assert (await upload(node, {"Origin": PUBLIC_URL}, b"a")).status == 201
+    stored = await upload(node, {"Origin": PUBLIC_URL}, b"a")
+    assert stored.status == 201
+    cid = (await stored.json())["cid"]
+    no_origin = await node.delete(f"/cache/{cid}")
+    assert no_origin.status == 403 and (await no_origin.json())["error"]["code"] == "csrf_refused"
     assert (await upload(node, {"Referer": f"{PUBLIC_URL}/media"}, b"b")).status == 201
     node.session.cookie_jar.clear()
     assert (await upload(node, bearer(l2.issue("bob", PUBLIC_URL)), b"c")).status == 201
 
 
 async def test_logout_clears_the_cookie_and_revokes_its_token(node: Client, l2: TestL2) -> None:
-    """GET /logout: 302 home, the cookie cleared, and its token no longer works even as bearer."""
+    """GET /logout from another site's link: 302 home and the cookie cleared, but the token is
+    not revoked (a link must not end a user's sessions everywhere). From this node's page: the
+    token no longer works, even as bearer."""
     token = l2.issue("alice", PUBLIC_URL)
     assert (await login(node, token)).status == 302
-    response = await node.get("/logout", allow_redirects=False)
+    response = await node.get("/logout", allow_redirects=False, headers={"Referer": "https://evil.example/"})
     assert response.status == 302 and response.headers["Location"] == "/"
     assert response.cookies[SESSION_COOKIE].value == ""
-    assert (await upload(node, bearer(token))).status == 401
+    assert (await upload(node, bearer(token))).status == 201
+    assert (await login(node, token)).status == 302
+    assert (await node.get("/logout", allow_redirects=False, headers={"Origin": PUBLIC_URL})).status == 302
+    assert (await upload(node, bearer(token), b"later")).status == 401
+
+
+async def test_only_tokens_an_l2_issued_are_kept_as_revoked(
+    node: Client, l2: TestL2, redis_client: Any
+) -> None:
+    """POST /auth/revoke with a token naming a trusted L2 that the L2 never issued (a forged
+    signature): 400, and nothing is written (no one can fill Redis with revocations)."""
+    real = l2.issue("alice", PUBLIC_URL)
+    header, payload, _ = real.split(".")
+    forged = f"{header}.{payload}.{'A' * 43}"
+    before = len([key async for key in redis_client.scan_iter(match="*revoked:*")])
+    answer = await node.post("/auth/revoke", json={"token": forged})
+    assert answer.status == 400
+    assert len([key async for key in redis_client.scan_iter(match="*revoked:*")]) == before
+
+
+async def test_access_log_blanks_the_login_token(caplog: pytest.LogCaptureFixture) -> None:
+    """The access log line of GET /auth?auth_token=... shows the path, never the token."""
+    logger = logging.getLogger("test.access")
+    request = make_mocked_request("GET", "/auth?auth_token=SECRET-TOKEN&next=x", headers={"User-Agent": "ua"})
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        AccessLogger(logger, "").log(request, web.Response(status=302), 0.01)
+    assert "SECRET-TOKEN" not in caplog.text
+    assert "/auth?auth_token=-&next=x" in caplog.text
 
 
 async def test_local_mode_keeps_its_admin_token_and_refuses_l2_tokens(

@@ -97,7 +97,8 @@ async def test_two_owners_of_the_same_bytes(node: Client, l2: TestL2) -> None:
 
 async def test_published_content_is_kept_and_an_unreachable_l2_refuses(node: Client, l2: TestL2) -> None:
     """Content an L2 has published: 409 content_published, nothing changes. With the L2 down:
-    503, nothing changes. Once unpublished (and the short cache gone by), the delete goes."""
+    503, nothing changes. Once unpublished (the node's short-lived copy of L2's answer dropped),
+    the delete goes."""
     alice = as_user(l2, "alice")
     stored = await upload(node, alice, picture(2))
     l2.published.add(stored["content_id"])
@@ -120,7 +121,7 @@ async def test_published_content_is_kept_and_an_unreachable_l2_refuses(node: Cli
 async def test_run_deletion_rules_and_what_each_unpins(node: Client, l2: TestL2) -> None:
     """A run's input is refused while the run exists (409 content_in_use); a completed run whose
     output is published is refused (409 run_output_published); once unpublished, deleting it
-    unpins its output and the built-in recipe's YAML (nobody owns them, no other run holds them)
+    unpins its output (nobody owns it, no other run holds it) but not the recipe's bytes
     but not its input (Alice does), which she may then delete. Activities record the run's
     completion and each deletion."""
     alice = as_user(l2, "alice")
@@ -140,7 +141,8 @@ async def test_run_deletion_rules_and_what_each_unpins(node: Client, l2: TestL2)
     node.app[PUBLICATIONS].forget([output["content_id"]])
     deleted = await (await node.delete(f"/runs/{done['run_id']}", headers=alice)).json()
     assert deleted["deleted"] == done["run_id"]
-    assert set(deleted["removed"]) == {output["cid"], done["recipe"]["cid"]}  # the built-in's YAML: nobody's
+    assert deleted["removed"] == [output["cid"]]
+    assert await pinned(node, done["recipe"]["cid"])  # provenance names it
     assert not await pinned(node, output["cid"]) and await pinned(node, source["cid"])
     assert (await (await node.delete(f"/cache/{source['cid']}", headers=alice)).json())["deleted"] is True
     kinds = [item["kind"] for item in (await (await node.get("/activities")).json())["items"]]
@@ -161,13 +163,21 @@ async def test_a_failed_run_can_always_be_deleted(node: Client, l2: TestL2) -> N
     assert await pinned(node, broken["cid"])
 
 
-async def test_a_delete_racing_a_new_run_never_leaves_a_run_without_its_input(
-    node: Client, l2: TestL2
-) -> None:
-    """Alice deletes a picture while Bob starts a run on it, at the same moment, ten times:
-    either the delete wins (the run is refused: the input is gone) or the run does (the delete
-    is refused: in use); never a run holding content that was unpinned."""
+async def test_a_delete_and_a_new_run_on_the_same_content(node: Client, l2: TestL2) -> None:
+    """Whichever comes first wins, and a run never holds content that was unpinned: a delete
+    first makes the run 404 (its input is gone); a run first makes the delete 409 (in use). Then
+    ten times at the same moment: always one of those two outcomes."""
     alice, bob = as_user(l2, "alice"), as_user(l2, "bob")
+    gone = await upload(node, alice, picture(90))
+    assert (await (await node.delete(f"/cache/{gone['cid']}", headers=alice)).json())["deleted"] is True
+    late = await node.post("/runs", json={"recipe": "identity", "inputs": [gone["cid"]]}, headers=bob)
+    assert late.status == 404
+    held = await upload(node, alice, picture(91))
+    await render(node, bob, held["cid"], recipe="identity")
+    assert await error_of(await node.delete(f"/cache/{held['cid']}", headers=alice)) == (
+        409,
+        "content_in_use",
+    )
     for seed in range(10):
         stored = await upload(node, alice, picture(100 + seed))
         deleting = node.delete(f"/cache/{stored['cid']}", headers=alice)
@@ -180,3 +190,30 @@ async def test_a_delete_racing_a_new_run_never_leaves_a_run_without_its_input(
             assert deleted.status == 409 and started.status == 202, seed
             assert await pinned(node, stored["cid"])
             await sse(node, (await started.json())["run_id"])
+
+
+async def test_deleting_a_run_keeps_what_a_run_still_going_uses(node: Client, l2: TestL2) -> None:
+    """Run A's output is the first step of run B, which is still going (a slow second step):
+    deleting A removes nothing B may be reusing; B completes."""
+    alice = as_user(l2, "alice")
+    source = await upload(node, alice, picture(5))
+    first = await render(node, alice, source["cid"])
+    slow = (
+        "name: slow-after\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+        "    - {id: neg, type: EFFECT, config: {effect: invert}, inputs: [src]}\n"
+        "    - {id: out, type: EFFECT, config: {effect: wait, seconds: 1.5}, inputs: [neg]}\n  output: out\n"
+    )
+    recipe = await node.post(
+        "/recipes/upload", data=slow.encode(), headers={**alice, "Content-Type": "application/x-yaml"}
+    )
+    assert recipe.status in (200, 201), await recipe.text()
+    started = await node.post(
+        "/runs", json={"recipe": (await recipe.json())["id"], "inputs": [source["cid"]]}, headers=alice
+    )
+    assert started.status == 202
+    deleted = await (await node.delete(f"/runs/{first['run_id']}", headers=alice)).json()
+    assert deleted["removed"] == [] and await pinned(node, first["output"]["cid"])
+    await sse(node, (await started.json())["run_id"])
+    assert (await (await node.get(f"/runs/{(await started.json())['run_id']}")).json())[
+        "status"
+    ] == "completed"

@@ -7,8 +7,9 @@
 - runs: a running one is refused (cancel it first); a failed or cancelled one can always be
   deleted; a completed one only if its output is not published on an L2 (409
   ``run_output_published``); deleting a run releases what it held (inputs, recipe, output), and
-  whatever that leaves with no owner, no run and no publication is unpinned and forgotten (if
-  L2 cannot be asked then, the run goes and its content stays).
+  whatever that leaves with no owner, no run, no publication and no use by a run still going is
+  unpinned and forgotten, except recipe bytes (provenance names them); if L2 cannot be asked
+  then, the run goes and its content stays.
 
 Checks against runs starting at the same moment hold under the per-content lock that a run's
 submission also takes (``RunManager._hold``, ``ContentStore.delete`` and ``discard``). Asking
@@ -25,7 +26,7 @@ from typing import Any
 from node.auth.errors import L2Unavailable
 from node.auth.local import User
 from node.auth.publication import PublicationChecker
-from node.errors import Conflict
+from node.errors import Conflict, NodeError
 from node.store.content import ContentStore, Deleted
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry
@@ -56,24 +57,32 @@ class DeletionRules:
         store: ContentStore,
         checker: PublicationChecker,
         activities: Activities,
-        forget_run: Callable[[str], Awaitable[list[str]]],
+        forget_run: Callable[[str, str], Awaitable[list[str]]],
+        active_content: Callable[[], Awaitable[set[str]]],
     ) -> None:
         self._store = store
         self._checker = checker
         self._activities = activities
-        self._forget_run = forget_run
+        self._forget_run = forget_run  # (run id, status it must still have) -> content it held
+        self._active_content = active_content  # content the plans of unfinished runs use
 
     async def delete_content(self, entry: ContentEntry, user: User) -> Deleted:
+        # Who and what uses it first (403, 409): L2 is asked only about a delete that may happen.
+        await self._store.check_deletable(entry.content_id, user.name, admin=user.is_admin)
         if await self._checker.published([entry.content_id]):
             raise ContentPublished(
                 "content published on an L2 cannot be deleted: unpublish it there first", rule="published"
             )
         deleted = await self._store.delete(entry.content_id, user.name, admin=user.is_admin)
         if deleted.unpinned:
-            await self._activities.record(
-                "content_deleted", user.name, [entry.cid], content_id=entry.content_id
-            )
+            await self._record("content_deleted", user.name, [entry.cid], content_id=entry.content_id)
         return deleted
+
+    async def _record(self, kind: str, who: str, cids: list[str], **details: Any) -> None:
+        try:
+            await self._activities.record(kind, who, cids, **details)
+        except NodeError as exc:  # the deletion happened; its record is what is lost
+            log.error("activity %s by %s not recorded (%s)", kind, who, exc.message)
 
     async def delete_run(self, record: dict[str, Any], user: User) -> RunDeleted:
         run_id, output = record["run_id"], record.get("output")
@@ -88,18 +97,21 @@ class DeletionRules:
                 rule="published",
                 run_id=run_id,
             )
-        released = await self._forget_run(run_id)  # 409 while it runs
+        released = await self._forget_run(run_id, record["status"])  # 409 running, or changed since
+        # A recipe's bytes stay (provenance names them; a run may be starting with them), and so
+        # does anything a run still going may be reusing.
+        candidates = set(released) - {record["recipe_content_id"]} - await self._active_content()
         try:
-            kept = await self._checker.published(released)
+            kept = await self._checker.published(sorted(candidates))
         except L2Unavailable as exc:  # the run goes; what it held stays until L2 can say
             log.warning("run %s deleted; its content is kept: %s", run_id, exc.message)
-            kept = set(released)
+            kept = candidates
         removed = []
-        for content_id in sorted(set(released) - kept):
+        for content_id in sorted(candidates - kept):
             entry = await self._store.index.get(content_id)
             if entry is not None and await self._store.discard(entry):  # no owner and no run left
                 removed.append(entry)
-        await self._activities.record(
+        await self._record(
             "run_deleted", user.name, [entry.cid for entry in removed], run_id=run_id, status=record["status"]
         )
         return RunDeleted(run_id, removed)

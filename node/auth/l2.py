@@ -8,7 +8,7 @@ then asks that L2 (the contract, also in the README):
     200 {"valid": true, "username": "alice", "actor": "https://l2.example/users/alice",
          "scope": ARTDAG_PUBLIC_URL, "expires_at": 1795086400}
     200 {"valid": false, "reason": "revoked" | "expired" | "wrong_scope" | "unknown",
-         "username": "alice", "actor": ...}   (username and actor for a token it did issue)
+         "username": "alice", "actor": ..., "scope": ...}   (for a token it did issue)
 
 Anything else (an error status, a malformed answer, no answer within ``timeout_s``) is
 :class:`L2Unavailable`: the request is refused with 503, never let through. The user is
@@ -48,6 +48,7 @@ class Verdict:
     valid: bool
     reason: str = ""
     expires_at: float | None = None
+    for_this_node: bool = False  # issued with this node's public URL as its scope
 
 
 def token_hash(token: str) -> str:
@@ -98,6 +99,10 @@ class L2Verifier:
             self._valid[key] = verdict
         return verdict
 
+    @property
+    def scope(self) -> str:
+        return self._scope
+
     def forget(self, token: str) -> None:
         """Drop a cached answer (the token was revoked here)."""
         self._valid.pop(token_hash(token), None)
@@ -111,7 +116,7 @@ class L2Verifier:
                 if response.status != 200:
                     raise L2Unavailable(f"L2 {issuer} answered {response.status} to a token check", l2=issuer)
                 answer = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
             raise L2Unavailable(
                 f"L2 {issuer} could not be asked about a token ({exc or type(exc).__name__})", l2=issuer
             ) from exc
@@ -128,9 +133,10 @@ def _verdict(issuer: str, scope: str, answer: dict[str, Any]) -> Verdict:
     if not isinstance(username, str) or not _USERNAME.fullmatch(username):
         return Verdict("", valid=False, reason=str(answer.get("reason") or "unknown"))
     user = f"@{username}@{host}"
-    if not isinstance(actor, str) or urlsplit(actor).netloc != host or not _USER.fullmatch(user):
+    if not isinstance(actor, str) or _host_of(actor) != host or not _USER.fullmatch(user):
         return Verdict(user, valid=False, reason="actor_domain")
-    if answer["valid"] and answer.get("scope") != scope:  # the L2 checks it; so does this node
+    for_this_node = answer.get("scope") == scope  # the L2 checks it; so does this node
+    if answer["valid"] and not for_this_node:
         return Verdict(user, valid=False, reason="wrong_scope")
     expires = answer.get("expires_at")
     return Verdict(
@@ -138,4 +144,12 @@ def _verdict(issuer: str, scope: str, answer: dict[str, Any]) -> Verdict:
         valid=bool(answer["valid"]),
         reason=str(answer.get("reason") or ""),
         expires_at=float(expires) if isinstance(expires, (int, float)) else None,
+        for_this_node=for_this_node,
     )
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # an L2's malformed actor URL: no host matches it
+        return ""

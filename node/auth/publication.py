@@ -66,7 +66,7 @@ class PublicationChecker:
                         f"L2 {l2} answered {response.status} when asked what it published", l2=l2
                     )
                 answer = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
             raise L2Unavailable(
                 f"L2 {l2} could not be asked what it published ({exc or type(exc).__name__}); "
                 "nothing is deleted",

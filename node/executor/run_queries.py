@@ -93,9 +93,29 @@ class RunQueries:
                 states[name] = state
         return states, percent
 
-    async def delete(self, run_id: str) -> list[str]:
+    async def active_content(self) -> set[str]:
+        """Content ids the plans of unfinished runs use: their sources and the recorded outputs
+        of their steps (what they may be reusing right now)."""
+        with redis_errors():
+            run_ids = [str(run_id) for run_id in await self._redis.zrange(self._keys.runs_active, 0, -1)]
+            records = (
+                await self._redis.mget([self._keys.run(run_id) for run_id in run_ids]) if run_ids else []
+            )
+            plan_ids = sorted({json.loads(raw)["plan_id"] for raw in records if raw})
+            plans = (
+                await self._redis.mget([self._keys.plan(plan_id) for plan_id in plan_ids]) if plan_ids else []
+            )
+            cache_ids = {step["cache_id"] for raw in plans if raw for step in json.loads(raw)["steps"]}
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for cache_id in cache_ids:
+                    pipe.hget(self._keys.step(cache_id), "content_id")
+                outputs = await pipe.execute()
+        return {str(found) for found in outputs if found} | cache_ids  # a SOURCE's cache id is its content id
+
+    async def delete(self, run_id: str, expected_status: str | None = None) -> list[str]:
         """Remove a finished run's record, events and index entry; the content ids it held
-        (which the deletion rules may then remove)."""
+        (which the deletion rules may then remove). ``expected_status``: 409 if the run's
+        status is no longer that one (it changed while its deletion was being decided)."""
         with redis_errors():
             raw = await self._redis.get(self._keys.run(run_id))
         if raw is None:
@@ -103,6 +123,8 @@ class RunQueries:
         record = json.loads(raw)
         if record["status"] not in FINAL_STATUSES:
             raise Conflict("the run is still going: cancel it first", run_id=run_id)
+        if expected_status is not None and record["status"] != expected_status:
+            raise Conflict("the run changed while it was being deleted: try again", run_id=run_id)
         used = [item["content_id"] for item in record["inputs"]] + [record["recipe_content_id"]]
         used += [record["output"]["content_id"]] if record.get("output") else []
         with redis_errors():

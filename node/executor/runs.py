@@ -411,7 +411,10 @@ class RunManager:
         log.info("run %s %s", run_id, status)
         if status == "completed" and self._activities is not None:
             cids = [wanted["output"]["cid"], wanted["provenance_cid"]]
-            await self._activities.record("run_completed", wanted["owner"], cids, run_id=run_id)
+            try:
+                await self._activities.record("run_completed", wanted["owner"], cids, run_id=run_id)
+            except NodeError as exc:  # the run is complete; only its record is lost
+                log.error("run %s: activity not recorded (%s)", run_id, exc.message)
         return wanted
 
     async def _report_rest(self, run_id: str, plan: Plan) -> None:

@@ -303,6 +303,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
         checker=app[PUBLICATIONS],
         activities=activities,
         forget_run=app[RUN_QUERIES].delete,
+        active_content=app[RUN_QUERIES].active_content,
     )
     app[RECIPES] = RecipeStore(app[CONTENT_STORE], app[REDIS], app[KEYS])
     notices.start()

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from node.auth.errors import AuthRequired
+from node.auth.errors import AuthRequired, CsrfRefused
 from node.auth.l2 import issuer_of, token_hash
 from node.errors import Forbidden, InvalidInput
 from node.http.appkeys import AUTH, SETTINGS
-from node.http.auth import SESSION_COOKIE, presented_token
+from node.http.auth import SESSION_COOKIE, check_same_origin, presented_token
 from node.http.openapi import operation
 from node.http.runs import read_json
 from node.http.schemas import answer, json_body, query, ref
@@ -31,7 +31,8 @@ TOKEN_SCHEMA = {"type": "string", "minLength": 1, "maxLength": TOKEN_MAX}
 
 
 def _redirect_home(request: web.Request) -> web.Response:
-    return web.Response(status=302, headers={"Location": "/", "Cache-Control": "no-store"})
+    headers = {"Location": "/", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return web.Response(status=302, headers=headers)
 
 
 @operation(
@@ -66,10 +67,12 @@ async def login(request: web.Request) -> web.Response:
     {302: {"description": "Logged out: the cookie is cleared and the browser goes to /"}},
 )
 async def logout(request: web.Request) -> web.Response:
-    """``GET /logout``: clears the session cookie and revokes its token on this node."""
+    """``GET /logout``: clears the session cookie; from this node's own pages (Origin or
+    Referer), also revokes its token here. A link on another site only logs the browser out:
+    it cannot revoke a user's token across the cluster."""
     token, from_cookie = presented_token(request)
     auth = request.app[AUTH]
-    if from_cookie and auth.revocations is not None and issuer_of(token):
+    if from_cookie and auth.revocations is not None and issuer_of(token) and _same_origin(request):
         await auth.revocations.revoke(token_hash(token))
     response = _redirect_home(request)
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -87,9 +90,12 @@ async def revoke(request: web.Request) -> web.Response:
     """``POST /auth/revoke {"token": TOKEN}``: no request may use the token again (30 days)."""
     token = _token_field(await read_json(request), "token")
     auth = request.app[AUTH]
-    if auth.revocations is None or auth.verifier is None or issuer_of(token) not in auth.verifier.trusted:
-        raise InvalidInput("not a token from an L2 this node trusts", field="token")
-    await auth.revocations.revoke(token_hash(token))
+    if auth.revocations is None or auth.verifier is None:
+        raise InvalidInput("no L2 is trusted by this node (local mode)", field="token")
+    verdict = await auth.verifier.verify(token, cached=False)  # only what an L2 issued is kept
+    if verdict is None or not verdict.user:
+        raise InvalidInput("not a token an L2 this node trusts issued", field="token")
+    await auth.revocations.revoke(token_hash(token), verdict.user)
     auth.verifier.forget(token)
     return web.json_response({"revoked": 1})
 
@@ -112,12 +118,20 @@ async def revoke_user(request: web.Request) -> web.Response:
     if auth.verifier is None or auth.revocations is None:
         raise Forbidden("no L2 is trusted by this node (local mode)")
     verdict = await auth.verifier.verify(token, cached=False)
-    if verdict is None or verdict.user != user:
-        raise Forbidden(f"the token does not show that the caller speaks for {user}")
+    if verdict is None or verdict.user != user or not verdict.for_this_node:
+        raise Forbidden(f"the token does not show that the caller speaks for {user} on this node")
     revoked = await auth.revocations.revoke_user(user)
     await auth.revocations.revoke(token_hash(token))
     auth.verifier.forget(token)
     return web.json_response({"revoked": revoked, "user": user, "at": int(time.time())})
+
+
+def _same_origin(request: web.Request) -> bool:
+    try:
+        check_same_origin(request)
+    except CsrfRefused:
+        return False
+    return True
 
 
 def _token_field(body: dict[str, Any], name: str) -> str:

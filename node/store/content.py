@@ -256,23 +256,28 @@ class ContentStore:
         lock = self._redis.lock(name, timeout=COMMIT_LOCK_TIMEOUT_S, blocking_timeout=COMMIT_LOCK_TIMEOUT_S)
         return _RedisLock(lock)
 
+    async def check_deletable(self, content_id: str, owner: str, *, admin: bool = False) -> ContentEntry:
+        """The entry, if ``owner`` may delete it now: 404 unknown, 403 not an owner (nor an
+        admin), 409 while a run uses it. ``delete`` checks again under the content lock."""
+        entry = await self.index.get(content_id)
+        if entry is None:
+            raise ContentNotFound(f"no content {content_id} on this node", ref=content_id)
+        if not admin and owner not in await self.index.owners(content_id):
+            raise NotOwner("only an owner of the content or an admin may delete it", ref=content_id)
+        runs = await self.index.runs(content_id)
+        if runs:
+            listed = ", ".join(sorted(runs)[:5])
+            raise ContentInUse(
+                f"content is used by {len(runs)} run(s) ({listed}); delete those first", runs=sorted(runs)
+            )
+        return entry
+
     async def delete(self, content_id: str, owner: str, *, admin: bool = False) -> Deleted:
         """A user's delete: drops their ownership; the bytes are unpinned and forgotten only when
         no owner is left. Refused (409) while a run uses the content; under the content lock, so
         a commit of the same bytes cannot interleave."""
         async with self.content_lock(content_id):
-            entry = await self.index.get(content_id)
-            if entry is None:
-                raise ContentNotFound(f"no content {content_id} on this node", ref=content_id)
-            owners = await self.index.owners(content_id)
-            if not admin and owner not in owners:
-                raise NotOwner("only an owner of the content or an admin may delete it", ref=content_id)
-            runs = await self.index.runs(content_id)
-            if runs:
-                listed = ", ".join(sorted(runs)[:5])
-                raise ContentInUse(
-                    f"content is used by {len(runs)} run(s) ({listed}); delete those first", runs=sorted(runs)
-                )
+            entry = await self.check_deletable(content_id, owner, admin=admin)
             left = await self.index.remove_owner(content_id, None if admin else owner)
             if left:
                 return Deleted(entry, unpinned=False, owners_left=len(left))
