@@ -17,6 +17,7 @@ from node.services import EmbeddedServices
 from node.sync.connection import connect
 from node.testing import NodeProcess
 from tests.helpers import AiohttpClient, Client
+from tests.l2_server import TestL2, running_l2
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +104,20 @@ def running_node(
     finally:
         node.popen.terminate()
         node.popen.wait(timeout=30)
+
+
+L2_PUBLIC_URL = "http://l1.test:8100"  # the public URL of nodes that trust a test L2
+
+
+@pytest.fixture
+async def l2() -> AsyncIterator[TestL2]:
+    """A small L2 (``tests/l2_server.py``) on a free port."""
+    async with running_l2() as server:
+        yield server
+
+
+@pytest.fixture
+async def l2_node(settings: Settings, l2: TestL2, aiohttp_client: AiohttpClient) -> Client:
+    """A node trusting ``l2`` only, known as L2_PUBLIC_URL, reusing an L2 answer for 60 s."""
+    trusting = settings.replace(l2_trusted=(l2.url,), public_url=L2_PUBLIC_URL, l2_verify_ttl=60.0)
+    return await aiohttp_client(create_app(trusting))

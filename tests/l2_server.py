@@ -5,8 +5,10 @@ another project, which these machines do not run."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
@@ -87,3 +89,14 @@ class TestL2:
             "actor": f"http://{host}/users/{claims['sub']}",
             "scope": claims["scope"],
         }
+
+
+@contextlib.asynccontextmanager
+async def running_l2() -> AsyncIterator[TestL2]:
+    """A test L2 listening on a free loopback port until the block ends."""
+    server = TestL2()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()

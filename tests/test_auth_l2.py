@@ -14,38 +14,25 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from node.config import Settings
-from node.http import create_app
 from node.http.access_log import AccessLogger
 from node.http.appkeys import CONTENT_STORE
 from node.http.auth import SESSION_COOKIE
-from tests.helpers import AiohttpClient, Client
-from tests.l2_server import TestL2
+from tests.conftest import L2_PUBLIC_URL
+from tests.helpers import Client
+from tests.l2_server import TestL2, running_l2
 
-PUBLIC_URL = "http://l1.test:8100"
-
-
-@pytest.fixture
-async def l2() -> AsyncIterator[TestL2]:
-    server = TestL2()
-    await server.start()
-    yield server
-    await server.close()
+PUBLIC_URL = L2_PUBLIC_URL
 
 
 @pytest.fixture
 async def other_l2() -> AsyncIterator[TestL2]:
-    server = TestL2()
-    await server.start()
-    yield server
-    await server.close()
+    async with running_l2() as server:
+        yield server
 
 
 @pytest.fixture
-async def node(settings: Settings, l2: TestL2, aiohttp_client: AiohttpClient) -> Client:
-    """A node trusting ``l2`` only, known as PUBLIC_URL, reusing an L2 answer for 60 s."""
-    trusting = settings.replace(l2_trusted=(l2.url,), public_url=PUBLIC_URL, l2_verify_ttl=60.0)
-    return await aiohttp_client(create_app(trusting))
+def node(l2_node: Client) -> Client:
+    return l2_node
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -7,34 +7,24 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 
-from node.config import Settings
 from node.executor.imaging import png_bytes
-from node.http import create_app
 from node.http.appkeys import IPFS, PUBLICATIONS
-from tests.helpers import AiohttpClient, Client, poll_async, sse
+from tests.conftest import L2_PUBLIC_URL
+from tests.helpers import Client, poll_async, sse
 from tests.l2_server import TestL2
 
-PUBLIC_URL = "http://l1.test:8100"
+PUBLIC_URL = L2_PUBLIC_URL
 
 
 @pytest.fixture
-async def l2() -> AsyncIterator[TestL2]:
-    server = TestL2()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def node(settings: Settings, l2: TestL2, aiohttp_client: AiohttpClient) -> Client:
-    return await aiohttp_client(create_app(settings.replace(l2_trusted=(l2.url,), public_url=PUBLIC_URL)))
+def node(l2_node: Client) -> Client:
+    return l2_node
 
 
 def as_user(l2: TestL2, name: str) -> dict[str, str]:
