@@ -59,13 +59,15 @@ async def test_a_valid_token_logs_in_with_a_cookie_and_leaves_the_url(node: Clie
     cookie = response.cookies[SESSION_COOKIE]
     assert cookie.value == token
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and not cookie["secure"]
+    alice = f"@alice@{l2.url.removeprefix('http://')}"
+    assert (await (await node.get("/")).json())["user"] == alice
     by_cookie = await upload(node, {"Origin": PUBLIC_URL}, b"by cookie")
     assert by_cookie.status == 201, await by_cookie.text()
     node.session.cookie_jar.clear()
     by_bearer = await upload(node, bearer(l2.issue("alice", PUBLIC_URL)), b"by bearer")
     assert by_bearer.status == 201
     index = node.app[CONTENT_STORE].index
-    alice = f"@alice@{l2.url.removeprefix('http://')}"
+    assert (await (await node.get("/")).json())["user"] is None  # not logged in
     for stored in (by_cookie, by_bearer):
         assert await index.owners((await stored.json())["content_id"]) == {alice}
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from node import __version__
 from node.errors import NodeError
 from node.http.appkeys import IDENTITY, IPFS, REDIS, SERVICES, SETTINGS
+from node.http.auth import optional_user
 from node.http.errors import error_response
 from node.http.openapi import operation
 from node.http.schemas import ERROR, answer, ref
@@ -73,15 +74,21 @@ async def dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
     {200: answer("The node", ref("Info"))},
 )
 async def index(request: web.Request) -> web.Response:
-    """Server info: name, version, node id, and the state of Redis and IPFS."""
+    """Server info: name, version, node id, who is asking (null: not logged in), and the state
+    of Redis and IPFS."""
     app = request.app
     report = await dependencies(app)
+    try:
+        user = await optional_user(request)
+    except NodeError:  # Redis or the token's L2 down: the page still says what the node is
+        user = None
     return web.json_response(
         {
             "name": NAME,
             "version": __version__,
             "node_id": app[IDENTITY].node_id,
             "public_url": app[SETTINGS].public_url,
+            "user": user.name if user else None,
             **report,
         }
     )

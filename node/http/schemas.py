@@ -118,6 +118,10 @@ COMPONENTS: dict[str, Schema] = {
             "version": STRING,
             "node_id": {**STRING, "description": "did:key of the node's Ed25519 key"},
             "public_url": NULLABLE_STRING,
+            "user": {
+                "type": ["string", "null"],
+                "description": "who the request's token or cookie is; null: not logged in",
+            },
             "redis": ref("Dependency"),
             "ipfs": ref("Dependency"),
         },
