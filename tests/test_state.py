@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.config import Settings
 from node.executor.imaging import png_bytes
+from node.executor.runs import finish_id
 from node.http import create_app
 from node.http.appkeys import IDENTITY
 from node.identity import NodeIdentity, load_or_create
@@ -162,16 +163,18 @@ async def test_a_run_appears_in_the_published_state(
     record = await (await quick_client.get(f"/runs/{run['run_id']}")).json()
 
     async def lists_the_run(state: NodeState) -> bool:
+        """The run completed, and its finish recorded (committed just after the status)."""
         runs = (await index_of(ipfs, state, "runs"))["runs"]
-        return any(
+        completed = any(
             item["run"]["run_id"] == run["run_id"] and item["run"]["status"] == "completed" for item in runs
         )
+        return completed and len((await index_of(ipfs, state, "steps"))["steps"]) == 2
 
     state = await published(quick_client, lists_the_run)
     assert state.sequence > first.sequence
     steps = (await index_of(ipfs, state, "steps"))["steps"]
     computed = [step["cid"] for step in steps if step["receipt_cid"]]  # the other: finishing the run
-    assert computed == [record["output"]["cid"]] and len(steps) == 2
+    assert computed == [record["output"]["cid"]]
     contents = (await index_of(ipfs, state, "contents"))["contents"]
     assert {image["content_id"], record["output"]["content_id"]} <= {item["content_id"] for item in contents}
     ipns_name = (await (await quick_client.get("/identity")).json())["ipns_name"]
@@ -196,8 +199,14 @@ async def test_indexes_read_back_into_an_empty_database(
     image = await upload(quick_client, quick_auth, png_bytes(PIXELS), name="pic")
     run = await start(quick_client, quick_auth, {"recipe": "grayscale", "inputs": ["pic"]})
     await sse(quick_client, run["run_id"])
+    keys = Keys(quick.redis_prefix)
+
+    async def finish_recorded() -> bool:  # committed just after the run's final event
+        return bool(await redis_client.exists(keys.step(finish_id(run["run_id"]))))
+
+    await poll_async(finish_recorded)
     node_id = quick_client.app[IDENTITY].node_id
-    written = await Snapshot(redis_client, Keys(quick.redis_prefix), node_id).export()
+    written = await Snapshot(redis_client, keys, node_id).export()
     elsewhere = Keys(f"test-{uuid.uuid4().hex[:12]}:")
     try:
         restored = await Snapshot(redis_client, elsewhere, node_id).restore(written)
