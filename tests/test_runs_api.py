@@ -15,7 +15,7 @@ from node.executor.effects import EFFECTS
 from node.executor.imaging import png_bytes
 from node.executor.params import normalize_params
 from node.http.appkeys import IDENTITY
-from tests.helpers import Client, slow_recipe, sse, start, upload
+from tests.helpers import Client, sse, start, upload
 
 RNG = np.random.default_rng(21)
 PIXELS = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
@@ -114,11 +114,17 @@ async def test_anonymous_run_is_401(client: Client) -> None:
     assert response.status == 401
 
 
+WAIT_TEN_SECONDS = (
+    "name: waits\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+    "    - {id: out, type: EFFECT, config: {effect: wait, seconds: 10}, inputs: [src]}\n  output: out\n"
+)
+
+
 async def test_cancel_and_delete(client: Client, auth: dict[str, str]) -> None:
     """A running run cannot be deleted (409); cancelled, it can; unknown runs are 404."""
-    big = await upload(client, auth, png_bytes(RNG.integers(0, 256, (1200, 1200, 3), dtype=np.uint8)))
-    recipe = await upload(client, auth, slow_recipe(20).encode())
-    run = await start(client, auth, {"recipe": recipe["cid"], "inputs": [big["cid"]]})
+    image = await upload(client, auth, png_bytes(PIXELS))
+    recipe = await upload(client, auth, WAIT_TEN_SECONDS.encode())  # still going when cancelled
+    run = await start(client, auth, {"recipe": recipe["cid"], "inputs": [image["cid"]]})
     run_id = run["run_id"]
     assert (await client.delete(f"/runs/{run_id}", headers=auth)).status == 409
     assert (await client.post(f"/runs/{run_id}/cancel")).status == 401
