@@ -156,12 +156,15 @@ def test_signed_records_round_trip() -> None:
         verify_record(data.replace(b"1.5", b"2.5"))
 
 
-SLOW = slow_recipe(15)
+SLOW = (  # a step that is surely still running when the test acts: it holds the image 3 s
+    "name: slow\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+    "    - {id: out, type: EFFECT, config: {effect: wait, seconds: 3}, inputs: [src]}\n  output: out\n"
+)
 
 
 async def test_cancel_stops_the_run_and_its_worker(client: Client) -> None:
     """Cancelling a running run kills its step's process group; the run says cancelled."""
-    run_id = await submit(client, SLOW, pixels=RNG.integers(0, 256, (1500, 1500, 3), np.uint8))
+    run_id = await submit(client, SLOW)
     pool = client.app[WORKER_POOL]
     pids = await wait_until_async(lambda: pool.busy_pids, timeout_s=60)
     record = await client.app[RUNS].cancel(run_id)
@@ -172,7 +175,7 @@ async def test_cancel_stops_the_run_and_its_worker(client: Client) -> None:
 
 async def test_restart_mid_run_finishes_the_run(client: Client) -> None:
     """A node stopped while a run is computing resumes it on start and completes it."""
-    run_id = await submit(client, SLOW, pixels=RNG.integers(0, 256, (1000, 1000, 3), np.uint8))
+    run_id = await submit(client, SLOW)
     runs = client.app[RUNS]
     await wait_until_async(lambda: client.app[WORKER_POOL].busy_pids, timeout_s=60)
     await runs.close()  # what a shutdown does: the run stays active
@@ -209,7 +212,7 @@ async def test_verify_command(client: Client, settings: Settings) -> None:
 async def test_node_process_resumes_a_run_left_unfinished(client: Client, settings: Settings) -> None:
     """A run left running by a node that stopped is finished by the next node process that
     starts on the same Redis and IPFS (resume at start-up, in the app's own wiring)."""
-    run_id = await submit(client, SLOW, pixels=RNG.integers(0, 256, (600, 600, 3), np.uint8))
+    run_id = await submit(client, slow_recipe(15), pixels=RNG.integers(0, 256, (600, 600, 3), np.uint8))
     runs = client.app[RUNS]
     await wait_until_async(lambda: client.app[WORKER_POOL].busy_pids, timeout_s=60)
     await runs.close()
