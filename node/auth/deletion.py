@@ -26,7 +26,7 @@ from typing import Any
 from node.auth.errors import L2Unavailable
 from node.auth.local import User
 from node.auth.publication import PublicationChecker
-from node.errors import Conflict, NodeError
+from node.errors import Conflict
 from node.store.content import ContentStore, Deleted
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry
@@ -75,14 +75,10 @@ class DeletionRules:
             )
         deleted = await self._store.delete(entry.content_id, user.name, admin=user.is_admin)
         if deleted.unpinned:
-            await self._record("content_deleted", user.name, [entry.cid], content_id=entry.content_id)
+            await self._activities.record(
+                "content_deleted", user.name, [entry.cid], content_id=entry.content_id
+            )
         return deleted
-
-    async def _record(self, kind: str, who: str, cids: list[str], **details: Any) -> None:
-        try:
-            await self._activities.record(kind, who, cids, **details)
-        except NodeError as exc:  # the deletion happened; its record is what is lost
-            log.error("activity %s by %s not recorded (%s)", kind, who, exc.message)
 
     async def delete_run(self, record: dict[str, Any], user: User) -> RunDeleted:
         run_id, output = record["run_id"], record.get("output")
@@ -111,7 +107,7 @@ class DeletionRules:
             entry = await self._store.index.get(content_id)
             if entry is not None and await self._store.discard(entry):  # no owner and no run left
                 removed.append(entry)
-        await self._record(
+        await self._activities.record(
             "run_deleted", user.name, [entry.cid for entry in removed], run_id=run_id, status=record["status"]
         )
         return RunDeleted(run_id, removed)

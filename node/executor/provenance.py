@@ -20,7 +20,6 @@ import logging
 import os
 import platform
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from node import __version__
@@ -34,14 +33,11 @@ from node.store.content import ContentStore
 from node.store.errors import ContentTooLarge, IpfsError
 from node.store.ipfs import IpfsClient
 from node.sync.index import ContentEntry, StepIndex
+from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
 RECORD_MAX_BYTES = 16 * 1024 * 1024
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class RecordWriter:

@@ -24,7 +24,7 @@ from node.canonical import canonical_id
 from node.errors import NodeError, NotFound
 from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
-from node.executor.provenance import RecordWriter, RunFacts, utc_now, write_provenance
+from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import Recipe
 from node.executor.scheduler import Scheduler
 from node.store.content import ContentStore
@@ -33,6 +33,7 @@ from node.sync.connection import redis_errors
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
+from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -411,10 +412,7 @@ class RunManager:
         log.info("run %s %s", run_id, status)
         if status == "completed" and self._activities is not None:
             cids = [wanted["output"]["cid"], wanted["provenance_cid"]]
-            try:
-                await self._activities.record("run_completed", wanted["owner"], cids, run_id=run_id)
-            except NodeError as exc:  # the run is complete; only its record is lost
-                log.error("run %s: activity not recorded (%s)", run_id, exc.message)
+            await self._activities.record("run_completed", wanted["owner"], cids, run_id=run_id)
         return wanted
 
     async def _report_rest(self, run_id: str, plan: Plan) -> None:

@@ -58,9 +58,14 @@ def public_origin(request: web.Request) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def claimed_origin(request: web.Request) -> str:
+    """The origin a request says it comes from: its Origin, or its Referer's ("" if neither)."""
+    return request.headers.get("Origin") or _origin_of(request.headers.get("Referer", ""))
+
+
 def check_same_origin(request: web.Request) -> None:
     """403 unless the request says it comes from this node's own origin."""
-    origin = request.headers.get("Origin") or _origin_of(request.headers.get("Referer", ""))
+    origin = claimed_origin(request)
     if origin != public_origin(request):
         raise CsrfRefused(
             "a change made with the session cookie must come from this node's pages "

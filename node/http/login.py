@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from node.auth.errors import AuthRequired, CsrfRefused
+from node.auth.errors import AuthRequired
 from node.auth.l2 import issuer_of, token_hash
 from node.errors import Forbidden, InvalidInput
 from node.http.appkeys import AUTH, SETTINGS
-from node.http.auth import SESSION_COOKIE, check_same_origin, presented_token
+from node.http.auth import SESSION_COOKIE, claimed_origin, presented_token, public_origin
 from node.http.openapi import operation
 from node.http.runs import read_json
 from node.http.schemas import answer, json_body, query, ref
@@ -72,7 +72,8 @@ async def logout(request: web.Request) -> web.Response:
     it cannot revoke a user's token across the cluster."""
     token, from_cookie = presented_token(request)
     auth = request.app[AUTH]
-    if from_cookie and auth.revocations is not None and issuer_of(token) and _same_origin(request):
+    same_origin = claimed_origin(request) == public_origin(request)
+    if from_cookie and auth.revocations is not None and issuer_of(token) and same_origin:
         await auth.revocations.revoke(token_hash(token))
     response = _redirect_home(request)
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -124,14 +125,6 @@ async def revoke_user(request: web.Request) -> web.Response:
     await auth.revocations.revoke(token_hash(token))
     auth.verifier.forget(token)
     return web.json_response({"revoked": revoked, "user": user, "at": int(time.time())})
-
-
-def _same_origin(request: web.Request) -> bool:
-    try:
-        check_same_origin(request)
-    except CsrfRefused:
-        return False
-    return True
 
 
 def _token_field(body: dict[str, Any], name: str) -> str:

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import json
-import time
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from node.errors import NodeError
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
+from node.timestamps import utc_now
+
+log = logging.getLogger(__name__)
 
 ACTIVITIES_MAX_LEN = 100_000
 
@@ -23,21 +27,19 @@ class Activities:
         self._keys = keys
 
     async def record(self, kind: str, who: str, cids: list[str], **details: Any) -> None:
-        """``kind`` (run_completed, run_deleted, content_deleted, ...) by ``who``, naming ``cids``."""
-        entry = {
-            "kind": kind,
-            "who": who,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cids": cids,
-            **details,
-        }
-        with redis_errors():
-            await self._redis.xadd(
-                self._keys.activities,
-                {"data": json.dumps(entry)},
-                maxlen=ACTIVITIES_MAX_LEN,
-                approximate=True,
-            )
+        """``kind`` (run_completed, run_deleted, content_deleted, ...) by ``who``, naming ``cids``.
+        Best effort: what it records has happened already, so a failure is logged, not raised."""
+        entry = {"kind": kind, "who": who, "at": utc_now(), "cids": cids, **details}
+        try:
+            with redis_errors():
+                await self._redis.xadd(
+                    self._keys.activities,
+                    {"data": json.dumps(entry)},
+                    maxlen=ACTIVITIES_MAX_LEN,
+                    approximate=True,
+                )
+        except NodeError as exc:
+            log.error("activity %s by %s not recorded (%s)", kind, who, exc.message)
 
     async def newest(self, limit: int) -> list[dict[str, Any]]:
         with redis_errors():

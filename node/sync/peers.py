@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from node.sync.index import StepEntry, step_fields
 from node.sync.keys import Keys
 from node.sync.snapshot import BATCH, INDEX_MAX_BYTES, read_index, read_steps
 from node.sync.state import STATE_MAX_BYTES, STATE_TOPIC, NodeState, read_state
+from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class PeerSync:
             "sequence": str(state.sequence),
             "published": state.published,
             "source": source,
-            "synced": _utc_now(),
+            "synced": utc_now(),
             "steps": str(count),
             "steps_cid": state.indexes["steps"],
             "url": state.url,
@@ -196,7 +196,7 @@ class PeerSync:
         log.log(logging.WARNING if loud else logging.DEBUG, "peer %s: %s", peer.node_id, message)
         with contextlib.suppress(NodeError), redis_errors():
             await self._redis.hset(
-                self._keys.peer(peer.node_id), mapping={"error": message, "error_at": _utc_now()}
+                self._keys.peer(peer.node_id), mapping={"error": message, "error_at": utc_now()}
             )
 
     async def status(self) -> list[dict[str, Any]]:
@@ -294,7 +294,3 @@ def _peer_status(peer: Peer, row: dict[str, str]) -> dict[str, Any]:
         "error": row.get("error"),
         "error_at": row.get("error_at"),
     }
-
-
-def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -35,6 +35,7 @@ from node.sync.connection import redis_errors
 from node.sync.keys import Keys
 from node.sync.snapshot import Snapshot
 from node.sync.state import INDEXES, STATE_TOPIC, NodeState, read_state, sign_state
+from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class StatePublisher:
                 ipns_name=names.ipns_name,
                 peer_id=names.peer_id,
                 indexes=indexes,
-                published=_utc_now(),
+                published=utc_now(),
             )
             small = [name for name in INDEXES if name not in large]
             expected = [indexes[name] for name in small] + [leaf_cid(data)]
@@ -242,16 +243,7 @@ class StatePublisher:
         cannot be resolved), then in Redis (``GET /state``, the next sequence, and the digest
         that says it is published: written last)."""
         await asyncio.to_thread(replace_private_file, self._state_file, state.data)
-        fields: dict[Any, Any] = {
-            "sequence": str(state.sequence),
-            "cid": state_cid,
-            "document": state.data,
-            "published": state.published,
-            "digest": digest,
-            **state.indexes,
-        }
-        with redis_errors():
-            await self._redis.hset(self._keys.state(state.node_id), mapping=fields)
+        await keep_state(self._redis, self._keys, state, state_cid, digest=digest)
 
     async def _announce(self, state_cid: str, data: bytes, names: Names) -> None:
         """IPNS, then pubsub: each best effort (peers also poll ``GET /state``)."""
@@ -299,6 +291,25 @@ class StateLost(Unavailable):
     code = "state_lost"
 
 
+async def keep_state(
+    client: aioredis.Redis, keys: Keys, state: NodeState, state_cid: str, *, digest: str = ""
+) -> None:
+    """Write a state of this node to Redis (``state:{node_id}``): what ``GET /state`` serves
+    and the next sequence follows. ``digest`` (of its documents) says it is published as it is;
+    without one (a state recovered), the next publication goes out even if nothing changed."""
+    fields: dict[Any, Any] = {
+        "sequence": str(state.sequence),
+        "cid": state_cid,
+        "document": state.data,
+        "published": state.published,
+        **state.indexes,
+    }
+    if digest:
+        fields["digest"] = digest
+    with redis_errors():
+        await client.hset(keys.state(state.node_id), mapping=fields)
+
+
 def _pinned(last: dict[Any, Any]) -> set[str]:
     """The CIDs a published state keeps pinned: the state document and its three indexes."""
     return {str(last[name]) for name in ("cid", *INDEXES) if last.get(name)}
@@ -309,7 +320,3 @@ def _digest(documents: dict[str, bytes]) -> str:
     for name in INDEXES:
         hasher.update(documents[name])
     return hasher.hexdigest()
-
-
-def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

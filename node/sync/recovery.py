@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import redis.asyncio as aioredis
 
@@ -24,7 +24,7 @@ from node.store.errors import ContentNotFound
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
-from node.sync.publisher import STATE_FILE, IpnsNames
+from node.sync.publisher import STATE_FILE, IpnsNames, keep_state
 from node.sync.snapshot import INDEX_MAX_BYTES, Snapshot
 from node.sync.state import INDEXES, STATE_MAX_BYTES, NodeState, read_state
 
@@ -72,14 +72,8 @@ async def recover(
             f"until it is. To give it up and start over, remove {data_dir / STATE_FILE} and the IPFS "
             f"daemon's key {names.key}"
         ) from exc
-    fields: dict[Any, Any] = {
-        "sequence": str(state.sequence),
-        "cid": leaf_cid(state.data),  # a state is one block; unpinned when the next is published
-        "document": state.data,
-        "published": state.published,
-    }
-    with redis_errors():  # the next state continues the sequence; no digest: it is published anew
-        await client.hset(keys.state(identity.node_id), mapping=fields | state.indexes)
+    # A state is one block; unpinned when the next is published, which continues its sequence.
+    await keep_state(client, keys, state, leaf_cid(state.data))
     log.warning(
         "Redis held no state of this node: restored %d runs, %d steps and %d content entries from state %d",
         restored.runs,
