@@ -34,6 +34,20 @@ def test_layout_matches_design() -> None:
     assert keys.receipt(CID) == f"artdag:receipt:{CID}"
 
 
+def test_media_listings() -> None:
+    """One listing of all media and one per kind, beside ``contents``; no other kind."""
+    keys = Keys()
+    assert keys.media == "artdag:media"
+    assert [keys.media_of_kind(kind) for kind in ("image", "video", "audio")] == [
+        "artdag:media:image",
+        "artdag:media:video",
+        "artdag:media:audio",
+    ]
+    assert keys.media_listed == "artdag:migrated:media"
+    with pytest.raises(InvalidId, match="malformed"):
+        keys.media_of_kind("text")
+
+
 def test_prefix_isolates_every_key() -> None:
     """With another prefix no key name is shared, so nodes or tests can share one server."""
     default, other = Keys(), Keys("test-1:")

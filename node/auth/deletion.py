@@ -26,12 +26,13 @@ from typing import Any
 from node.auth.errors import L2Unavailable
 from node.auth.local import User
 from node.auth.publication import PublicationChecker
-from node.errors import Conflict
+from node.errors import Conflict, Forbidden
 from node.store.content import ContentStore, Deleted
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry
 
 log = logging.getLogger(__name__)
+PUBLISHED_CONTENT = "content published on an L2 cannot be deleted: unpublish it there first"
 
 
 class ContentPublished(Conflict):
@@ -70,15 +71,32 @@ class DeletionRules:
         # Who and what uses it first (403, 409): L2 is asked only about a delete that may happen.
         await self._store.check_deletable(entry.content_id, user.name, admin=user.is_admin)
         if await self._checker.published([entry.content_id]):
-            raise ContentPublished(
-                "content published on an L2 cannot be deleted: unpublish it there first", rule="published"
-            )
+            raise ContentPublished(PUBLISHED_CONTENT, rule="published")
         deleted = await self._store.delete(entry.content_id, user.name, admin=user.is_admin)
         if deleted.unpinned:
             await self._activities.record(
                 "content_deleted", user.name, [entry.cid], content_id=entry.content_id
             )
         return deleted
+
+    async def content_refusals(self, entries: list[ContentEntry], user: User) -> dict[str, str]:
+        """Why ``user`` may not delete each of ``entries`` now (content id -> the message the API
+        would answer); content left out may be deleted. For pages, which show the reason before
+        anyone clicks; the API checks again on the delete itself."""
+        refusals: dict[str, str] = {}
+        for entry in entries:
+            try:
+                await self._store.check_deletable(entry.content_id, user.name, admin=user.is_admin)
+            except (Forbidden, Conflict) as exc:
+                refusals[entry.content_id] = exc.message
+        rest = [entry.content_id for entry in entries if entry.content_id not in refusals]
+        try:
+            published = await self._checker.published(rest) if rest else set()
+        except L2Unavailable:  # the delete itself asks again, and says L2 is down if it still is
+            published = set()
+        for content_id in published:
+            refusals[content_id] = PUBLISHED_CONTENT
+        return refusals
 
     async def delete_run(self, record: dict[str, Any], user: User) -> RunDeleted:
         run_id, output = record["run_id"], record.get("output")

@@ -15,6 +15,7 @@ from typing import Any
 from node.canonical import canonical_json
 from node.errors import InvalidInput
 from node.executor.effects import EFFECTS
+from node.executor.params import normalize_params
 from node.executor.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -31,12 +32,21 @@ from node.sync.index import ContentEntry
 ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-async def resolve_recipe(store: ContentStore, ref: str) -> tuple[Recipe, ContentEntry]:
-    """The recipe ``ref`` names and the entry of its bytes in the store."""
+async def resolve_recipe(store: ContentStore, ref: str, params: Any = None) -> tuple[Recipe, ContentEntry]:
+    """The recipe ``ref`` names and the entry of its bytes in the store; ``params`` set a
+    built-in effect's parameters (a recipe's are in its YAML)."""
+    if params is not None and (ref not in EFFECTS or not isinstance(params, dict)):
+        problem = "an object" if ref in EFFECTS else "for a built-in effect; a recipe's are in its YAML"
+        raise InvalidInput(f"params are {problem}", field="params")
     if ref in EFFECTS:
-        document = builtin_document(ref)
+        _, problems = normalize_params(EFFECTS[ref].params, params or {})
+        if problems:  # named as the request names them, not as the generated recipe would
+            name, problem = min(problems.items())
+            raise InvalidInput(f"params.{name}: {problem}", field=f"params.{name}")
+        document = builtin_document(ref, params)
+        recipe = recipe_from_document(document)
         stored = await store.put_bytes(canonical_json(document), max_size=MAX_RECIPE_BYTES)
-        return recipe_from_document(document), stored.entry
+        return recipe, stored.entry
     try:
         entry = await store.resolve(ref)
     except (ContentNotFound, InvalidCid) as exc:

@@ -143,10 +143,14 @@ def builtin_recipe(effect_name: str) -> Recipe:
     return recipe_from_document(builtin_document(effect_name))
 
 
-def builtin_document(effect_name: str) -> dict[str, Any]:
-    """The recipe document of a built-in one-step recipe."""
+def builtin_document(effect_name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe document of a built-in one-step recipe; ``params`` (checked when the document
+    is validated) set the effect's parameters, the others keep their defaults."""
     if effect_name not in EFFECTS:
         raise RecipeError(f"unknown recipe or effect {effect_name!r}", field="recipe")
+    config: dict[str, Any] = {"effect": effect_name}
+    if params:  # without any, the document (and its CID) is the one it always was
+        config["params"] = dict(params)
     return {
         "name": effect_name,
         "version": EFFECTS[effect_name].version,
@@ -157,7 +161,7 @@ def builtin_document(effect_name: str) -> dict[str, Any]:
                 {
                     "id": effect_name,
                     "type": "EFFECT",
-                    "config": {"effect": effect_name},
+                    "config": config,
                     "inputs": ["input"],
                 },
             ],

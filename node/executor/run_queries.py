@@ -93,6 +93,13 @@ class RunQueries:
                 states[name] = state
         return states, percent
 
+    async def plan(self, plan_id: str) -> dict[str, Any] | None:
+        """A plan's record (its steps with their node ids, types, levels and input cache ids),
+        or None if this node no longer has it."""
+        with redis_errors():
+            raw = await self._redis.get(self._keys.plan(plan_id))
+        return dict(json.loads(raw)) if raw else None
+
     async def active_content(self) -> set[str]:
         """Content ids the plans of unfinished runs use: their sources and the recorded outputs
         of their steps (what they may be reusing right now)."""

@@ -55,6 +55,7 @@ from node.http.appkeys import (
     SETTINGS,
     STATE_PUBLISHER,
     STEP_INDEX,
+    THUMBNAILS,
     WORKER_POOL,
 )
 from node.http.errors import error_middleware
@@ -64,6 +65,7 @@ from node.services import EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.store.thumbnails import Thumbnails
 from node.sync.activities import Activities
 from node.sync.claims import ClaimBoard
 from node.sync.connection import connect
@@ -102,6 +104,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_get("/cache", cache.listing, name="cache-list")
     app.router.add_get("/cache/{ref}", cache.download, name="cache-get")
     app.router.add_get("/cache/{ref}/probe", cache.probe, name="cache-probe")
+    app.router.add_get("/cache/{ref}/thumbnail", cache.thumbnail, name="cache-thumbnail")
     app.router.add_delete("/cache/{ref}", cache.remove, name="cache-delete")
     app.router.add_post("/cache/import", cache.import_file, name="cache-imports")
     app.router.add_post("/runs", runs.create, name="runs-create")
@@ -191,6 +194,7 @@ async def _ipfs(app: web.Application) -> AsyncIterator[None]:
 async def _store(app: web.Application) -> AsyncIterator[None]:
     app[CONTENT_STORE] = ContentStore(app[IPFS], app[CONTENT_INDEX], app[REDIS], app[KEYS])
     app[LOCAL_CACHE] = LocalCache(app[SETTINGS].data_dir / "cache", app[IPFS])
+    app[THUMBNAILS] = Thumbnails(app[SETTINGS].data_dir / "thumbnails", app[LOCAL_CACHE])
     yield
 
 
@@ -209,6 +213,7 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         await app[STEP_INDEX].list_older_steps()
+        await app[CONTENT_INDEX].list_older_media()
         await recovery()
     except Exception as exc:  # the publisher tries again before it publishes anything
         log.error("could not recover from the last published state yet (%s)", exc)

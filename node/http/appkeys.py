@@ -23,6 +23,7 @@ from node.services import EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.store.thumbnails import Thumbnails
 from node.sync.activities import Activities
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
@@ -42,6 +43,7 @@ IPFS = web.AppKey("ipfs", IpfsClient)
 AUTH = web.AppKey("auth", Authenticator)
 CONTENT_STORE = web.AppKey("content_store", ContentStore)
 LOCAL_CACHE = web.AppKey("local_cache", LocalCache)
+THUMBNAILS = web.AppKey("thumbnails", Thumbnails)
 WORKER_POOL = web.AppKey("worker_pool", WorkerPool)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 RECORD_WRITER = web.AppKey("record_writer", RecordWriter)

@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
-from node.http.appkeys import CONTENT_STORE, DELETION, LOCAL_CACHE, PROBE_SLOTS, SETTINGS
+from node.http.appkeys import CONTENT_STORE, DELETION, LOCAL_CACHE, PROBE_SLOTS, SETTINGS, THUMBNAILS
 from node.http.auth import require_user
 from node.http.hot import HOT
 from node.http.openapi import operation
@@ -29,6 +29,7 @@ from node.store.content import Stored
 from node.store.errors import InvalidUpload, UploadTooLarge
 from node.store.ipfs import CHUNK_SIZE
 from node.sync.index import ContentEntry
+from node.sync.keys import MEDIA_KINDS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,6 +146,7 @@ async def remove(request: web.Request) -> web.Response:
         request.app[HOT].forget_content(entry)
     if deleted.unpinned:
         await asyncio.to_thread(_unlink_cached, request.app[LOCAL_CACHE].path_for(entry.content_id))
+        await request.app[THUMBNAILS].forget(entry.content_id)
     return web.json_response(
         {
             "content_id": entry.content_id,
@@ -388,19 +390,65 @@ async def _probe_report(app: web.Application, entry: ContentEntry) -> str:
     return json.dumps(info.as_json())
 
 
+THUMBNAIL_HEADERS = {
+    "Content-Type": "image/webp",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": CONTENT_SECURITY_HEADERS["Cache-Control"],  # a content's thumbnail never changes
+}
+
+
+@operation(
+    "A small WebP picture of image, video or audio content, made once and kept",
+    "content",
+    {
+        200: {
+            "description": "An image's picture (at most 320 px), a video's frame, or an audio waveform",
+            "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "Not modified"},
+    },
+    errors=(400, 415),
+    headers=({"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},),
+    description="415 for content that is not an image, video or audio, or cannot be read as one.",
+)
+async def thumbnail(request: web.Request) -> web.StreamResponse:
+    """``GET /cache/{ref}/thumbnail``: the content's thumbnail, made on first request (at most
+    a few at a time, each once), then served from disk; ETag and If-None-Match work."""
+    entry = await request.app[HOT].entry(request.app[CONTENT_STORE], request.match_info["ref"])
+    path = await request.app[THUMBNAILS].get(entry)
+    return web.FileResponse(path, headers=THUMBNAIL_HEADERS)
+
+
+LISTING_KINDS = ("media", *MEDIA_KINDS)  # media: images, video and audio together
+
+
 @operation(
     "Content this node holds, newest first",
     "content",
     {200: answer("A page of content", ref("ContentPage"))},
     errors=(400,),
-    query=page(PAGE_DEFAULT, PAGE_MAX, 10**9),
+    query=(
+        *page(PAGE_DEFAULT, PAGE_MAX, 10**9),
+        query(
+            "kind",
+            {"enum": list(LISTING_KINDS)},
+            "only media (images, video and audio) or only one of those kinds; all content if absent",
+        ),
+    ),
 )
 async def listing(request: web.Request) -> web.Response:
-    """``GET /cache?offset=&limit=``: content this node holds, newest first."""
+    """``GET /cache?offset=&limit=&kind=``: content this node holds, newest first; with
+    ``kind``, only media (``media``) or one kind of it (``image``, ``video``, ``audio``)."""
     offset = int_param(request, "offset", 0, 0, 10**9)
     limit = int_param(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
+    kind = request.query.get("kind")
+    if kind is not None and kind not in LISTING_KINDS:
+        raise InvalidInput(f"query parameter 'kind' must be one of {', '.join(LISTING_KINDS)}", field="kind")
     index = request.app[CONTENT_STORE].index
-    content_ids, total = await index.newest(offset, limit)
+    if kind is None:
+        content_ids, total = await index.newest(offset, limit)
+    else:
+        content_ids, total = await index.newest_media(None if kind == "media" else kind, offset, limit)
     entries = await index.get_many(content_ids)
     return web.json_response(
         {"items": [entry_json(entry) for entry in entries], "total": total, "offset": offset, "limit": limit}

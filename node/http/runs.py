@@ -16,7 +16,7 @@ from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
 from node.executor.run_queries import RunQueries
 from node.executor.runs import FINAL_STATUSES
-from node.http.appkeys import CONTENT_STORE, DELETION, IDENTITY, RUN_QUERIES, RUNS
+from node.http.appkeys import CONTENT_STORE, DELETION, IDENTITY, RUN_QUERIES, RUNS, THUMBNAILS
 from node.http.auth import require_user
 from node.http.cache import int_param
 from node.http.hot import HOT
@@ -60,15 +60,16 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     body=json_body(ref("RunRequest")),
 )
 async def create(request: web.Request) -> web.Response:
-    """``POST /runs`` ``{"recipe": NAME|ID|CID, "inputs": [REF...]|{NAME: REF}, "output_name": ...}``."""
+    """``POST /runs`` ``{"recipe": NAME|ID|CID, "inputs": [REF...]|{NAME: REF}, "params": {...},
+    "output_name": ...}`` (``params`` only with a built-in effect's name)."""
     user = await require_user(request)
     body = await read_json(request)
     recipe_ref = body.get("recipe")
     if not isinstance(recipe_ref, str) or not recipe_ref:
         raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
-    output_name = checked_output_name(body, {"recipe", "inputs", "output_name"})
+    output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name"})
     store = request.app[CONTENT_STORE]
-    recipe, recipe_entry = await resolve_recipe(store, recipe_ref)
+    recipe, recipe_entry = await resolve_recipe(store, recipe_ref, body.get("params"))
     submission = await bind(
         store, recipe, recipe_entry, inputs=body.get("inputs", []), owner=user.name, output_name=output_name
     )
@@ -179,6 +180,7 @@ async def delete(request: web.Request) -> web.Response:
     request.app[HOT].forget_run(record["run_id"])
     for entry in deleted.removed:
         request.app[HOT].forget_content(entry)
+        await request.app[THUMBNAILS].forget(entry.content_id)
     return web.json_response({"deleted": deleted.run_id, "removed": [entry.cid for entry in deleted.removed]})
 
 

@@ -139,6 +139,10 @@ COMPONENTS: dict[str, Schema] = {
                     {"type": "object", "additionalProperties": STRING},
                 ],
             },
+            "params": {
+                "type": "object",
+                "description": "a built-in effect's parameters (see GET /effects); the rest keep defaults",
+            },
             "output_name": OUTPUT_NAME_SCHEMA,
         },
     },

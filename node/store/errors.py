@@ -10,6 +10,7 @@ from node.errors import (
     RequestTimeout,
     TooLarge,
     Unavailable,
+    UnsupportedMedia,
     Upstream,
 )
 
@@ -84,3 +85,15 @@ class ContentTooLarge(TooLarge):
     """Content read whole (records, recipes) is larger than such content may be."""
 
     code = "too_large"
+
+
+class NoThumbnail(UnsupportedMedia):
+    """Content that has no thumbnail: not an image, a video nor audio, or unreadable as one."""
+
+    code = "unsupported_media"
+
+
+class ThumbnailTimeout(Unavailable):
+    """A thumbnail took longer to make than it may."""
+
+    code = "thumbnail_timeout"

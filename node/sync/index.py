@@ -14,12 +14,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from node.media.kinds import kind_of
 from node.sync.connection import redis_errors
-from node.sync.keys import Keys
+from node.sync.keys import MEDIA_KINDS, Keys
+
+BACKFILL_BATCH = 500
 
 # Index content, its owner and asset name in one step; refuse (writing nothing) an asset name
-# that already names other content. KEYS: content, cid, contents, owners, assets.
-# ARGV: content_id, cid, size, media_type, created, owner, asset. Returns {existed, taken_by}.
+# that already names other content. Media (ARGV[8]: its kind, '' for none) is listed in
+# ``media`` and its kind's listing (kinds in ARGV[9..], their listings in KEYS[7..]), by the
+# content's first creation time; listings of another kind drop it (a later put may say what it
+# is more exactly). KEYS: content, cid, contents, owners, assets, media, media:{kind}...
+# ARGV: content_id, cid, size, media_type, created, owner, asset, kind, kinds...
+# Returns {existed, taken_by}.
 _PUT_CONTENT = """
 local existed = redis.call('EXISTS', KEYS[1])
 if ARGV[7] ~= '' then
@@ -32,7 +39,29 @@ redis.call('SET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[1])
 if ARGV[6] ~= '' then redis.call('SADD', KEYS[4], ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], ARGV[7], ARGV[1]) end
+local created = redis.call('HGET', KEYS[1], 'created')
+if ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[6], 'NX', created, ARGV[1])
+else
+  redis.call('ZREM', KEYS[6], ARGV[1])
+end
+for i = 7, #KEYS do
+  if ARGV[i + 2] == ARGV[8] then
+    redis.call('ZADD', KEYS[i], 'NX', created, ARGV[1])
+  else
+    redis.call('ZREM', KEYS[i], ARGV[1])
+  end
+end
 return {existed, false}
+"""
+
+# List content indexed before the media listings existed, if it is still indexed (a deletion
+# may have come between reading and listing it). KEYS: content, media, media:{kind}.
+# ARGV: content_id, score. Returns 1 if it was not listed yet.
+_LIST_MEDIA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[1])
+return redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 """
 
 # Write a step entry only if none exists: a computed result is never overwritten; list it in
@@ -98,6 +127,11 @@ def _fields(entry: ContentEntry | StepEntry, key_field: str) -> dict[Any, Any]:
     return {name: str(value) for name, value in asdict(entry).items() if name != key_field}
 
 
+def media_kind(media_type: str) -> str | None:
+    """The media listing content of this media type belongs in: image, video, audio or none."""
+    return kind_of(media_type)
+
+
 def step_fields(entry: StepEntry) -> dict[str, str]:
     """The fields of a ``step:`` hash (what :meth:`StepEntry.from_hash` reads back)."""
     return dict(_fields(entry, "cache_id"))
@@ -117,6 +151,7 @@ class ContentIndex:
         self._redis = client
         self._keys = keys
         self._put = client.register_script(_PUT_CONTENT)
+        self._list_media = client.register_script(_LIST_MEDIA)
 
     async def put(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> PutResult:
         """Index content with its owner and asset name, all or nothing; idempotent.
@@ -130,9 +165,12 @@ class ContentIndex:
             self._keys.contents,
             self._keys.content_owners(entry.content_id),
             self._keys.assets,
+            self._keys.media,
+            *(self._keys.media_of_kind(kind) for kind in MEDIA_KINDS),
         ]
         created = repr(entry.created)
         args = [entry.content_id, entry.cid, str(entry.size), entry.media_type, created, owner, asset]
+        args += [media_kind(entry.media_type) or "", *MEDIA_KINDS]
         with redis_errors():
             existed, taken_by = await self._put(keys=keys, args=args)
         return PutResult(existed=bool(existed), name_taken_by=str(taken_by) if taken_by else None)
@@ -188,6 +226,49 @@ class ContentIndex:
                 ids, total = await pipe.execute()
         return list(ids), int(total)
 
+    async def newest_media(self, kind: str | None, offset: int, limit: int) -> tuple[list[str], int]:
+        """A page of the ids of images, videos and audio (None) or of one of those kinds,
+        newest first, and the total count."""
+        key = self._keys.media if kind is None else self._keys.media_of_kind(kind)
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrevrange(key, offset, offset + limit - 1)
+                pipe.zcard(key)
+                ids, total = await pipe.execute()
+        return list(ids), int(total)
+
+    async def list_older_media(self) -> int:
+        """Put content indexed before the media listings existed into them, once (it reads the
+        whole ``contents`` listing, so at start-up only, never on a request's path); how many
+        were added."""
+        with redis_errors():
+            if await self._redis.exists(self._keys.media_listed):
+                return 0
+            added, batch = 0, []
+            async for content_id, score in self._redis.zscan_iter(self._keys.contents, count=BACKFILL_BATCH):
+                batch.append((str(content_id), float(score)))
+                if len(batch) == BACKFILL_BATCH:
+                    added += await self._list_media_batch(batch)
+                    batch = []
+            added += await self._list_media_batch(batch)
+            await self._redis.set(self._keys.media_listed, "1")
+        return added
+
+    async def _list_media_batch(self, batch: list[tuple[str, float]]) -> int:
+        if not batch:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for content_id, _ in batch:
+                pipe.hget(self._keys.content(content_id), "media_type")
+            media_types = await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (content_id, score), media_type in zip(batch, media_types, strict=True):
+                kind = media_kind(str(media_type)) if media_type is not None else None
+                if kind is not None:
+                    keys = [self._keys.content(content_id), self._keys.media, self._keys.media_of_kind(kind)]
+                    await self._list_media(keys=keys, args=[content_id, repr(score)], client=pipe)
+            return sum(int(new) for new in await pipe.execute())
+
     async def add_owner(self, content_id: str, owner: str) -> None:
         with redis_errors():
             await self._redis.sadd(self._keys.content_owners(content_id), owner)
@@ -225,7 +306,7 @@ class ContentIndex:
             await self._redis.set(self._keys.content_media(content_id), report)
 
     async def remove(self, entry: ContentEntry) -> list[str]:
-        """Forget content entirely: its entry, CID mapping, listing, owners, runs and asset
+        """Forget content entirely: its entry, CID mapping, listings, owners, runs and asset
         names; the asset names it had."""
         with redis_errors():
             names = [
@@ -241,6 +322,8 @@ class ContentIndex:
                 if await self.content_id_for_cid(entry.cid) == entry.content_id:
                     pipe.delete(self._keys.cid(entry.cid))
                 pipe.zrem(self._keys.contents, entry.content_id)
+                for listing in (self._keys.media, *map(self._keys.media_of_kind, MEDIA_KINDS)):
+                    pipe.zrem(listing, entry.content_id)
                 if names:
                     pipe.hdel(self._keys.assets, *names)
                 await pipe.execute()

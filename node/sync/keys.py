@@ -15,6 +15,7 @@ from node.sync.errors import InvalidId
 DEFAULT_PREFIX = "artdag:"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+MEDIA_KINDS = ("image", "video", "audio")  # the media listings there are, besides all media
 USER_PATTERN = r"@[A-Za-z0-9._-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?"  # @name@l2-host
 _USER = re.compile(USER_PATTERN)
 
@@ -57,6 +58,23 @@ class Keys:
     def contents(self) -> str:
         """Sorted set of content ids scored by creation time: the listing index (no SCAN)."""
         return f"{self.prefix}contents"
+
+    @property
+    def media(self) -> str:
+        """Sorted set of the content ids of every image, video and audio, scored like
+        ``contents``: the media listing (no SCAN)."""
+        return f"{self.prefix}media"
+
+    def media_of_kind(self, kind: str) -> str:
+        """Sorted set like ``media``, of one kind: image, video or audio."""
+        if kind not in MEDIA_KINDS:
+            raise InvalidId(f"malformed media kind: {kind!r}", kind="media kind")
+        return f"{self.prefix}media:{kind}"
+
+    @property
+    def media_listed(self) -> str:
+        """String, set once all content indexed before the media listings existed is in them."""
+        return f"{self.prefix}migrated:media"
 
     def cid(self, cid: str) -> str:
         """String: CID (v1 base32) -> content id."""
