@@ -127,6 +127,7 @@ class RunManager:
         self._store = store
         self._steps = steps
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False  # after close(), nothing starts here any more
         self._finish_script = client.register_script(_FINISH)
         self._start_script = client.register_script(_START)
         self._report_script = client.register_script(_REPORT)
@@ -256,7 +257,8 @@ class RunManager:
                 log.warning("run %s: notice not sent (%s)", run_id, exc.message)
 
     async def resume(self) -> list[str]:
-        """Start every unfinished run again (after a restart); their ids."""
+        """Start every unfinished run again (after a restart, or a close); their ids."""
+        self._closed = False
         with redis_errors():
             run_ids = [str(run_id) for run_id in await self._redis.zrange(self._keys.runs_active, 0, -1)]
         resumed = []
@@ -274,7 +276,9 @@ class RunManager:
         return resumed
 
     async def close(self) -> None:
-        """Stop executing (the node is shutting down); runs stay active and resume on start."""
+        """Stop executing (the node is shutting down); runs stay active and resume on start.
+        A notice that comes after this starts nothing here (another node takes the run)."""
+        self._closed = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -282,6 +286,8 @@ class RunManager:
         self._tasks.clear()
 
     def _start(self, run_id: str) -> None:
+        if self._closed:
+            return
         task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
