@@ -3,6 +3,7 @@ per-test settings that isolate each test under its own Redis key prefix and data
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -91,13 +92,22 @@ def running_node(
 ) -> Iterator[NodeProcess]:
     """A `python -m node` child on the session daemons (its own key prefix), for clients that
     must reach a real port: the fuzzer and the CLI."""
+    with node_process(daemons, tmp_path_factory.mktemp("running-node")) as node:
+        yield node
+
+
+@contextlib.contextmanager
+def node_process(daemons: EmbeddedServices, where: Path, **settings: str) -> Iterator[NodeProcess]:
+    """A healthy `python -m node` child on the session daemons, with its own key prefix and
+    data directory under ``where`` and any other ``ARTDAG_*`` settings; stopped afterwards."""
     env = {
         "ARTDAG_REDIS_URL": str(daemons.settings.redis_url),
         "ARTDAG_IPFS_API": str(daemons.settings.ipfs_api),
         "ARTDAG_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}:",
         "ARTDAG_LOG_LEVEL": "WARNING",
+        **settings,
     }
-    node = NodeProcess(tmp_path_factory.mktemp("running-node") / "node", env)
+    node = NodeProcess(where / "node", env)
     try:
         node.wait_healthy()
         yield node

@@ -60,6 +60,10 @@ from node.http.appkeys import (
 )
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
+from node.http.ui import home
+from node.http.ui import routes as ui_routes
+from node.http.ui import runs as run_pages
+from node.http.ui.render import negotiated
 from node.identity import load_or_create
 from node.services import EmbeddedServices
 from node.store.cache import LocalCache
@@ -98,7 +102,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.cleanup_ctx.extend([_identity, _redis, _auth, _ipfs, _store, _sync, _executor])
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
-    app.router.add_get("/", health.index, name="index")
+    app.router.add_get("/", negotiated(health.index, home.home), name="index")
     app.router.add_get("/health", health.health, name="health")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
     app.router.add_get("/cache", cache.listing, name="cache-list")
@@ -108,7 +112,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_delete("/cache/{ref}", cache.remove, name="cache-delete")
     app.router.add_post("/cache/import", cache.import_file, name="cache-imports")
     app.router.add_post("/runs", runs.create, name="runs-create")
-    app.router.add_get("/runs", runs.listing, name="runs-list")
+    app.router.add_get("/runs", negotiated(runs.listing, run_pages.runs_page), name="runs-list")
     app.router.add_get("/runs/{run_id}", runs.detail, name="run")
     app.router.add_delete("/runs/{run_id}", runs.delete, name="run-delete")
     app.router.add_post("/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
@@ -128,6 +132,7 @@ def create_app(settings: Settings, services: EmbeddedServices | None = None) -> 
     app.router.add_get("/provenance/{cid}/verify", catalog.verify, name="provenance-verify")
     recipes.add_routes(app)
     docs.add_routes(app)
+    ui_routes.add_routes(app)
     return app
 
 

@@ -62,7 +62,8 @@ def error_response(
     return web.json_response(body, status=status, **kwargs)
 
 
-def _code_for_status(status: int) -> str:
+def code_for_status(status: int) -> str:
+    """The error code of a bare HTTP status: its phrase in snake case (``not_found``)."""
     try:
         return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
@@ -84,7 +85,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise  # redirects and other non-errors pass through untouched
         headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        return error_response(exc.status, _code_for_status(exc.status), message, headers=headers)
+        return error_response(exc.status, code_for_status(exc.status), message, headers=headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; the node's log has the details")

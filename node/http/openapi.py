@@ -17,6 +17,7 @@ from aiohttp import web
 
 from node import __version__
 from node.http import schemas
+from node.http.ui.render import is_page
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ERROR_DESCRIPTIONS = {
@@ -112,13 +113,19 @@ def described(handler: Any) -> Operation | None:
     return found if isinstance(found, Operation) else None
 
 
+def is_api_route(route: web.AbstractRoute) -> bool:
+    """Whether a route is part of the API: not the docs' or the web UI's assets, nor a page."""
+    path = route.resource.canonical if route.resource is not None else ""
+    return bool(path) and not path.startswith(("/docs/assets", "/static")) and not is_page(route.handler)
+
+
 def document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI document of ``app``'s routes; KeyError naming a route nobody described."""
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
+        if not is_api_route(route):
+            continue
         path = route.resource.canonical if route.resource is not None else ""
-        if not path or path.startswith("/docs/assets"):
-            continue  # the UI's static files
         if route.method == "HEAD" and route.name not in HEAD_DOCUMENTED:
             continue  # aiohttp answers HEAD for every GET; only where it matters is it described
         found = described(route.handler)

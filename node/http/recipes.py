@@ -13,6 +13,8 @@ from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
 from node.http.runs import checked_output_name, read_json, run_response
 from node.http.schemas import answer, json_body, page, ref
+from node.http.ui.recipes import recipes_page
+from node.http.ui.render import negotiated
 
 
 @operation(
@@ -112,7 +114,8 @@ def add_routes(app: web.Application) -> None:
     for prefix in ("/recipes", "/configs"):
         name = prefix.strip("/")
         app.router.add_post(f"{prefix}/upload", upload, name=f"{name}-upload")
-        app.router.add_get(prefix, listing, name=f"{name}-list")
+        pages = negotiated(listing, recipes_page) if prefix == "/recipes" else listing
+        app.router.add_get(prefix, pages, name=f"{name}-list")
         app.router.add_get(f"{prefix}/{{id}}", detail, name=f"{name}-get")
         app.router.add_delete(f"{prefix}/{{id}}", delete, name=f"{name}-delete")
         app.router.add_post(f"{prefix}/{{id}}/run", run, name=f"{name}-run")

@@ -1,0 +1,70 @@
+"""``/`` for browsers: what this node is, whether Redis and IPFS answer, its peers, its counts and
+its latest runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.errors import NodeError
+from node.http.appkeys import IDENTITY, IPNS_NAMES, KEYS, PEER_SYNC, REDIS, RUN_QUERIES, SETTINGS
+from node.http.health import NAME, dependencies
+from node.http.ui.render import page
+from node.sync.connection import redis_errors
+
+RECENT_RUNS = 8
+
+
+@page("home.html")
+async def home(request: web.Request) -> dict[str, Any]:
+    app = request.app
+    health = await dependencies(app)
+    return {
+        "name": NAME,
+        "public_url": app[SETTINGS].public_url,
+        "identity": app[IDENTITY],
+        "names": await _names(app),
+        "health": health,
+        "peers": await _or_none(app[PEER_SYNC].status()) if health["redis"]["healthy"] else None,
+        "counts": await _counts(app) if health["redis"]["healthy"] else None,
+        "runs": await _or_none(app[RUN_QUERIES].listing(0, RECENT_RUNS))
+        if health["redis"]["healthy"]
+        else None,
+    }
+
+
+async def _names(app: web.Application) -> Any:
+    try:
+        return await app[IPNS_NAMES].get()
+    except NodeError:  # the daemon is down: the health section says so
+        return None
+
+
+async def _or_none(pending: Any) -> Any:
+    try:
+        return await pending
+    except NodeError:
+        return None
+
+
+async def _counts(app: web.Application) -> dict[str, int] | None:
+    """Sizes of the node's listings, read in one round trip (ZCARD/HLEN, never a scan)."""
+    keys = app[KEYS]
+    listed = {
+        "runs": keys.runs,
+        "active runs": keys.runs_active,
+        "content items": keys.contents,
+        "media": keys.media,
+        "recipes": keys.recipes,
+        "steps computed": keys.steps,
+    }
+    try:
+        with redis_errors():
+            async with app[REDIS].pipeline(transaction=False) as pipe:
+                for key in listed.values():
+                    pipe.zcard(key)
+                sizes = await pipe.execute()
+    except NodeError:
+        return None
+    return dict(zip(listed, (int(size) for size in sizes), strict=True))

@@ -1,0 +1,135 @@
+"""``/runs`` and ``/run/{id}`` for browsers: the runs with their outputs, and one run drawn as its
+plan's DAG, followed live (``static/app.js`` reads the run's SSE stream)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from node.auth.local import User
+from node.errors import InvalidInput
+from node.executor.runs import FINAL_STATUSES
+from node.http.appkeys import CONTENT_STORE, RUN_QUERIES, RUNS, STEP_INDEX
+from node.http.cache import int_param
+from node.http.runs import STATUSES
+from node.http.ui.dag import DagNode, DagPicture, layout
+from node.http.ui.formats import media_kind
+from node.http.ui.render import page
+from node.http.ui.users import current_user
+
+PAGE_SIZE = 25
+
+
+@page("runs.html")
+async def runs_page(request: web.Request) -> dict[str, Any]:
+    """Runs, newest first, filtered by status and owner (the page's script refreshes the table)."""
+    offset = int_param(request, "offset", 0, 0, 10**6)
+    status = request.query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
+    owner = request.query.get("owner", "").strip() or None
+    runs = await request.app[RUN_QUERIES].listing(offset, PAGE_SIZE + 1, status, owner)
+    return {
+        "runs": runs[:PAGE_SIZE],
+        "statuses": STATUSES,
+        "status": status or "",
+        "owner": owner or "",
+        "offset": offset,
+        "page_size": PAGE_SIZE,
+        "more": len(runs) > PAGE_SIZE,
+    }
+
+
+@page("run.html")
+async def run_page(request: web.Request) -> dict[str, Any]:
+    """One run: its plan drawn with each step's state and node, its output and provenance."""
+    app = request.app
+    record = await app[RUNS].get(request.match_info["run_id"])
+    states, percent = await app[RUN_QUERIES].step_states(record["run_id"])
+    plan = await app[RUN_QUERIES].plan(record["plan_id"])
+    if plan:
+        states = await _with_recorded_steps(app, plan, states, record["status"])
+    entries = await app[CONTENT_STORE].index.get_many([item["content_id"] for item in record["inputs"]])
+    by_id = {entry.content_id: entry for entry in entries}
+    user = await current_user(request)
+    finished = record["status"] in FINAL_STATUSES
+    return {
+        "run": record,
+        "progress": 100 if record["status"] == "completed" else percent,
+        "picture": plan_picture(plan, states) if plan else None,
+        "steps": _step_rows(plan, states) if plan else [],
+        "inputs": [{**item, "entry": by_id.get(item["content_id"])} for item in record["inputs"]],
+        "output_kind": media_kind((record.get("output") or {}).get("media_type")),
+        "finished": finished,
+        "may_change": user_may_change(user, record["owner"]),
+    }
+
+
+async def _with_recorded_steps(
+    app: web.Application, plan: dict[str, Any], states: dict[str, dict[str, Any]], status: str
+) -> dict[str, dict[str, Any]]:
+    """States for steps the run's events do not tell (a run restored from a published state, or
+    whose early events were trimmed): the step index knows those computed, and by whom."""
+    silent = [step for step in plan["steps"] if step["type"] != "SOURCE" and step["node_id"] not in states]
+    filled = dict(states)
+    for step in silent:
+        entry = await app[STEP_INDEX].get(step["cache_id"])
+        if entry is not None:
+            filled[step["node_id"]] = {"state": "done", "cid": entry.cid, "node": entry.node}
+        elif status == "completed":  # yet nothing says who computed it
+            filled[step["node_id"]] = {"state": "unknown"}
+        elif status in FINAL_STATUSES:  # failed or cancelled before it ran
+            filled[step["node_id"]] = {"state": "skipped"}
+    return filled
+
+
+def plan_picture(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> DagPicture:
+    """The plan's steps as a DAG picture (states are drawn by the template from ``steps``)."""
+    node_of: dict[str, str] = {}
+    for step in plan["steps"]:
+        node_of.setdefault(step["cache_id"], step["node_id"])
+    nodes = [
+        DagNode(
+            id=step["node_id"],
+            kind=step["type"],
+            inputs=tuple(node_of[cache_id] for cache_id in step["inputs"] if cache_id in node_of),
+            detail=step_detail(step["type"], step.get("config") or {}),
+        )
+        for step in plan["steps"]
+    ]
+    output = next((step["node_id"] for step in plan["steps"] if step["cache_id"] == plan["output"]), None)
+    return layout(nodes, output)
+
+
+def step_detail(kind: str, config: Mapping[str, Any]) -> str:
+    """What a box says under a step's type: the effect, or which input a source is."""
+    if kind == "EFFECT":
+        return str(config.get("effect", ""))
+    if kind == "SOURCE":
+        return str(config["name"]) if config.get("input") else "fixed"
+    return ""
+
+
+def _step_rows(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for step in plan["steps"]:
+        state = states.get(step["node_id"], {})
+        default = "source" if step["type"] == "SOURCE" else "pending"
+        rows.append(
+            {
+                "id": step["node_id"],
+                "type": step["type"],
+                "state": state.get("state", default),
+                "node": state.get("node", ""),
+                "cid": state.get("cid", ""),
+                "error": state.get("error", ""),
+                "cache_id": step["cache_id"],
+            }
+        )
+    return rows
+
+
+def user_may_change(user: User | None, owner: str) -> bool:
+    return user is not None and (user.is_admin or user.name == owner)
