@@ -334,9 +334,9 @@ def test_client_download(page: Page, ui_node: NodeProcess, tmp_path: Path) -> No
     screenshot(page, "client")
 
 
-# WCAG 2.x contrast of every element that holds text, against the first opaque background
-# behind it: 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold).
-CONTRAST_PROBLEMS = r"""() => {
+# Colour arithmetic of WCAG 2.x, run in the page: relative luminance, contrast ratio, and the
+# first opaque background behind an element.
+COLOURS = r"""
   const channel = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
   const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
   const rgba = text => (text.match(/[\d.]+/g) || []).map(Number);
@@ -347,6 +347,17 @@ CONTRAST_PROBLEMS = r"""() => {
     }
     return [255, 255, 255];
   };
+  const ratio = (one, other) => {
+    const [a, b] = [luminance(one), luminance(other)];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  };
+"""
+# Every element that holds text, against the background behind it: 4.5:1, or 3:1 for large
+# text (24 px, or 18.66 px bold).
+CONTRAST_PROBLEMS = (
+    "() => {"
+    + COLOURS
+    + r"""
   const problems = [];
   for (const element of document.querySelectorAll("body *")) {
     const own = [...element.childNodes].some(node => node.nodeType === 3 && node.textContent.trim());
@@ -355,15 +366,15 @@ CONTRAST_PROBLEMS = r"""() => {
       && element.getClientRects().length;
     if (!own || !shown) continue;
     if (element.closest("svg, .visually-hidden, .skip-link")) continue;
-    const [fg, bg] = [luminance(rgba(style.color).slice(0, 3)), luminance(background(element))];
-    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const contrast = ratio(rgba(style.color).slice(0, 3), background(element));
     const size = parseFloat(style.fontSize);
     const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
     const text = element.textContent.trim().slice(0, 30);
-    if (ratio < (large ? 3 : 4.5)) problems.push(`${element.tagName} "${text}" ${ratio.toFixed(2)}`);
+    if (contrast < (large ? 3 : 4.5)) problems.push(`${element.tagName} "${text}" ${contrast.toFixed(2)}`);
   }
   return problems;
 }"""
+)
 
 
 def test_accessibility_basics(page: Page, ui_node: NodeProcess, tmp_path: Path) -> None:
@@ -392,3 +403,30 @@ def test_accessibility_basics(page: Page, ui_node: NodeProcess, tmp_path: Path) 
                    faint.style.color = "#bbbbbb"; document.querySelector("main").append(faint); }"""
     )
     assert [problem.split()[1] for problem in page.evaluate(CONTRAST_PROBLEMS)] == ['"faint"']
+
+
+# WCAG 2.1 1.4.11: the focus ring of the focused element against what is behind it, 3:1.
+FOCUS_RING_CONTRAST = (
+    "() => {"
+    + COLOURS
+    + r"""
+  const element = document.activeElement;
+  const style = getComputedStyle(element);
+  if (style.outlineStyle === "none" || parseFloat(style.outlineWidth) === 0) return 0;
+  return ratio(rgba(style.outlineColor).slice(0, 3), background(element.parentElement));
+}"""
+)
+
+
+def test_focus_is_visible(page: Page, ui_node: NodeProcess) -> None:
+    """Every control Tab reaches on each page shows a focus ring with 3:1 contrast to what is
+    behind it."""
+    log_in(page, ui_node)
+    for path in ("/", "/runs", "/recipes", "/media", "/download/client"):
+        page.goto(f"{ui_node.url}{path}")
+        for _ in range(20):
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement === document.body"):
+                break  # past the last control
+            where = page.evaluate("() => document.activeElement.outerHTML.slice(0, 80)")
+            assert page.evaluate(FOCUS_RING_CONTRAST) >= 3, f"{path}: {where}"

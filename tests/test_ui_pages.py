@@ -3,6 +3,7 @@ node's own assets only, errors as pages with the API's message, escaping, the pl
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import subprocess
@@ -18,6 +19,7 @@ from node.http.openapi import document
 from node.http.ui.client import CLIENT_FILE, build_bundle
 from node.store.cid import leaf_cid
 from tests.helpers import Client, start, upload
+from tests.media import pattern_clip, tone
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # as Chromium sends
 PAGES = ("/", "/runs", "/recipes", "/media", "/download/client")
@@ -233,3 +235,44 @@ async def test_auth_errors_reach_a_browser_as_a_page(client: Client) -> None:
     api = await client.get("/auth?auth_token=bogus")
     assert api.status == 401
     assert str(escape((await api.json())["error"]["message"])) in body
+
+
+async def test_run_page_previews_video_and_audio_and_shows_errors(
+    client: Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """A video output gets a video player, an audio output an audio player, and a failed run its
+    error and the failing step's error."""
+    clip = await upload(
+        client, auth, (await asyncio.to_thread(pattern_clip, tmp_path / "c.mp4", seconds=1.0)).read_bytes()
+    )
+    video = await start(client, auth, {"recipe": "invert", "inputs": [clip["cid"]]})
+    record = await client.app[RUNS].wait(video["run_id"])
+    body = await page_text(client, f"/run/{video['run_id']}")
+    assert f'<video src="/cache/{record["output"]["cid"]}" controls' in body
+
+    sound = await upload(
+        client, auth, (await asyncio.to_thread(tone, tmp_path / "t.wav", seconds=2.0)).read_bytes()
+    )
+    cut = (
+        "name: cut\nversion: '1'\ndag:\n  nodes:\n"
+        "    - {id: src, type: SOURCE, config: {input: true, name: src}}\n"
+        "    - {id: cut, type: SEGMENT, config: {start: 0, end: 1}, inputs: [src]}\n"
+        "  output: cut\n"
+    )
+    stored = await (await client.post("/recipes/upload", data=cut, headers=auth)).json()
+    audio = await start(client, auth, {"recipe": stored["id"], "inputs": [sound["cid"]]})
+    record = await client.app[RUNS].wait(audio["run_id"])
+    assert record["status"] == "completed", record
+    body = await page_text(client, f"/run/{audio['run_id']}")
+    assert f'<audio src="/cache/{record["output"]["cid"]}" controls' in body
+
+    whole = (tmp_path / "c.mp4").read_bytes()
+    broken = await upload(client, auth, whole[: len(whole) // 3])
+    failed = await start(client, auth, {"recipe": "invert", "inputs": [broken["cid"]]})
+    record = await client.app[RUNS].wait(failed["run_id"])
+    assert record["status"] == "failed"
+    body = await page_text(client, f"/run/{failed['run_id']}")
+    assert 'id="error-heading"' in body and str(escape(record["error"])) in body
+    assert re.search(
+        r'data-step-row="invert">.*?state-failed.*?not a readable image, video or audio file', body, re.S
+    )
