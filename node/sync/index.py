@@ -198,6 +198,14 @@ class ContentIndex:
                 for name, content_id in (await self._redis.hgetall(self._keys.assets)).items()
             }
 
+    async def names_by_content(self) -> dict[str, list[str]]:
+        """Each named content id and its asset names, sorted (the other way round from
+        :meth:`assets`)."""
+        names: dict[str, list[str]] = {}
+        for name, content_id in sorted((await self.assets()).items()):
+            names.setdefault(content_id, []).append(name)
+        return names
+
     async def asset(self, name: str) -> str | None:
         """The content id an asset name stands for."""
         with redis_errors():

@@ -26,9 +26,7 @@ async def media_page(request: web.Request) -> dict[str, Any]:
     index = request.app[CONTENT_STORE].index
     content_ids, total = await index.newest_media(kind, offset, PAGE_SIZE)
     entries = await index.get_many(content_ids)
-    names: dict[str, list[str]] = {}
-    for name, content_id in sorted((await index.assets()).items()):
-        names.setdefault(content_id, []).append(name)
+    names = await index.names_by_content()
     user = await current_user(request)
     refusals = await request.app[DELETION].content_refusals(entries, user) if user else {}
     return {

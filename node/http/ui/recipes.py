@@ -91,7 +91,5 @@ async def media_choices(app: web.Application) -> list[dict[str, Any]]:
     index = app[CONTENT_STORE].index
     content_ids, _ = await index.newest_media(None, 0, MEDIA_CHOICES)
     entries = await index.get_many(content_ids)
-    names: dict[str, str] = {}
-    for name, content_id in sorted((await index.assets()).items()):
-        names.setdefault(content_id, name)
-    return [{"entry": entry, "name": names.get(entry.content_id, "")} for entry in entries]
+    names = await index.names_by_content()
+    return [{"entry": entry, "name": names.get(entry.content_id, [""])[0]} for entry in entries]
