@@ -80,7 +80,9 @@ def load_or_create_admin_token(data_dir: Path) -> str:
     token = secrets.token_urlsafe(32)
     if create_private_file(path, f"{token}\n".encode()):
         log.warning(
-            'local mode: admin token created in %s (0600); use it as -H "Authorization: Bearer $(cat %s)"',
+            'local mode: admin token created in %s (0600); use it as -H "Authorization: Bearer $(cat %s)", '
+            "or log a browser in at /auth?auth_token=$(cat %s)",
+            path,
             path,
             path,
         )
