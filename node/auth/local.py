@@ -29,6 +29,10 @@ class User:
     name: str
     is_admin: bool = False
 
+    def may_change(self, owner: str) -> bool:
+        """Whether this user may change what ``owner`` owns: its owner, or an admin."""
+        return self.is_admin or self.name == owner
+
 
 ADMIN = User("admin", is_admin=True)
 

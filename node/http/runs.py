@@ -145,7 +145,7 @@ async def detail(request: web.Request) -> web.Response:
 async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
     user = await require_user(request)
     record = await request.app[RUNS].get(request.match_info["run_id"])
-    if not user.is_admin and record["owner"] != user.name:
+    if not user.may_change(record["owner"]):
         raise Forbidden("only the run's owner or an admin may change it", run_id=record["run_id"])
     return user, record
 

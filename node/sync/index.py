@@ -127,11 +127,6 @@ def _fields(entry: ContentEntry | StepEntry, key_field: str) -> dict[Any, Any]:
     return {name: str(value) for name, value in asdict(entry).items() if name != key_field}
 
 
-def media_kind(media_type: str) -> str | None:
-    """The media listing content of this media type belongs in: image, video, audio or none."""
-    return kind_of(media_type)
-
-
 def step_fields(entry: StepEntry) -> dict[str, str]:
     """The fields of a ``step:`` hash (what :meth:`StepEntry.from_hash` reads back)."""
     return dict(_fields(entry, "cache_id"))
@@ -170,7 +165,7 @@ class ContentIndex:
         ]
         created = repr(entry.created)
         args = [entry.content_id, entry.cid, str(entry.size), entry.media_type, created, owner, asset]
-        args += [media_kind(entry.media_type) or "", *MEDIA_KINDS]
+        args += [kind_of(entry.media_type) or "", *MEDIA_KINDS]
         with redis_errors():
             existed, taken_by = await self._put(keys=keys, args=args)
         return PutResult(existed=bool(existed), name_taken_by=str(taken_by) if taken_by else None)
@@ -271,7 +266,7 @@ class ContentIndex:
             media_types = await pipe.execute()
         async with self._redis.pipeline(transaction=False) as pipe:
             for (content_id, score), media_type in zip(batch, media_types, strict=True):
-                kind = media_kind(str(media_type)) if media_type is not None else None
+                kind = kind_of(str(media_type)) if media_type is not None else None
                 if kind is not None:
                     keys = [self._keys.content(content_id), self._keys.media, self._keys.media_of_kind(kind)]
                     await self._list_media(keys=keys, args=[content_id, repr(score)], client=pipe)
@@ -317,9 +312,7 @@ class ContentIndex:
         """Forget content entirely: its entry, CID mapping, listings, owners, runs and asset
         names; the asset names it had."""
         with redis_errors():
-            names = [
-                name for name, content_id in (await self.assets()).items() if content_id == entry.content_id
-            ]
+            names = (await self.names_by_content()).get(entry.content_id, [])
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(
                     self._keys.content(entry.content_id),

@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from node.canonical import canonical_json
+from node.media.kinds import kind_of
 from node.records import RecordError
 from node.store.cid import normalize_cid
 from node.store.errors import InvalidCid
 from node.sync.connection import redis_errors
 from node.sync.errors import InvalidId
-from node.sync.index import _PUT_STEP_IF_ABSENT, ContentEntry, StepEntry, media_kind, step_write
+from node.sync.index import _PUT_STEP_IF_ABSENT, ContentEntry, StepEntry, step_write
 from node.sync.keys import Keys, check_content_id
 
 INDEX_MAX_BYTES = 256 * 1024**2
@@ -208,7 +209,7 @@ class Snapshot:
             pipe.sadd(self._keys.content_owners(entry.content_id), *owners)
         if runs:
             pipe.sadd(self._keys.content_runs(entry.content_id), *runs)
-        kind = media_kind(entry.media_type)
+        kind = kind_of(entry.media_type)
         if kind is not None:
             pipe.zadd(self._keys.media, {entry.content_id: entry.created}, nx=True)
             pipe.zadd(self._keys.media_of_kind(kind), {entry.content_id: entry.created}, nx=True)

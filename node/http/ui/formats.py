@@ -6,7 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-MEDIA_KINDS = ("image", "video", "audio")
+from node.media.kinds import kind_of
+
 _UNITS = ("bytes", "KB", "MB", "GB", "TB")
 
 
@@ -59,9 +60,9 @@ def short(identifier: str | None, keep: int = 10) -> str:
 
 
 def media_kind(media_type: str | None) -> str:
-    """image, video, audio or other."""
-    major = (media_type or "").partition("/")[0]
-    return major if major in MEDIA_KINDS else "other"
+    """image, video, audio (as the node's media listings and thumbnails say: Ogg and Matroska
+    included) or other."""
+    return kind_of(media_type or "") or "other"
 
 
 FILTERS: dict[str, Callable[..., Any]] = {

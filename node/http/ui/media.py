@@ -10,9 +10,9 @@ from aiohttp import web
 from node.errors import InvalidInput
 from node.http.appkeys import CONTENT_STORE, DELETION
 from node.http.cache import int_param
-from node.http.ui.formats import MEDIA_KINDS
 from node.http.ui.render import page
 from node.http.ui.users import current_user
+from node.sync.keys import MEDIA_KINDS
 
 PAGE_SIZE = 48
 

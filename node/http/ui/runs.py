@@ -132,4 +132,4 @@ def _step_rows(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> list[
 
 
 def user_may_change(user: User | None, owner: str) -> bool:
-    return user is not None and (user.is_admin or user.name == owner)
+    return user is not None and user.may_change(owner)
