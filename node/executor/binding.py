@@ -53,10 +53,17 @@ async def resolve_recipe(store: ContentStore, ref: str, params: Any = None) -> t
         raise ContentNotFound(
             f"no recipe {ref!r}: not a built-in effect nor recipe bytes on this node", field="recipe"
         ) from exc
+    recipe, _ = await read_recipe(store, entry, ref, "recipe")
+    return recipe, entry
+
+
+async def read_recipe(store: ContentStore, entry: ContentEntry, ref: str, field: str) -> tuple[Recipe, bytes]:
+    """The recipe stored as ``entry`` (named ``ref`` in the request's ``field``) and its bytes;
+    400 if it is too large or no recipe (naming the problem)."""
     if entry.size > MAX_RECIPE_BYTES:
-        raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field="recipe")
+        raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field=field)
     data = await store.ipfs.cat_all(entry.cid, MAX_RECIPE_BYTES)
-    return await asyncio.to_thread(parse_recipe, data), entry
+    return await asyncio.to_thread(parse_recipe, data), data
 
 
 async def resolve_input(store: ContentStore, ref: Any, field: str) -> ContentEntry:

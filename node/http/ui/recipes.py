@@ -11,9 +11,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from node.errors import InvalidInput, NotFound
+from node.errors import NotFound
+from node.executor.binding import read_recipe
 from node.executor.effects import EFFECTS
-from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
+from node.executor.recipe import Recipe
 from node.executor.recipe_store import summary as recipe_summary
 from node.http.appkeys import CONTENT_STORE, RECIPES
 from node.http.cache import int_param
@@ -50,10 +51,7 @@ async def recipe_page(request: web.Request) -> dict[str, Any]:
     except NotFound:  # read only: an effect's name is not looked up (that would store its recipe)
         store = request.app[CONTENT_STORE]
         entry = await store.resolve(ref)
-        if entry.size > MAX_RECIPE_BYTES:
-            raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field="id") from None
-        data = await store.ipfs.cat_all(entry.cid, MAX_RECIPE_BYTES)
-        recipe = await asyncio.to_thread(parse_recipe, data)  # 400 naming the problem if it is none
+        recipe, data = await read_recipe(store, entry, ref, "id")
         summary = recipe_summary(entry.cid, {"content_id": entry.content_id}, recipe)
         text, uploaded = await asyncio.to_thread(_as_yaml, data), False
     user = await current_user(request)
