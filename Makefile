@@ -6,8 +6,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
-JS_DIR := ipfs-js
-JS_STAMP := $(JS_DIR)/node_modules/.installed
 
 .PHONY: run test setup system-deps ipfs-daemon lint typecheck pytest clean
 
@@ -26,15 +24,10 @@ $(PY_STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Kubo on PATH is used as it is; otherwise the bundled js-ipfs, pinned by its lock file.
-# --ignore-scripts: what the daemon needs ships prebuilt (classic-level's prebuilds); the
-# scripts left are optional WebRTC/electron downloads that cannot succeed offline.
-ipfs-daemon:
-	@if command -v ipfs >/dev/null 2>&1; then :; else $(MAKE) --no-print-directory $(JS_STAMP); fi
-
-$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
-	cd $(JS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	touch $@
+# Kubo: an `ipfs` on PATH of a supported version, else the version pinned in tools/kubo/go.mod
+# built into .tools/bin with Go (skipped when already built); node/kubo.py decides.
+ipfs-daemon: $(PY_STAMP)
+	@$(BIN)/python -m node.kubo
 
 lint:
 	$(BIN)/ruff check .
@@ -47,4 +40,4 @@ pytest:
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) $(JS_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

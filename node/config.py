@@ -22,6 +22,7 @@ from node.identity import public_key_from_node_id
 
 ENV_PREFIX = "ARTDAG_"
 CONFIG_FILE_VAR = "ARTDAG_CONFIG"
+_SWARM_ADDRESS = re.compile(r"/(ip4|ip6)/[0-9A-Fa-f.:]+/(tcp/\d{1,5}(/ws)?|udp/\d{1,5}/quic-v1)")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SIZE_UNITS = {
     "": 1, "B": 1,
@@ -56,6 +57,13 @@ class Settings:
     redis_prefix: str = "artdag:"
     ipfs_api: str | None = None  # None: start an embedded IPFS daemon
     ipfs_timeout: float = 30.0
+    # The embedded Kubo's swarm: where it listens (empty: a free loopback TCP port; a farm on a
+    # LAN names its addresses), whether it joins the public IPFS network (bootstrap peers, DHT
+    # routing, providing) and whether it looks for peers by mDNS. Off by default: a node's
+    # daemon talks only to the daemons of its cluster and trusted peers, which it peers with.
+    ipfs_swarm: tuple[str, ...] = ()
+    ipfs_public: bool = False
+    ipfs_mdns: bool = False
     workers: int = field(default_factory=default_workers)
     step_timeout: float = 600.0
     lease: float = 30.0  # a claim on a step lapses this long after its last heartbeat
@@ -243,6 +251,27 @@ def _ipfs_api(value: Any) -> str:
     return _http_url(text)
 
 
+def _multiaddrs(value: Any) -> tuple[str, ...]:
+    """Swarm listen addresses such as /ip4/0.0.0.0/tcp/4001 or /ip6/::/udp/4001/quic-v1."""
+    addresses = tuple(_items(value))
+    for address in addresses:
+        if not _SWARM_ADDRESS.fullmatch(address):
+            raise ValueError(
+                "each address must be a multiaddr such as /ip4/0.0.0.0/tcp/4001 or "
+                f"/ip4/0.0.0.0/udp/4001/quic-v1, got {address!r}"
+            )
+    return addresses
+
+
+def _flag(value: Any) -> bool:
+    text = _text(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _prefix(value: Any) -> str:
     text = _text(value)
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
@@ -301,6 +330,9 @@ _FIELDS = (
     _Field("redis_prefix", _prefix),
     _Field("ipfs_api", _ipfs_api),
     _Field("ipfs_timeout", _seconds_up_to(3600)),
+    _Field("ipfs_swarm", _multiaddrs),
+    _Field("ipfs_public", _flag),
+    _Field("ipfs_mdns", _flag),
     _Field("workers", _int_range(1, 1024)),
     _Field("step_timeout", _seconds_up_to(86400)),
     _Field("lease", _seconds_up_to(3600)),

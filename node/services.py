@@ -36,11 +36,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from node import kubo
 from node.config import Settings
 
 log = logging.getLogger(__name__)
 
-BUNDLED_JSIPFS = Path(__file__).resolve().parent.parent / "ipfs-js" / "node_modules" / ".bin" / "jsipfs"
+# flatfs keeps each block in a file of its own: bench/datastore.py measured it against pebble.
+DATASTORE_PROFILE = "flatfs"
 REDIS_START_DEADLINE_S = 30.0
 IPFS_START_DEADLINE_S = 90.0
 STOP_GRACE_S = 10.0
@@ -191,43 +193,75 @@ class IpfsPorts:
     api: int
     gateway: int
     swarm: int
-    rpc: int
 
     @classmethod
     def pick(cls) -> IpfsPorts:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port())
 
 
-def ipfs_binary() -> tuple[str, str]:
-    """(flavour, path): Kubo's ``ipfs`` when on PATH, else the bundled js-ipfs."""
-    kubo = shutil.which("ipfs")
-    if kubo:
-        return "kubo", kubo
-    if BUNDLED_JSIPFS.exists():
-        return "js-ipfs", str(BUNDLED_JSIPFS)
-    raise ServiceError(
-        "no IPFS daemon: put Kubo's `ipfs` on PATH, run `make setup` to install the bundled "
-        f"js-ipfs ({BUNDLED_JSIPFS.parent.parent}), or set ARTDAG_IPFS_API to a running daemon"
-    )
+@dataclass(frozen=True)
+class SwarmSettings:
+    """How the embedded Kubo meets other daemons (see ``Settings.ipfs_swarm`` and the docs)."""
+
+    listen: tuple[str, ...] = ()  # empty: a free loopback TCP port
+    public: bool = False  # join the public IPFS network: bootstrap, DHT, providing
+    mdns: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> SwarmSettings:
+        return cls(settings.ipfs_swarm, settings.ipfs_public, settings.ipfs_mdns)
 
 
-def ipfs_process(repo_dir: Path, ports: IpfsPorts, logs_dir: Path) -> ManagedProcess:
-    """An IPFS daemon with its repository in ``repo_dir``, pubsub on, loopback ports only."""
-    flavour, binary = ipfs_binary()
-    env = {**os.environ, "IPFS_PATH": str(repo_dir)}
+# Peers on these networks (a machine's own nodes, a farm's LAN) bypass libp2p's system-wide
+# connection limits, whose per-IP defaults would refuse a farm's many nodes behind one address.
+LOCAL_NETWORKS = (
+    "/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128", "/ip4/10.0.0.0/ipcidr/8",
+    "/ip4/172.16.0.0/ipcidr/12", "/ip4/192.168.0.0/ipcidr/16", "/ip6/fc00::/ipcidr/7",
+)  # fmt: skip
+JS_IPFS_ASIDE = "ipfs.js-ipfs-"  # a js-ipfs repository moved aside keeps this name + a timestamp
+
+
+def ipfs_process(repo_dir: Path, ports: IpfsPorts, logs_dir: Path, swarm: SwarmSettings) -> ManagedProcess:
+    """Kubo with its repository in ``repo_dir``: loopback API and gateway, pubsub on, a
+    private swarm unless ``swarm`` says otherwise; migrates its repository on upgrades."""
+    binary = str(_kubo_binary())
+    env = {**os.environ, "IPFS_PATH": str(repo_dir), "IPFS_TELEMETRY": "off"}
     log_path = logs_dir / "ipfs.log"
+    move_aside_foreign_repo(repo_dir)
     if not (repo_dir / "config").exists():
-        _init_ipfs_repo(binary, flavour, repo_dir, env, log_path)
-    _write_ipfs_config(repo_dir / "config", flavour, ports)
-    argv = [binary, "daemon", "--enable-namesys-pubsub"]
-    if flavour == "kubo":
-        argv += ["--enable-pubsub-experiment", "--enable-gc=false"]
-    return ManagedProcess(f"ipfs ({flavour})", argv, log_path, lambda: _ipfs_answers(ports.api), env)
+        _init_ipfs_repo(binary, repo_dir, env, log_path)
+    _write_ipfs_config(repo_dir / "config", ports, swarm)
+    argv = [binary, "daemon", "--migrate=true", "--enable-gc=false"]
+    return ManagedProcess("ipfs (kubo)", argv, log_path, lambda: _ipfs_answers(ports.api), env)
 
 
-def _init_ipfs_repo(binary: str, flavour: str, repo_dir: Path, env: dict[str, str], log_path: Path) -> None:
+def _kubo_binary() -> Path:
+    try:
+        return kubo.find_kubo()
+    except kubo.KuboNotFound as exc:
+        raise ServiceError(str(exc)) from None
+
+
+def move_aside_foreign_repo(repo_dir: Path) -> Path | None:
+    """Move a repository another implementation made (js-ipfs) out of Kubo's way, never
+    deleting it; returns where it went. Kubo writes ``datastore_spec``, js-ipfs never does."""
+    if not (repo_dir / "config").exists() or (repo_dir / "datastore_spec").exists():
+        return None
+    aside = repo_dir.with_name(JS_IPFS_ASIDE + time.strftime("%Y%m%dT%H%M%S"))
+    repo_dir.rename(aside)
+    log.warning(
+        "ipfs repository %s was made by another IPFS implementation (js-ipfs); moved it to %s "
+        "and starting Kubo on a new one (the local cache is added to it again)",
+        repo_dir,
+        aside,
+    )
+    return aside
+
+
+def _init_ipfs_repo(binary: str, repo_dir: Path, env: dict[str, str], log_path: Path) -> None:
     repo_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv = [binary, "init", "-e", "-a", "ed25519"]  # empty repo, Ed25519 peer key: both daemons
+    # An Ed25519 peer key; flatfs for blocks (docs/operations.md says why), an empty repository.
+    argv = [binary, "init", "--empty-repo", "--algorithm=ed25519", f"--profile={DATASTORE_PROFILE}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         result = subprocess.run(  # noqa: S603 - argv is built here
@@ -236,31 +270,56 @@ def _init_ipfs_repo(binary: str, flavour: str, repo_dir: Path, env: dict[str, st
         )  # fmt: skip
     if result.returncode != 0 or not (repo_dir / "config").exists():
         raise ServiceError(
-            f"ipfs ({flavour}) init failed with code {result.returncode}; see its log file {log_path}"
+            f"ipfs (kubo) init failed with code {result.returncode}; see its log file {log_path}"
         )
 
 
-def _write_ipfs_config(config_path: Path, flavour: str, ports: IpfsPorts) -> None:
-    """Point the daemon at fresh loopback ports; no bootstrap peers, no LAN discovery."""
+def _write_ipfs_config(config_path: Path, ports: IpfsPorts, swarm: SwarmSettings) -> None:
+    """Write every config key the node relies on, so no default of any Kubo version decides."""
     config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    addresses = config.setdefault("Addresses", {})
-    addresses["API"] = f"/ip4/127.0.0.1/tcp/{ports.api}"
-    addresses["Gateway"] = f"/ip4/127.0.0.1/tcp/{ports.gateway}"
-    addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{ports.swarm}"]
-    config["Bootstrap"] = []
-    discovery = config.setdefault("Discovery", {})
-    discovery.setdefault("MDNS", {})["Enabled"] = False
-    if flavour == "js-ipfs":
-        addresses["RPC"] = f"/ip4/127.0.0.1/tcp/{ports.rpc}"
-        addresses["Delegates"] = []
-        discovery.setdefault("webRTCStar", {})["Enabled"] = False
-    else:
-        config.setdefault("Pubsub", {})["Enabled"] = True
-        config.setdefault("Ipns", {})["UsePubsub"] = True
+    for section, values in kubo_config(ports, swarm).items():
+        if isinstance(values, dict):  # each key the node names is replaced whole
+            config[section] = {**(config.get(section) or {}), **values}
+        else:
+            config[section] = values
     tmp_path = config_path.with_suffix(".tmp")
     tmp_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     tmp_path.chmod(0o600)
     tmp_path.replace(config_path)
+
+
+def kubo_config(ports: IpfsPorts, swarm: SwarmSettings) -> dict[str, Any]:
+    """The config sections the node sets, by section; everything else stays as ``init`` wrote it."""
+    public = swarm.public
+    listen = list(swarm.listen) or [f"/ip4/127.0.0.1/tcp/{ports.swarm}"]
+    auto_or_none: list[str] = ["auto"] if public else []  # "auto": Kubo's AutoConf fills them in
+    return {
+        "Addresses": {
+            "API": f"/ip4/127.0.0.1/tcp/{ports.api}",
+            "Gateway": f"/ip4/127.0.0.1/tcp/{ports.gateway}",
+            "Swarm": listen,
+            "Announce": [],
+            "NoAnnounce": [],
+        },
+        "Bootstrap": auto_or_none,
+        "AutoConf": {"Enabled": public},
+        "AutoTLS": {"Enabled": public},
+        "DNS": {"Resolvers": {".": "auto"} if public else {}},
+        "Routing": {"Type": "auto" if public else "none", "DelegatedRouters": auto_or_none},
+        "Ipns": {"UsePubsub": True, "DelegatedPublishers": auto_or_none},
+        "Pubsub": {"Enabled": True, "Router": "gossipsub"},
+        "Provide": {"Enabled": public},
+        "Discovery": {"MDNS": {"Enabled": swarm.mdns}},
+        "Gateway": {"NoFetch": True, "ExposeRoutingAPI": False},  # the node reads by RPC only
+        "Swarm": {
+            "ResourceMgr": {"Enabled": True, "Allowlist": list(LOCAL_NETWORKS)},
+            "DisableNatPortMap": not public,
+            "RelayClient": {"Enabled": public},
+            "RelayService": {"Enabled": False},
+            "EnableHolePunching": public,
+        },
+        "Plugins": {"Plugins": {"telemetry": {"Config": {"Mode": "off"}}}},
+    }
 
 
 def _ipfs_answers(api_port: int) -> bool:
@@ -311,7 +370,9 @@ class EmbeddedServices:
                 changes["redis_url"] = f"redis://127.0.0.1:{port}/0"
             if settings.ipfs_api is None:
                 ports = IpfsPorts.pick()
-                proc = ipfs_process(settings.data_dir / "ipfs", ports, settings.logs_dir)
+                proc = ipfs_process(
+                    settings.data_dir / "ipfs", ports, settings.logs_dir, SwarmSettings.of(settings)
+                )
                 proc.launch()
                 self.processes["ipfs"] = proc
                 waits.append((proc, IPFS_START_DEADLINE_S))

@@ -7,12 +7,10 @@ declare -A package_for=(
   [redis-server]=redis-server   # embedded Redis
   [ffmpeg]=ffmpeg               # video and audio steps
   [chromium]=chromium           # browser tests of the web UI
-  [node]=nodejs                 # the bundled js-ipfs daemon (when Kubo is not on PATH)
-  [npm]=npm
   [docker-compose]=docker-compose  # checks docker-compose.yml (`docker-compose config`)
 )
 missing=()
-for command in redis-server ffmpeg chromium node npm docker-compose; do
+for command in redis-server ffmpeg chromium docker-compose; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${package_for[$command]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -72,7 +72,7 @@ async def test_keys_names_publish_and_resolve(ipfs: IpfsClient) -> None:
     """A generated key publishes a CID under its IPNS name, which resolves back to the CID."""
     key_name = f"test-{os.urandom(4).hex()}"
     ipns_name = await ipfs.key_gen(key_name)
-    assert (await ipfs.key_list())[key_name] == ipns_name
+    assert (await ipfs.key_ls())[key_name] == ipns_name
     added = await ipfs.add(_chunks(b"state document"), pin=True)
     assert await ipfs.name_publish(added.cid, key_name) == ipns_name
     assert await ipfs.name_resolve(ipns_name, timeout_s=10) == added.cid

@@ -146,7 +146,7 @@ async def test_identity_names_the_node_its_key_and_ipns_name(quick_client: Clien
     node = quick_client.app[IDENTITY]
     assert answer["node_id"] == node.node_id
     assert base64.b64decode(answer["public_key"]) == node.public_key_bytes
-    assert (await ipfs.key_list())[f"artdag-{node.node_id}"] == answer["ipns_name"]
+    assert (await ipfs.key_ls())[f"artdag-{node.node_id}"] == answer["ipns_name"]
     assert answer["peer_id"] == (await ipfs.id())["ID"]
 
 

@@ -62,7 +62,7 @@ async def read_recipe(store: ContentStore, entry: ContentEntry, ref: str, field:
     400 if it is too large or no recipe (naming the problem)."""
     if entry.size > MAX_RECIPE_BYTES:
         raise InvalidInput(f"{ref} is {entry.size} bytes: too large for a recipe", field=field)
-    data = await store.ipfs.cat_all(entry.cid, MAX_RECIPE_BYTES)
+    data = await store.read_all(entry, MAX_RECIPE_BYTES)
     return await asyncio.to_thread(parse_recipe, data), data
 
 

@@ -56,7 +56,7 @@ class RecipeStore:
             info = await self._redis.hgetall(self._keys.recipe(entry.cid))
         if not info:
             raise RecipeNotFound(f"no uploaded recipe {ref!r}", ref=ref)
-        data = await self._store.ipfs.cat_all(entry.cid, MAX_RECIPE_BYTES)
+        data = await self._store.read_all(entry, MAX_RECIPE_BYTES)
         recipe = await asyncio.to_thread(parse_recipe, data)
         fields = {str(key): value for key, value in info.items()}
         return summary(entry.cid, fields, recipe), recipe, data.decode("utf-8", "replace")

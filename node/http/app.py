@@ -76,6 +76,7 @@ from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
+from node.sync.peering import DaemonPeering
 from node.sync.peers import PeerSync, parse_peers
 from node.sync.publisher import IpnsNames, StatePublisher
 from node.sync.recovery import recover
@@ -233,6 +234,7 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
         debounce_s=settings.state_debounce,
         recovery=recovery,
     )
+    peering = DaemonPeering(ipfs=app[IPFS], client=app[REDIS], keys=app[KEYS], node_id=identity.node_id)
     peer_sync = PeerSync(
         peers=parse_peers(settings.peers),
         ipfs=app[IPFS],
@@ -240,13 +242,16 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
         client=app[REDIS],
         keys=app[KEYS],
         poll_s=settings.peer_poll,
+        peering=peering,
     )
     app[IPNS_NAMES], app[STATE_PUBLISHER], app[PEER_SYNC] = names, publisher, peer_sync
+    peering.start()
     publisher.start()
     peer_sync.start()
     yield
     await peer_sync.close()
     await publisher.close()
+    await peering.close()
 
 
 @web.middleware

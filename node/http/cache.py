@@ -328,7 +328,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    async with store.ipfs.cat(entry.cid, offset=first, length=last - first + 1) as chunks:
+    async with store.open(entry, offset=first, length=last - first + 1) as chunks:
         await response.prepare(request)
         await _relay(request, response, chunks, entry.cid)
     return response

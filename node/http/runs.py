@@ -256,5 +256,5 @@ async def fetch_record(app: web.Application, cid: str) -> dict[str, Any]:
     entry = await app[CONTENT_STORE].resolve(cid)
     if entry.size > RECORD_MAX_BYTES:
         raise InvalidInput(f"{cid} is too large to be a record", field="cid")
-    data = await app[CONTENT_STORE].ipfs.cat_all(entry.cid, RECORD_MAX_BYTES)
+    data = await app[CONTENT_STORE].read_all(entry, RECORD_MAX_BYTES)
     return {"cid": entry.cid, "record": verify_record(data)}

@@ -306,6 +306,20 @@ class ContentStore:
             raise ContentNotFound(f"no content {ref!r} on this node", ref=ref)
         return entry
 
+    def open(
+        self, entry: ContentEntry, offset: int = 0, length: int | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """The bytes of indexed content (from ``offset``, at most ``length``), streamed.
+
+        The index vouches that the cluster holds them, so the daemon fetches what it lacks from
+        the daemons it is peered with (the cluster's and trusted peers'), within the IPFS
+        deadline. A ref nobody indexes never gets here: ``resolve`` answers 404 at once."""
+        return self.ipfs.cat(entry.cid, offset, length, offline=False)
+
+    async def read_all(self, entry: ContentEntry, max_bytes: int) -> bytes:
+        """The whole of small indexed content (a record, a recipe), fetched as ``open`` does."""
+        return await self.ipfs.cat_all(entry.cid, max_bytes, offline=False)
+
 
 async def _handle_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
     while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):

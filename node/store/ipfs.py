@@ -1,6 +1,6 @@
 """An async client for the Kubo RPC API (``/api/v0``), spoken over aiohttp.
 
-Works with Kubo and with the bundled js-ipfs, which serves the same API. Bytes stream both
+Speaks to Kubo (see ``node/kubo.py`` for the versions). Bytes stream both
 ways: ``add`` reads an async iterator of chunks, ``cat`` yields chunks, so memory stays bounded
 whatever the size. Every call has a deadline: plain calls a total one, streams an idle one (no
 byte for ``timeout_s`` ends the call), subscriptions one for connecting. Failures come out as
@@ -78,7 +78,11 @@ class IpfsClient:
 
     @contextlib.asynccontextmanager
     async def _request(
-        self, command: str, params: dict[str, str], deadline: aiohttp.ClientTimeout, data: Any = None
+        self,
+        command: str,
+        params: dict[str, str] | list[tuple[str, str]],
+        deadline: aiohttp.ClientTimeout,
+        data: Any = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         url = f"{self.api_url}/api/v0/{command}"
         try:
@@ -93,6 +97,10 @@ class IpfsClient:
 
     async def call(self, command: str, *, timeout_s: float | None = None, **params: str) -> Any:
         """POST ``/api/v0/{command}`` and return its decoded JSON answer (last line if NDJSON)."""
+        return await self.call_with(command, params, timeout_s)
+
+    async def call_with(self, command: str, params: dict[str, str], timeout_s: float | None = None) -> Any:
+        """``call`` with the parameters in a dict (names such as ``allow-offline``)."""
         async with self._request(command, params, self._deadline("total", timeout_s)) as response:
             text = await response.text()
         lines = [line for line in text.splitlines() if line.strip()]
@@ -157,18 +165,20 @@ class IpfsClient:
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open ``cid`` (from ``offset``, at most ``length`` bytes); yields a chunk iterator.
 
-        ``offline`` (the default, for clients' requests): Kubo never searches the network for
-        what its daemon lacks (js-ipfs ignores it; the idle deadline bounds it there). Work in
-        the background (a cluster's inputs, a peer's outputs) passes ``offline=False``.
+        ``offline`` (the default): the daemon answers only from its own blocks and never asks
+        another daemon. A caller that knows the cluster or a trusted peer holds ``cid`` (it is
+        in an index) passes ``offline=False``: the daemon then fetches what it lacks from the
+        daemons it is peered with, within the idle deadline.
         Errors that the daemon reports before the first byte (unavailable, not found) are raised
-        on entry, so an HTTP handler can still answer with the right status."""
+        on entry, so an HTTP handler can still answer with the right status; one it reports
+        after (a block missing halfway) ends the iteration with an error, never a short read."""
         params = {"arg": cid, "offset": str(offset)}
         if offline:
             params["offline"] = "true"
         if length is not None:
             params["length"] = str(length)
         async with self._request("cat", params, self._deadline("idle", timeout_s)) as response:
-            yield _chunks(response)
+            yield _chunks(response, _announced_length(response))
 
     async def cat_all(
         self, cid: str, max_bytes: int, *, offline: bool = True, timeout_s: float | None = None
@@ -207,37 +217,45 @@ class IpfsClient:
         """Create an Ed25519 key named ``name``; returns its IPNS name."""
         return str((await self.call("key/gen", arg=name, type="ed25519"))["Id"])
 
-    async def key_list(self) -> dict[str, str]:
+    async def key_ls(self) -> dict[str, str]:
         """Key name -> IPNS name, for every key the daemon holds."""
-        answer = await self.call("key/list")
+        answer = await self.call("key/ls")
         return {str(key["Name"]): str(key["Id"]) for key in answer.get("Keys", [])}
 
     async def name_publish(self, cid: str, key: str, lifetime: str = "48h") -> str:
         """Point ``key``'s IPNS name at ``cid`` without resolving it on the network.
 
-        With no peer listening yet, js-ipfs answers InsufficientPeers but has stored the
-        record locally: that is logged as a warning, not raised."""
-        try:
-            answer = await self.call(
-                "name/publish", arg=f"/ipfs/{cid}", key=key, resolve="false", lifetime=lifetime
-            )
-        except IpfsError as exc:
-            if "InsufficientPeers" not in exc.message:
-                raise
-            log.warning("name publish %s for key %s reached no peer yet: %s", cid, key, exc.message)
-            answer = {"Name": (await self.key_list()).get(key)}
+        ``allow-offline``: a daemon with no peer yet (the first node of a cluster) stores the
+        record and answers at once; peers get it over pubsub when they subscribe."""
+        params = {"arg": f"/ipfs/{cid}", "key": key, "resolve": "false", "lifetime": lifetime}
+        answer = await self.call_with("name/publish", {**params, "allow-offline": "true"})
         if not answer.get("Name"):
             raise IpfsError(f"IPFS name publish gave no name for key {key!r}", command="name/publish")
         return str(answer["Name"])
 
     async def name_resolve(self, name: str, timeout_s: float | None = None) -> str:
-        """The CID an IPNS name points at."""
-        answer = await self.call("name/resolve", arg=name, recursive="true", timeout_s=timeout_s)
+        """The CID an IPNS name points at; ContentNotFound when no record is found in time.
+
+        Kubo waits for up to 16 records for a minute by default: here it takes the first one
+        and gives up a second before the node's own deadline, so "no record" comes back as an
+        answer (ContentNotFound) rather than as a timeout."""
+        seconds = timeout_s or self._timeout_s
+        wait = f"{max(seconds - 1.0, seconds / 2):.1f}s"
+        params = {"arg": name, "recursive": "true", "dht-record-count": "1", "dht-timeout": wait}
+        answer = await self.call_with("name/resolve", params, seconds)
         path = str(answer.get("Path", ""))
         if not path.startswith("/ipfs/"):
             message = f"IPNS name {name} resolves to {path!r}, not an /ipfs/ path"
             raise IpfsError(message, command="name/resolve")
         return normalize_cid(path.removeprefix("/ipfs/").split("/")[0])
+
+    # --- swarm ------------------------------------------------------------------------------------
+    async def peering_add(self, addresses: tuple[str, ...]) -> None:
+        """Keep the peer these multiaddrs (each ending ``/p2p/ID``) name connected: the daemon
+        dials it now and again whenever the connection drops."""
+        params = [("arg", address) for address in addresses]
+        async with self._request("swarm/peering/add", params, self._deadline("total")) as response:
+            await response.read()
 
     # --- pubsub -----------------------------------------------------------------------------------
     async def pubsub_pub(self, topic: str, data: bytes) -> None:
@@ -261,14 +279,32 @@ class IpfsClient:
                     yield message
 
 
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+def _announced_length(response: aiohttp.ClientResponse) -> int | None:
+    """The byte count Kubo announces for a ``cat`` (``X-Content-Length``), if it does."""
+    value = response.headers.get("X-Content-Length", "")
+    return int(value) if value.isdigit() else None
+
+
+async def _chunks(response: aiohttp.ClientResponse, expected: int | None) -> AsyncIterator[bytes]:
+    """The body's chunks; an error if it ends before the announced length.
+
+    Kubo reports an error that happens after the body began (a block it cannot get) only in
+    the ``X-Stream-Error`` trailer and then ends the body cleanly. aiohttp does not expose
+    trailers, so the announced length is what tells a short read from a complete one."""
+    received = 0
     try:
         async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            received += len(chunk)
             yield chunk
     except TimeoutError as exc:
         raise IpfsTimeout("IPFS daemon stalled while streaming", command="cat") from exc
     except aiohttp.ClientError as exc:
         raise IpfsUnavailable(f"IPFS daemon broke off the stream: {exc}", command="cat") from exc
+    if expected is not None and received < expected:
+        raise IpfsError(
+            f"IPFS cat ended after {received} of {expected} bytes (the daemon failed mid-stream)",
+            command="cat",
+        )
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:

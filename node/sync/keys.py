@@ -162,6 +162,12 @@ class Keys:
         a node last published (its signed bytes in ``document``)."""
         return f"{self.prefix}state:{_checked('node id', node_id, _TOKEN)}"
 
+    @property
+    def daemons(self) -> str:
+        """Hash: IPFS peer id -> JSON {addresses, node, seen}: the daemons of the nodes sharing
+        this Redis, which each node keeps its own daemon peered with (``sync/peering.py``)."""
+        return f"{self.prefix}daemons"
+
     def peer(self, node_id: str) -> str:
         """Hash {sequence, state_cid, source, synced, steps, error, error_at}: what this node
         last took from a trusted peer's state, and the last problem with it."""

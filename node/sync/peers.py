@@ -30,6 +30,7 @@ from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.index import StepEntry, step_fields
 from node.sync.keys import Keys
+from node.sync.peering import DaemonAddress, DaemonPeering
 from node.sync.snapshot import BATCH, INDEX_MAX_BYTES, read_index, read_steps
 from node.sync.state import STATE_MAX_BYTES, STATE_TOPIC, NodeState, read_state
 from node.timestamps import utc_now
@@ -107,8 +108,10 @@ class PeerSync:
         client: aioredis.Redis,
         keys: Keys,
         poll_s: float,
+        peering: DaemonPeering | None = None,
     ) -> None:
         self.peers = {peer.node_id: peer for peer in peers}
+        self._peering = peering
         self._ipfs = ipfs
         self._session = session
         self._redis = client
@@ -152,6 +155,7 @@ class PeerSync:
                 merged = await self._redis.hgetall(self._keys.peer(peer.node_id))
             if state.sequence <= int(merged.get("sequence") or 0):
                 return False
+            await self._peer_with(state)
             try:
                 count = await self._merge(state, merged)
             except NodeError as exc:
@@ -161,6 +165,16 @@ class PeerSync:
             await self._record_sync(state, source, count)
             log.info("peer %s: state %d from %s, %d steps", peer.node_id, state.sequence, source, count)
             return True
+
+    async def _peer_with(self, state: NodeState) -> None:
+        """Keep the peer's daemon peered with this node's, so its CIDs can be fetched; best
+        effort (a daemon that cannot be reached now is tried again with the next state)."""
+        if self._peering is None:
+            return
+        try:
+            await self._peering.peer_with(DaemonAddress(state.peer_id, state.swarm))
+        except NodeError as exc:
+            log.warning("peer %s: its IPFS daemon not peered (%s)", state.node_id, exc.message)
 
     async def _merge(self, state: NodeState, merged: dict[Any, Any]) -> int:
         """Keep the peer's computed steps; the count. A step index already merged (same CID)

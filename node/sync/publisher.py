@@ -33,6 +33,7 @@ from node.store.errors import IpfsError
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
+from node.sync.peering import own_address
 from node.sync.snapshot import Snapshot
 from node.sync.state import INDEXES, STATE_TOPIC, NodeState, read_state, sign_state
 from node.timestamps import utc_now
@@ -72,7 +73,7 @@ class IpnsNames:
         async with self._lock:
             if self._names is None:
                 peer_id = str((await self._ipfs.id())["ID"])
-                existing = (await self._ipfs.key_list()).get(self.key)
+                existing = (await self._ipfs.key_ls()).get(self.key)
                 ipns_name = existing or await self._ipfs.key_gen(self.key)
                 self._names = Names(self.key, ipns_name, peer_id, key_existed=existing is not None)
             return self._names
@@ -216,6 +217,7 @@ class StatePublisher:
                 indexes.update({name: item.cid for name, item in zip(large, stored, strict=True)})
                 added.update(indexes[name] for name in large)
             sequence = max(int(last.get("sequence", 0)) + 1, time.time_ns() // 1_000_000)
+            daemon = await own_address(self._ipfs)  # asked each time: a restarted daemon moves
             data = sign_state(
                 self._identity,
                 sequence=sequence,
@@ -224,6 +226,7 @@ class StatePublisher:
                 peer_id=names.peer_id,
                 indexes=indexes,
                 published=utc_now(),
+                swarm=daemon.addresses,
             )
             small = [name for name in INDEXES if name not in large]
             expected = [indexes[name] for name in small] + [leaf_cid(data)]
@@ -254,14 +257,8 @@ class StatePublisher:
             log.warning("state %s not published to IPNS (%s)", state_cid, exc.message)
         try:
             await self._ipfs.pubsub_pub(STATE_TOPIC, data)
-        except NodeError as exc:  # js-ipfs refuses a message no peer subscribes to: normal alone
-            alone = "InsufficientPeers" in exc.message
-            log.log(
-                logging.DEBUG if alone else logging.WARNING,
-                "state %s not announced (%s)",
-                state_cid,
-                exc.message,
-            )
+        except NodeError as exc:
+            log.warning("state %s not announced (%s)", state_cid, exc.message)
 
     async def _republish(self) -> None:
         """Refresh the IPNS record (and announce again) when nothing changed for a while."""

@@ -1,7 +1,8 @@
 """The node's state document: what it has, signed, published under its IPNS name.
 
 A state document is a signed record (``node.records``) naming the node (id, public key, URL,
-IPNS name, IPFS peer id), a sequence number that only grows, and the CIDs of three index
+IPNS name, IPFS peer id and the swarm addresses its daemon is dialled at), a sequence number
+that only grows, and the CIDs of three index
 documents: the node's runs, its step index and its content. Peers take whichever verified
 state of a node has the highest sequence, whether it came over pubsub, IPNS or ``GET /state``.
 """
@@ -36,6 +37,7 @@ class NodeState:
     indexes: dict[str, str]  # "runs" | "steps" | "contents" -> CID
     published: str
     data: bytes  # the signed bytes, exactly
+    swarm: tuple[str, ...] = ()  # the daemon's multiaddrs (``.../p2p/PEER_ID``): peers peer with it
 
 
 def sign_state(
@@ -47,6 +49,7 @@ def sign_state(
     peer_id: str,
     indexes: dict[str, str],
     published: str,
+    swarm: tuple[str, ...] = (),
 ) -> bytes:
     """The signed bytes of this node's state document."""
     return sign_record(
@@ -59,6 +62,7 @@ def sign_state(
             "url": url,
             "ipns_name": ipns_name,
             "peer_id": peer_id,
+            "swarm": list(swarm),
             "sequence": sequence,
             "published": published,
             **{name: indexes[name] for name in INDEXES},
@@ -95,6 +99,7 @@ def read_state(data: bytes, trusted: set[str]) -> NodeState:
         indexes={name: _cid(record, name) for name in INDEXES},
         published=_text(record, "published"),
         data=data,
+        swarm=_swarm(record),
     )
 
 
@@ -103,6 +108,16 @@ def _text(record: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise RecordError(f"{name} must be a string", signer=record["signer"])
     return value
+
+
+def _swarm(record: dict[str, Any]) -> tuple[str, ...]:
+    """The daemon's addresses; a state signed before they were published has none."""
+    value = record.get("swarm", [])
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item.startswith("/") for item in value
+    ):
+        raise RecordError("swarm must be a list of multiaddrs", signer=record["signer"])
+    return tuple(value)
 
 
 def _cid(record: dict[str, Any], name: str) -> str:

@@ -1,0 +1,154 @@
+"""Keeping this node's IPFS daemon peered with the daemons that hold what it indexes.
+
+Zero configuration: nodes that share a Redis record their daemon (its peer id and swarm
+addresses) in one registry, a hash of peer id -> ``{"addresses", "node", "seen"}``, and each
+node keeps every other daemon of the registry in its own daemon's peering set
+(``swarm/peering/add``): Kubo then keeps them connected and reconnects them after a restart.
+Trusted peers in ``ARTDAG_PEERS`` have a Redis of their own; their signed state documents carry
+the same address, and ``PeerSync`` peers with it through :meth:`DaemonPeering.peer_with`.
+
+With the swarm private (the default), these daemons are the only ones a daemon ever talks to,
+so content the cluster indexes can be fetched by CID from whichever daemon holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from node.errors import NodeError
+from node.store.ipfs import IpfsClient
+from node.sync.connection import redis_errors
+from node.sync.keys import Keys
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 15.0  # how often a node re-registers its daemon and re-reads the registry
+STALE_S = 10 * 60.0  # a daemon not re-registered for this long has gone: dropped
+MAX_ADDRESSES = 16
+
+
+@dataclass(frozen=True)
+class DaemonAddress:
+    """Where an IPFS daemon is reached: its peer id and its swarm multiaddrs (``.../p2p/ID``)."""
+
+    peer_id: str
+    addresses: tuple[str, ...]
+
+
+async def own_address(ipfs: IpfsClient) -> DaemonAddress:
+    """The address of the daemon ``ipfs`` speaks to, as it announces itself."""
+    answer = await ipfs.id()
+    peer_id = str(answer.get("ID", ""))
+    return DaemonAddress(peer_id, dialable(peer_id, answer.get("Addresses") or []))
+
+
+def dialable(peer_id: str, addresses: Any) -> tuple[str, ...]:
+    """The multiaddrs of ``peer_id`` that another daemon can dial directly (no relays),
+    each ending in ``/p2p/{peer_id}``; anything malformed is left out."""
+    if not isinstance(addresses, list):
+        return ()
+    suffix = f"/p2p/{peer_id}"
+    found = [
+        address if address.endswith(suffix) else address + suffix
+        for address in addresses
+        if isinstance(address, str) and address.startswith("/") and "/p2p-circuit" not in address
+        and ("/p2p/" not in address or address.endswith(suffix))
+    ]  # fmt: skip
+    return tuple(dict.fromkeys(found))[:MAX_ADDRESSES]
+
+
+class DaemonPeering:
+    """Registers this node's daemon in the shared registry and peers it with the others."""
+
+    def __init__(
+        self,
+        *,
+        ipfs: IpfsClient,
+        client: aioredis.Redis,
+        keys: Keys,
+        node_id: str,
+        refresh_s: float = REFRESH_S,
+    ) -> None:
+        self._ipfs = ipfs
+        self._redis = client
+        self._keys = keys
+        self._node_id = node_id
+        self._refresh_s = refresh_s
+        self._own: DaemonAddress | None = None
+        self._peered: dict[str, tuple[str, ...]] = {}  # peer id -> the addresses given to Kubo
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_peered(), name="daemon-peering")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> int:
+        """Register this daemon, then peer with every other one in the registry; how many."""
+        own = await own_address(self._ipfs)
+        self._own = own
+        now = time.time()
+        entry = {"addresses": list(own.addresses), "node": self._node_id, "seen": now}
+        with redis_errors():
+            await self._redis.hset(self._keys.daemons, own.peer_id, json.dumps(entry))
+            registry = await self._redis.hgetall(self._keys.daemons)
+        others: dict[str, tuple[str, ...]] = {}
+        stale: list[str] = []
+        for peer_id, raw in registry.items():
+            found = _entry(str(peer_id), raw)
+            if found is None or found[1] < now - STALE_S:
+                stale.append(str(peer_id))
+            elif found[0].peer_id != own.peer_id:
+                others[found[0].peer_id] = found[0].addresses
+        if stale:
+            with redis_errors():
+                await self._redis.hdel(self._keys.daemons, *stale)
+        for peer_id, addresses in others.items():
+            await self.peer_with(DaemonAddress(peer_id, addresses))
+        return len(others)
+
+    async def peer_with(self, daemon: DaemonAddress) -> bool:
+        """Keep ``daemon`` in this daemon's peering set (a no-op for this daemon itself, or when
+        nothing changed since the last time); whether Kubo was asked."""
+        addresses = dialable(daemon.peer_id, list(daemon.addresses))
+        if not daemon.peer_id or not addresses:
+            return False
+        async with self._lock:
+            if self._own is None:
+                self._own = await own_address(self._ipfs)
+            if daemon.peer_id == self._own.peer_id or self._peered.get(daemon.peer_id) == addresses:
+                return False
+            await self._ipfs.peering_add(addresses)
+            self._peered[daemon.peer_id] = addresses
+        log.info("peered with IPFS daemon %s at %s", daemon.peer_id, ", ".join(addresses))
+        return True
+
+    async def _keep_peered(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except NodeError as exc:  # the daemon or Redis is down: try again at the next round
+                log.warning("daemon peering not refreshed (%s)", exc.message)
+            await asyncio.sleep(self._refresh_s)
+
+
+def _entry(peer_id: str, raw: Any) -> tuple[DaemonAddress, float] | None:
+    try:
+        value = json.loads(raw)
+        seen = float(value["seen"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return DaemonAddress(peer_id, dialable(peer_id, value.get("addresses"))), seen
