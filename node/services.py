@@ -219,6 +219,7 @@ LOCAL_NETWORKS = (
     "/ip4/172.16.0.0/ipcidr/12", "/ip4/192.168.0.0/ipcidr/16", "/ip6/fc00::/ipcidr/7",
 )  # fmt: skip
 JS_IPFS_ASIDE = "ipfs.js-ipfs-"  # a js-ipfs repository moved aside keeps this name + a timestamp
+REFILL_MARKER = "ipfs-refill-pending"  # in the data directory: the node refills the new repository
 
 
 def ipfs_process(repo_dir: Path, ports: IpfsPorts, logs_dir: Path, swarm: SwarmSettings) -> ManagedProcess:
@@ -249,6 +250,7 @@ def move_aside_foreign_repo(repo_dir: Path) -> Path | None:
         return None
     aside = repo_dir.with_name(JS_IPFS_ASIDE + time.strftime("%Y%m%dT%H%M%S"))
     repo_dir.rename(aside)
+    (repo_dir.parent / REFILL_MARKER).write_text(f"{aside}\n", encoding="utf-8")
     log.warning(
         "ipfs repository %s was made by another IPFS implementation (js-ipfs); moved it to %s "
         "and starting Kubo on a new one (the local cache is added to it again)",

@@ -129,11 +129,9 @@ def _rpc(api: str, command: str, arg: str) -> urllib.request.Request:
 def three_on_two_daemons(
     daemons: EmbeddedServices, own_ipfs: EmbeddedServices, tmp_path: Path
 ) -> Iterator[tuple[Cluster, str]]:
-    """Three nodes on one Redis and two swarm-connected IPFS daemons (nodes 0 and 2 on the
-    session's, node 1 on its own); the second daemon's API URL."""
+    """Three nodes on one Redis and two IPFS daemons (nodes 0 and 2 on the session's, node 1
+    on its own), which the nodes peer through their registry; the second daemon's API URL."""
     first_api, second_api = str(daemons.settings.ipfs_api), str(own_ipfs.settings.ipfs_api)
-    second_addresses = [address for address in ipfs_rpc(second_api, "id")["Addresses"] if "/tcp/" in address]
-    ipfs_rpc(first_api, "swarm/connect", second_addresses[0])
     cluster = Cluster(daemons, tmp_path, 3, ipfs_apis=(first_api, second_api))
     yield cluster, second_api
     cluster.close()

@@ -12,7 +12,7 @@ from multiformats import CID, multihash
 
 from node.config import Settings
 from node.store.cid import LEAF_MAX_BYTES, leaf_cid
-from node.store.errors import IpfsTimeout, IpfsUnavailable
+from node.store.errors import ContentNotFound, IpfsError, IpfsTimeout, IpfsUnavailable
 from node.store.ipfs import IpfsClient, PubsubMessage
 from tests.helpers import closed_port
 
@@ -78,6 +78,14 @@ async def test_keys_names_publish_and_resolve(ipfs: IpfsClient) -> None:
     assert await ipfs.name_resolve(ipns_name, timeout_s=10) == added.cid
 
 
+async def test_a_name_with_no_record_is_not_found_within_the_deadline(ipfs: IpfsClient) -> None:
+    """Kubo would wait a minute for records; the node's deadline makes it answer "none"
+    (ContentNotFound) before the call itself times out."""
+    ipns_name = await ipfs.key_gen(f"test-{os.urandom(4).hex()}")
+    with pytest.raises(ContentNotFound, match="could not resolve"):
+        await ipfs.name_resolve(ipns_name, timeout_s=3)
+
+
 async def test_pubsub_delivers_binary_messages(ipfs: IpfsClient) -> None:
     """A message published on a topic reaches a subscriber of that topic, bytes intact."""
     topic = f"artdag-test-{os.urandom(4).hex()}"
@@ -116,16 +124,36 @@ async def test_unreachable_daemon_is_ipfs_unavailable() -> None:
             await client.id()
 
 
-async def test_content_nobody_has_times_out(settings: Settings) -> None:
-    """cat of a CID the daemon cannot find ends at the deadline with IpfsTimeout."""
+async def test_content_nobody_has_is_not_found_offline_and_times_out_online(settings: Settings) -> None:
+    """cat of a CID the daemon lacks: offline (the default) answers ContentNotFound at once;
+    allowed to ask peered daemons, it ends at the deadline with IpfsTimeout."""
     assert settings.ipfs_api is not None
     missing = str(CID("base32", 1, "raw", multihash.digest(os.urandom(16), "sha2-256")))
     async with aiohttp.ClientSession() as session:
         client = IpfsClient(settings.ipfs_api, session, timeout_s=1)
-        with pytest.raises(IpfsTimeout):
+        with pytest.raises(ContentNotFound, match="not found locally"):
             async with client.cat(missing) as chunks:
                 async for _chunk in chunks:
                     pass
+        with pytest.raises(IpfsTimeout):
+            async with client.cat(missing, offline=False) as chunks:
+                async for _chunk in chunks:
+                    pass
+
+
+async def test_an_error_after_the_stream_began_ends_the_read_as_an_error(ipfs: IpfsClient) -> None:
+    """Kubo reports a block missing halfway only in a trailer and ends the body cleanly: the
+    read raises instead of ending short and looking complete."""
+    data = os.urandom(LEAF_MAX_BYTES + 1000)  # two leaves
+    added = await ipfs.add(_chunks(data))
+    links = (await ipfs.call("ls", arg=added.cid))["Objects"][0]["Links"]
+    await ipfs.call("block/rm", arg=links[1]["Hash"])  # unpinned: the daemon lets it go
+    received = bytearray()
+    with pytest.raises(IpfsError, match=f"ended after {LEAF_MAX_BYTES} of {len(data)} bytes"):
+        async with ipfs.cat(added.cid) as chunks:
+            async for chunk in chunks:
+                received += chunk
+    assert bytes(received) == data[:LEAF_MAX_BYTES]
 
 
 @pytest.mark.parametrize("size", [1, 700, LEAF_MAX_BYTES])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from node import services
+from node import kubo
 from node.config import Settings
 from node.services import EmbeddedServices, ServiceError, redis_process
 from tests.helpers import pid_alive, wait_until
@@ -87,11 +87,11 @@ def test_missing_redis_binary_is_a_clear_error(redis_only: Settings, monkeypatch
 
 
 def test_missing_ipfs_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Neither Kubo nor the bundled js-ipfs: the error names both ways out."""
+    """Neither Kubo on PATH nor the pinned build: one error naming every way out."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(services, "BUNDLED_JSIPFS", tmp_path / "no-jsipfs")
+    monkeypatch.setattr(kubo, "BUILT_BINARY", tmp_path / "no-ipfs")
     settings = Settings(data_dir=tmp_path / "data", redis_url="redis://127.0.0.1:1/0")
-    with pytest.raises(ServiceError, match=r"no IPFS daemon.*make setup.*ARTDAG_IPFS_API"):
+    with pytest.raises(ServiceError, match=r"no Kubo .*make setup.*Go.*PATH.*ARTDAG_IPFS_API"):
         EmbeddedServices(settings).start()
 
 

@@ -34,6 +34,7 @@ from node.http.appkeys import (
     AUTH,
     CONTENT_INDEX,
     CONTENT_STORE,
+    DAEMON_PEERING,
     DELETION,
     HTTP_SESSION,
     IDENTITY,
@@ -65,10 +66,11 @@ from node.http.ui import routes as ui_routes
 from node.http.ui import runs as run_pages
 from node.http.ui.render import negotiated
 from node.identity import load_or_create
-from node.services import EmbeddedServices
+from node.services import REFILL_MARKER, EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.store.refill import refill
 from node.store.thumbnails import Thumbnails
 from node.sync.activities import Activities
 from node.sync.claims import ClaimBoard
@@ -245,13 +247,32 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
         peering=peering,
     )
     app[IPNS_NAMES], app[STATE_PUBLISHER], app[PEER_SYNC] = names, publisher, peer_sync
+    app[DAEMON_PEERING] = peering
     peering.start()
     publisher.start()
     peer_sync.start()
+    refilling = asyncio.create_task(_refill(app, peering), name="ipfs-refill")
     yield
+    refilling.cancel()
+    await asyncio.gather(refilling, return_exceptions=True)
     await peer_sync.close()
     await publisher.close()
     await peering.close()
+
+
+async def _refill(app: web.Application, peering: DaemonPeering) -> None:
+    """Refill a repository that replaced one another implementation made (``store/refill.py``),
+    once the daemon is peered with the cluster's; tried again at the next start if it fails."""
+    marker = app[SETTINGS].data_dir / REFILL_MARKER
+    if not await asyncio.to_thread(marker.exists):
+        return
+    try:
+        await peering.refresh()
+        await refill(
+            marker, ipfs=app[IPFS], cache=app[LOCAL_CACHE], contents=app[CONTENT_INDEX], steps=app[STEP_INDEX]
+        )
+    except NodeError as exc:
+        log.error("could not refill the new IPFS repository yet (%s); tried again at the next start", exc)
 
 
 @web.middleware

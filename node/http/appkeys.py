@@ -28,6 +28,7 @@ from node.sync.activities import Activities
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
+from node.sync.peering import DaemonPeering
 from node.sync.peers import PeerSync
 from node.sync.publisher import IpnsNames, StatePublisher
 
@@ -55,6 +56,7 @@ NOTICES = web.AppKey("notices", Notices)
 IPNS_NAMES = web.AppKey("ipns_names", IpnsNames)
 STATE_PUBLISHER = web.AppKey("state_publisher", StatePublisher)
 PEER_SYNC = web.AppKey("peer_sync", PeerSync)
+DAEMON_PEERING = web.AppKey("daemon_peering", DaemonPeering)
 PUBLICATIONS = web.AppKey("publications", PublicationChecker)
 ACTIVITIES = web.AppKey("activities", Activities)
 DELETION = web.AppKey("deletion", DeletionRules)

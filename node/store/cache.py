@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from node.store.errors import IntegrityError
-from node.store.ipfs import IpfsClient
+from node.store.ipfs import Added, IpfsClient, file_chunks
 from node.sync.index import ContentEntry
 from node.sync.keys import check_content_id
 
@@ -61,6 +61,14 @@ class LocalCache:
             await asyncio.to_thread(tmp_path.unlink, missing_ok=True)
         log.info("materialized %s at %s", entry.content_id, path)
         return path
+
+    async def add_file(self, path: Path, *, pin: bool) -> Added:
+        """Add a cached file to IPFS again: the fixed import settings give it the CID it had."""
+        handle = path.open("rb")  # opened here, not in a thread: see _fetch
+        try:
+            return await self._ipfs.add(file_chunks(handle), pin=pin)
+        finally:
+            await asyncio.to_thread(handle.close)
 
     async def _fetch(self, cid: str, tmp_path: Path, offline: bool) -> str:
         hasher = hashlib.sha3_256()

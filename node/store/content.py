@@ -34,7 +34,7 @@ from node.store.errors import (
     UploadStalled,
     UploadTooLarge,
 )
-from node.store.ipfs import CHUNK_SIZE, Added, IpfsClient
+from node.store.ipfs import Added, IpfsClient, file_chunks
 from node.store.media import SNIFF_BYTES, sniff_media_type
 from node.sync.connection import redis_errors
 from node.sync.index import ContentEntry, ContentIndex
@@ -142,7 +142,7 @@ class ContentStore:
         it exactly (an audio-only Matroska file sniffs as video)."""
         handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
         try:
-            entry = await self.ingest(_handle_chunks(handle), max_size=2**62)
+            entry = await self.ingest(file_chunks(handle), max_size=2**62)
         finally:
             await asyncio.to_thread(handle.close)
         entry = replace(entry, media_type=media_type or entry.media_type)
@@ -166,7 +166,7 @@ class ContentStore:
         self, handle: BinaryIO, *, max_size: int, owner: str = "", asset: str = ""
     ) -> Stored:
         """Store what an open binary file holds, read in chunks in threads, up to ``max_size``."""
-        return await self.put(_handle_chunks(handle), max_size=max_size, owner=owner, asset=asset)
+        return await self.put(file_chunks(handle), max_size=max_size, owner=owner, asset=asset)
 
     async def ingest(self, chunks: AsyncIterable[bytes], *, max_size: int) -> ContentEntry:
         """Stream ``chunks`` into IPFS unpinned (garbage until committed); the entry they make."""
@@ -319,11 +319,6 @@ class ContentStore:
     async def read_all(self, entry: ContentEntry, max_bytes: int) -> bytes:
         """The whole of small indexed content (a record, a recipe), fetched as ``open`` does."""
         return await self.ipfs.cat_all(entry.cid, max_bytes, offline=False)
-
-
-async def _handle_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
-    while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
-        yield chunk
 
 
 class _RedisLock:

@@ -9,6 +9,7 @@ the store's typed errors, never as raw aiohttp exceptions.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -16,7 +17,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 from aiohttp import payload
@@ -283,6 +284,12 @@ def _announced_length(response: aiohttp.ClientResponse) -> int | None:
     """The byte count Kubo announces for a ``cat`` (``X-Content-Length``), if it does."""
     value = response.headers.get("X-Content-Length", "")
     return int(value) if value.isdigit() else None
+
+
+async def file_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    """An open binary file's bytes in chunks of CHUNK_SIZE, each read in a thread."""
+    while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+        yield chunk
 
 
 async def _chunks(response: aiohttp.ClientResponse, expected: int | None) -> AsyncIterator[bytes]:

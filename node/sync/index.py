@@ -330,6 +330,11 @@ class ContentIndex:
                 await pipe.execute()
         return names
 
+    async def all_ids(self) -> list[str]:
+        """Every content id the index lists (start-up work only: it may be long)."""
+        with redis_errors():
+            return [str(content_id) for content_id in await self._redis.zrange(self._keys.contents, 0, -1)]
+
     async def runs(self, content_id: str) -> set[str]:
         with redis_errors():
             return {str(run) for run in await self._redis.smembers(self._keys.content_runs(content_id))}
@@ -348,6 +353,28 @@ class StepIndex:
         with redis_errors():
             fields = await self._redis.hgetall(key)
         return StepEntry.from_hash(cache_id, fields) if fields else None
+
+    async def get_many(self, cache_ids: list[str]) -> list[StepEntry]:
+        """Entries for several cache ids in one round trip, in order; ids not recorded are skipped."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for cache_id in cache_ids:
+                    pipe.hgetall(self._keys.step(cache_id))
+                rows = await pipe.execute()
+        return [StepEntry.from_hash(cid, row) for cid, row in zip(cache_ids, rows, strict=True) if row]
+
+    async def all_ids(self) -> list[str]:
+        """Every recorded cache id (start-up work only: it may be long)."""
+        with redis_errors():
+            return [str(cache_id) for cache_id in await self._redis.zrange(self._keys.steps, 0, -1)]
+
+    async def forget(self, cache_id: str) -> None:
+        """Drop a recorded step (its output is gone): the next run that needs it computes it."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._keys.step(cache_id))
+                pipe.zrem(self._keys.steps, cache_id)
+                await pipe.execute()
 
     async def put_if_absent(self, entry: StepEntry, receipt: bytes = b"") -> bool:
         """Record a computed step (and its signed receipt's bytes, kept under the receipt's
