@@ -7,6 +7,8 @@ installs Debian's docker-compose through scripts/system-deps.sh.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -16,8 +18,16 @@ from typing import Any
 import pytest
 import yaml
 
+from node.kubo import pinned_version
+from node.services import LOCAL_NETWORKS
+
 REPO = Path(__file__).resolve().parent.parent
 NODES = ("node1", "node2", "node3")
+KUBO_INIT = REPO / "docker" / "kubo-init.sh"
+# Daemon flags Kubo deprecated for the Pubsub.Enabled and Ipns.UsePubsub config keys.
+DEPRECATED_FLAGS = ("--enable-pubsub-experiment", "--enable-namesys-pubsub")
+# One `ipfs config [--json] KEY VALUE` line of the init script; a quoted VALUE may span lines.
+IPFS_CONFIG = re.compile(r"^ipfs config (?P<json>--json )?(?P<key>\S+) (?P<value>'[^']*'|\S+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +65,64 @@ def test_compose_redis_persists_with_appendonly(compose: dict[str, Any]) -> None
     assert "ports" not in redis
 
 
-def test_compose_kubo_enables_pubsub_and_keeps_its_api_private(compose: dict[str, Any]) -> None:
-    """Kubo runs with pubsub and IPNS over pubsub, publishes only its swarm port."""
+def init_script_config() -> dict[str, Any]:
+    """The keys docker/kubo-init.sh sets with `ipfs config`, and their values."""
+    text = KUBO_INIT.read_text()
+    config: dict[str, Any] = {}
+    for match in IPFS_CONFIG.finditer(text):
+        (value,) = shlex.split(match["value"])
+        config[match["key"]] = json.loads(value) if match["json"] else value
+    assert len(config) == text.count("\nipfs config "), "an `ipfs config` line the pattern misses"
+    return config
+
+
+def test_compose_kubo_keeps_its_api_private(compose: dict[str, Any]) -> None:
+    """Kubo keeps its repository in a volume and publishes only its swarm port."""
     ipfs = compose["services"]["ipfs"]
-    assert ipfs["command"][0] == "daemon"
-    assert "--enable-pubsub-experiment" in ipfs["command"]
-    assert "--enable-namesys-pubsub" in ipfs["command"]
     assert "ipfs-data:/data/ipfs:rw" in ipfs["volumes"]
     assert "id" in ipfs["healthcheck"]["test"]
     assert {(port["target"], port["protocol"]) for port in ipfs["ports"]} == {(4001, "tcp"), (4001, "udp")}
+
+
+def test_compose_kubo_is_the_pinned_version(compose: dict[str, Any]) -> None:
+    """The image is the Kubo tools/kubo/go.mod pins, which the embedded daemon runs too."""
+    assert compose["services"]["ipfs"]["image"] == f"ipfs/kubo:v{pinned_version()}"
+
+
+def test_compose_kubo_daemon_migrates_without_deprecated_flags(compose: dict[str, Any]) -> None:
+    """The daemon migrates its repository and takes pubsub from config, not deprecated flags."""
+    command = compose["services"]["ipfs"]["command"]
+    assert command[0] == "daemon"
+    assert "--migrate=true" in command
+    assert not set(DEPRECATED_FLAGS) & set(command)
+
+
+def test_compose_kubo_mounts_its_init_script_read_only(compose: dict[str, Any]) -> None:
+    """The image runs docker/kubo-init.sh from /container-init.d, which needs a *.sh name."""
+    mount = f"{KUBO_INIT}:/container-init.d/artdag.sh:ro"
+    assert mount in compose["services"]["ipfs"]["volumes"]
+    result = subprocess.run(["sh", "-n", KUBO_INIT], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_kubo_init_enables_pubsub_and_ipns_over_pubsub() -> None:
+    """The init script sets in config what the deprecated daemon flags used to switch on."""
+    config = init_script_config()
+    assert config["Pubsub.Enabled"] is True
+    assert config["Ipns.UsePubsub"] is True
+    assert config["Pubsub.Router"] == "gossipsub"
+    assert config["Plugins.Plugins.telemetry.Config.Mode"] == "off"
+
+
+def test_kubo_init_allowlists_the_local_networks() -> None:
+    """The resource manager allowlist is the embedded daemon's, LOCAL_NETWORKS."""
+    assert init_script_config()["Swarm.ResourceMgr.Allowlist"] == list(LOCAL_NETWORKS)
+
+
+def test_kubo_init_migrates_before_configuring() -> None:
+    """`ipfs config` refuses a repository that needs migrating, so the script migrates first."""
+    lines = [line for line in KUBO_INIT.read_text().splitlines() if line.startswith("ipfs ")]
+    assert lines[0] == "ipfs repo migrate"
 
 
 @pytest.mark.parametrize("name", NODES)
@@ -90,7 +149,10 @@ def test_compose_declares_every_named_volume(compose: dict[str, Any]) -> None:
     """Every volume a service mounts by name is declared at the top level."""
     declared = set(compose["volumes"])
     mounted = {
-        volume.split(":")[0] for service in compose["services"].values() for volume in service["volumes"]
+        volume.split(":")[0]
+        for service in compose["services"].values()
+        for volume in service["volumes"]
+        if not volume.startswith("/")  # a bind mount, which `config` resolves to an absolute path
     }
     assert mounted == declared == {"ipfs-data", "redis-data", *(f"{name}-data" for name in NODES)}
 
