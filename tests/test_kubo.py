@@ -254,3 +254,13 @@ async def test_a_new_repository_is_refilled_from_the_local_cache(
 
 async def _gone(path: Path) -> bool:
     return not await asyncio.to_thread(path.exists)
+
+
+def test_a_repository_of_an_older_kubo_is_migrated_at_start(own_ipfs: EmbeddedServices) -> None:
+    """A repository at the version an older Kubo left (17, before 0.42) is migrated by the
+    daemon at start instead of stopping the node."""
+    data_dir = own_ipfs.settings.data_dir
+    own_ipfs.stop()
+    (data_dir / "ipfs" / "version").write_text("17\n")
+    with EmbeddedServices(Settings(data_dir=data_dir, redis_url=own_ipfs.settings.redis_url)):
+        assert (data_dir / "ipfs" / "version").read_text().strip() == "18"
