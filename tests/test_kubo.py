@@ -23,6 +23,7 @@ from node.http.appkeys import CONTENT_STORE, DAEMON_PEERING, IPFS, LOCAL_CACHE
 from node.services import JS_IPFS_ASIDE, LOCAL_NETWORKS, REFILL_MARKER, EmbeddedServices
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
+from node.sync.peering import STALE_S
 from tests.helpers import AiohttpClient, Client, poll_async, upload
 
 
@@ -190,7 +191,7 @@ async def test_nodes_sharing_a_redis_peer_their_daemons(
             address.endswith(f"/p2p/{peer_id}") for address in entry["addresses"]
         )
     await first.app[DAEMON_PEERING].refresh()  # the second registered after the first's round
-    assert await _peering_set(first) == {peer_ids[1]}
+    assert peer_ids[1] in await _peering_set(first)  # the session's daemon: other tests' too
     assert await _peering_set(second) == {peer_ids[0]}
 
 
@@ -264,3 +265,23 @@ def test_a_repository_of_an_older_kubo_is_migrated_at_start(own_ipfs: EmbeddedSe
     (data_dir / "ipfs" / "version").write_text("17\n")
     with EmbeddedServices(Settings(data_dir=data_dir, redis_url=own_ipfs.settings.redis_url)):
         assert (data_dir / "ipfs" / "version").read_text().strip() == "18"
+
+
+async def test_a_daemon_gone_from_the_registry_is_no_longer_kept_peered(
+    two_daemon_cluster: tuple[Client, Client], settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A registry entry not refreshed for STALE_S is dropped, and the daemons that kept it in
+    their peering set let it go."""
+    first, second = two_daemon_cluster
+    first_id = str((await first.app[IPFS].id())["ID"])
+    assert first_id in await _peering_set(second)
+    await first.app[DAEMON_PEERING].close()  # the first node stops refreshing its entry
+    daemons = Keys(settings.redis_prefix).daemons
+    raw = await redis_client.hget(daemons, first_id)
+    assert raw is not None
+    entry = json.loads(raw)
+    entry["seen"] -= STALE_S + 1
+    await redis_client.hset(daemons, first_id, json.dumps(entry))
+    await second.app[DAEMON_PEERING].refresh()
+    assert first_id not in await redis_client.hkeys(daemons)
+    assert first_id not in await _peering_set(second)

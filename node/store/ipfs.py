@@ -258,6 +258,10 @@ class IpfsClient:
         async with self._request("swarm/peering/add", params, self._deadline("total")) as response:
             await response.read()
 
+    async def peering_rm(self, peer_id: str) -> None:
+        """Stop keeping ``peer_id`` connected (an open connection may stay until idle)."""
+        await self.call("swarm/peering/rm", arg=peer_id)
+
     # --- pubsub -----------------------------------------------------------------------------------
     async def pubsub_pub(self, topic: str, data: bytes) -> None:
         writer = aiohttp.MultipartWriter("form-data")

@@ -118,6 +118,7 @@ class DaemonPeering:
                 await self._redis.hdel(self._keys.daemons, *stale)
         for peer_id, addresses in others.items():
             await self.peer_with(DaemonAddress(peer_id, addresses))
+        await self._forget(set(stale) - set(others))
         return len(others)
 
     async def peer_with(self, daemon: DaemonAddress) -> bool:
@@ -135,6 +136,14 @@ class DaemonPeering:
             self._peered[daemon.peer_id] = addresses
         log.info("peered with IPFS daemon %s at %s", daemon.peer_id, ", ".join(addresses))
         return True
+
+    async def _forget(self, gone: set[str]) -> None:
+        """Stop keeping daemons that left the registry connected (Kubo would redial forever)."""
+        async with self._lock:
+            for peer_id in gone & set(self._peered):
+                await self._ipfs.peering_rm(peer_id)
+                del self._peered[peer_id]
+                log.info("no longer peered with IPFS daemon %s: it left the registry", peer_id)
 
     async def _keep_peered(self) -> None:
         while True:
