@@ -178,11 +178,7 @@ class ContentIndex:
 
     async def get_many(self, content_ids: list[str]) -> list[ContentEntry]:
         """Entries for several ids in one round trip, in order; ids not indexed are skipped."""
-        with redis_errors():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for content_id in content_ids:
-                    pipe.hgetall(self._keys.content(content_id))
-                rows = await pipe.execute()
+        rows = await _hashes(self._redis, [self._keys.content(content_id) for content_id in content_ids])
         return [ContentEntry.from_hash(cid, row) for cid, row in zip(content_ids, rows, strict=True) if row]
 
     async def assets(self) -> dict[str, str]:
@@ -356,11 +352,7 @@ class StepIndex:
 
     async def get_many(self, cache_ids: list[str]) -> list[StepEntry]:
         """Entries for several cache ids in one round trip, in order; ids not recorded are skipped."""
-        with redis_errors():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for cache_id in cache_ids:
-                    pipe.hgetall(self._keys.step(cache_id))
-                rows = await pipe.execute()
+        rows = await _hashes(self._redis, [self._keys.step(cache_id) for cache_id in cache_ids])
         return [StepEntry.from_hash(cid, row) for cid, row in zip(cache_ids, rows, strict=True) if row]
 
     async def all_ids(self) -> list[str]:
@@ -414,3 +406,12 @@ def step_write(keys: Keys, entry: StepEntry, receipt: bytes) -> tuple[list[str],
         names.append(keys.receipt(entry.receipt_cid))
     flat: list[str | bytes] = [part for pair in step_fields(entry).items() for part in pair]
     return names, [receipt, entry.cache_id, *flat]
+
+
+async def _hashes(client: aioredis.Redis, keys: list[str]) -> list[dict[Any, Any]]:
+    """HGETALL of several keys in one round trip, in order (an empty dict: no such key)."""
+    with redis_errors():
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            return list(await pipe.execute())
