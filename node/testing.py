@@ -21,20 +21,35 @@ START_DEADLINE_S = 90.0
 
 
 class NodeProcess:
-    """One `python -m node` child with its own data directory, port and environment."""
+    """One `python -m node` child with its own data directory, port and environment.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    ``host`` is where the node listens and is reached (``ARTDAG_HOST`` unless ``env`` names
+    it); ``wrapper`` is put before the command line, e.g. ``["ip", "netns", "exec", NAME]`` to
+    run the node in another network namespace (such wrappers exec the node: same pid).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        wrapper: list[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.url = f"http://{host}:{self.port}"
         self.log_path = data_dir.parent / f"node-{self.port}.log"
         child_env = {key: value for key, value in os.environ.items() if not key.startswith("ARTDAG_")}
+        child_env["ARTDAG_HOST"] = host
         child_env.update(env or {})
         child_env.update({"ARTDAG_DATA_DIR": str(data_dir), "ARTDAG_PORT": str(self.port)})
         data_dir.parent.mkdir(parents=True, exist_ok=True)
+        argv = [*(wrapper or []), sys.executable, "-m", "node"]
         with self.log_path.open("ab") as log_file:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "node"], env=child_env, stdout=log_file, stderr=subprocess.STDOUT
+            self.popen = subprocess.Popen(  # noqa: S603 - the caller's own wrapper, then this node
+                argv, env=child_env, stdout=log_file, stderr=subprocess.STDOUT
             )
 
     @property
@@ -67,7 +82,7 @@ class NodeProcess:
 
     def call(self, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
         """A JSON request with the node's admin token; the JSON answer (HTTPError on an error)."""
-        request = urllib.request.Request(  # noqa: S310 - the node's own loopback URL
+        request = urllib.request.Request(  # noqa: S310 - the node's own URL
             f"{self.url}{path}",
             data=body,
             method=method,
