@@ -25,6 +25,7 @@ BUILT_BINARY = ROOT / ".tools" / "bin" / "ipfs"
 # key/ls (the node lists its IPNS keys with it) is in Kubo since 0.40; older daemons lack it.
 MIN_VERSION = (0, 40, 0)
 VERSION_TIMEOUT_S = 20.0
+GO_INSTALL_DIR = "/usr/local/go/bin"
 _REQUIRE = re.compile(r"^\s*(?:require\s+)?github\.com/ipfs/kubo\s+v(\d+\.\d+\.\d+)\s*$", re.MULTILINE)
 _NUMBER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
@@ -88,7 +89,7 @@ def _missing_message(on_path: str | None) -> str:
 def build() -> Path:
     """Build the pinned Kubo into ``.tools/bin`` with Go; the module and build caches make a
     second build on the same machine take seconds."""
-    go = shutil.which("go")
+    go = shutil.which("go") or shutil.which("go", path=GO_INSTALL_DIR)  # Go's own installer's place
     if go is None:
         raise KuboNotFound(
             f"cannot build Kubo v{pinned_version()}: Go is not installed; install Go >= 1.26 "

@@ -285,3 +285,16 @@ async def test_a_daemon_gone_from_the_registry_is_no_longer_kept_peered(
     await second.app[DAEMON_PEERING].refresh()
     assert first_id not in await redis_client.hkeys(daemons)
     assert first_id not in await _peering_set(second)
+
+
+def test_with_neither_go_nor_kubo_one_line_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m node.kubo` (make setup) with no Kubo and no Go: exit 1 and one line naming
+    Go and Kubo's install page."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(kubo, "GO_INSTALL_DIR", str(tmp_path))
+    monkeypatch.setattr(kubo, "BUILT_BINARY", tmp_path / "not-built")
+    assert kubo.main() == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "Go is not installed" in line and "install Go >= 1.26" in line and "Kubo's `ipfs` on PATH" in line
