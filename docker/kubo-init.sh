@@ -18,13 +18,12 @@ ipfs config --json Pubsub.Enabled true
 ipfs config --json Ipns.UsePubsub true
 ipfs config Pubsub.Router gossipsub
 
-# Peers on local networks (a machine's own daemons, a farm's LAN) bypass libp2p's system-wide
-# connection limits, whose per-IP defaults would refuse a farm's many nodes behind one address.
-# Keep equal to LOCAL_NETWORKS in node/services.py (tests/test_compose.py checks it).
-ipfs config --json Swarm.ResourceMgr.Allowlist '[
-  "/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128", "/ip4/10.0.0.0/ipcidr/8",
-  "/ip4/172.16.0.0/ipcidr/12", "/ip4/192.168.0.0/ipcidr/16", "/ip6/fc00::/ipcidr/7"
-]'
+# Peers on loopback bypass libp2p's system-wide connection limits. Only loopback: this daemon
+# is on the public network, where Docker's userland proxy (IPv6, hairpin) makes strangers appear
+# to come from the bridge's private address. Keep equal to LOOPBACK_NETWORKS in
+# node/services.py, what the embedded daemon allowlists when it joins the public network
+# (tests/test_compose.py checks it).
+ipfs config --json Swarm.ResourceMgr.Allowlist '["/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128"]'
 
 ipfs config Plugins.Plugins.telemetry.Config.Mode off
 

@@ -214,9 +214,12 @@ class SwarmSettings:
 
 # Peers on these networks (a machine's own nodes, a farm's LAN) bypass libp2p's system-wide
 # connection limits, whose per-IP defaults would refuse a farm's many nodes behind one address.
+# A daemon on the public network allowlists loopback only: behind Docker's userland proxy, or
+# NAT, strangers can appear to come from a private address.
+LOOPBACK_NETWORKS = ("/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128")
 LOCAL_NETWORKS = (
-    "/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128", "/ip4/10.0.0.0/ipcidr/8",
-    "/ip4/172.16.0.0/ipcidr/12", "/ip4/192.168.0.0/ipcidr/16", "/ip6/fc00::/ipcidr/7",
+    *LOOPBACK_NETWORKS, "/ip4/10.0.0.0/ipcidr/8", "/ip4/172.16.0.0/ipcidr/12",
+    "/ip4/192.168.0.0/ipcidr/16", "/ip6/fc00::/ipcidr/7",
 )  # fmt: skip
 JS_IPFS_ASIDE = "ipfs.js-ipfs-"  # a js-ipfs repository moved aside keeps this name + a timestamp
 REFILL_MARKER = "ipfs-refill-pending"  # in the data directory: the node refills the new repository
@@ -314,7 +317,10 @@ def kubo_config(ports: IpfsPorts, swarm: SwarmSettings) -> dict[str, Any]:
         "Discovery": {"MDNS": {"Enabled": swarm.mdns}},
         "Gateway": {"NoFetch": True, "ExposeRoutingAPI": False},  # the node reads by RPC only
         "Swarm": {
-            "ResourceMgr": {"Enabled": True, "Allowlist": list(LOCAL_NETWORKS)},
+            "ResourceMgr": {
+                "Enabled": True,
+                "Allowlist": list(LOOPBACK_NETWORKS if public else LOCAL_NETWORKS),
+            },
             "DisableNatPortMap": not public,
             "RelayClient": {"Enabled": public},
             "RelayService": {"Enabled": False},

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from node.kubo import pinned_version
-from node.services import LOCAL_NETWORKS
+from node.services import LOOPBACK_NETWORKS
 
 REPO = Path(__file__).resolve().parent.parent
 NODES = ("node1", "node2", "node3")
@@ -114,9 +114,10 @@ def test_kubo_init_enables_pubsub_and_ipns_over_pubsub() -> None:
     assert config["Plugins.Plugins.telemetry.Config.Mode"] == "off"
 
 
-def test_kubo_init_allowlists_the_local_networks() -> None:
-    """The resource manager allowlist is the embedded daemon's, LOCAL_NETWORKS."""
-    assert init_script_config()["Swarm.ResourceMgr.Allowlist"] == list(LOCAL_NETWORKS)
+def test_kubo_init_allowlists_loopback_only() -> None:
+    """The public daemon's resource manager allowlist is loopback only, as the embedded daemon's
+    is when it joins the public network (LOOPBACK_NETWORKS)."""
+    assert init_script_config()["Swarm.ResourceMgr.Allowlist"] == list(LOOPBACK_NETWORKS)
 
 
 def test_kubo_init_migrates_before_configuring() -> None:

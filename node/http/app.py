@@ -70,7 +70,6 @@ from node.services import REFILL_MARKER, EmbeddedServices
 from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
-from node.store.refill import refill
 from node.store.thumbnails import Thumbnails
 from node.sync.activities import Activities
 from node.sync.claims import ClaimBoard
@@ -82,6 +81,7 @@ from node.sync.peering import DaemonPeering
 from node.sync.peers import PeerSync, parse_peers
 from node.sync.publisher import IpnsNames, StatePublisher
 from node.sync.recovery import recover
+from node.sync.refill import refill
 
 log = logging.getLogger(__name__)
 ADOPT_POLL_S = 2.0
@@ -236,7 +236,10 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
         debounce_s=settings.state_debounce,
         recovery=recovery,
     )
-    peering = DaemonPeering(ipfs=app[IPFS], client=app[REDIS], keys=app[KEYS], node_id=identity.node_id)
+    refilling = (settings.data_dir / REFILL_MARKER).exists()  # others keep entries meanwhile
+    peering = DaemonPeering(
+        ipfs=app[IPFS], client=app[REDIS], keys=app[KEYS], node_id=identity.node_id, refilling=refilling
+    )
     peer_sync = PeerSync(
         peers=parse_peers(settings.peers),
         ipfs=app[IPFS],
@@ -251,10 +254,10 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
     peering.start()
     publisher.start()
     peer_sync.start()
-    refilling = asyncio.create_task(_refill(app, peering), name="ipfs-refill")
+    refill_task = asyncio.create_task(_refill(app, peering), name="ipfs-refill")
     yield
-    refilling.cancel()
-    await asyncio.gather(refilling, return_exceptions=True)
+    refill_task.cancel()
+    await asyncio.gather(refill_task, return_exceptions=True)
     await peer_sync.close()
     await publisher.close()
     await peering.close()
@@ -267,12 +270,18 @@ async def _refill(app: web.Application, peering: DaemonPeering) -> None:
     if not await asyncio.to_thread(marker.exists):
         return
     try:
-        await peering.refresh()
         await refill(
-            marker, ipfs=app[IPFS], cache=app[LOCAL_CACHE], contents=app[CONTENT_INDEX], steps=app[STEP_INDEX]
+            marker,
+            ipfs=app[IPFS],
+            cache=app[LOCAL_CACHE],
+            contents=app[CONTENT_INDEX],
+            steps=app[STEP_INDEX],
+            peering=peering,
         )
     except NodeError as exc:
         log.error("could not refill the new IPFS repository yet (%s); tried again at the next start", exc)
+    except Exception:  # a bug: logged, and the marker stays for the next start
+        log.exception("refilling the new IPFS repository failed; tried again at the next start")
 
 
 @web.middleware

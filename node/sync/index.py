@@ -353,19 +353,24 @@ class StepIndex:
     async def get_many(self, cache_ids: list[str]) -> list[StepEntry]:
         """Entries for several cache ids in one round trip, in order; ids not recorded are skipped."""
         rows = await _hashes(self._redis, [self._keys.step(cache_id) for cache_id in cache_ids])
-        return [StepEntry.from_hash(cid, row) for cid, row in zip(cache_ids, rows, strict=True) if row]
+        return [
+            StepEntry.from_hash(cache_id, row) for cache_id, row in zip(cache_ids, rows, strict=True) if row
+        ]
 
     async def all_ids(self) -> list[str]:
         """Every recorded cache id (start-up work only: it may be long)."""
         with redis_errors():
             return [str(cache_id) for cache_id in await self._redis.zrange(self._keys.steps, 0, -1)]
 
-    async def forget(self, cache_id: str) -> None:
-        """Drop a recorded step (its output is gone): the next run that needs it computes it."""
+    async def forget(self, entry: StepEntry) -> None:
+        """Drop a recorded step and its receipt's bytes (its output is gone): the next run that
+        needs it computes it."""
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._keys.step(cache_id))
-                pipe.zrem(self._keys.steps, cache_id)
+                pipe.delete(self._keys.step(entry.cache_id))
+                if entry.receipt_cid:
+                    pipe.delete(self._keys.receipt(entry.receipt_cid))
+                pipe.zrem(self._keys.steps, entry.cache_id)
                 await pipe.execute()
 
     async def put_if_absent(self, entry: StepEntry, receipt: bytes = b"") -> bool:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,14 +75,17 @@ class DaemonPeering:
         keys: Keys,
         node_id: str,
         refresh_s: float = REFRESH_S,
+        refilling: bool = False,
     ) -> None:
         self._ipfs = ipfs
         self._redis = client
         self._keys = keys
         self._node_id = node_id
         self._refresh_s = refresh_s
+        self.refilling = refilling  # said in the registry: others keep their entries meanwhile
         self._own: DaemonAddress | None = None
         self._peered: dict[str, tuple[str, ...]] = {}  # peer id -> the addresses given to Kubo
+        self._from_registry: set[str] = set()  # peered because the registry named them
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -96,30 +98,32 @@ class DaemonPeering:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def refresh(self) -> int:
-        """Register this daemon, then peer with every other one in the registry; how many."""
+    async def refresh(self) -> Registry:
+        """Register this daemon, then peer with every other one in the registry and let go of
+        those that left it; the registry as read."""
         own = await own_address(self._ipfs)
         self._own = own
-        now = time.time()
-        entry = {"addresses": list(own.addresses), "node": self._node_id, "seen": now}
         with redis_errors():
-            await self._redis.hset(self._keys.daemons, own.peer_id, json.dumps(entry))
-            registry = await self._redis.hgetall(self._keys.daemons)
-        others: dict[str, tuple[str, ...]] = {}
-        stale: list[str] = []
-        for peer_id, raw in registry.items():
-            found = _entry(str(peer_id), raw)
-            if found is None or found[1] < now - STALE_S:
-                stale.append(str(peer_id))
-            elif found[0].peer_id != own.peer_id:
-                others[found[0].peer_id] = found[0].addresses
+            now = _seconds(await self._redis.time())  # one clock for every machine: Redis's
+            entry = {"addresses": list(own.addresses), "node": self._node_id, "seen": now}
+            await self._redis.hset(
+                self._keys.daemons, own.peer_id, json.dumps({**entry, "refilling": self.refilling})
+            )
+            raw = await self._redis.hgetall(self._keys.daemons)
+        registry, stale = _read_registry(raw, own.peer_id, now, self._node_id)
         if stale:
             with redis_errors():
                 await self._redis.hdel(self._keys.daemons, *stale)
-        for peer_id, addresses in others.items():
-            await self.peer_with(DaemonAddress(peer_id, addresses))
-        await self._forget(set(stale) - set(others))
-        return len(others)
+        await self._drop_what_kubo_forgot()
+        for daemon in registry.others:
+            try:
+                await self.peer_with(daemon)
+            except NodeError as exc:  # one bad address must not keep the others unpeered
+                log.warning("IPFS daemon %s not peered (%s)", daemon.peer_id, exc.message)
+        named = {daemon.peer_id for daemon in registry.others}
+        self._from_registry |= named
+        await self._forget(self._from_registry - named)
+        return registry
 
     async def peer_with(self, daemon: DaemonAddress) -> bool:
         """Keep ``daemon`` in this daemon's peering set (a no-op for this daemon itself, or when
@@ -137,13 +141,29 @@ class DaemonPeering:
         log.info("peered with IPFS daemon %s at %s", daemon.peer_id, ", ".join(addresses))
         return True
 
+    async def connected(self) -> set[str]:
+        """The peer ids this daemon has a connection to now."""
+        answer = await self._ipfs.call("swarm/peers")
+        return {str(peer.get("Peer", "")) for peer in answer.get("Peers") or []}
+
+    async def _drop_what_kubo_forgot(self) -> None:
+        """Kubo keeps its peering set in memory: a daemon restarted under the node (an external
+        one, or after a crash) has forgotten it, so what it lacks is added again this round."""
+        answer = await self._ipfs.call("swarm/peering/ls")
+        kept = {str(peer.get("ID", "")) for peer in answer.get("Peers") or []}
+        async with self._lock:
+            for peer_id in set(self._peered) - kept:
+                del self._peered[peer_id]
+
     async def _forget(self, gone: set[str]) -> None:
         """Stop keeping daemons that left the registry connected (Kubo would redial forever)."""
         async with self._lock:
-            for peer_id in gone & set(self._peered):
-                await self._ipfs.peering_rm(peer_id)
-                del self._peered[peer_id]
-                log.info("no longer peered with IPFS daemon %s: it left the registry", peer_id)
+            for peer_id in gone:
+                if peer_id in self._peered:
+                    await self._ipfs.peering_rm(peer_id)
+                    del self._peered[peer_id]
+                    log.info("no longer peered with IPFS daemon %s: it left the registry", peer_id)
+                self._from_registry.discard(peer_id)
 
     async def _keep_peered(self) -> None:
         while True:
@@ -151,13 +171,58 @@ class DaemonPeering:
                 await self.refresh()
             except NodeError as exc:  # the daemon or Redis is down: try again at the next round
                 log.warning("daemon peering not refreshed (%s)", exc.message)
+            except Exception:  # a bug must not end peering for good
+                log.exception("daemon peering round failed")
             await asyncio.sleep(self._refresh_s)
 
 
-def _entry(peer_id: str, raw: Any) -> tuple[DaemonAddress, float] | None:
-    try:
-        value = json.loads(raw)
-        seen = float(value["seen"])
-    except (ValueError, TypeError, KeyError):
-        return None
-    return DaemonAddress(peer_id, dialable(peer_id, value.get("addresses"))), seen
+@dataclass(frozen=True)
+class Registry:
+    """The other daemons of the cluster, as one read of the registry found them."""
+
+    others: tuple[DaemonAddress, ...]
+    refilling: frozenset[str]  # peer ids of daemons whose node is refilling a new repository
+
+
+def _read_registry(
+    raw: dict[Any, Any], own_peer_id: str, now: float, node_id: str
+) -> tuple[Registry, list[str]]:
+    """(the live daemons other than ``own_peer_id``, the entries to drop: stale, malformed, or
+    this node's previous daemon, which it left for ``own_peer_id``)."""
+    others: list[DaemonAddress] = []
+    refilling: set[str] = set()
+    stale: list[str] = []
+    for peer_id, value in raw.items():
+        entry = _Entry.parse(str(peer_id), value)
+        if entry is None or entry.seen < now - STALE_S or (entry.node == node_id and peer_id != own_peer_id):
+            stale.append(str(peer_id))
+        elif peer_id != own_peer_id:
+            others.append(entry.address)
+            if entry.refilling:
+                refilling.add(entry.address.peer_id)
+    return Registry(tuple(others), frozenset(refilling)), stale
+
+
+def _seconds(redis_time: Any) -> float:
+    seconds, microseconds = redis_time
+    return float(seconds) + float(microseconds) / 1e6
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One daemon as the registry holds it."""
+
+    address: DaemonAddress
+    seen: float  # Redis's clock when its node last registered it
+    refilling: bool
+    node: str  # the node that last registered it
+
+    @classmethod
+    def parse(cls, peer_id: str, raw: Any) -> _Entry | None:
+        try:
+            value = json.loads(raw)
+            seen = float(value["seen"])
+        except (ValueError, TypeError, KeyError):
+            return None
+        address = DaemonAddress(peer_id, dialable(peer_id, value.get("addresses")))
+        return cls(address, seen, bool(value.get("refilling")), str(value.get("node", "")))

@@ -153,9 +153,9 @@ class PeerSync:
                 return False
             with redis_errors():
                 merged = await self._redis.hgetall(self._keys.peer(peer.node_id))
+            await self._peer_with(state)  # even an old state: this node may have restarted
             if state.sequence <= int(merged.get("sequence") or 0):
                 return False
-            await self._peer_with(state)
             try:
                 count = await self._merge(state, merged)
             except NodeError as exc:

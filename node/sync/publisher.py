@@ -190,11 +190,12 @@ class StatePublisher:
                 last = await self._redis.hgetall(self._keys.state(self._identity.node_id))
             if not last and found == "present":  # emptied between the two: recover first
                 raise StateLost("Redis lost this node's state while it was being published")
-            digest = await asyncio.to_thread(_digest, documents)
+            daemon = await own_address(self._ipfs)  # asked each time: a restarted daemon moves
+            digest = await asyncio.to_thread(_digest, documents, daemon.addresses)
             if last.get("digest") == digest:
                 return None
             names = await self._names.get()
-            state, state_cid = await self._add(documents, last, names)
+            state, state_cid = await self._add(documents, last, names, daemon.addresses)
             await self._remember(state, state_cid, digest)
             await self._announce(state_cid, state.data, names)
             await self._unpin(_pinned(last), keep={state_cid, *state.indexes.values()})
@@ -202,7 +203,7 @@ class StatePublisher:
             return state
 
     async def _add(
-        self, documents: dict[str, bytes], last: dict[Any, Any], names: Names
+        self, documents: dict[str, bytes], last: dict[Any, Any], names: Names, swarm: tuple[str, ...]
     ) -> tuple[NodeState, str]:
         """Add the documents and the new signed state to IPFS, pinned; on a failure, unpin what
         this call added (never what the last state still uses)."""
@@ -217,7 +218,6 @@ class StatePublisher:
                 indexes.update({name: item.cid for name, item in zip(large, stored, strict=True)})
                 added.update(indexes[name] for name in large)
             sequence = max(int(last.get("sequence", 0)) + 1, time.time_ns() // 1_000_000)
-            daemon = await own_address(self._ipfs)  # asked each time: a restarted daemon moves
             data = sign_state(
                 self._identity,
                 sequence=sequence,
@@ -226,7 +226,7 @@ class StatePublisher:
                 peer_id=names.peer_id,
                 indexes=indexes,
                 published=utc_now(),
-                swarm=daemon.addresses,
+                swarm=swarm,
             )
             small = [name for name in INDEXES if name not in large]
             expected = [indexes[name] for name in small] + [leaf_cid(data)]
@@ -312,8 +312,11 @@ def _pinned(last: dict[Any, Any]) -> set[str]:
     return {str(last[name]) for name in ("cid", *INDEXES) if last.get(name)}
 
 
-def _digest(documents: dict[str, bytes]) -> str:
+def _digest(documents: dict[str, bytes], swarm: tuple[str, ...]) -> str:
+    """What the published state says: its indexes and where its daemon is (a daemon that moved
+    is published again, so trusted peers can peer with it)."""
     hasher = hashlib.sha3_256()
     for name in INDEXES:
         hasher.update(documents[name])
+    hasher.update("\n".join(swarm).encode())
     return hasher.hexdigest()
