@@ -78,6 +78,16 @@ async def test_keys_names_publish_and_resolve(ipfs: IpfsClient) -> None:
     assert await ipfs.name_resolve(ipns_name, timeout_s=10) == added.cid
 
 
+async def test_the_daemon_says_at_once_whether_it_holds_a_record(ipfs: IpfsClient) -> None:
+    """A key never published with has no record here; once published, it has."""
+    key_name = f"test-{os.urandom(4).hex()}"
+    ipns_name = await ipfs.key_gen(key_name)
+    assert not await ipfs.holds_ipns_record(ipns_name)
+    added = await ipfs.add(_chunks(b"first state"), pin=True)
+    await ipfs.name_publish(added.cid, key_name)
+    assert await ipfs.holds_ipns_record(ipns_name)
+
+
 async def test_a_name_with_no_record_is_not_found_within_the_deadline(ipfs: IpfsClient) -> None:
     """Kubo would wait a minute for records; the node's deadline makes it answer "none"
     (ContentNotFound) before the call itself times out."""

@@ -234,6 +234,15 @@ class IpfsClient:
             raise IpfsError(f"IPFS name publish gave no name for key {key!r}", command="name/publish")
         return str(answer["Name"])
 
+    async def holds_ipns_record(self, name: str) -> bool:
+        """Whether this daemon holds a record for the IPNS name (it does for every name it
+        published with one of its keys); answered at once, never searched for elsewhere."""
+        try:
+            await self.call("routing/get", arg=f"/ipns/{name}")
+        except ContentNotFound:  # "routing: not found"
+            return False
+        return True
+
     async def name_resolve(self, name: str, timeout_s: float | None = None) -> str:
         """The CID an IPNS name points at; ContentNotFound when no record is found in time.
 

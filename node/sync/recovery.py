@@ -118,5 +118,9 @@ async def _from_ipns(ipfs: IpfsClient, names: IpnsNames, node_id: str) -> NodeSt
     found = await names.get()
     if not found.key_existed:  # a key made at this start names nothing yet
         return None
+    # The daemon that holds the key holds the record of every publication made with it: asking
+    # it first answers "never published" at once, where a resolve would wait out its deadline.
+    if not await ipfs.holds_ipns_record(found.ipns_name):
+        return None
     cid = await ipfs.name_resolve(found.ipns_name, timeout_s=RESOLVE_TIMEOUT_S)
     return read_state(await ipfs.cat_all(cid, STATE_MAX_BYTES), {node_id})
