@@ -1,8 +1,13 @@
 """How long `make run`'s node takes to become healthy, and to stop, against its own daemons.
 
-Baseline, measured in the same run: starting the embedded daemons alone through
-``EmbeddedServices`` (no node). The ratio shows what the node adds on top of its daemons.
-Cold = a fresh data directory (IPFS repo init and node key creation included); warm = a restart.
+Baseline, measured in the same run: starting the embedded daemons (Kubo and Redis) alone
+through ``EmbeddedServices`` (no node). The ratio shows what the node adds on top of its daemons.
+Cold = a fresh data directory (IPFS repo init and node key creation included); the node then
+runs until it has published its first state (``state.json`` in its data directory), and is
+stopped with SIGINT (stop = SIGINT to exit); warm = a restart of that node, the usual restart.
+"warm, unpublished" restarts a node that was stopped as soon as it was healthy, before its
+first publication: its IPNS key exists but names nothing yet, and the node looks for its last
+state under that name at start. Figures: the median of the rounds.
 
     .venv/bin/python -m bench.startup [--rounds 3]
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 from bench.report import print_medians
 from node.config import Settings
 from node.services import EmbeddedServices, free_port
+from node.sync.publisher import STATE_FILE
 
 
 def daemons_only(data_dir: Path) -> float:
@@ -43,8 +49,9 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def node_round(data_dir: Path) -> tuple[float, float]:
-    """(seconds to a healthy /health, seconds from SIGINT to exit) for one `python -m node`."""
+def node_round(data_dir: Path, *, until_published: bool = False) -> tuple[float, float]:
+    """(seconds to a healthy /health, seconds from SIGINT to exit) for one `python -m node`;
+    ``until_published``: it is stopped only once it has published a state."""
     port = free_port()
     env = {
         **os.environ,
@@ -61,6 +68,10 @@ def node_round(data_dir: Path) -> tuple[float, float]:
                 raise SystemExit(f"node did not become healthy (exit code {proc.poll()})")
             time.sleep(0.02)
         ready = time.perf_counter() - started
+        while until_published and not (data_dir / STATE_FILE).exists():
+            if proc.poll() is not None or time.perf_counter() > deadline:
+                raise SystemExit(f"node published no state (exit code {proc.poll()})")
+            time.sleep(0.05)
         stopping = time.perf_counter()
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
@@ -74,21 +85,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     rounds = parser.parse_args().rounds
-    figures: dict[str, list[float]] = {
-        key: [] for key in ("daemons cold", "daemons warm", "node cold", "node warm", "node stop")
-    }
+    keys = ("daemons cold", "daemons warm", "node cold", "node warm", "node stop", "node warm, unpublished")
+    figures: dict[str, list[float]] = {key: [] for key in keys}
     with tempfile.TemporaryDirectory() as scratch:
         for index in range(rounds):
             base_dir, node_dir = Path(scratch, f"base{index}"), Path(scratch, f"node{index}")
             figures["daemons cold"].append(daemons_only(base_dir))
             figures["daemons warm"].append(daemons_only(base_dir))
-            ready, stop = node_round(node_dir)
+            ready, stop = node_round(node_dir, until_published=True)
             figures["node cold"].append(ready)
             figures["node stop"].append(stop)
             figures["node warm"].append(node_round(node_dir)[0])
+            unpublished_dir = Path(scratch, f"unpublished{index}")
+            node_round(unpublished_dir)
+            figures["node warm, unpublished"].append(node_round(unpublished_dir)[0])
     median = print_medians(f"median of {rounds} rounds (seconds)", figures)
     print(f"ratio node/daemons cold: {median['node cold'] / median['daemons cold']:.2f}")
     print(f"ratio node/daemons warm: {median['node warm'] / median['daemons warm']:.2f}")
+    unpublished = median["node warm, unpublished"] / median["daemons warm"]
+    print(f"ratio node/daemons warm, unpublished: {unpublished:.2f}")
 
 
 if __name__ == "__main__":

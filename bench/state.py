@@ -17,9 +17,11 @@ runs listed on their input and output content). Then, each timed alone:
 (5) a peer merge as ``PeerSync`` does it: ``read_steps(read_index("steps", data))`` in a thread
     (the parse time is shown apart), then ``PeerSteps.put_many`` into another empty prefix.
 
-Every prefix's keys are deleted afterwards (SCAN + DEL).
+Every prefix's keys are deleted afterwards (SCAN + DEL). Each size is measured ``--repeat``
+times, each on a fresh prefix; the figures are the median (the daemons: Kubo and Redis
+embedded, as ``make run`` starts them).
 
-    .venv/bin/python -m bench.state [--sizes 1000,10000,50000]
+    .venv/bin/python -m bench.state [--sizes 1000,10000,50000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import aiohttp
 import redis.asyncio as aioredis
 import uvloop
 
+from bench.report import print_medians
 from node.config import Settings
 from node.identity import node_id_for
 from node.services import EmbeddedServices
@@ -218,8 +221,9 @@ def megabytes(data: bytes) -> str:
     return f"{len(data) / 1e6:.1f} MB" if len(data) >= 100_000 else f"{len(data) / 1e3:.1f} kB"
 
 
-async def measure(client: aioredis.Redis, ipfs: IpfsClient, size: int) -> str:
-    """Fill one prefix with ``size`` steps, time the five operations; one line of figures."""
+async def measure(client: aioredis.Redis, ipfs: IpfsClient, size: int) -> tuple[dict[str, float], str]:
+    """Fill one prefix with ``size`` steps, time the five operations; seconds of each, and the
+    documents' sizes."""
     prefix = f"bench-state-{size}-{os.urandom(4).hex()}:"
     own, restored, merged = Keys(prefix), Keys(f"{prefix}restore:"), Keys(f"{prefix}peer:")
     try:
@@ -256,14 +260,19 @@ async def measure(client: aioredis.Redis, ipfs: IpfsClient, size: int) -> str:
     for item in added:
         await ipfs.pin_rm(item.cid)
     sizes = ", ".join(f"{name} {megabytes(body)}" for name, body in documents.items())
-    return (
-        f"N={size}: export {export_s:.2f} s ({sizes}; redis reads alone {reads_s:.2f} s, "
-        f"ratio {export_s / reads_s:.1f}), ipfs add {add_s:.2f} s, restore {restore_s:.2f} s, "
-        f"peer merge {merge_s:.2f} s (parse {parse_s:.2f} s)"
-    )
+    figures = {
+        "export": export_s,
+        "redis reads alone (baseline)": reads_s,
+        "ratio export/reads": export_s / reads_s,
+        "ipfs add": add_s,
+        "restore": restore_s,
+        "peer merge": merge_s,
+        "peer merge: parse": parse_s,
+    }
+    return figures, sizes
 
 
-async def run(settings: Settings, sizes: list[int]) -> None:
+async def run(settings: Settings, sizes: list[int], repeats: int) -> None:
     assert cid_of(b"artdag") == leaf_cid(b"artdag")
     client = connect(str(settings.redis_url))
     timeout = aiohttp.ClientTimeout(total=None)
@@ -271,7 +280,13 @@ async def run(settings: Settings, sizes: list[int]) -> None:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             ipfs = IpfsClient(str(settings.ipfs_api), session, timeout_s=600)
             for size in sizes:
-                print(await measure(client, ipfs, size), flush=True)
+                series: dict[str, list[float]] = {}
+                for _ in range(repeats):
+                    figures, documents = await measure(client, ipfs, size)
+                    for key, value in figures.items():
+                        series.setdefault(key, []).append(value)
+                print_medians(f"N={size} (documents: {documents}), seconds, median of {repeats}", series)
+                print(flush=True)
     finally:
         await client.aclose()
 
@@ -281,13 +296,14 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="1000,10000,50000", help="numbers of step entries, comma-separated"
     )
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     with (
         tempfile.TemporaryDirectory() as scratch,
         EmbeddedServices(Settings(data_dir=Path(scratch) / "daemons", log_level="WARNING")) as services,
     ):
-        uvloop.run(run(services.settings, sizes))
+        uvloop.run(run(services.settings, sizes, args.repeat))
 
 
 if __name__ == "__main__":
