@@ -95,7 +95,7 @@ def build() -> Path:
             f"cannot build Kubo v{pinned_version()}: Go is not installed; install Go >= 1.26 "
             "(https://go.dev/doc/install) or put Kubo's `ipfs` on PATH"
         )
-    print(f"building Kubo v{pinned_version()} from tools/kubo (the first time: ~600 MB of modules, ~4 min)")
+    print(f"building Kubo v{pinned_version()} from tools/kubo (the first time: ~600 MB of modules, ~3 min)")
     started = time.monotonic()
     BUILT_BINARY.parent.mkdir(parents=True, exist_ok=True)
     partial = BUILT_BINARY.with_suffix(".partial")
