@@ -60,12 +60,15 @@ def node_round(data_dir: Path, *, until_published: bool = False) -> tuple[float,
         "ARTDAG_LOG_LEVEL": "WARNING",
     }
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "node"], env=env, stderr=subprocess.DEVNULL)
+    log_path = data_dir.parent / f"{data_dir.name}-node.log"
+    with log_path.open("ab") as log_file:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "node"], env=env, stderr=log_file)
     try:
         deadline = started + 120
         while not _healthy(port):
             if proc.poll() is not None or time.perf_counter() > deadline:
-                raise SystemExit(f"node did not become healthy (exit code {proc.poll()})")
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise SystemExit(f"node did not become healthy (exit code {proc.poll()}); its log:\n{tail}")
             time.sleep(0.02)
         ready = time.perf_counter() - started
         while until_published and not (data_dir / STATE_FILE).exists():
