@@ -9,8 +9,8 @@
     app; its step workers; Kubo; Redis), which says where the time goes.
 
 Each repeat renders from a new source image, so no step of one repeat is a cache hit in the
-next; the figures are the median of the repeats. For reference (not measured here): Celery 5.7
-with Redis did 541-664 no-op tasks/s on this machine, tasks that store nothing.
+next; the figures are the median of the repeats. For reference, ``bench.celery_baseline``
+measures Celery's no-op tasks/s on the same machine (tasks that store nothing).
 
 Uses the node's own wiring (``create_app`` started with ``AppRunner``) on embedded daemons
 (Kubo and Redis).
@@ -186,8 +186,8 @@ async def run(settings: Settings, daemons: dict[str, int], chain: int, trivial: 
         await runner.cleanup()
     print(json.dumps({"workers": settings.workers, "chain": chain, "trivial": trivial}))
     median = print_medians(f"median of {repeats} repeats", series, 3)
-    print(f"(b) {median['(b) steps/s']:.0f} trivial steps/s through the scheduler; for reference (not "
-          f"measured here) Celery 5.7 + Redis did 541-664 no-op tasks/s on this machine")  # fmt: skip
+    print(f"(b) {median['(b) steps/s']:.0f} trivial steps/s through the scheduler; Celery's no-op "
+          "tasks/s on this machine: .venv/bin/python -m bench.celery_baseline")  # fmt: skip
 
 
 def main() -> None:
