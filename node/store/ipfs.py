@@ -313,7 +313,7 @@ async def _chunks(response: aiohttp.ClientResponse, expected: int | None) -> Asy
     trailers, so the announced length is what tells a short read from a complete one."""
     received = 0
     try:
-        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+        async for chunk in response.content.iter_any():  # whatever arrived: no re-chunking copies
             received += len(chunk)
             yield chunk
     except TimeoutError as exc:
