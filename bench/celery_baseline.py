@@ -45,12 +45,11 @@ from typing import Any
 import redis
 
 from bench.multinode import IMAGE  # the very image bench/multinode.py renders
-from bench.procs import CpuMeter
-from node.config import Settings
+from bench.procs import CpuMeter, redis_alone
 from node.executor.effects import EFFECTS
 from node.executor.imaging import Array, png_bytes, read_image
 from node.executor.worker import PNG, compute
-from node.services import EmbeddedServices, ManagedProcess
+from node.services import ManagedProcess
 
 try:
     from celery import Celery
@@ -253,19 +252,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="measured runs; the median is shown")
     parser.add_argument("--work", choices=sorted(WORK), default="step", help="what a blur task runs")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        redis_only = Settings(
-            data_dir=Path(scratch) / "redis", ipfs_api="http://127.0.0.1:1", log_level="WARNING"
-        )  # an IPFS API given: EmbeddedServices starts Redis alone
-        with EmbeddedServices(redis_only) as services:
-            redis_pid = services.processes["redis"].pid
-            assert redis_pid is not None
-            redis_url = str(services.settings.redis_url)
-            app.conf.update(broker_url=redis_url, result_backend=redis_url)
-            try:
-                run(args, Path(scratch), redis_url, redis_pid)
-            finally:
-                app.close()
+    with tempfile.TemporaryDirectory() as scratch, redis_alone(Path(scratch)) as services:
+        redis_pid = services.processes["redis"].pid
+        assert redis_pid is not None
+        redis_url = str(services.settings.redis_url)
+        app.conf.update(broker_url=redis_url, result_backend=redis_url)
+        try:
+            run(args, Path(scratch), redis_url, redis_pid)
+        finally:
+            app.close()
 
 
 if __name__ == "__main__":

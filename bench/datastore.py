@@ -45,6 +45,7 @@ from unittest import mock
 import aiohttp
 
 from bench.procs import rss_kib
+from bench.store import write_random_file
 from node import services
 from node.services import IPFS_START_DEADLINE_S, IpfsPorts, ManagedProcess, SwarmSettings
 from node.store.ipfs import IpfsClient
@@ -182,15 +183,6 @@ async def one_round(daemon: Daemon, records: list[bytes], big: Path, big_size: i
     assert pid is not None
     figures["kubo RSS at the end (MiB)"] = rss_kib(pid) / 1024
     return figures
-
-
-def write_random_file(path: Path, size: int) -> None:
-    """``size`` random bytes, written through to the disk (so that writing them back does not
-    overlap the transfers that are timed)."""
-    with path.open("wb") as handle:
-        for _ in range(size // CHUNK):
-            handle.write(os.urandom(CHUNK))
-    os.sync()
 
 
 async def measure(

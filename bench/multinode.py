@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from bench.procs import CpuMeter, parents
+from bench.procs import CpuMeter, parents, redis_alone
 from node.config import Settings
 from node.executor.imaging import png_bytes
 from node.services import EmbeddedServices
@@ -284,15 +284,11 @@ def main() -> None:
     parser.add_argument("--kinds", default="cpu,sleep", choices=("cpu,sleep", "cpu", "sleep"))
     args = parser.parse_args()
     modes = ["shared", "per-node"] if args.daemons == "both" else [args.daemons]
-    with tempfile.TemporaryDirectory() as scratch:
-        redis_only = Settings(
-            data_dir=Path(scratch) / "redis", ipfs_api="http://127.0.0.1:1", log_level="WARNING"
-        )  # an IPFS API given: EmbeddedServices starts Redis alone
-        with EmbeddedServices(redis_only) as services:
-            redis_pid = services.processes["redis"].pid
-            assert redis_pid is not None
-            for mode in modes:
-                run_mode(mode, Path(scratch), str(services.settings.redis_url), redis_pid, args)
+    with tempfile.TemporaryDirectory() as scratch, redis_alone(Path(scratch)) as services:
+        redis_pid = services.processes["redis"].pid
+        assert redis_pid is not None
+        for mode in modes:
+            run_mode(mode, Path(scratch), str(services.settings.redis_url), redis_pid, args)
 
 
 if __name__ == "__main__":

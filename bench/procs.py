@@ -12,9 +12,13 @@ machine", from /proc/stat): the machine may be shared, and that says how much ot
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from node.config import Settings
+from node.services import EmbeddedServices
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 REST = "rest of machine"
@@ -114,3 +118,12 @@ def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
         if line.startswith(f"{field_name}:"):
             return int(line.split()[1])
     raise KeyError(field_name)
+
+
+@contextmanager
+def redis_alone(scratch: Path) -> Iterator[EmbeddedServices]:
+    """An embedded redis-server alone under ``scratch`` (an IPFS API is given, so no daemon is
+    started for it): the shared Redis of the multi-node and Celery benchmarks."""
+    settings = Settings(data_dir=scratch / "redis", ipfs_api="http://127.0.0.1:1", log_level="WARNING")
+    with EmbeddedServices(settings) as services:
+        yield services
