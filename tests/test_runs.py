@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.config import Settings
 from node.errors import NotFound
 from node.executor.imaging import png_bytes
+from node.executor.planner import Plan, Step
 from node.executor.provenance import verify_provenance
 from node.executor.recipe import builtin_recipe, parse_recipe
 from node.executor.runs import Submission
@@ -26,6 +28,7 @@ from node.http.appkeys import (
     KEYS,
     RECORD_WRITER,
     REDIS,
+    RUN_QUERIES,
     RUNS,
     STEP_INDEX,
     WORKER_POOL,
@@ -280,3 +283,24 @@ async def test_a_step_done_before_is_reported_once_with_progress(client: Client)
         ("step_started", "b", None), ("step_finished", "b", None), ("progress", None, 100),
         ("run_completed", None, None),
     ]  # fmt: skip
+
+
+async def test_a_step_committed_but_not_yet_reported_is_not_shown_cached_first(client: Client) -> None:
+    """The node that finishes a run waits briefly for the report of a step started in this run
+    (committed by its node, which reports just after): the step shows as computed, once, and
+    never as cached before that."""
+    runs, steps = client.app[RUNS], client.app[STEP_INDEX]
+    run_id = f"run-{os.urandom(8).hex()}"
+    source_id, step_id = os.urandom(32).hex(), os.urandom(32).hex()
+    step = Step(step_id, "out", "EFFECT", "1", {}, (source_id,), {}, 1)
+    plan = Plan("plan", "recipe", (Step(source_id, "src", "SOURCE", "1", {}, (), {}, 0), step), step_id)
+    entry = StepEntry(step_id, leaf_cid(b"output"), hashlib.sha3_256(b"output").hexdigest(), 6, "image/png")
+    await steps.put_if_absent(entry)  # committed by the node computing it ...
+    await runs._event(run_id, "step_started", step="out", cache_id=step_id, node="z6Mkother")
+    finishing = asyncio.create_task(runs._report_rest(run_id, plan))
+    await asyncio.sleep(0.2)  # ... which reports it 200 ms later
+    fields = {"step": "out", "cache_id": step_id, "cid": entry.cid, "node": "z6Mkother"}
+    await runs._report(run_id, 1, "step_finished", fields)
+    await finishing
+    kinds = [event["kind"] for _, event in await client.app[RUN_QUERIES].events(run_id)]
+    assert kinds == ["step_started", "step_finished", "progress"]

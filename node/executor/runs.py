@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from node.canonical import canonical_id
 from node.errors import NodeError, NotFound
 from node.executor.errors import RecipeError
-from node.executor.planner import Plan, make_plan
+from node.executor.planner import Plan, Step, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import Recipe
 from node.executor.scheduler import Scheduler
@@ -38,6 +38,8 @@ from node.timestamps import utc_now
 log = logging.getLogger(__name__)
 
 EVENTS_MAX_LEN = 10_000
+REPORT_GRACE_S = 2.0  # how long a finisher waits for a committed step's own report
+REPORT_POLL_S = 0.02
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
 # Move a run to a final status only if it is not final already (a completion and a cancel can
@@ -423,18 +425,43 @@ class RunManager:
 
     async def _report_rest(self, run_id: str, plan: Plan) -> None:
         """Report as cached the steps no node has reported for this run: found done by claim
-        (a result another run made meanwhile), or their computing node died before reporting."""
+        (a result another run made meanwhile), or their computing node died before reporting.
+
+        A step started in this run may be committed but not reported yet: its node reports it
+        just after the commit, which is what let this node finish. Those are given
+        ``REPORT_GRACE_S`` to be reported as computed, so none shows as cached first."""
         work = [step for step in plan.steps if step.type != "SOURCE"]
         if not work:
             return
-        with redis_errors():
-            known = await self._redis.smismember(self._keys.run_reported(run_id), [s.cache_id for s in work])
-        for step, reported in zip(work, known, strict=True):
-            hit = None if reported else await self._steps.get(step.cache_id)
+        unreported = await self._unreported(run_id, work)
+        if unreported:
+            started = await self._started(run_id)
+            deadline = time.monotonic() + REPORT_GRACE_S
+            while unreported & started and time.monotonic() < deadline:
+                await asyncio.sleep(REPORT_POLL_S)
+                unreported = await self._unreported(run_id, work)
+        for step in work:
+            hit = await self._steps.get(step.cache_id) if step.cache_id in unreported else None
             if hit is not None:
                 node = self._scheduler.claims.node_id
                 fields = {"step": step.node_id, "cache_id": step.cache_id, "cid": hit.cid, "node": node}
                 await self._report(run_id, len(work), "step_cached", fields)
+
+    async def _unreported(self, run_id: str, work: list[Step]) -> set[str]:
+        """The cache ids of ``work`` whose outcome this run's stream does not report yet."""
+        with redis_errors():
+            known = await self._redis.smismember(self._keys.run_reported(run_id), [s.cache_id for s in work])
+        return {step.cache_id for step, reported in zip(work, known, strict=True) if not reported}
+
+    async def _started(self, run_id: str) -> set[str]:
+        """The cache ids of the steps some node started computing in this run."""
+        with redis_errors():
+            entries: Any = await self._redis.xrange(self._keys.events(run_id))
+        return {
+            str(json.loads(fields["data"]).get("cache_id", ""))
+            for _id, fields in entries
+            if fields.get("kind") == "step_started"
+        }
 
     async def _report(self, run_id: str, work: int, kind: str, fields: dict[str, Any]) -> None:
         keys = [self._keys.events(run_id), self._keys.run_reported(run_id)]
