@@ -265,7 +265,7 @@ def move_aside_foreign_repo(repo_dir: Path) -> Path | None:
 
 def _init_ipfs_repo(binary: str, repo_dir: Path, env: dict[str, str], log_path: Path) -> None:
     repo_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # An Ed25519 peer key; flatfs for blocks (docs/operations.md says why), an empty repository.
+    # An Ed25519 peer key; flatfs for blocks (bench/datastore.py says why), an empty repository.
     argv = [binary, "init", "--empty-repo", "--algorithm=ed25519", f"--profile={DATASTORE_PROFILE}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:

@@ -264,14 +264,13 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _refill(app: web.Application, peering: DaemonPeering) -> None:
-    """Refill a repository that replaced one another implementation made (``store/refill.py``),
+    """Refill a repository that replaced one another implementation made (``sync/refill.py``),
     once the daemon is peered with the cluster's; tried again at the next start if it fails."""
-    marker = app[SETTINGS].data_dir / REFILL_MARKER
-    if not await asyncio.to_thread(marker.exists):
+    if not peering.refilling:  # no marker at start: nothing was moved aside
         return
     try:
         await refill(
-            marker,
+            app[SETTINGS].data_dir / REFILL_MARKER,
             ipfs=app[IPFS],
             cache=app[LOCAL_CACHE],
             contents=app[CONTENT_INDEX],
