@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from node.config import Settings
-from node.executor.imaging import png_bytes
 from node.http import create_app
+from node.pixels.imaging import png_bytes
 from node.store.ipfs import IpfsClient
 from tests.helpers import AiohttpClient, Client, sse, start, upload
 from tests.test_runs_api import PIXELS

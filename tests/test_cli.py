@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from node.executor.imaging import png_bytes
+from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.testing import NodeProcess
 

@@ -24,10 +24,10 @@ import redis
 import redis.asyncio as aioredis
 from PIL import Image
 
-from node.executor.effects import EFFECTS
-from node.executor.imaging import png_bytes
-from node.executor.params import normalize_params
 from node.media.probe import count_frames, probe_file
+from node.pixels.effects import EFFECTS
+from node.pixels.imaging import png_bytes
+from node.pixels.params import normalize_params
 from node.services import EmbeddedServices
 from node.sync.claims import ClaimBoard
 from node.sync.index import StepEntry

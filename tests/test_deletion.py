@@ -13,8 +13,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from node.executor.imaging import png_bytes
 from node.http.appkeys import IPFS, PUBLICATIONS
+from node.pixels.imaging import png_bytes
 from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, poll_async, sse
 from tests.l2_server import TestL2

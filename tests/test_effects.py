@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from node.executor.effects import EFFECTS, SEPIA
-from node.executor.imaging import png_bytes
-from node.executor.params import normalize_params
+from node.pixels.effects import EFFECTS, SEPIA
+from node.pixels.imaging import png_bytes
+from node.pixels.params import normalize_params
 
 RNG = np.random.default_rng(7)
 IMAGE = RNG.integers(0, 256, size=(11, 13, 3), dtype=np.uint8)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node.executor.image_ops import blend, layer, resize
 from node.executor.nodetypes import NODE_TYPES
+from node.pixels.image_ops import blend, layer, resize
 
 RNG = np.random.default_rng(5)
 BASE = RNG.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)

@@ -17,12 +17,12 @@ from multiformats import CID, multihash
 
 from node import kubo
 from node.config import Settings
+from node.federation.peering import STALE_S
 from node.http import create_app
 from node.http.appkeys import CONTENT_STORE, DAEMON_PEERING, IPFS, LOCAL_CACHE
 from node.services import JS_IPFS_ASIDE, LOCAL_NETWORKS, LOOPBACK_NETWORKS, REFILL_MARKER, EmbeddedServices
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
-from node.sync.peering import STALE_S
 from tests.helpers import AiohttpClient, Client, poll_async, upload
 
 

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from node.config import Settings
-from node.store.cache import LocalCache
 from node.store.errors import IntegrityError
 from node.store.ipfs import IpfsClient
+from node.store.local_cache import LocalCache
 from node.sync.errors import InvalidId
 from node.sync.index import ContentEntry
 

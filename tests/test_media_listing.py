@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from node.executor.imaging import png_bytes
+from node.federation.snapshot import Snapshot
 from node.http.appkeys import CONTENT_INDEX, IDENTITY, KEYS
+from node.pixels.imaging import png_bytes
 from node.sync.keys import MEDIA_KINDS, Keys
-from node.sync.snapshot import Snapshot
 from tests.helpers import Client, upload
 from tests.media import make, solid, tone
 

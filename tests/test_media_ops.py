@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from node.executor.effects import EFFECTS
-from node.executor.params import normalize_params
 from node.executor.worker import compute
 from node.media.errors import MediaError
+from node.pixels.effects import EFFECTS
+from node.pixels.params import normalize_params
 from tests.media import (
     BLUE,
     GREEN,

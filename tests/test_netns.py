@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import redis
 
+from node.federation.peering import REFRESH_S
 from node.services import ManagedProcess, free_port
 from node.sync.keys import Keys
-from node.sync.peering import REFRESH_S
 from node.testing import NodeProcess
 from tests.helpers import wait_until
 

@@ -13,8 +13,8 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from node.executor.imaging import png_bytes
 from node.http.openapi import HEAD_DOCUMENTED, described, is_api_route
+from node.pixels.imaging import png_bytes
 from tests.helpers import Client, sse
 
 UI_ASSETS = re.compile(r'(?:src|href)="([^"]+)"')

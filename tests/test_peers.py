@@ -24,12 +24,12 @@ from aiohttp import ClientSession
 
 from node.config import Settings
 from node.errors import NodeError
-from node.executor.imaging import png_bytes
+from node.federation.state_document import STATE_TOPIC, read_state
 from node.identity import load_or_create
+from node.pixels.imaging import png_bytes
 from node.records import jcs
 from node.services import EmbeddedServices, free_port
 from node.store.ipfs import IpfsClient
-from node.sync.state import STATE_TOPIC, read_state
 from node.testing import NodeProcess
 from tests.helpers import poll_async, wait_until
 from tests.test_cooperation import ipfs_cat

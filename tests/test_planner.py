@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from node.executor import effects
 from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
 from node.executor.recipe import builtin_recipe, parse_recipe
+from node.pixels import effects
 
 A, B, C, D = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
 TOOLS = {"numpy": "2.0.0", "pillow": "11.0.0", "ffmpeg": "5.1"}

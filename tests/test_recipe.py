@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.executor.effects import EFFECTS
 from node.executor.errors import RecipeError
 from node.executor.recipe import MAX_RECIPE_BYTES, builtin_recipe, parse_recipe
+from node.pixels.effects import EFFECTS
 
 SEEDS_EXAMPLE = """
 name: my-effect

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from node.executor.imaging import png_bytes
+from node.pixels.imaging import png_bytes
 from tests.helpers import Client, sse, upload
 from tests.test_runs_api import PIXELS, RECIPE
 

@@ -16,11 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.config import Settings
 from node.errors import NotFound
-from node.executor.imaging import png_bytes
 from node.executor.planner import Plan, Step
 from node.executor.provenance import verify_provenance
 from node.executor.recipe import builtin_recipe, parse_recipe
-from node.executor.runs import Submission
+from node.executor.run_manager import Submission
 from node.http.appkeys import (
     CONTENT_STORE,
     IDENTITY,
@@ -34,6 +33,7 @@ from node.http.appkeys import (
     WORKER_POOL,
 )
 from node.identity import NodeIdentity
+from node.pixels.imaging import png_bytes
 from node.records import RecordError, jcs, sign_record, verify_record
 from node.store.cid import leaf_cid
 from node.store.errors import ContentNotFound

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node.executor.effects import EFFECTS
-from node.executor.imaging import png_bytes
-from node.executor.params import normalize_params
 from node.http.appkeys import IDENTITY
+from node.pixels.effects import EFFECTS
+from node.pixels.imaging import png_bytes
+from node.pixels.params import normalize_params
 from tests.helpers import Client, sse, start, upload
 
 RNG = np.random.default_rng(21)

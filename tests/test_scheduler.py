@@ -15,18 +15,18 @@ import redis.asyncio as aioredis
 from PIL import Image
 
 from node.config import Settings
-from node.executor.effects import EFFECTS
 from node.executor.errors import StepFailed, StepTimeout
-from node.executor.imaging import png_bytes
-from node.executor.params import normalize_params
 from node.executor.planner import make_plan
 from node.executor.pool import WorkerPool
 from node.executor.recipe import builtin_recipe, parse_recipe
 from node.executor.scheduler import LocalClaims, Scheduler
-from node.store.cache import LocalCache
+from node.pixels.effects import EFFECTS
+from node.pixels.imaging import png_bytes
+from node.pixels.params import normalize_params
 from node.store.cid import leaf_cid
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
+from node.store.local_cache import LocalCache
 from node.sync.connection import connect
 from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
 from node.sync.keys import Keys

@@ -19,21 +19,21 @@ from aiohttp import ClientSession
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.config import Settings
-from node.executor.imaging import png_bytes
-from node.executor.runs import finish_id
+from node.executor.run_manager import finish_id
+from node.federation.peers import Peer, PeerSync
+from node.federation.publisher import STATE_FILE, IpnsNames, StatePublisher
+from node.federation.recovery import RecoveryFailed, recover
+from node.federation.snapshot import Snapshot, read_index
+from node.federation.state_document import INDEXES, NodeState, read_state, sign_state
 from node.http import create_app
 from node.http.appkeys import IDENTITY
 from node.identity import NodeIdentity, load_or_create
+from node.pixels.imaging import png_bytes
 from node.private_files import replace_private_file
 from node.records import RecordError, jcs
 from node.store.cid import leaf_cid
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
-from node.sync.peers import Peer, PeerSync
-from node.sync.publisher import STATE_FILE, IpnsNames, StatePublisher
-from node.sync.recovery import RecoveryFailed, recover
-from node.sync.snapshot import Snapshot, read_index
-from node.sync.state import INDEXES, NodeState, read_state, sign_state
 from tests.helpers import AiohttpClient, Client, closed_port, poll_async, sse, start, upload
 
 PIXELS = np.random.default_rng(9).integers(0, 256, (16, 20, 3), dtype=np.uint8)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node.executor.imaging import png_bytes
 from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, THUMBNAILS
 from node.media.thumbnails import MAX_PIXELS
+from node.pixels.imaging import png_bytes
 from node.store.errors import ThumbnailTimeout
-from node.store.thumbnails import Thumbnails
+from node.store.thumbnail_cache import Thumbnails
 from tests.helpers import Client, upload
 from tests.media import pattern_clip, tone
 from tests.test_openapi import Conformance

@@ -1,6 +1,6 @@
 """Reusing a step a trusted peer computed: its output fetched by CID instead of computed.
 
-A peer's entry (merged from its published state by ``node.sync.peers``) is taken only when its
+A peer's entry (merged from its published state by ``node.federation.peers``) is taken only when its
 receipt, fetched from IPFS, is signed by a trusted node and names this very step and output;
 the output is then fetched and checked against its SHA3-256 (``LocalCache.materialize``),
 pinned and indexed here, and the step recorded with the peer's receipt, so this node's runs
@@ -16,11 +16,11 @@ from node.errors import NodeError
 from node.executor.errors import ReceiptMismatch
 from node.executor.planner import Step
 from node.executor.provenance import RECORD_MAX_BYTES
+from node.federation.peers import PeerSteps
 from node.records import RecordError, verify_record
-from node.store.cache import LocalCache
 from node.store.content import ContentStore
+from node.store.local_cache import LocalCache
 from node.sync.index import ContentEntry, StepEntry, StepIndex
-from node.sync.peers import PeerSteps
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,6 @@ from typing import Any
 
 from node.canonical import canonical_json
 from node.errors import InvalidInput
-from node.executor.effects import EFFECTS
-from node.executor.params import normalize_params
 from node.executor.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -23,7 +21,9 @@ from node.executor.recipe import (
     parse_recipe,
     recipe_from_document,
 )
-from node.executor.runs import Submission
+from node.executor.run_manager import Submission
+from node.pixels.effects import EFFECTS
+from node.pixels.params import normalize_params
 from node.store.cid import is_content_id
 from node.store.content import ContentStore
 from node.store.errors import ContentNotFound, InvalidCid

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from node.executor.effects import EFFECTS
 from node.executor.errors import RecipeError
-from node.executor.params import Param, normalize_params
+from node.pixels.effects import EFFECTS
+from node.pixels.params import Param, normalize_params
 
 BLEND_MODES = (
     "multiply",

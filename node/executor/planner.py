@@ -36,9 +36,9 @@ from node.canonical import canonical_id
 from node.executor.errors import RecipeError
 from node.executor.nodetypes import IMAGE_RUNTIME, MEDIA_RUNTIME, NODE_TYPES
 from node.executor.recipe import Recipe, RecipeNode
-from node.media.effects import VIDEO_EFFECTS
 from node.media.ffmpeg import ffmpeg_version
 from node.media.kinds import Kind, kind_of
+from node.media.video_effects import VIDEO_EFFECTS
 from node.sync.keys import check_content_id
 
 CHAIN = "CHAIN"

@@ -24,9 +24,9 @@ from typing import Any
 
 from node import __version__
 from node.errors import NodeError, NotFound
-from node.executor.effects import EFFECTS
 from node.executor.planner import Plan, Step, tool_versions
 from node.identity import NodeIdentity
+from node.pixels.effects import EFFECTS
 from node.records import RecordError, SignedRecord, sign_record, verify_record
 from node.store.cid import LEAF_MAX_BYTES, leaf_cid, normalize_cid
 from node.store.content import ContentStore

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from node.executor.effects import EFFECTS
 from node.executor.errors import RecipeError
 from node.executor.nodetypes import NODE_TYPES, normalize_effect_config
+from node.pixels.effects import EFFECTS
 
 MAX_RECIPE_BYTES = 256 * 1024
 MAX_NODES = 1000

@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from node.errors import Conflict
-from node.executor.runs import FINAL_STATUSES, RunNotFound
+from node.executor.run_manager import FINAL_STATUSES, RunNotFound
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
 

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from node.errors import NodeError
-from node.executor.effects import EFFECTS
 from node.executor.errors import StepFailed
 from node.executor.planner import CHAIN, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
+from node.pixels.effects import EFFECTS
 from node.records import SignedRecord
-from node.store.cache import LocalCache
 from node.store.content import ContentStore, Stored
 from node.store.errors import ContentNotFound
+from node.store.local_cache import LocalCache
 from node.sync.claims import Claim
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from PIL import UnidentifiedImageError
 
-from node.executor import image_ops
-from node.executor.effects import EFFECTS
-from node.executor.imaging import Array, png_bytes, read_image
 from node.media.render import render, write_atomically
+from node.pixels import image_ops
+from node.pixels.effects import EFFECTS
+from node.pixels.imaging import Array, png_bytes, read_image
 
 PNG = "image/png"
 

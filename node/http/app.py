@@ -25,9 +25,14 @@ from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
 from node.executor.recipe_store import RecipeStore
+from node.executor.run_manager import RunManager
 from node.executor.run_queries import RunQueries
-from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
+from node.federation.peering import DaemonPeering
+from node.federation.peers import PeerSync, parse_peers
+from node.federation.publisher import IpnsNames, StatePublisher
+from node.federation.recovery import recover
+from node.federation.refill import refill
 from node.http import cache, catalog, docs, health, login, recipes, runs, state
 from node.http.appkeys import (
     ACTIVITIES,
@@ -61,27 +66,21 @@ from node.http.appkeys import (
 )
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
-from node.http.ui import home
+from node.http.ui import home, run_pages
 from node.http.ui import routes as ui_routes
-from node.http.ui import runs as run_pages
 from node.http.ui.render import negotiated
 from node.identity import load_or_create
 from node.services import REFILL_MARKER, EmbeddedServices
-from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
-from node.store.thumbnails import Thumbnails
+from node.store.local_cache import LocalCache
+from node.store.thumbnail_cache import Thumbnails
 from node.sync.activities import Activities
 from node.sync.claims import ClaimBoard
 from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
-from node.sync.peering import DaemonPeering
-from node.sync.peers import PeerSync, parse_peers
-from node.sync.publisher import IpnsNames, StatePublisher
-from node.sync.recovery import recover
-from node.sync.refill import refill
 
 log = logging.getLogger(__name__)
 ADOPT_POLL_S = 2.0
@@ -264,7 +263,7 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _refill(app: web.Application, peering: DaemonPeering) -> None:
-    """Refill a repository that replaced one another implementation made (``sync/refill.py``),
+    """Refill a repository that replaced one another implementation made (``federation/refill.py``),
     once the daemon is peered with the cluster's; tried again at the next start if it fails."""
     if not peering.refilling:  # no marker at start: nothing was moved aside
         return

@@ -15,22 +15,22 @@ from node.config import Settings
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
 from node.executor.recipe_store import RecipeStore
+from node.executor.run_manager import RunManager
 from node.executor.run_queries import RunQueries
-from node.executor.runs import RunManager
 from node.executor.scheduler import Scheduler
+from node.federation.peering import DaemonPeering
+from node.federation.peers import PeerSync
+from node.federation.publisher import IpnsNames, StatePublisher
 from node.identity import NodeIdentity
 from node.services import EmbeddedServices
-from node.store.cache import LocalCache
 from node.store.content import ContentStore
 from node.store.ipfs import IpfsClient
-from node.store.thumbnails import Thumbnails
+from node.store.local_cache import LocalCache
+from node.store.thumbnail_cache import Thumbnails
 from node.sync.activities import Activities
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
-from node.sync.peering import DaemonPeering
-from node.sync.peers import PeerSync
-from node.sync.publisher import IpnsNames, StatePublisher
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", EmbeddedServices)  # absent when every daemon is external

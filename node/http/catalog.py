@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.errors import InvalidInput
-from node.executor.effects import EFFECTS
 from node.executor.provenance import verify_provenance
 from node.http.appkeys import ACTIVITIES, CONTENT_STORE, IDENTITY, IPFS
 from node.http.cache import entry_json
 from node.http.openapi import operation
 from node.http.runs import fetch_record
 from node.http.schemas import answer, query, ref
+from node.pixels.effects import EFFECTS
 from node.store.cid import normalize_cid
 from node.sync.index import ContentEntry
 

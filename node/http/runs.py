@@ -14,8 +14,8 @@ from node.auth.local import User
 from node.errors import Conflict, Forbidden, InvalidInput, NodeError
 from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
+from node.executor.run_manager import FINAL_STATUSES
 from node.executor.run_queries import RunQueries
-from node.executor.runs import FINAL_STATUSES
 from node.http.appkeys import CONTENT_STORE, DELETION, IDENTITY, RUN_QUERIES, RUNS, THUMBNAILS
 from node.http.auth import require_user
 from node.http.cache import int_param

@@ -16,10 +16,10 @@ from typing import IO
 
 import numpy as np
 
-from node.executor.effects import Effect
 from node.media.errors import MediaError
 from node.media.ffmpeg import BITEXACT, SAFE_INPUT, SWS_FLAGS, THREADS, Encoding, stderr_tail
 from node.media.probe import MediaInfo
+from node.pixels.effects import Effect
 
 
 def run_effect(

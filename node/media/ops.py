@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from node.executor.image_ops import resize_sizes
-from node.media.effects import VIDEO_EFFECTS
 from node.media.errors import MediaError
 from node.media.graph import Av, Graph
+from node.media.video_effects import VIDEO_EFFECTS
+from node.pixels.image_ops import resize_sizes
 
 RGB = "format=rgb24,format=gbrp"  # via rgb24: the same YUV->RGB conversion as raw frames
 EXACT = "+accurate_rnd+bitexact+full_chroma_int"  # the same bytes on every CPU

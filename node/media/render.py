@@ -14,15 +14,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from node.executor.effects import EFFECTS
 from node.media import ops
-from node.media.effects import VIDEO_EFFECTS
 from node.media.errors import MediaError
 from node.media.ffmpeg import Encoding, run_ffmpeg
 from node.media.framepipe import run_effect
 from node.media.graph import Av, Graph
 from node.media.kinds import kind_of
 from node.media.probe import MediaInfo, count_frames, probe_file
+from node.media.video_effects import VIDEO_EFFECTS
+from node.pixels.effects import EFFECTS
 
 SingleOp = Callable[[Graph, Av, Mapping[str, Any]], Av]
 PairOp = Callable[[Graph, Av, Av, Mapping[str, Any]], Av]

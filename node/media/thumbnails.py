@@ -1,7 +1,7 @@
 """Thumbnails: a small WebP picture of an image, a frame of a video, the waveform of a sound.
 
 Made by ``python -m node.media.thumbnails SOURCE TARGET MEDIA_TYPE TIMEOUT_S`` in a process of
-its own (``node.store.thumbnails`` starts it), so a deadline can kill it with the ffmpeg it
+its own (``node.store.thumbnail_cache`` starts it), so a deadline can kill it with the ffmpeg it
 started, and a hostile file's decoder cannot take the node's memory with it. It exits 0 with
 TARGET written, or FAILED (TIMED_OUT) with the reason as the last line of its stderr.
 """

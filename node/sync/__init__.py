@@ -1,1 +1,1 @@
-"""Redis keys and indexes, claims, and the node's published state."""
+"""Redis: keys, connections, claims, notices, activities and the content, step and run indexes."""

@@ -165,7 +165,7 @@ class Keys:
     @property
     def daemons(self) -> str:
         """Hash: IPFS peer id -> JSON {addresses, node, seen}: the daemons of the nodes sharing
-        this Redis, which each node keeps its own daemon peered with (``sync/peering.py``)."""
+        this Redis, which each node keeps its own daemon peered with (``federation/peering.py``)."""
         return f"{self.prefix}daemons"
 
     def peer(self, node_id: str) -> str:

@@ -13,15 +13,15 @@ from aiohttp import web
 
 from node.errors import NotFound
 from node.executor.binding import read_recipe
-from node.executor.effects import EFFECTS
 from node.executor.recipe import Recipe
 from node.executor.recipe_store import summary as recipe_summary
 from node.http.appkeys import CONTENT_STORE, RECIPES
 from node.http.cache import int_param
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.render import page
-from node.http.ui.runs import step_detail, user_may_change
+from node.http.ui.run_pages import step_detail, user_may_change
 from node.http.ui.users import current_user
+from node.pixels.effects import EFFECTS
 
 PAGE_SIZE = 50
 MEDIA_CHOICES = 200  # newest media offered in an input's list; older ones by CID or upload

@@ -25,14 +25,14 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from node.errors import NodeError
+from node.federation.peering import DaemonAddress, DaemonPeering
+from node.federation.snapshot import BATCH, INDEX_MAX_BYTES, read_index, read_steps
+from node.federation.state_document import STATE_MAX_BYTES, STATE_TOPIC, NodeState, read_state
 from node.records import RecordError
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.index import StepEntry, step_fields
 from node.sync.keys import Keys
-from node.sync.peering import DaemonAddress, DaemonPeering
-from node.sync.snapshot import BATCH, INDEX_MAX_BYTES, read_index, read_steps
-from node.sync.state import STATE_MAX_BYTES, STATE_TOPIC, NodeState, read_state
 from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from node.canonical import canonical_id
-from node.executor.imaging import Array, gaussian_blur, luma, to_uint8
-from node.executor.params import Param
+from node.pixels.imaging import Array, gaussian_blur, luma, to_uint8
+from node.pixels.params import Param
 
 Apply = Callable[[Array, Mapping[str, Any]], Array]
 

@@ -1,4 +1,4 @@
-"""The image node types: RESIZE, LAYER and BLEND (pixels in, pixels out; see ``nodetypes``)."""
+"""The image node types: RESIZE, LAYER and BLEND (pixels in, pixels out; see ``node.executor.nodetypes``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from node.executor.imaging import Array, to_uint8
+from node.pixels.imaging import Array, to_uint8
 
 FILTERS = {
     "lanczos": Image.Resampling.LANCZOS,

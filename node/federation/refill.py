@@ -19,11 +19,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.store.cache import LocalCache
+from node.federation.peering import DaemonPeering
 from node.store.errors import ContentNotFound, IpfsTimeout
 from node.store.ipfs import IpfsClient
+from node.store.local_cache import LocalCache
 from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
-from node.sync.peering import DaemonPeering
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from node.errors import NodeError, Unavailable
+from node.federation.peering import own_address
+from node.federation.snapshot import Snapshot
+from node.federation.state_document import INDEXES, STATE_TOPIC, NodeState, read_state, sign_state
 from node.identity import NodeIdentity
 from node.private_files import replace_private_file
 from node.store.cid import LEAF_MAX_BYTES, leaf_cid
@@ -33,9 +36,6 @@ from node.store.errors import IpfsError
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
-from node.sync.peering import own_address
-from node.sync.snapshot import Snapshot
-from node.sync.state import INDEXES, STATE_TOPIC, NodeState, read_state, sign_state
 from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The image effects on video, frame by frame, as ffmpeg filters on planar RGB.
 
-Each effect here is the ffmpeg rendering of the image effect of the same name (``node.executor
+Each effect here is the ffmpeg rendering of the image effect of the same name (``node.pixels
 .effects``): the same formula, on 8-bit RGB frames. Where ffmpeg's filter approximates (``gblur``
 is a recursive Gaussian, luma is rounded to 8 bits before ``dog``'s blurs) the frames differ
 from the image effect by a level or two; the tests bound that difference. An effect with no
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from node.executor.effects import SEPIA
 from node.media.graph import Graph
+from node.pixels.effects import SEPIA
 
 # Filters a chain: (graph, input label, params) -> output label.
 VideoEffect = Callable[[Graph, str, Mapping[str, Any]], str]

@@ -17,6 +17,9 @@ from typing import Literal
 import redis.asyncio as aioredis
 
 from node.errors import NodeError, Unavailable
+from node.federation.publisher import STATE_FILE, IpnsNames, keep_state
+from node.federation.snapshot import INDEX_MAX_BYTES, Snapshot
+from node.federation.state_document import INDEXES, STATE_MAX_BYTES, NodeState, read_state
 from node.identity import NodeIdentity
 from node.records import RecordError
 from node.store.cid import leaf_cid
@@ -24,9 +27,6 @@ from node.store.errors import ContentNotFound
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
-from node.sync.publisher import STATE_FILE, IpnsNames, keep_state
-from node.sync.snapshot import INDEX_MAX_BYTES, Snapshot
-from node.sync.state import INDEXES, STATE_MAX_BYTES, NodeState, read_state
 
 log = logging.getLogger(__name__)
 

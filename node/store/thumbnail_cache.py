@@ -26,8 +26,8 @@ from pathlib import Path
 from node.media.kinds import kind_of
 from node.media.thumbnails import FAILED, TIMED_OUT
 from node.services import die_with_parent
-from node.store.cache import LocalCache
 from node.store.errors import NoThumbnail, ThumbnailTimeout
+from node.store.local_cache import LocalCache
 from node.sync.index import ContentEntry
 from node.sync.keys import check_content_id
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from node.auth.local import User
 from node.errors import InvalidInput
-from node.executor.runs import FINAL_STATUSES
+from node.executor.run_manager import FINAL_STATUSES
 from node.http.appkeys import CONTENT_STORE, RUN_QUERIES, RUNS, STEP_INDEX
 from node.http.cache import int_param
 from node.http.runs import STATUSES
