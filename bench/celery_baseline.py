@@ -46,9 +46,9 @@ import redis
 
 from bench.multinode import IMAGE  # the very image bench/multinode.py renders
 from bench.procs import CpuMeter, redis_alone
-from node.executor.effects import EFFECTS
-from node.executor.imaging import Array, png_bytes, read_image
 from node.executor.worker import PNG, compute
+from node.pixels.effects import EFFECTS
+from node.pixels.imaging import Array, png_bytes, read_image
 from node.services import ManagedProcess
 
 try:

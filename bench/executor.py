@@ -12,7 +12,7 @@ Each repeat renders from a new source image, so no step of one repeat is a cache
 next; the figures are the median of the repeats. For reference, ``bench.celery_baseline``
 measures Celery's no-op tasks/s on the same machine (tasks that store nothing).
 
-Uses the node's own wiring (``create_app`` started with ``AppRunner``) on embedded daemons
+Uses the node's own wiring (``Node.open``) on embedded daemons
 (Kubo and Redis).
 
     .venv/bin/python -m bench.executor [--chain 100] [--trivial 500] [--repeat 3]
@@ -31,17 +31,15 @@ from typing import Any
 
 import numpy as np
 import uvloop
-from aiohttp import web
 
 from bench.procs import CpuMeter, parents
 from bench.report import print_medians
+from node.assembly import Node
 from node.config import Settings
-from node.executor.effects import EFFECTS
-from node.executor.imaging import png_bytes
 from node.executor.recipe import parse_recipe
-from node.executor.runs import Submission
-from node.http import create_app
-from node.http.appkeys import CONTENT_STORE, IPFS, KEYS, REDIS, RUNS
+from node.executor.run_manager import Submission
+from node.pixels.effects import EFFECTS
+from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.sync.index import ContentEntry
 
@@ -66,23 +64,23 @@ def fan_recipe(width: int) -> str:
     return "name: fan\ndag:\n  nodes:\n" + "\n".join(nodes) + f"\n  output: t{width - 1}\n"
 
 
-async def _put(app: web.Application, data: bytes) -> ContentEntry:
-    return (await app[CONTENT_STORE].put_bytes(data, max_size=10**9)).entry
+async def _put(node: Node, data: bytes) -> ContentEntry:
+    return (await node.store.put_bytes(data, max_size=10**9)).entry
 
 
-async def render(app: web.Application, recipe_text: str, image: ContentEntry) -> tuple[float, dict[str, int]]:
+async def render(node: Node, recipe_text: str, image: ContentEntry) -> tuple[float, dict[str, int]]:
     """(wall seconds, count of step events by kind) for one run of ``recipe_text``."""
     recipe = parse_recipe(recipe_text)
-    recipe_entry = await _put(app, recipe_text.encode())
+    recipe_entry = await _put(node, recipe_text.encode())
     source = next(node.id for node in recipe.nodes if node.type == "SOURCE")
     started = time.perf_counter()
-    record = await app[RUNS].submit(
+    record = await node.run_manager.submit(
         Submission(recipe, recipe_entry, {source: image.content_id}, owner="bench")
     )
-    final = await app[RUNS].wait(record["run_id"])
+    final = await node.run_manager.wait(record["run_id"])
     elapsed = time.perf_counter() - started
     assert final["status"] == "completed", final
-    events: Any = await app[REDIS].xrange(app[KEYS].events(record["run_id"]))
+    events: Any = await node.redis.xrange(node.keys.events(record["run_id"]))
     counts: dict[str, int] = {}
     for _, fields in events:
         counts[fields["kind"]] = counts.get(fields["kind"], 0) + 1
@@ -110,16 +108,16 @@ class DaemonCalls:
     """Counts the node's calls to Kubo by command (wrapping its client's one request method)
     and Redis's commands (``INFO commandstats``): how many of each a step costs."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, node: Node) -> None:
         self.ipfs: Counter[str] = Counter()
-        self._redis = app[REDIS]
-        request = app[IPFS]._request
+        self._redis = node.redis
+        request = node.ipfs._request
 
         def counting(command: str, *args: Any, **kwargs: Any) -> Any:
             self.ipfs[command] += 1
             return request(command, *args, **kwargs)
 
-        setattr(app[IPFS], "_request", counting)  # noqa: B010 - an instance attribute over the method
+        setattr(node.ipfs, "_request", counting)  # noqa: B010 - an instance attribute over the method
 
     async def redis_calls(self) -> Counter[str]:
         stats: Any = await self._redis.info("commandstats")
@@ -127,26 +125,26 @@ class DaemonCalls:
 
 
 def meter_for(daemons: dict[str, int]) -> CpuMeter:
-    """CPU per process: this one (the node's app), its step workers, Kubo, Redis."""
+    """CPU per process: this one (the node's node), its step workers, Kubo, Redis."""
     own = os.getpid()
     workers = [pid for pid, parent in parents().items() if parent == own and pid not in daemons.values()]
     return CpuMeter({"node app": [own], "workers": workers, **{k: [v] for k, v in daemons.items()}})
 
 
 async def one_repeat(
-    app: web.Application, repeat: int, sizes: tuple[int, int], daemons: dict[str, int], calls: DaemonCalls
+    node: Node, repeat: int, sizes: tuple[int, int], daemons: dict[str, int], calls: DaemonCalls
 ) -> Figures:
     """Render the chain twice and the fan once from this repeat's image; the figures."""
     chain, trivial = sizes
     image_pixels = pixels(repeat)
-    image = await _put(app, png_bytes(image_pixels))
-    first, first_counts = await render(app, chain_recipe(chain), image)
-    again, again_counts = await render(app, chain_recipe(chain), image)
+    image = await _put(node, png_bytes(image_pixels))
+    first, first_counts = await render(node, chain_recipe(chain), image)
+    again, again_counts = await render(node, chain_recipe(chain), image)
     meter = meter_for(daemons)  # the workers are up now: the chain ran on them
     calls.ipfs.clear()
     redis_before = await calls.redis_calls()
     meter.start()
-    fan, fan_counts = await render(app, fan_recipe(trivial), image)
+    fan, fan_counts = await render(node, fan_recipe(trivial), image)
     used = meter.stop()
     redis_used = await calls.redis_calls() - redis_before
     loop_s = in_process_seconds(trivial, image_pixels)
@@ -172,18 +170,13 @@ async def one_repeat(
 
 
 async def run(settings: Settings, daemons: dict[str, int], chain: int, trivial: int, repeats: int) -> None:
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()  # runs the cleanup contexts: the executor is ready, no socket needed
-    app = runner.app
     series: dict[str, list[float]] = {}
-    calls = DaemonCalls(app)
-    try:
+    async with Node.open(settings) as node:  # the executor is ready; no HTTP needed
+        calls = DaemonCalls(node)
         for repeat in range(repeats):
-            figures = await one_repeat(app, repeat, (chain, trivial), daemons, calls)
+            figures = await one_repeat(node, repeat, (chain, trivial), daemons, calls)
             for key, value in figures.items():
                 series.setdefault(key, []).append(value)
-    finally:
-        await runner.cleanup()
     print(json.dumps({"workers": settings.workers, "chain": chain, "trivial": trivial}))
     median = print_medians(f"median of {repeats} repeats", series, 3)
     print(f"(b) {median['(b) steps/s']:.0f} trivial steps/s through the scheduler; Celery's no-op "

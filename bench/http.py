@@ -29,7 +29,7 @@ import uvloop
 from aiohttp import web
 
 from bench.report import print_medians
-from node.executor.imaging import png_bytes
+from node.pixels.imaging import png_bytes
 from node.services import free_port
 from node.testing import NodeProcess
 

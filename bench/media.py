@@ -25,20 +25,18 @@ import time
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 
 from bench.report import print_medians
+from node.assembly import Node
 from node.config import Settings
-from node.executor.effects import EFFECTS
-from node.executor.params import normalize_params
 from node.executor.recipe import parse_recipe
-from node.executor.runs import Submission
-from node.http import create_app
-from node.http.appkeys import CONTENT_STORE, RUNS
+from node.executor.run_manager import Submission
 from node.media import ops
 from node.media.ffmpeg import Encoding
 from node.media.graph import Graph
 from node.media.probe import count_frames, probe_file
+from node.pixels.effects import EFFECTS
+from node.pixels.params import normalize_params
 from node.services import EmbeddedServices
 from node.sync.index import ContentEntry
 
@@ -78,39 +76,34 @@ def raw_command(clip: Path, gain: float, output: Path) -> list[str]:
     return ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *graph.command(av, encoding), str(output)]
 
 
-async def node_seconds(app: web.Application, clip: ContentEntry, gain: float) -> float:
+async def node_seconds(node: Node, clip: ContentEntry, gain: float) -> float:
     text = RECIPE.format(gain=gain)
-    recipe_entry = (await app[CONTENT_STORE].put_bytes(text.encode(), max_size=10**6)).entry
+    recipe_entry = (await node.store.put_bytes(text.encode(), max_size=10**6)).entry
     started = time.perf_counter()
-    record = await app[RUNS].submit(
+    record = await node.run_manager.submit(
         Submission(parse_recipe(text), recipe_entry, {"src": clip.content_id}, owner="bench",
                    media_types={clip.content_id: clip.media_type})
     )  # fmt: skip
-    final = await app[RUNS].wait(record["run_id"])
+    final = await node.run_manager.wait(record["run_id"])
     assert final["status"] == "completed", final
     return time.perf_counter() - started
 
 
 async def run(settings: Settings, clip_path: Path, rounds: int) -> None:
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    app = runner.app
     figures: dict[str, list[float]] = {"node s": [], "raw ffmpeg s": []}
-    try:
+    async with Node.open(settings) as node:
         started = time.perf_counter()
-        clip = (await app[CONTENT_STORE].put_file(clip_path)).entry
+        clip = (await node.store.put_file(clip_path)).entry
         print(f"clip stored in {time.perf_counter() - started:.1f} s ({clip.size / 2**20:.1f} MiB)")
         for index in range(rounds):
             gain = 10.0 + index / 1000
-            figures["node s"].append(await node_seconds(app, clip, gain))
+            figures["node s"].append(await node_seconds(node, clip, gain))
             command = raw_command(clip_path, gain, clip_path.with_name(f"raw{index}.mp4"))
             if index == 0:
                 print("raw command:", " ".join(command))
             started = time.perf_counter()
             await asyncio.to_thread(subprocess.run, command, check=True)
             figures["raw ffmpeg s"].append(time.perf_counter() - started)
-    finally:
-        await runner.cleanup()
     medians = print_medians(f"dog -> sepia on {clip_path.name}, {rounds} rounds", figures)
     print(f"ratio node / raw: {medians['node s'] / medians['raw ffmpeg s']:.3f} (target <= 1.1)")
 

@@ -4,7 +4,7 @@ N ``python -m node`` processes with one worker each share one Redis. With ``--da
 (the default) they also share one Kubo daemon; with ``--daemons per-node`` each node has a Kubo
 of its own (started here through ``EmbeddedServices`` with the shared Redis given, so only Kubo
 starts; the node gets it as ``ARTDAG_IPFS_API``): the nodes' daemons peer through the shared
-Redis's registry (``node/sync/peering.py``), and each node fetches the source image and what
+Redis's registry (``node/federation/peering.py``), and each node fetches the source image and what
 others made by CID from the daemon that holds it. ``both`` runs the two, one after the other.
 
 A recipe of STEPS independent steps is submitted to the first node; the wall time runs from
@@ -49,7 +49,7 @@ import redis
 
 from bench.procs import CpuMeter, parents, redis_alone
 from node.config import Settings
-from node.executor.imaging import png_bytes
+from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.testing import NodeProcess
 

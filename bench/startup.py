@@ -27,8 +27,8 @@ from pathlib import Path
 
 from bench.report import print_medians
 from node.config import Settings
+from node.federation.publisher import STATE_FILE
 from node.services import EmbeddedServices, free_port
-from node.sync.publisher import STATE_FILE
 
 
 def daemons_only(data_dir: Path) -> float:

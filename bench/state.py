@@ -44,6 +44,8 @@ import uvloop
 
 from bench.report import print_medians
 from node.config import Settings
+from node.federation.peers import PeerSteps
+from node.federation.snapshot import BATCH, Snapshot, read_index, read_steps
 from node.identity import node_id_for
 from node.services import EmbeddedServices
 from node.store.cid import _normalized_cid, leaf_cid
@@ -51,8 +53,6 @@ from node.store.ipfs import IpfsClient
 from node.sync.connection import connect
 from node.sync.index import _PUT_STEP_IF_ABSENT, ContentEntry, ContentIndex, StepEntry, step_write
 from node.sync.keys import Keys
-from node.sync.peers import PeerSteps
-from node.sync.snapshot import BATCH, Snapshot, read_index, read_steps
 
 NODE_ID = node_id_for(bytes(range(32)))
 PEER_ID = node_id_for(bytes(range(32, 64)))

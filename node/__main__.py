@@ -14,10 +14,10 @@ import uvloop
 from aiohttp import web
 
 from node import __version__
+from node.assembly import Node
 from node.config import ConfigError, Settings
 from node.http import create_app
 from node.http.access_log import AccessLogger
-from node.http.appkeys import WORKER_POOL
 from node.services import EmbeddedServices, ServiceError
 from node.verify_cli import verify_command
 
@@ -70,8 +70,15 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 async def serve(settings: Settings, services: EmbeddedServices | None = None) -> int:
-    """Serve the app on HOST:PORT until SIGINT/SIGTERM, then shut it down in order."""
-    runner = web.AppRunner(create_app(settings, services), access_log_class=AccessLogger)
+    """Open the node, serve its app on HOST:PORT until SIGINT/SIGTERM, then stop serving
+    before the node closes."""
+    async with Node.open(settings, services) as node:
+        return await _serve(node)
+
+
+async def _serve(node: Node) -> int:
+    settings = node.settings
+    runner = web.AppRunner(create_app(node), access_log_class=AccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -83,7 +90,7 @@ async def serve(settings: Settings, services: EmbeddedServices | None = None) ->
             )
             return 1
         log.info("serving on http://%s:%d (public URL %s)", settings.host, settings.port, settings.public_url)
-        await runner.app[WORKER_POOL].prestart()
+        await node.pool.prestart()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

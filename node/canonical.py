@@ -1,7 +1,7 @@
 """Canonical JSON: the one byte form of everything the node hashes or signs.
 
 ``sort_keys=True, separators=(",", ":"), ensure_ascii=False``, UTF-8, no NaN or infinities
-(DESIGN.md "Identifiers"). Floats print in Python's shortest round-trip form, so 1.5 is always
+(docs/design.md "Identifiers"). Floats print in Python's shortest round-trip form, so 1.5 is always
 ``1.5``; callers normalize numbers to one type first (a float parameter is always a float).
 """
 

@@ -48,7 +48,7 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the node reads from its environment; see the README's settings table."""
+    """Everything the node reads from its environment; see docs/operations.md "Settings"."""
 
     host: str = "127.0.0.1"
     port: int = 8100

@@ -5,7 +5,7 @@ The signature is Ed25519 over the RFC 8785 canonical form (JCS: sorted keys, no 
 ECMAScript number formatting, UTF-8) of the object without its ``signature`` member, encoded as
 standard base64 (RFC 4648, with padding). The stored bytes are the JCS form of the whole
 object, so a record's CID names exactly what was signed, and any language with a JCS
-implementation can check it (cache ids use ``node.canonical`` instead, as DESIGN.md fixes).
+implementation can check it (cache ids use ``node.canonical`` instead, as docs/design.md "Identifiers" fixes).
 
 The signer's public key is inside its node id (``did:key``: multibase base58btc of the
 ``ed25519-pub`` multicodec and the 32 raw key bytes; see ``node.identity``), so anyone can

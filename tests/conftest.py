@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+from aiohttp import web
 
+from node.assembly import Node
 from node.config import Settings
 from node.http import create_app
 from node.services import EmbeddedServices
 from node.sync.connection import connect
 from node.testing import NodeProcess
-from tests.helpers import AiohttpClient, Client
+from tests.helpers import AiohttpClient, Client, NodeClient
 from tests.l2_server import TestL2, running_l2
 
 
@@ -74,9 +76,31 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def client(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Client]:
+async def node_client(aiohttp_client: AiohttpClient) -> AsyncIterator[NodeClient]:
+    """Opens nodes and test clients for their apps (see ``NodeClient``)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def open_client(
+            settings: Settings,
+            services: EmbeddedServices | None = None,
+            *,
+            routes: Callable[[web.Application], object] | None = None,
+        ) -> Client:
+            node = await stack.enter_async_context(Node.open(settings, services))
+            app = create_app(node)
+            if routes is not None:
+                routes(app)
+            client = await aiohttp_client(app)
+            stack.push_async_callback(client.close)  # before its node closes
+            return client
+
+        yield open_client
+
+
+@pytest.fixture
+async def client(settings: Settings, node_client: NodeClient) -> Client:
     """A test client for the node's app on the session daemons."""
-    yield await aiohttp_client(create_app(settings))
+    return await node_client(settings)
 
 
 @pytest.fixture
@@ -127,7 +151,7 @@ async def l2() -> AsyncIterator[TestL2]:
 
 
 @pytest.fixture
-async def l2_node(settings: Settings, l2: TestL2, aiohttp_client: AiohttpClient) -> Client:
+async def l2_node(settings: Settings, l2: TestL2, node_client: NodeClient) -> Client:
     """A node trusting ``l2`` only, known as L2_PUBLIC_URL, reusing an L2 answer for 60 s."""
     trusting = settings.replace(l2_trusted=(l2.url,), public_url=L2_PUBLIC_URL, l2_verify_ttl=60.0)
-    return await aiohttp_client(create_app(trusting))
+    return await node_client(trusting)

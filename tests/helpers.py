@@ -9,14 +9,31 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+if TYPE_CHECKING:
+    from node.config import Settings
+    from node.services import EmbeddedServices
+
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
+
+
+class NodeClient(Protocol):
+    """The ``node_client`` fixture: opens a node (``Node.open``) and a test client for its app;
+    ``routes`` may add routes first. Both close at teardown, the client first."""
+
+    def __call__(
+        self,
+        settings: Settings,
+        services: EmbeddedServices | None = None,
+        *,
+        routes: Callable[[web.Application], object] | None = None,
+    ) -> Awaitable[Client]: ...
 
 
 def closed_port() -> int:

@@ -1,6 +1,6 @@
 """A small L2 for the tests: issues scoped tokens and answers ``POST /auth/verify`` and
 ``POST /published`` as the contracts in ``node/auth/l2.py`` and ``node/auth/publication.py``
-(and the README) say. Not a mock of a dependency of ours: L2 is
+(and docs/security.md) say. Not a mock of a dependency of ours: L2 is
 another project, which these machines do not run."""
 
 from __future__ import annotations

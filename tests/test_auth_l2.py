@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from node.http.access_log import AccessLogger
-from node.http.appkeys import CONTENT_STORE
+from node.http.appkeys import NODE
 from node.http.auth import SESSION_COOKIE
 from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client
@@ -66,7 +66,7 @@ async def test_a_valid_token_logs_in_with_a_cookie_and_leaves_the_url(node: Clie
     node.session.cookie_jar.clear()
     by_bearer = await upload(node, bearer(l2.issue("alice", PUBLIC_URL)), b"by bearer")
     assert by_bearer.status == 201
-    index = node.app[CONTENT_STORE].index
+    index = node.app[NODE].store.index
     assert (await (await node.get("/")).json())["user"] is None  # not logged in
     for stored in (by_cookie, by_bearer):
         assert await index.owners((await stored.json())["content_id"]) == {alice}

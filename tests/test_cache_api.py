@@ -14,10 +14,9 @@ import pytest
 from multiformats import CID
 
 from node.config import Settings
-from node.http import create_app
-from node.http.appkeys import CONTENT_STORE
+from node.http.appkeys import NODE
 from node.store.ipfs import IpfsClient
-from tests.helpers import AiohttpClient, Client, closed_port
+from tests.helpers import Client, NodeClient, closed_port
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -203,10 +202,10 @@ async def test_malformed_ref_is_400_invalid_cid(client: Client, ref: str) -> Non
 
 
 @pytest.mark.parametrize("ref", ["QmY7Yh4UquoXHLPFo2XbhXkhBvFoPwmQUSa92pxnxjQuPU", "cd" * 32])
-async def test_unknown_content_is_404(settings: Settings, aiohttp_client: AiohttpClient, ref: str) -> None:
+async def test_unknown_content_is_404(settings: Settings, node_client: NodeClient, ref: str) -> None:
     """Well-formed refs this node does not hold are 404 from the index alone: even with IPFS
     unreachable the answer is 404, so no request ever makes the daemon search the network."""
-    no_ipfs = await aiohttp_client(create_app(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}")))
+    no_ipfs = await node_client(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}"))
     response = await no_ipfs.get(f"/cache/{ref}")
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
@@ -261,7 +260,7 @@ async def test_asset_name_is_recorded(client: Client, auth: dict[str, str], sett
     first = await (await upload(client, auth, png_bytes(), name="cat")).json()
     second = await (await upload(client, auth, png_bytes(), name="dog", name_after=True)).json()
     assert first["name"] == "cat" and second["name"] == "dog"
-    store = client.app[CONTENT_STORE]
+    store = client.app[NODE].store
     assert await store.index.asset("cat") == first["content_id"]
     assert await store.index.asset("dog") == second["content_id"]
 
@@ -306,8 +305,8 @@ async def test_bad_upload_bodies_are_400(
 
 
 @pytest.fixture
-async def small_limit_client(settings: Settings, aiohttp_client: AiohttpClient) -> Client:
-    return await aiohttp_client(create_app(settings.replace(max_upload=100_000)))
+async def small_limit_client(settings: Settings, node_client: NodeClient) -> Client:
+    return await node_client(settings.replace(max_upload=100_000))
 
 
 async def test_too_large_is_413_by_content_length(small_limit_client: Client, settings: Settings) -> None:
@@ -344,11 +343,11 @@ async def test_too_large_is_413_when_streamed(
 
 
 async def test_ipfs_down_is_503(
-    settings: Settings, aiohttp_client: AiohttpClient, client: Client, auth: dict[str, str]
+    settings: Settings, node_client: NodeClient, client: Client, auth: dict[str, str]
 ) -> None:
     """With the IPFS daemon unreachable, uploads and downloads answer 503 ipfs_unavailable."""
     body = await (await upload(client, auth, png_bytes())).json()
-    down = await aiohttp_client(create_app(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}")))
+    down = await node_client(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}"))
     put = await down.post("/cache/upload", data=form(png_bytes()), headers=auth)
     assert put.status == 503
     assert (await put.json())["error"]["code"] == "ipfs_unavailable"
@@ -357,11 +356,9 @@ async def test_ipfs_down_is_503(
     assert (await get.json())["error"]["code"] == "ipfs_unavailable"
 
 
-async def test_redis_down_is_503(settings: Settings, aiohttp_client: AiohttpClient) -> None:
+async def test_redis_down_is_503(settings: Settings, node_client: NodeClient) -> None:
     """With Redis unreachable, uploads, downloads and listings answer 503 redis_unavailable."""
-    down = await aiohttp_client(
-        create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
-    )
+    down = await node_client(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
     token = (settings.data_dir / "admin_token").read_text().strip()
     responses = [
         await down.post(

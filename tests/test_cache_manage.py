@@ -10,10 +10,9 @@ import aiohttp
 import pytest
 
 from node.config import Settings
-from node.http import create_app
 from node.pixels.imaging import png_bytes
 from node.store.ipfs import IpfsClient
-from tests.helpers import AiohttpClient, Client, sse, start, upload
+from tests.helpers import Client, NodeClient, sse, start, upload
 from tests.test_runs_api import PIXELS
 
 
@@ -71,8 +70,8 @@ def roots(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def importer(settings: Settings, roots: tuple[Path, Path], aiohttp_client: AiohttpClient) -> Client:
-    return await aiohttp_client(create_app(settings.replace(import_roots=(roots[0],))))
+async def importer(settings: Settings, roots: tuple[Path, Path], node_client: NodeClient) -> Client:
+    return await node_client(settings.replace(import_roots=(roots[0],)))
 
 
 async def test_import_under_a_root(importer: Client, settings: Settings, roots: tuple[Path, Path]) -> None:

@@ -32,7 +32,7 @@ def test_defaults_listen_on_loopback_with_embedded_daemons() -> None:
 
 
 def test_every_variable_is_read(tmp_path: Path) -> None:
-    """Each ARTDAG_* variable of DESIGN.md reaches its field, parsed to its type."""
+    """Each ARTDAG_* variable of docs/operations.md "Settings" reaches its field, parsed to its type."""
     root_a, root_b = tmp_path / "a", tmp_path / "b"
     root_a.mkdir()
     root_b.mkdir()

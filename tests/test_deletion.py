@@ -13,7 +13,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from node.http.appkeys import IPFS, PUBLICATIONS
+from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, poll_async, sse
@@ -44,7 +44,7 @@ async def upload(node: Client, headers: dict[str, str], data: bytes) -> dict[str
 
 
 async def pinned(node: Client, cid: str) -> bool:
-    return bool(await node.app[IPFS].pin_ls(cid))
+    return bool(await node.app[NODE].ipfs.pin_ls(cid))
 
 
 async def render(node: Client, headers: dict[str, str], cid: str, recipe: str = "invert") -> dict[str, Any]:
@@ -79,7 +79,7 @@ async def test_two_owners_of_the_same_bytes(node: Client, l2: TestL2) -> None:
         response = await node.get("/state")
         if response.status != 200:
             return False
-        contents = json.loads(await node.app[IPFS].cat_all((await response.json())["contents"], 10**7))
+        contents = json.loads(await node.app[NODE].ipfs.cat_all((await response.json())["contents"], 10**7))
         return stored["content_id"] not in {item["content_id"] for item in contents["contents"]}
 
     await poll_async(published_without_it)
@@ -98,7 +98,7 @@ async def test_published_content_is_kept_and_an_unreachable_l2_refuses(node: Cli
     )
     l2.published.clear()
     l2.down = True
-    node.app[PUBLICATIONS].forget([stored["content_id"]])
+    node.app[NODE].publications.forget([stored["content_id"]])
     assert await error_of(await node.delete(f"/cache/{stored['cid']}", headers=alice)) == (
         503,
         "l2_unavailable",
@@ -128,7 +128,7 @@ async def test_run_deletion_rules_and_what_each_unpins(node: Client, l2: TestL2)
     )  # fmt: skip
     assert await pinned(node, output["cid"])
     l2.published.clear()
-    node.app[PUBLICATIONS].forget([output["content_id"]])
+    node.app[NODE].publications.forget([output["content_id"]])
     deleted = await (await node.delete(f"/runs/{done['run_id']}", headers=alice)).json()
     assert deleted["deleted"] == done["run_id"]
     assert deleted["removed"] == [output["cid"]]
@@ -137,6 +137,29 @@ async def test_run_deletion_rules_and_what_each_unpins(node: Client, l2: TestL2)
     assert (await (await node.delete(f"/cache/{source['cid']}", headers=alice)).json())["deleted"] is True
     kinds = [item["kind"] for item in (await (await node.get("/activities")).json())["items"]]
     assert kinds[:3] == ["content_deleted", "run_deleted", "run_completed"]
+
+
+async def test_what_a_deleted_run_removes_leaves_no_local_trace(node: Client, l2: TestL2) -> None:
+    """Deleting a run that unpins its output removes everything local about it too, as a
+    content delete does: the output's cache file (where the step left it), its thumbnail and
+    probe report, and the memory of its bytes; a ref to it is then 404."""
+    alice = as_user(l2, "alice")
+    source = await upload(node, alice, picture(7))
+    done = await render(node, alice, source["cid"])
+    output = done["output"]
+    parts = node.app[NODE]
+    cached = parts.cache.path_for(output["content_id"])
+    assert cached.is_file()  # the step's output was moved into the local cache
+    assert (await node.get(f"/cache/{output['cid']}/thumbnail")).status == 200
+    assert (await node.get(f"/cache/{output['cid']}/probe")).status == 200
+    assert (await node.get(f"/cache/{output['cid']}")).status == 200  # remembered as a hot read
+    thumbnail = parts.thumbnails.path_for(output["content_id"])
+    assert thumbnail.is_file() and await parts.contents.media_info(output["content_id"]) is not None
+    deleted = await (await node.delete(f"/runs/{done['run_id']}", headers=alice)).json()
+    assert deleted["removed"] == [output["cid"]]
+    assert not cached.exists() and not thumbnail.exists()
+    assert await parts.contents.media_info(output["content_id"]) is None
+    assert await error_of(await node.get(f"/cache/{output['cid']}")) == (404, "not_found")
 
 
 async def test_a_failed_run_can_always_be_deleted(node: Client, l2: TestL2) -> None:

@@ -13,12 +13,11 @@ from aiohttp.typedefs import Handler
 from node import __version__
 from node.config import Settings
 from node.errors import Conflict, Forbidden, InvalidInput, NodeError, NotFound, TooLarge, Unauthorized
-from node.http import create_app
 from node.identity import load_or_create
 from node.services import EmbeddedServices
 from node.store.errors import IpfsUnavailable
 from node.sync.errors import RedisUnavailable
-from tests.helpers import AiohttpClient, Client, closed_port, wait_until_async
+from tests.helpers import Client, NodeClient, closed_port, wait_until_async
 
 ERROR_KEYS = {"code", "message", "details"}
 
@@ -57,9 +56,9 @@ async def test_health_ok_with_both_dependencies(client: Client) -> None:
     assert all(check["healthy"] for check in body["checks"].values())
 
 
-async def test_ipfs_down_makes_health_503(settings: Settings, aiohttp_client: AiohttpClient) -> None:
+async def test_ipfs_down_makes_health_503(settings: Settings, node_client: NodeClient) -> None:
     """An unreachable IPFS daemon: /health is 503 ipfs down, / still answers and says so."""
-    client = await aiohttp_client(create_app(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}")))
+    client = await node_client(settings.replace(ipfs_api=f"http://127.0.0.1:{closed_port()}"))
     health = await client.get("/health")
     assert health.status == 503
     error = (await health.json())["error"]
@@ -72,11 +71,9 @@ async def test_ipfs_down_makes_health_503(settings: Settings, aiohttp_client: Ai
     assert index["ipfs"]["healthy"] is False and index["redis"]["healthy"] is True
 
 
-async def test_redis_down_makes_health_503(settings: Settings, aiohttp_client: AiohttpClient) -> None:
+async def test_redis_down_makes_health_503(settings: Settings, node_client: NodeClient) -> None:
     """An unreachable Redis: /health is 503 naming redis; IPFS still reported healthy."""
-    client = await aiohttp_client(
-        create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
-    )
+    client = await node_client(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
     health = await client.get("/health")
     assert health.status == 503
     assert health.headers["Retry-After"] == "5"
@@ -86,10 +83,10 @@ async def test_redis_down_makes_health_503(settings: Settings, aiohttp_client: A
 
 
 async def test_embedded_daemon_death_is_reported(
-    own_redis: EmbeddedServices, aiohttp_client: AiohttpClient
+    own_redis: EmbeddedServices, node_client: NodeClient
 ) -> None:
     """When the embedded redis-server dies under a running node, /health says so and where to look."""
-    client = await aiohttp_client(create_app(own_redis.settings, own_redis))
+    client = await node_client(own_redis.settings, own_redis)
     assert (await client.get("/health")).status == 200
     redis_proc = own_redis.processes["redis"]
     assert redis_proc.pid is not None
@@ -138,12 +135,10 @@ def _raising(error: Exception) -> Handler:
     ],
 )
 async def test_node_errors_map_to_status_and_shape(
-    settings: Settings, aiohttp_client: AiohttpClient, error: NodeError, status: int, code: str
+    settings: Settings, node_client: NodeClient, error: NodeError, status: int, code: str
 ) -> None:
     """Each error kind becomes its status with {"error": {code, message, details}}."""
-    app = create_app(settings)
-    app.router.add_get("/raise", _raising(error))
-    client = await aiohttp_client(app)
+    client = await node_client(settings, routes=lambda app: app.router.add_get("/raise", _raising(error)))
     response = await client.get("/raise")
     assert response.status == status
     assert await response.json() == {
@@ -152,12 +147,13 @@ async def test_node_errors_map_to_status_and_shape(
 
 
 async def test_unexpected_exception_is_500_without_traceback(
-    settings: Settings, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+    settings: Settings, node_client: NodeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug is logged with its traceback; the client gets a 500 in the shape and no internals."""
-    app = create_app(settings)
-    app.router.add_get("/bug", _raising(ZeroDivisionError("secret internals")))
-    client = await aiohttp_client(app)
+    client = await node_client(
+        settings,
+        routes=lambda app: app.router.add_get("/bug", _raising(ZeroDivisionError("secret internals"))),
+    )
     response = await client.get("/bug")
     assert response.status == 500
     body = await response.json()

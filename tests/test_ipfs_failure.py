@@ -11,9 +11,8 @@ import aiohttp
 import pytest
 
 from node.config import Settings
-from node.http import create_app
 from node.services import EmbeddedServices
-from tests.helpers import AiohttpClient
+from tests.helpers import NodeClient
 
 SIZE = 64 * 1024 * 1024
 
@@ -21,12 +20,12 @@ SIZE = 64 * 1024 * 1024
 async def test_daemon_death_mid_download_cuts_the_body(
     own_ipfs: EmbeddedServices,
     settings: Settings,
-    aiohttp_client: AiohttpClient,
+    node_client: NodeClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The client gets a short body (a payload error), not a 200 that ends in an error document."""
     caplog.set_level(logging.INFO, logger="node.http.cache")
-    client = await aiohttp_client(create_app(settings.replace(ipfs_api=own_ipfs.settings.ipfs_api)))
+    client = await node_client(settings.replace(ipfs_api=own_ipfs.settings.ipfs_api))
     headers = {"Authorization": f"Bearer {(settings.data_dir / 'admin_token').read_text().strip()}"}
     block = os.urandom(1024 * 1024)
 

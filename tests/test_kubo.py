@@ -18,12 +18,11 @@ from multiformats import CID, multihash
 from node import kubo
 from node.config import Settings
 from node.federation.peering import STALE_S
-from node.http import create_app
-from node.http.appkeys import CONTENT_STORE, DAEMON_PEERING, IPFS, LOCAL_CACHE
+from node.http.appkeys import NODE
 from node.services import JS_IPFS_ASIDE, LOCAL_NETWORKS, LOOPBACK_NETWORKS, REFILL_MARKER, EmbeddedServices
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
-from tests.helpers import AiohttpClient, Client, poll_async, upload
+from tests.helpers import Client, NodeClient, poll_async, upload
 
 
 def _ipfs_config(services: EmbeddedServices) -> dict[str, object]:
@@ -181,22 +180,20 @@ def test_a_kubo_repository_is_kept_across_restarts(own_ipfs: EmbeddedServices) -
 
 @pytest.fixture
 async def two_daemon_cluster(
-    settings: Settings, own_ipfs: EmbeddedServices, aiohttp_client: AiohttpClient
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
 ) -> tuple[Client, Client]:
     """Two nodes sharing one Redis (one cluster), each on a Kubo daemon of its own, with no
     peering configured by hand; each has registered its daemon once."""
-    first = await aiohttp_client(create_app(settings))
+    first = await node_client(settings)
     second_dir = settings.data_dir.parent / "second"
-    second = await aiohttp_client(
-        create_app(settings.replace(data_dir=second_dir, ipfs_api=own_ipfs.settings.ipfs_api))
-    )
+    second = await node_client(settings.replace(data_dir=second_dir, ipfs_api=own_ipfs.settings.ipfs_api))
     for client in (first, second):
-        await client.app[DAEMON_PEERING].refresh()
+        await client.app[NODE].peering.refresh()
     return first, second
 
 
 async def _peering_set(client: Client) -> set[str]:
-    answer = await client.app[IPFS].call("swarm/peering/ls")
+    answer = await client.app[NODE].ipfs.call("swarm/peering/ls")
     return {str(peer["ID"]) for peer in answer.get("Peers") or []}
 
 
@@ -206,7 +203,7 @@ async def test_nodes_sharing_a_redis_peer_their_daemons(
     """Each node records its daemon (peer id, loopback swarm addresses) in the registry and
     keeps the other daemon in its own daemon's peering set."""
     first, second = two_daemon_cluster
-    peer_ids = [str((await client.app[IPFS].id())["ID"]) for client in (first, second)]
+    peer_ids = [str((await client.app[NODE].ipfs.id())["ID"]) for client in (first, second)]
     registry = await redis_client.hgetall(Keys(settings.redis_prefix).daemons)
     assert set(registry) == set(peer_ids)
     for peer_id in peer_ids:
@@ -214,7 +211,7 @@ async def test_nodes_sharing_a_redis_peer_their_daemons(
         assert entry["addresses"] and all(
             address.endswith(f"/p2p/{peer_id}") for address in entry["addresses"]
         )
-    await first.app[DAEMON_PEERING].refresh()  # the second registered after the first's round
+    await first.app[NODE].peering.refresh()  # the second registered after the first's round
     assert peer_ids[1] in await _peering_set(first)  # the session's daemon: other tests' too
     assert await _peering_set(second) == {peer_ids[0]}
 
@@ -247,31 +244,31 @@ async def test_a_cid_nobody_indexes_is_404_without_asking_ipfs(
 
 
 async def test_a_new_repository_is_refilled_from_the_local_cache(
-    settings: Settings, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+    settings: Settings, node_client: NodeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """After a js-ipfs repository was moved aside, the node adds its local cache again (the
     same CIDs), keeps what is back and drops the index entries whose bytes are gone."""
     node_dir = settings.data_dir
     embedded = Settings(data_dir=node_dir, redis_url=settings.redis_url)
     with EmbeddedServices(embedded) as first:
-        client = await aiohttp_client(create_app(settings.replace(ipfs_api=first.settings.ipfs_api)))
+        client = await node_client(settings.replace(ipfs_api=first.settings.ipfs_api))
         auth = {"Authorization": f"Bearer {(node_dir / 'admin_token').read_text().strip()}"}
         kept = await upload(client, auth, os.urandom(400_000))
         lost = await upload(client, auth, os.urandom(1_000))
-        index = client.app[CONTENT_STORE].index
+        index = client.app[NODE].store.index
         cached = await index.get(kept["content_id"])
         assert cached is not None
-        await client.app[LOCAL_CACHE].materialize(cached)
+        await client.app[NODE].cache.materialize(cached)
         await client.close()
     (node_dir / "ipfs" / "datastore_spec").unlink()  # as js-ipfs left its repositories
     with caplog.at_level(logging.WARNING), EmbeddedServices(embedded) as second:
         assert (node_dir / REFILL_MARKER).exists()
-        client = await aiohttp_client(create_app(settings.replace(ipfs_api=second.settings.ipfs_api)))
+        client = await node_client(settings.replace(ipfs_api=second.settings.ipfs_api))
         await poll_async(lambda: _gone(node_dir / REFILL_MARKER), timeout_s=60)
         response = await client.get(f"/cache/{kept['cid']}")
         assert response.status == 200 and len(await response.read()) == 400_000
         assert (await client.get(f"/cache/{lost['cid']}")).status == 404
-        assert await client.app[IPFS].pin_ls(kept["cid"]) == {kept["cid"]}
+        assert await client.app[NODE].ipfs.pin_ls(kept["cid"]) == {kept["cid"]}
     [line] = [record.getMessage() for record in caplog.records if "refilled" in record.getMessage()]
     assert "1 files added again" in line and "1 entries kept" in line and "1 content and 0 step" in line
 
@@ -296,16 +293,16 @@ async def test_a_daemon_gone_from_the_registry_is_no_longer_kept_peered(
     """A registry entry not refreshed for STALE_S is dropped, and the daemons that kept it in
     their peering set let it go."""
     first, second = two_daemon_cluster
-    first_id = str((await first.app[IPFS].id())["ID"])
+    first_id = str((await first.app[NODE].ipfs.id())["ID"])
     assert first_id in await _peering_set(second)
-    await first.app[DAEMON_PEERING].close()  # the first node stops refreshing its entry
+    await first.app[NODE].peering.close()  # the first node stops refreshing its entry
     daemons = Keys(settings.redis_prefix).daemons
     raw = await redis_client.hget(daemons, first_id)
     assert raw is not None
     entry = json.loads(raw)
     entry["seen"] -= STALE_S + 1
     await redis_client.hset(daemons, first_id, json.dumps(entry))
-    await second.app[DAEMON_PEERING].refresh()
+    await second.app[NODE].peering.refresh()
     assert first_id not in await redis_client.hkeys(daemons)
     assert first_id not in await _peering_set(second)
 
@@ -324,23 +321,21 @@ def test_with_neither_go_nor_kubo_one_line_says_what_to_install(
 
 
 async def test_a_refill_keeps_what_another_daemon_of_the_cluster_holds(
-    settings: Settings, aiohttp_client: AiohttpClient
+    settings: Settings, node_client: NodeClient
 ) -> None:
     """A node refilling a new repository keeps the index entries whose bytes another daemon of
     its cluster holds (it waits until that daemon is connected before it asks)."""
-    first = await aiohttp_client(create_app(settings))  # on the session's daemon
+    first = await node_client(settings)  # on the session's daemon
     auth = {"Authorization": f"Bearer {(settings.data_dir / 'admin_token').read_text().strip()}"}
     elsewhere = await upload(first, auth, os.urandom(50_000))
-    await first.app[DAEMON_PEERING].refresh()
+    await first.app[NODE].peering.refresh()
     second_dir = settings.data_dir.parent / "second"
     embedded = Settings(data_dir=second_dir, redis_url=settings.redis_url)
     with EmbeddedServices(embedded):  # the second node's daemon, whose repository is replaced
         pass
     (second_dir / "ipfs" / "datastore_spec").unlink()
     with EmbeddedServices(embedded) as services:
-        second = await aiohttp_client(
-            create_app(settings.replace(data_dir=second_dir, ipfs_api=services.settings.ipfs_api))
-        )
+        second = await node_client(settings.replace(data_dir=second_dir, ipfs_api=services.settings.ipfs_api))
         await poll_async(lambda: _gone(second_dir / REFILL_MARKER), timeout_s=60)
         response = await second.get(f"/cache/{elsewhere['cid']}")
         assert response.status == 200 and len(await response.read()) == 50_000
@@ -352,10 +347,10 @@ async def test_an_entry_another_node_removed_is_let_go_too(
     """A daemon whose registry entry another node dropped is let go at the next round, though
     this node never saw the entry stale."""
     first, second = two_daemon_cluster
-    first_id = str((await first.app[IPFS].id())["ID"])
-    await first.app[DAEMON_PEERING].close()
+    first_id = str((await first.app[NODE].ipfs.id())["ID"])
+    await first.app[NODE].peering.close()
     await redis_client.hdel(Keys(settings.redis_prefix).daemons, first_id)
-    await second.app[DAEMON_PEERING].refresh()
+    await second.app[NODE].peering.refresh()
     assert first_id not in await _peering_set(second)
 
 
@@ -365,7 +360,7 @@ async def test_a_daemon_that_forgot_its_peering_set_is_given_it_again(
     """Kubo keeps its peering set in memory only: whatever it lost (a restart under the node)
     is added again at the next round."""
     first, second = two_daemon_cluster
-    first_id = str((await first.app[IPFS].id())["ID"])
-    await second.app[IPFS].peering_rm(first_id)  # as a restarted daemon would have lost it
-    await second.app[DAEMON_PEERING].refresh()
+    first_id = str((await first.app[NODE].ipfs.id())["ID"])
+    await second.app[NODE].ipfs.peering_rm(first_id)  # as a restarted daemon would have lost it
+    await second.app[NODE].peering.refresh()
     assert first_id in await _peering_set(second)

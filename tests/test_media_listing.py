@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from node.federation.snapshot import Snapshot
-from node.http.appkeys import CONTENT_INDEX, IDENTITY, KEYS
+from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from node.sync.keys import MEDIA_KINDS, Keys
 from tests.helpers import Client, upload
@@ -80,29 +80,13 @@ async def test_deleted_content_leaves_the_listing(
     assert await _listed(client, "?kind=image") == ([], 0)
     assert await _listed(client, "?kind=audio") == ([items["ogg"]["content_id"]], 1)
     assert (await _listed(client, "?kind=media"))[1] == 2
-    keys = client.app[KEYS]
+    keys = client.app[NODE].keys
     for listing in (keys.media, *map(keys.media_of_kind, MEDIA_KINDS)):
         assert await redis_client.zscore(listing, items["image"]["content_id"]) is None
 
 
 async def _forget_media_listings(redis_client: aioredis.Redis, keys: Keys) -> None:
-    await redis_client.delete(keys.media, keys.media_listed, *map(keys.media_of_kind, MEDIA_KINDS))
-
-
-async def test_content_indexed_before_the_listings_is_listed_once(
-    client: Client, auth: dict[str, str], tmp_path: Path, redis_client: aioredis.Redis
-) -> None:
-    """With the listings and their marker gone (as on a node indexed before they existed), the
-    start-up backfill lists media again, in its old order; then, marked, it does nothing."""
-    await _upload_kinds(client, auth, tmp_path)
-    before = {query: await _listed(client, query) for query in ("?kind=media", "?kind=audio", "?kind=video")}
-    await _forget_media_listings(redis_client, client.app[KEYS])
-    assert await _listed(client, "?kind=media") == ([], 0)
-    index = client.app[CONTENT_INDEX]
-    assert await index.list_older_media() == 4
-    assert {query: await _listed(client, query) for query in before} == before
-    await redis_client.delete(client.app[KEYS].media)
-    assert await index.list_older_media() == 0  # marked as done: never walks the listing again
+    await redis_client.delete(keys.media, *map(keys.media_of_kind, MEDIA_KINDS))
 
 
 async def test_a_restore_lists_media(
@@ -111,11 +95,10 @@ async def test_a_restore_lists_media(
     """Content read back from the node's published index is listed as media again."""
     await _upload_kinds(client, auth, tmp_path)
     before = await _listed(client, "?kind=media")
-    keys = client.app[KEYS]
-    snapshot = Snapshot(redis_client, keys, client.app[IDENTITY].node_id)
+    keys = client.app[NODE].keys
+    snapshot = Snapshot(redis_client, keys, client.app[NODE].identity.node_id)
     written = await snapshot.export()
     await _forget_media_listings(redis_client, keys)
-    await redis_client.set(keys.media_listed, "1")
     await snapshot.restore(written)
     assert await _listed(client, "?kind=media") == before
     assert (await _listed(client, "?kind=image"))[1] == 1

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,18 +21,7 @@ from node.executor.planner import Plan, Step
 from node.executor.provenance import verify_provenance
 from node.executor.recipe import builtin_recipe, parse_recipe
 from node.executor.run_manager import Submission
-from node.http.appkeys import (
-    CONTENT_STORE,
-    IDENTITY,
-    IPFS,
-    KEYS,
-    RECORD_WRITER,
-    REDIS,
-    RUN_QUERIES,
-    RUNS,
-    STEP_INDEX,
-    WORKER_POOL,
-)
+from node.http.appkeys import NODE
 from node.identity import NodeIdentity
 from node.pixels.imaging import png_bytes
 from node.records import RecordError, jcs, sign_record, verify_record
@@ -45,7 +35,7 @@ RNG = np.random.default_rng(3)
 
 
 async def put_bytes(client: Client, data: bytes) -> ContentEntry:
-    return (await client.app[CONTENT_STORE].put_bytes(data, max_size=10**9)).entry
+    return (await client.app[NODE].store.put_bytes(data, max_size=10**9)).entry
 
 
 async def submit(
@@ -57,30 +47,30 @@ async def submit(
     recipe = parse_recipe(recipe_text) if recipe_text else builtin_recipe(effect)
     recipe_entry = await put_bytes(client, (recipe_text or effect).encode())
     source = next(node.id for node in recipe.nodes if node.type == "SOURCE")
-    record = await client.app[RUNS].submit(
+    record = await client.app[NODE].run_manager.submit(
         Submission(recipe, recipe_entry, {source: image.content_id}, owner="admin", output_name="out")
     )
     return str(record["run_id"])
 
 
 async def events(client: Client, run_id: str) -> list[dict[str, Any]]:
-    stream: Any = await client.app[REDIS].xrange(client.app[KEYS].events(run_id))
+    stream: Any = await client.app[NODE].redis.xrange(client.app[NODE].keys.events(run_id))
     return [{"kind": fields["kind"], **json.loads(fields["data"])} for _, fields in stream]
 
 
 async def test_run_completes_with_events_and_provenance(client: Client) -> None:
     """A submitted run plans, renders and completes; its events come in order; it has provenance."""
     run_id = await submit(client, None)
-    record = await client.app[RUNS].wait(run_id)
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run_id)
     assert record["status"] == "completed", record
     assert record["output"]["cid"] and record["provenance_cid"]
     kinds = [event["kind"] for event in await events(client, run_id)]
     assert kinds == ["run_queued", "step_started", "step_finished", "progress", "run_completed"]
     verdict = await verify_provenance(
-        client.app[IPFS], record["provenance_cid"], {client.app[IDENTITY].node_id}
+        client.app[NODE].ipfs, record["provenance_cid"], {client.app[NODE].identity.node_id}
     )
     assert verdict.ok, verdict.problems
-    async with client.app[IPFS].cat(record["provenance_cid"]) as chunks:
+    async with client.app[NODE].ipfs.cat(record["provenance_cid"]) as chunks:
         provenance = json.loads(b"".join([chunk async for chunk in chunks]))
     assert provenance["run_id"] == run_id and provenance["rendered_by"] == "admin"
     assert provenance["output"]["name"] == "out" and provenance["output"]["cid"] == record["output"]["cid"]
@@ -92,11 +82,11 @@ async def test_run_completes_with_events_and_provenance(client: Client) -> None:
 async def _tampered(client: Client, change: Any, resign: bool) -> str:
     """A copy of a real provenance record with ``change`` applied, re-signed or not."""
     run_id = await submit(client, None, effect="invert")
-    record = await client.app[RUNS].wait(run_id)
-    async with client.app[IPFS].cat(record["provenance_cid"]) as chunks:
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run_id)
+    async with client.app[NODE].ipfs.cat(record["provenance_cid"]) as chunks:
         provenance = json.loads(b"".join([chunk async for chunk in chunks]))
     change(provenance)
-    writer = client.app[RECORD_WRITER]
+    writer = client.app[NODE].writer
     if resign:
         return await writer.put(provenance)
     return (await put_bytes(client, jcs(provenance))).cid
@@ -121,7 +111,7 @@ async def test_provenance_fails_after_any_alteration(
     """Altering a field without re-signing, the signature, or (re-signed) a hash or a receipt
     makes verification fail, saying what is wrong."""
     cid = await _tampered(client, change, resign)
-    verdict = await verify_provenance(client.app[IPFS], cid, {client.app[IDENTITY].node_id})
+    verdict = await verify_provenance(client.app[NODE].ipfs, cid, {client.app[NODE].identity.node_id})
     assert not verdict.ok
     assert any(problem in line for line in verdict.problems), verdict.problems
 
@@ -129,24 +119,24 @@ async def test_provenance_fails_after_any_alteration(
 async def test_altered_receipt_fails(client: Client) -> None:
     """A receipt whose contents were changed after signing fails, and so does its provenance."""
     run_id = await submit(client, None, effect="invert")
-    record = await client.app[RUNS].wait(run_id)
-    ipfs = client.app[IPFS]
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run_id)
+    ipfs = client.app[NODE].ipfs
     async with ipfs.cat(record["provenance_cid"]) as chunks:
         provenance = json.loads(b"".join([chunk async for chunk in chunks]))
     async with ipfs.cat(provenance["receipts"][0]) as chunks:
         receipt = json.loads(b"".join([chunk async for chunk in chunks]))
     receipt["step"] = "someone-else"
     provenance["receipts"] = [(await put_bytes(client, jcs(receipt))).cid]
-    cid = await client.app[RECORD_WRITER].put(provenance)
-    verdict = await verify_provenance(ipfs, cid, {client.app[IDENTITY].node_id})
+    cid = await client.app[NODE].writer.put(provenance)
+    verdict = await verify_provenance(ipfs, cid, {client.app[NODE].identity.node_id})
     assert any("receipt" in line and "signature does not match" in line for line in verdict.problems)
 
 
 async def test_untrusted_signer_fails(client: Client) -> None:
     run_id = await submit(client, None, effect="invert")
-    record = await client.app[RUNS].wait(run_id)
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run_id)
     stranger = NodeIdentity(Ed25519PrivateKey.generate())
-    verdict = await verify_provenance(client.app[IPFS], record["provenance_cid"], {stranger.node_id})
+    verdict = await verify_provenance(client.app[NODE].ipfs, record["provenance_cid"], {stranger.node_id})
     assert not verdict.ok and "not trusted" in verdict.problems[0]
 
 
@@ -168,9 +158,9 @@ SLOW = (  # a step that is surely still running when the test acts: it holds the
 async def test_cancel_stops_the_run_and_its_worker(client: Client) -> None:
     """Cancelling a running run kills its step's process group; the run says cancelled."""
     run_id = await submit(client, SLOW)
-    pool = client.app[WORKER_POOL]
+    pool = client.app[NODE].pool
     pids = await wait_until_async(lambda: pool.busy_pids, timeout_s=60)
-    record = await client.app[RUNS].cancel(run_id)
+    record = await client.app[NODE].run_manager.cancel(run_id)
     assert record["status"] == "cancelled"
     await wait_until_async(lambda: not any(pid_alive(pid) for pid in pids))
     assert (await events(client, run_id))[-1]["kind"] == "run_cancelled"
@@ -179,8 +169,8 @@ async def test_cancel_stops_the_run_and_its_worker(client: Client) -> None:
 async def test_restart_mid_run_finishes_the_run(client: Client) -> None:
     """A node stopped while a run is computing resumes it on start and completes it."""
     run_id = await submit(client, SLOW)
-    runs = client.app[RUNS]
-    await wait_until_async(lambda: client.app[WORKER_POOL].busy_pids, timeout_s=60)
+    runs = client.app[NODE].run_manager
+    await wait_until_async(lambda: client.app[NODE].pool.busy_pids, timeout_s=60)
     await runs.close()  # what a shutdown does: the run stays active
     assert (await runs.get(run_id))["status"] == "running"
     assert await runs.resume() == [run_id]
@@ -192,11 +182,12 @@ async def test_verify_command(client: Client, settings: Settings) -> None:
     """`python -m node verify CID --trust ID` prints VALID and exits 0; on a forged record
     INVALID, 1; with no trust list it refuses (2) rather than vouch for any key."""
     run_id = await submit(client, None, effect="invert")
-    good = (await client.app[RUNS].wait(run_id))["provenance_cid"]
+    finished: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run_id)
+    good = finished["provenance_cid"]
     forged = await _tampered(client, lambda p: p.update(rendered_by="mallory"), False)
     env = {**os.environ, "ARTDAG_IPFS_API": str(settings.ipfs_api), "ARTDAG_DATA_DIR": str(settings.data_dir)}
 
-    node_id = client.app[IDENTITY].node_id
+    node_id = client.app[NODE].identity.node_id
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "node", "verify", *args]
@@ -216,8 +207,8 @@ async def test_node_process_resumes_a_run_left_unfinished(client: Client, settin
     """A run left running by a node that stopped is finished by the next node process that
     starts on the same Redis and IPFS (resume at start-up, in the app's own wiring)."""
     run_id = await submit(client, slow_recipe(15), pixels=RNG.integers(0, 256, (600, 600, 3), np.uint8))
-    runs = client.app[RUNS]
-    await wait_until_async(lambda: client.app[WORKER_POOL].busy_pids, timeout_s=60)
+    runs = client.app[NODE].run_manager
+    await wait_until_async(lambda: client.app[NODE].pool.busy_pids, timeout_s=60)
     await runs.close()
     env = {
         "ARTDAG_REDIS_URL": str(settings.redis_url),
@@ -237,28 +228,30 @@ async def test_node_process_resumes_a_run_left_unfinished(client: Client, settin
             await asyncio.sleep(0.1)
     finally:
         node.stop()
-    record = await runs.get(run_id)
-    verdict = await verify_provenance(client.app[IPFS], record["provenance_cid"])
+    record: Mapping[str, Any] = await runs.get(run_id)
+    verdict = await verify_provenance(client.app[NODE].ipfs, record["provenance_cid"])
     assert verdict.ok, verdict.problems
-    assert verdict.signer != client.app[IDENTITY].node_id  # finished and signed by the second node
+    assert verdict.signer != client.app[NODE].identity.node_id  # finished and signed by the second node
 
 
 async def test_publish_adds_a_receipt_from_redis(client: Client) -> None:
     """A receipt committed with its step but never added to IPFS (its signer died first) is
     added, pinned and indexed by ``publish``, as a run's finisher does; one recorded nowhere
     is refused."""
-    writer, store = client.app[RECORD_WRITER], client.app[CONTENT_STORE]
-    receipt = sign_record(client.app[IDENTITY], {"kind": "artdag/step-receipt", "nonce": os.urandom(8).hex()})
+    writer, store = client.app[NODE].writer, client.app[NODE].store
+    receipt = sign_record(
+        client.app[NODE].identity, {"kind": "artdag/step-receipt", "nonce": os.urandom(8).hex()}
+    )
     cid = leaf_cid(receipt)
     step = StepEntry(os.urandom(32).hex(), cid, "c" * 64, 1, "image/png", receipt_cid=cid)
-    assert await client.app[STEP_INDEX].put_if_absent(step, receipt)
+    assert await client.app[NODE].steps.put_if_absent(step, receipt)
     with pytest.raises(ContentNotFound):
         await store.resolve(cid)
     await writer.publish([cid])
     assert (await store.resolve(cid)).size == len(receipt)
-    async with client.app[IPFS].cat(cid) as chunks:
+    async with client.app[NODE].ipfs.cat(cid) as chunks:
         assert b"".join([chunk async for chunk in chunks]) == receipt
-    assert await client.app[IPFS].pin_ls(cid)
+    assert await client.app[NODE].ipfs.pin_ls(cid)
     with pytest.raises(NotFound, match="recorded nowhere"):
         await writer.publish([leaf_cid(b"never committed")])
 
@@ -267,14 +260,14 @@ async def test_a_step_done_before_is_reported_once_with_progress(client: Client)
     """Two SOURCE-fed effects, one computed by an earlier run: the second run reports it as
     cached and the other as finished, each once, each followed by the share of steps done."""
     pixels = RNG.integers(0, 256, (24, 24, 3), np.uint8)
-    await client.app[RUNS].wait(await submit(client, None, effect="invert", pixels=pixels))
+    await client.app[NODE].run_manager.wait(await submit(client, None, effect="invert", pixels=pixels))
     two = (
         "name: two\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
         "    - {id: a, type: EFFECT, config: {effect: invert}, inputs: [src]}\n"
         "    - {id: b, type: EFFECT, config: {effect: sepia}, inputs: [a]}\n  output: b\n"
     )
     run_id = await submit(client, two, pixels=pixels)
-    assert (await client.app[RUNS].wait(run_id))["status"] == "completed"
+    assert (await client.app[NODE].run_manager.wait(run_id))["status"] == "completed"
     reported = [
         (event["kind"], event.get("step"), event.get("percent")) for event in await events(client, run_id)
     ]
@@ -289,18 +282,19 @@ async def test_a_step_committed_but_not_yet_reported_is_not_shown_cached_first(c
     """The node that finishes a run waits briefly for the report of a step started in this run
     (committed by its node, which reports just after): the step shows as computed, once, and
     never as cached before that."""
-    runs, steps = client.app[RUNS], client.app[STEP_INDEX]
+    runs, steps = client.app[NODE].run_manager, client.app[NODE].steps
     run_id = f"run-{os.urandom(8).hex()}"
     source_id, step_id = os.urandom(32).hex(), os.urandom(32).hex()
     step = Step(step_id, "out", "EFFECT", "1", {}, (source_id,), {}, 1)
     plan = Plan("plan", "recipe", (Step(source_id, "src", "SOURCE", "1", {}, (), {}, 0), step), step_id)
     entry = StepEntry(step_id, leaf_cid(b"output"), hashlib.sha3_256(b"output").hexdigest(), 6, "image/png")
     await steps.put_if_absent(entry)  # committed by the node computing it ...
-    await runs._event(run_id, "step_started", step="out", cache_id=step_id, node="z6Mkother")
+    events = client.app[NODE].runs.events
+    await events.append(run_id, "step_started", step="out", cache_id=step_id, node="z6Mkother")
     finishing = asyncio.create_task(runs._report_rest(run_id, plan))
     await asyncio.sleep(0.2)  # ... which reports it 200 ms later
     fields = {"step": "out", "cache_id": step_id, "cid": entry.cid, "node": "z6Mkother"}
-    await runs._report(run_id, 1, "step_finished", fields)
+    await events.report(run_id, 1, "step_finished", fields)
     await finishing
-    kinds = [event["kind"] for _, event in await client.app[RUN_QUERIES].events(run_id)]
+    kinds = [event["kind"] for _, event in await client.app[NODE].runs.events.read(run_id)]
     assert kinds == ["step_started", "step_finished", "progress"]

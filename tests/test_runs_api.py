@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node.http.appkeys import IDENTITY
+from node.http.appkeys import NODE
 from node.pixels.effects import EFFECTS
 from node.pixels.imaging import png_bytes
 from node.pixels.params import normalize_params
@@ -40,7 +40,7 @@ async def test_seeds_curl_example_renders(client: Client, auth: dict[str, str], 
     status = await (await client.get(f"/runs/{run['run_id']}")).json()
     assert status["status"] == "completed" and status["progress"] == 100
     assert status["steps"]["dog"]["state"] in ("done", "cached")
-    assert status["steps"]["dog"]["node"] == client.app[IDENTITY].node_id
+    assert status["steps"]["dog"]["node"] == client.app[NODE].identity.node_id
     output = await (await client.get(f"/cache/{status['output']['cid']}")).read()
     params, _ = normalize_params(EFFECTS["dog"].params, {})
     assert EFFECTS["dog"].apply is not None

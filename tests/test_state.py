@@ -25,8 +25,7 @@ from node.federation.publisher import STATE_FILE, IpnsNames, StatePublisher
 from node.federation.recovery import RecoveryFailed, recover
 from node.federation.snapshot import Snapshot, read_index
 from node.federation.state_document import INDEXES, NodeState, read_state, sign_state
-from node.http import create_app
-from node.http.appkeys import IDENTITY
+from node.http.appkeys import NODE
 from node.identity import NodeIdentity, load_or_create
 from node.pixels.imaging import png_bytes
 from node.private_files import replace_private_file
@@ -34,7 +33,7 @@ from node.records import RecordError, jcs
 from node.store.cid import leaf_cid
 from node.store.ipfs import IpfsClient
 from node.sync.keys import Keys
-from tests.helpers import AiohttpClient, Client, closed_port, poll_async, sse, start, upload
+from tests.helpers import Client, NodeClient, closed_port, poll_async, sse, start, upload
 
 PIXELS = np.random.default_rng(9).integers(0, 256, (16, 20, 3), dtype=np.uint8)
 CID = "bafkreiaq6af74crxbb472owuqlbli25i64kimuqzeet2zqccrke2ca3gvm"
@@ -105,8 +104,8 @@ def quick(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def quick_client(quick: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Client]:
-    yield await aiohttp_client(create_app(quick))
+async def quick_client(quick: Settings, node_client: NodeClient) -> AsyncIterator[Client]:
+    yield await node_client(quick)
 
 
 @pytest.fixture
@@ -128,7 +127,7 @@ async def published(client: Client, accept: Callable[[NodeState], Awaitable[bool
         response = await client.get("/state")
         if response.status != 200:
             return None
-        state = read_state(await response.read(), {client.app[IDENTITY].node_id})
+        state = read_state(await response.read(), {client.app[NODE].identity.node_id})
         return state if await accept(state) else None
 
     found: NodeState = await poll_async(ready)
@@ -143,7 +142,7 @@ async def test_identity_names_the_node_its_key_and_ipns_name(quick_client: Clien
     """GET /identity: the node id, its public key, the IPNS name the daemon holds for the node's
     key, and the daemon's peer id."""
     answer = await (await quick_client.get("/identity")).json()
-    node = quick_client.app[IDENTITY]
+    node = quick_client.app[NODE].identity
     assert answer["node_id"] == node.node_id
     assert base64.b64decode(answer["public_key"]) == node.public_key_bytes
     assert (await ipfs.key_ls())[f"artdag-{node.node_id}"] == answer["ipns_name"]
@@ -205,7 +204,7 @@ async def test_indexes_read_back_into_an_empty_database(
         return bool(await redis_client.exists(keys.step(finish_id(run["run_id"]))))
 
     await poll_async(finish_recorded)
-    node_id = quick_client.app[IDENTITY].node_id
+    node_id = quick_client.app[NODE].identity.node_id
     written = await Snapshot(redis_client, keys, node_id).export()
     elsewhere = Keys(f"test-{uuid.uuid4().hex[:12]}:")
     try:
@@ -220,13 +219,11 @@ async def test_indexes_read_back_into_an_empty_database(
             await redis_client.delete(key)
 
 
-async def test_peers_lists_each_peer_and_its_last_error(
-    settings: Settings, aiohttp_client: AiohttpClient
-) -> None:
+async def test_peers_lists_each_peer_and_its_last_error(settings: Settings, node_client: NodeClient) -> None:
     """GET /peers: every configured peer, nothing merged yet, and why (its URL refuses)."""
     peer = identity().node_id
     url = f"http://127.0.0.1:{closed_port()}"
-    client = await aiohttp_client(create_app(settings.replace(peers=(f"{peer}@{url}",), peer_poll=0.2)))
+    client = await node_client(settings.replace(peers=(f"{peer}@{url}",), peer_poll=0.2))
 
     async def failing() -> list[dict[str, Any]] | None:
         items: list[dict[str, Any]] = (await (await client.get("/peers")).json())["items"]
@@ -278,7 +275,7 @@ async def test_a_peer_known_by_its_ipns_name_is_read_through_it(
     image = await upload(quick_client, quick_auth, png_bytes(PIXELS[::-1]))
     run = await start(quick_client, quick_auth, {"recipe": "sepia", "inputs": [image["cid"]]})
     await sse(quick_client, run["run_id"])
-    node_id = quick_client.app[IDENTITY].node_id
+    node_id = quick_client.app[NODE].identity.node_id
     ipns_name = (await (await quick_client.get("/identity")).json())["ipns_name"]
 
     async def steps_listed(state: NodeState) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node.http.appkeys import CONTENT_STORE, LOCAL_CACHE, THUMBNAILS
+from node.http.appkeys import NODE
 from node.media.thumbnails import MAX_PIXELS
 from node.pixels.imaging import png_bytes
 from node.store.errors import ThumbnailTimeout
@@ -69,7 +69,7 @@ async def test_a_photo_is_turned_upright(client: Client, auth: dict[str, str]) -
 
 async def test_made_once_then_served_from_disk(client: Client, auth: dict[str, str]) -> None:
     """A second request serves the same file, not a new one; If-None-Match gets a 304."""
-    thumbnails = client.app[THUMBNAILS]
+    thumbnails = client.app[NODE].thumbnails
     item = await upload(client, auth, _picture(500, 500))
     first = await client.get(f"/cache/{item['cid']}/thumbnail")
     body = await first.read()
@@ -93,7 +93,7 @@ async def test_concurrent_requests_make_it_once(client: Client, auth: dict[str, 
     bodies = {await response.read() for response in responses}
     assert [response.status for response in responses] == [200] * 6
     assert len(bodies) == 1
-    assert client.app[THUMBNAILS].maker_runs == 1
+    assert client.app[NODE].thumbnails.maker_runs == 1
 
 
 async def test_a_video_gets_a_frame(client: Client, auth: dict[str, str], tmp_path: Path) -> None:
@@ -142,12 +142,12 @@ async def test_what_is_not_media_has_none(client: Client, auth: dict[str, str]) 
         refused = await conforms.check(await client.get(f"/cache/{broken['cid']}/thumbnail"), "get", path)
         assert refused["error"]["code"] == "unsupported_media"
         assert "not an image" in refused["error"]["message"]
-    assert client.app[THUMBNAILS].maker_runs == 1  # the second answer came from memory
+    assert client.app[NODE].thumbnails.maker_runs == 1  # the second answer came from memory
     missing = await client.get(f"/cache/{'ab' * 32}/thumbnail")
     assert missing.status == 404
     await conforms.check(missing, "get", path)
     assert (await client.get("/cache/not-a-cid/thumbnail")).status == 400
-    assert client.app[THUMBNAILS].maker_runs == 1
+    assert client.app[NODE].thumbnails.maker_runs == 1
 
 
 async def test_a_huge_image_is_refused(client: Client, auth: dict[str, str]) -> None:
@@ -164,7 +164,7 @@ async def test_a_huge_image_is_refused(client: Client, auth: dict[str, str]) -> 
 async def test_deleting_content_removes_its_thumbnail(client: Client, auth: dict[str, str]) -> None:
     item = await upload(client, auth, _picture(100, 100))
     assert (await client.get(f"/cache/{item['cid']}/thumbnail")).status == 200
-    path = client.app[THUMBNAILS].path_for(item["content_id"])
+    path = client.app[NODE].thumbnails.path_for(item["content_id"])
     assert path.is_file()
     assert (await client.delete(f"/cache/{item['cid']}", headers=auth)).status == 200
     assert not path.exists()
@@ -176,8 +176,8 @@ async def test_a_thumbnail_past_its_deadline_is_not_made(
 ) -> None:
     """Too long to make: an error that says so (503, not remembered), and no file."""
     clip = pattern_clip(tmp_path / "clip.mp4", seconds=3.0)
-    entry = await client.app[CONTENT_STORE].resolve((await upload(client, auth, clip.read_bytes()))["cid"])
-    hurried = Thumbnails(tmp_path / "thumbnails", client.app[LOCAL_CACHE], timeout_s=0.001)
+    entry = await client.app[NODE].store.resolve((await upload(client, auth, clip.read_bytes()))["cid"])
+    hurried = Thumbnails(tmp_path / "thumbnails", client.app[NODE].cache, timeout_s=0.001)
     for _ in range(2):
         with pytest.raises(ThumbnailTimeout, match="longer than"):
             await hurried.get(entry)

@@ -8,13 +8,15 @@ import io
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from markupsafe import escape
 from PIL import Image
 
-from node.http.appkeys import IDENTITY, KEYS, REDIS, RUNS, SETTINGS
+from node.http.appkeys import NODE
 from node.http.openapi import document
 from node.http.ui.client import CLIENT_FILE, build_bundle
 from node.store.cid import leaf_cid
@@ -58,7 +60,7 @@ async def test_shared_paths_choose_page_or_json_by_accept(client: Client) -> Non
 async def test_pages_load_only_the_nodes_own_assets(client: Client) -> None:
     """Every page refers only to this node's paths (no CDN), under a CSP that allows nothing else,
     and every static asset it names is served."""
-    settings = client.app[SETTINGS]
+    settings = client.app[NODE].settings
     allowed_absolute = {settings.public_url, *settings.l2_trusted}
     assets: set[str] = set()
     for path in PAGES:
@@ -139,7 +141,7 @@ async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[st
     )
     assert stored.status == 201
     run = await start(client, auth, {"recipe": (await stored.json())["id"], "inputs": [image["cid"]]})
-    record = await client.app[RUNS].wait(run["run_id"])
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run["run_id"])
     body = await page_text(client, f"/run/{run['run_id']}")
     assert body.count('class="dag-step') == 3
     for step, state in (("photo", "source"), ("flip", "done"), ("grey", "done")):
@@ -158,7 +160,7 @@ async def test_built_in_effects_take_params(client: Client, auth: dict[str, str]
     the effect's schema and named as the request names them."""
     image = await upload(client, auth, png(3))
     run = await start(client, auth, {"recipe": "blur", "inputs": [image["cid"]], "params": {"sigma": 3}})
-    record = await client.app[RUNS].wait(run["run_id"])
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run["run_id"])
     plan = await (await client.get(f"/cache/{record['plan_cid']}")).json()
     assert [step["config"]["params"] for step in plan["steps"] if step["type"] == "EFFECT"] == [
         {"sigma": 3.0}
@@ -216,14 +218,14 @@ async def test_forgotten_recipe_and_lost_events_still_render(client: Client, aut
     )
     stored = await (await client.post("/recipes/upload", data=recipe, headers=auth)).json()
     run = await start(client, auth, {"recipe": stored["id"], "inputs": [image["cid"]]})
-    await client.app[RUNS].wait(run["run_id"])
+    await client.app[NODE].run_manager.wait(run["run_id"])
     assert (await client.delete(f"/recipes/{stored['id']}", headers=auth)).status == 200
     body = await page_text(client, f"/recipe/{stored['id']}")
     assert "effect: invert" in body and "Forget this recipe" not in body
 
-    await client.app[REDIS].delete(client.app[KEYS].events(run["run_id"]))
+    await client.app[NODE].redis.delete(client.app[NODE].keys.events(run["run_id"]))
     body = await page_text(client, f"/run/{run['run_id']}")
-    node_id = client.app[IDENTITY].node_id
+    node_id = client.app[NODE].identity.node_id
     assert re.search(r'class="dag-step [^"]*state-done[^"]*" data-step="flip"', body)
     assert f'<code title="{node_id}">' in body
 
@@ -246,7 +248,7 @@ async def test_run_page_previews_video_and_audio_and_shows_errors(
         client, auth, (await asyncio.to_thread(pattern_clip, tmp_path / "c.mp4", seconds=1.0)).read_bytes()
     )
     video = await start(client, auth, {"recipe": "invert", "inputs": [clip["cid"]]})
-    record = await client.app[RUNS].wait(video["run_id"])
+    record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(video["run_id"])
     body = await page_text(client, f"/run/{video['run_id']}")
     assert f'<video src="/cache/{record["output"]["cid"]}" controls' in body
 
@@ -261,7 +263,7 @@ async def test_run_page_previews_video_and_audio_and_shows_errors(
     )
     stored = await (await client.post("/recipes/upload", data=cut, headers=auth)).json()
     audio = await start(client, auth, {"recipe": stored["id"], "inputs": [sound["cid"]]})
-    record = await client.app[RUNS].wait(audio["run_id"])
+    record = cast(Mapping[str, Any], await client.app[NODE].run_manager.wait(audio["run_id"]))
     assert record["status"] == "completed", record
     body = await page_text(client, f"/run/{audio['run_id']}")
     assert f'<audio src="/cache/{record["output"]["cid"]}" controls' in body
@@ -269,7 +271,7 @@ async def test_run_page_previews_video_and_audio_and_shows_errors(
     whole = (tmp_path / "c.mp4").read_bytes()
     broken = await upload(client, auth, whole[: len(whole) // 3])
     failed = await start(client, auth, {"recipe": "invert", "inputs": [broken["cid"]]})
-    record = await client.app[RUNS].wait(failed["run_id"])
+    record = await client.app[NODE].run_manager.wait(failed["run_id"])
     assert record["status"] == "failed"
     body = await page_text(client, f"/run/{failed['run_id']}")
     assert 'id="error-heading"' in body and str(escape(record["error"])) in body

@@ -19,9 +19,7 @@ L2 comes first and fails closed: an L2 that cannot be asked means nothing is del
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from node.auth.errors import L2Unavailable
 from node.auth.local import User
@@ -30,6 +28,8 @@ from node.errors import Conflict, Forbidden
 from node.store.content import ContentStore, Deleted
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry
+from node.sync.run_index import RunIndex
+from node.sync.run_status import RunRecord, RunStatus
 
 log = logging.getLogger(__name__)
 PUBLISHED_CONTENT = "content published on an L2 cannot be deleted: unpublish it there first"
@@ -58,14 +58,12 @@ class DeletionRules:
         store: ContentStore,
         checker: PublicationChecker,
         activities: Activities,
-        forget_run: Callable[[str, str], Awaitable[list[str]]],
-        active_content: Callable[[], Awaitable[set[str]]],
+        runs: RunIndex,
     ) -> None:
         self._store = store
         self._checker = checker
         self._activities = activities
-        self._forget_run = forget_run  # (run id, status it must still have) -> content it held
-        self._active_content = active_content  # content the plans of unfinished runs use
+        self._runs = runs
 
     async def delete_content(self, entry: ContentEntry, user: User) -> Deleted:
         # Who and what uses it first (403, 409): L2 is asked only about a delete that may happen.
@@ -98,10 +96,10 @@ class DeletionRules:
             refusals[content_id] = PUBLISHED_CONTENT
         return refusals
 
-    async def delete_run(self, record: dict[str, Any], user: User) -> RunDeleted:
-        run_id, output = record["run_id"], record.get("output")
+    async def delete_run(self, record: RunRecord, user: User) -> RunDeleted:
+        run_id, output = record["run_id"], record["output"]
         if (
-            record["status"] == "completed"
+            record["status"] == RunStatus.COMPLETED
             and output
             and await self._checker.published([output["content_id"]])
         ):
@@ -111,10 +109,10 @@ class DeletionRules:
                 rule="published",
                 run_id=run_id,
             )
-        released = await self._forget_run(run_id, record["status"])  # 409 running, or changed since
+        released = await self._runs.delete(run_id, record["status"])  # 409 running, or changed since
         # A recipe's bytes stay (provenance names them; a run may be starting with them), and so
         # does anything a run still going may be reusing.
-        candidates = set(released) - {record["recipe_content_id"]} - await self._active_content()
+        candidates = set(released) - {record["recipe_content_id"]} - await self._runs.active_content()
         try:
             kept = await self._checker.published(sorted(candidates))
         except L2Unavailable as exc:  # the run goes; what it held stays until L2 can say

@@ -2,7 +2,7 @@
 
 A token is a JWT issued by an L2; the node reads its claims without checking its signature (it
 holds no L2 secret) only to learn who to ask: ``iss`` must be one of ``ARTDAG_L2_TRUSTED``. It
-then asks that L2 (the contract, also in the README):
+then asks that L2 (the contract, also in docs/security.md "The L2 contract"):
 
     POST {issuer}/auth/verify   {"token": TOKEN, "scope": ARTDAG_PUBLIC_URL}
     200 {"valid": true, "username": "alice", "actor": "https://l2.example/users/alice",

@@ -1,6 +1,7 @@
 """Whether content is published on an L2 (the seeds' "Cannot delete items published to L2").
 
-One checker for every deletion rule. It asks each trusted L2 (the contract, also in the README):
+One checker for every deletion rule. It asks each trusted L2 (the contract, also in
+docs/security.md "The L2 contract"):
 
     POST {L2}/published   {"sha3_256": ["<hex>", ...]}
     200 {"published": ["<hex>", ...]}     (the subset this L2 has published)

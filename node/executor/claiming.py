@@ -1,6 +1,6 @@
 """Claims for the scheduler on the shared Redis: ``ClaimBoard`` plus waiting on notices.
 
-A step held by another node is waited for as DESIGN.md says: the caller watches its notice
+A step held by another node is waited for as docs/design.md "Claims" says: the caller watches its notice
 first (:meth:`RedisClaims.watch`), re-checks with ``claim_or_hit`` (which also takes the step
 over once the holder's lease has lapsed), and only then waits, for the notice or one poll
 interval, whichever comes first.

@@ -4,7 +4,7 @@ A node's config is normalized here: unknown fields refused, defaults filled in, 
 form, so that two spellings of the same recipe give the same cache ids. ``version`` is part of
 every cache id: raise it when a type's output for the same config and inputs may change.
 ``kinds`` lists the media a type takes (image, video, audio); how each type treats video and
-audio is in ``node.media.ops``, and the README's "Node types" table sums both up.
+audio is in ``node.media.ops``, and docs/recipes-and-media.md "Node types" sums both up.
 """
 
 from __future__ import annotations

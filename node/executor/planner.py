@@ -1,7 +1,7 @@
 """Plans: a recipe bound to its inputs, as steps with deterministic cache ids.
 
 A step's cache id is the SHA3-256 of the canonical JSON of
-``{type, type_version, config, inputs, runtime}`` (DESIGN.md "Identifiers"):
+``{type, type_version, config, inputs, runtime}`` (docs/design.md "Identifiers"):
 
 - ``config`` is the normalized config (defaults filled in, numbers in one form; for EFFECT the
   effect's name, version and every parameter);

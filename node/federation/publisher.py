@@ -1,4 +1,4 @@
-"""Publishing the node's state (DESIGN.md "IPNS state"), never on a request's path.
+"""Publishing the node's state (docs/design.md "Published state"), never on a request's path.
 
 A change (a step recorded, a run submitted or finished, content added or deleted: anything
 that sends a notice) marks the state dirty; once no change came for ``debounce_s`` (or

@@ -1,5 +1,5 @@
 """Starting on an empty Redis: the node's runs, steps and content come back from its own last
-published state (DESIGN.md "IPNS state").
+published state (docs/design.md "Published state").
 
 The last state is whichever verified state, signed by this node, has the highest sequence: the
 one its IPNS name points at (when the daemon holds the node's key) or the copy kept in the data

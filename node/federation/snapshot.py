@@ -18,23 +18,23 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 
 from node.canonical import canonical_json
-from node.media.kinds import kind_of
 from node.records import RecordError
 from node.store.cid import normalize_cid
 from node.store.errors import InvalidCid
 from node.sync.connection import redis_errors
 from node.sync.errors import InvalidId
-from node.sync.index import _PUT_STEP_IF_ABSENT, ContentEntry, StepEntry, step_write
+from node.sync.index import ContentEntry, ContentIndex, HeldContent, StepEntry, StepIndex
 from node.sync.keys import Keys, check_content_id
+from node.sync.run_index import RunIndex, StoredRun
+from node.sync.run_status import RunRecord
 
 INDEX_MAX_BYTES = 256 * 1024**2
 KINDS = {"runs": "artdag/run-index", "steps": "artdag/step-index", "contents": "artdag/content-index"}
-FINAL_EVENTS = {"completed": "run_completed", "failed": "run_failed", "cancelled": "run_cancelled"}
 BATCH = 500
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,15 +56,17 @@ class Snapshot:
         self._redis = client
         self._keys = keys
         self._node_id = node_id
-        self._put_step = client.register_script(_PUT_STEP_IF_ABSENT)
+        self._contents = ContentIndex(client, keys)
+        self._steps = StepIndex(client, keys)
+        self._runs = RunIndex(client, keys)
 
     # --- out ------------------------------------------------------------------------------
     async def export(self) -> dict[str, bytes]:
         """The three index documents' canonical bytes, by name."""
         documents = {
-            "runs": {"runs": await self._runs()},
-            "steps": {"steps": await self._steps()},
-            "contents": await self._contents(),
+            "runs": {"runs": await self._run_items()},
+            "steps": {"steps": await self._step_items()},
+            "contents": await self._content_items(),
         }
         written = {
             name: await asyncio.to_thread(canonical_json, self._framed(name, body))
@@ -78,73 +80,42 @@ class Snapshot:
     def _framed(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"kind": KINDS[name], "version": 1, "node_id": self._node_id, **body}
 
-    async def _listing(self, key: str) -> list[tuple[str, float]]:
-        with redis_errors():
-            listed: list[Any] = await self._redis.zrange(key, 0, -1, withscores=True)
-        return [(str(member), float(score)) for member, score in listed]
-
-    async def _steps(self) -> list[dict[str, Any]]:
-        listed = await self._listing(self._keys.steps)
-        found = []
-        for batch in _batches(sorted(cache_id for cache_id, _ in listed)):  # in one order, whenever recorded
-            rows = await self._hashes([self._keys.step(cache_id) for cache_id in batch])
-            found += [
-                StepEntry.from_hash(cache_id, row).__dict__
-                for cache_id, row in zip(batch, rows, strict=True)
-                if row
-            ]
-        return found
-
-    async def _runs(self) -> list[dict[str, Any]]:
-        listed = await self._listing(self._keys.runs)
+    async def _step_items(self) -> list[dict[str, Any]]:
+        listed = sorted(
+            cache_id for cache_id, _ in await self._steps.listed()
+        )  # one order, whenever recorded
         found = []
         for batch in _batches(listed):
-            with redis_errors():
-                records = await self._redis.mget([self._keys.run(run_id) for run_id, _ in batch])
-            runs = [
-                (json.loads(raw), submitted)
-                for raw, (_, submitted) in zip(records, batch, strict=True)
-                if raw
-            ]
-            with redis_errors():
-                plans = (
-                    await self._redis.mget([self._keys.plan(run["plan_id"]) for run, _ in runs])
-                    if runs
-                    else []
-                )
+            found += [entry.__dict__ for entry in await self._steps.get_many(batch)]
+        return found
+
+    async def _run_items(self) -> list[dict[str, Any]]:
+        found = []
+        for batch in _batches(await self._runs.listed()):
             found += [
-                {"run": run, "plan": json.loads(plan) if plan else None, "submitted": submitted}
-                for (run, submitted), plan in zip(runs, plans, strict=True)
+                {"run": run.record, "plan": run.plan, "submitted": run.submitted}
+                for run in await self._runs.stored(batch)
             ]
         return found
 
-    async def _contents(self) -> dict[str, Any]:
-        listed = await self._listing(self._keys.contents)
+    async def _content_items(self) -> dict[str, Any]:
         contents = []
-        for batch in _batches(listed):
-            with redis_errors():
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for content_id, _ in batch:
-                        pipe.hgetall(self._keys.content(content_id))
-                        pipe.smembers(self._keys.content_owners(content_id))
-                        pipe.smembers(self._keys.content_runs(content_id))
-                    rows = await pipe.execute()
-            for index, (content_id, _) in enumerate(batch):
-                fields, owners, runs = rows[3 * index : 3 * index + 3]
-                if fields:
-                    entry = ContentEntry.from_hash(content_id, fields)
-                    contents.append({**entry.__dict__, "owners": sorted(owners), "runs": sorted(runs)})
+        for batch in _batches(await self._contents.listed()):
+            contents += [
+                {**item.entry.__dict__, "owners": item.owners, "runs": item.runs}
+                for item in await self._contents.held(batch)
+            ]
         recipes = []
-        for batch in _batches(await self._listing(self._keys.recipes)):
+        with redis_errors():
+            listed: list[Any] = await self._redis.zrange(self._keys.recipes, 0, -1, withscores=True)
+        for batch in _batches([(str(cid), float(uploaded)) for cid, uploaded in listed]):
             rows = await self._hashes([self._keys.recipe(cid) for cid, _ in batch])
             recipes += [
                 {"cid": cid, "fields": row, "uploaded": uploaded}
                 for (cid, uploaded), row in zip(batch, rows, strict=True)
                 if row
             ]
-        with redis_errors():
-            assets = await self._redis.hgetall(self._keys.assets)
-        return {"contents": contents, "assets": dict(assets), "recipes": recipes}
+        return {"contents": contents, "assets": await self._contents.assets(), "recipes": recipes}
 
     async def _hashes(self, keys: list[str]) -> list[dict[str, str]]:
         with redis_errors():
@@ -158,108 +129,29 @@ class Snapshot:
         """Add to Redis what the node's own index documents hold and Redis lacks (malformed
         entries are skipped and counted in the log)."""
         parsed = await asyncio.to_thread(_parse_all, documents)
-        contents = await self._restore_contents(parsed)
-        steps = await self._restore_steps(parsed.steps)
-        runs = await self._restore_runs(parsed.runs)
+        contents = 0
+        for held in _batches(parsed.contents):
+            contents += await self._contents.restore(held)
+        await self._contents.restore_assets(parsed.assets)
+        await self._restore_recipes(parsed.recipes)
+        steps = 0
+        for entries in _batches(parsed.steps):
+            steps += await self._steps.restore(entries)
+        runs = 0
+        for stored in _batches(parsed.runs):
+            runs += await self._runs.restore(stored)
         if parsed.skipped:
             log.warning("restore: %d malformed index entries skipped", parsed.skipped)
         return Restored(runs=runs, steps=steps, contents=contents)
 
-    async def _restore_steps(self, entries: list[StepEntry]) -> int:
-        added = 0
-        for batch in _batches(entries):
-            with redis_errors():
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for entry in batch:
-                        keys, args = step_write(self._keys, entry, b"")
-                        await self._put_step(keys=keys, args=args, client=pipe)
-                    added += sum(int(done) for done in await pipe.execute())
-        return added
-
-    async def _restore_contents(self, parsed: _Parsed) -> int:
-        added = 0
-        for batch in _batches(parsed.contents):
-            with redis_errors():
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for entry, _, _ in batch:
-                        pipe.zadd(self._keys.contents, {entry.content_id: entry.created}, nx=True)
-                    added += sum(int(new) for new in await pipe.execute())
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for entry, owners, runs in batch:
-                        self._put_content(pipe, entry, owners, runs)
-                    await pipe.execute()
+    async def _restore_recipes(self, recipes: list[tuple[str, dict[str, str], float]]) -> None:
         with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
-                for name, content_id in parsed.assets.items():
-                    pipe.hsetnx(self._keys.assets, name, content_id)
-                for cid, fields, uploaded in parsed.recipes:
+                for cid, fields, uploaded in recipes:
                     for name, value in fields.items():
                         pipe.hsetnx(self._keys.recipe(cid), name, value)
                     pipe.zadd(self._keys.recipes, {cid: uploaded}, nx=True)
                 await pipe.execute()
-        return added
-
-    def _put_content(self, pipe: Any, entry: ContentEntry, owners: list[str], runs: list[str]) -> None:
-        key = self._keys.content(entry.content_id)
-        fields = {"cid": entry.cid, "size": str(entry.size), "media_type": entry.media_type}
-        for name, value in {**fields, "created": repr(entry.created)}.items():
-            pipe.hsetnx(key, name, value)
-        pipe.setnx(self._keys.cid(entry.cid), entry.content_id)
-        if owners:
-            pipe.sadd(self._keys.content_owners(entry.content_id), *owners)
-        if runs:
-            pipe.sadd(self._keys.content_runs(entry.content_id), *runs)
-        kind = kind_of(entry.media_type)
-        if kind is not None:
-            pipe.zadd(self._keys.media, {entry.content_id: entry.created}, nx=True)
-            pipe.zadd(self._keys.media_of_kind(kind), {entry.content_id: entry.created}, nx=True)
-
-    async def _restore_runs(self, items: list[_Run]) -> int:
-        added = 0
-        for batch in _batches(items):
-            with redis_errors():
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for run in batch:
-                        pipe.set(self._keys.run(run.run_id), json.dumps(run.record), nx=True)
-                        if run.plan is not None:
-                            pipe.set(self._keys.plan(run.plan_id), json.dumps(run.plan), nx=True)
-                    written = iter(await pipe.execute())
-            created = []
-            for run in batch:
-                if next(written):
-                    created.append(run)
-                if run.plan is not None:
-                    next(written)
-            await self._list_runs(created)
-            added += len(created)
-        return added
-
-    async def _list_runs(self, runs: list[_Run]) -> None:
-        """List the runs just written (and unfinished ones as active: they resume); a finished
-        run's stream gets its final event, so a client following it sees it end."""
-        with redis_errors():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for run in runs:
-                    pipe.zadd(self._keys.runs, {run.run_id: run.submitted}, nx=True)
-                    final = FINAL_EVENTS.get(str(run.record.get("status")))
-                    if final is None:
-                        pipe.zadd(self._keys.runs_active, {run.run_id: run.submitted}, nx=True)
-                    else:
-                        data = {
-                            key: run.record.get(key)
-                            for key in ("status", "output", "provenance_cid", "error")
-                        }
-                        pipe.xadd(self._keys.events(run.run_id), {"kind": final, "data": json.dumps(data)})
-                await pipe.execute()
-
-
-@dataclass(frozen=True)
-class _Run:
-    run_id: str
-    plan_id: str
-    record: dict[str, Any]
-    plan: dict[str, Any] | None
-    submitted: float
 
 
 @dataclass
@@ -267,8 +159,8 @@ class _Parsed:
     """The well-formed entries of a node's three index documents."""
 
     steps: list[StepEntry]
-    runs: list[_Run] = field(default_factory=list)
-    contents: list[tuple[ContentEntry, list[str], list[str]]] = field(default_factory=list)
+    runs: list[StoredRun] = field(default_factory=list)
+    contents: list[HeldContent] = field(default_factory=list)
     assets: dict[str, str] = field(default_factory=dict)
     recipes: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
     skipped: int = 0
@@ -286,10 +178,13 @@ def _parse_all(documents: dict[str, bytes]) -> _Parsed:
     parsed.skipped = len(steps_doc.get("steps", [])) - len(parsed.steps)
     for item in runs_doc.get("runs", []):
         try:
-            record = dict(item["run"])
+            record = cast(RunRecord, dict(item["run"]))
             plan = dict(item["plan"]) if item.get("plan") is not None else None
-            run_id, plan_id = str(record["run_id"]), check_content_id(str(record["plan_id"]))
-            parsed.runs.append(_Run(run_id, plan_id, record, plan, float(item["submitted"])))
+            record["run_id"], record["plan_id"] = (
+                str(record["run_id"]),
+                check_content_id(str(record["plan_id"])),
+            )
+            parsed.runs.append(StoredRun(record, plan, float(item["submitted"])))
         except _MALFORMED:
             parsed.skipped += 1
     for item in contents_doc.get("contents", []):
@@ -345,7 +240,7 @@ def read_steps(document: dict[str, Any]) -> list[StepEntry]:
     return entries
 
 
-def _content_entry(item: dict[str, Any]) -> tuple[ContentEntry, list[str], list[str]]:
+def _content_entry(item: dict[str, Any]) -> HeldContent:
     entry = ContentEntry(
         content_id=check_content_id(str(item["content_id"])),
         cid=normalize_cid(str(item["cid"])),
@@ -353,7 +248,9 @@ def _content_entry(item: dict[str, Any]) -> tuple[ContentEntry, list[str], list[
         media_type=str(item["media_type"]),
         created=float(item["created"]),
     )
-    return entry, [str(owner) for owner in item.get("owners", [])], [str(run) for run in item.get("runs", [])]
+    return HeldContent(
+        entry, [str(owner) for owner in item.get("owners", [])], [str(run) for run in item.get("runs", [])]
+    )
 
 
 def _hex(value: Any) -> str:

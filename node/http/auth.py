@@ -15,7 +15,7 @@ from aiohttp import web
 
 from node.auth.errors import AuthRequired, CsrfRefused
 from node.auth.local import User
-from node.http.appkeys import AUTH, SETTINGS
+from node.http.appkeys import NODE
 
 SESSION_COOKIE = "artdag_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -41,7 +41,7 @@ async def require_user(request: web.Request) -> User:
         )
     if from_cookie and request.method not in SAFE_METHODS:
         check_same_origin(request)
-    user = await request.app[AUTH].authenticate(token)
+    user = await request.app[NODE].auth.authenticate(token)
     if user is None:
         raise AuthRequired("invalid or revoked token")
     return user
@@ -50,11 +50,11 @@ async def require_user(request: web.Request) -> User:
 async def optional_user(request: web.Request) -> User | None:
     """The user if the request carries a valid token, None otherwise (pages for everyone)."""
     token, _ = presented_token(request)
-    return await request.app[AUTH].authenticate(token) if token else None
+    return await request.app[NODE].auth.authenticate(token) if token else None
 
 
 def public_origin(request: web.Request) -> str:
-    parts = urlsplit(request.app[SETTINGS].public_url)
+    parts = urlsplit(request.app[NODE].settings.public_url)
     return f"{parts.scheme}://{parts.netloc}"
 
 

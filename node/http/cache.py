@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
-from node.http.appkeys import CONTENT_STORE, DELETION, LOCAL_CACHE, PROBE_SLOTS, SETTINGS, THUMBNAILS
+from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.auth import require_user
 from node.http.hot import HOT
 from node.http.openapi import operation
@@ -89,14 +89,14 @@ def entry_json(entry: ContentEntry, asset: str | None = None) -> dict[str, Any]:
 async def upload(request: web.Request) -> web.Response:
     """``POST /cache/upload``: multipart ``file`` (and optional ``name``: make it an asset)."""
     user = await require_user(request)
-    max_upload = request.app[SETTINGS].max_upload
+    max_upload = request.app[NODE].settings.max_upload
     if request.content_length is not None and request.content_length > max_upload + MULTIPART_SLACK:
         raise UploadTooLarge(
             f"upload exceeds the limit of {max_upload} bytes (ARTDAG_MAX_UPLOAD)", limit=max_upload
         )
     if request.content_type != "multipart/form-data":
         raise InvalidUpload("send the file as multipart/form-data in a field named 'file'", field="file")
-    store = request.app[CONTENT_STORE]
+    store = request.app[NODE].store
     await store.check_ready()
     name = request.query.get("name", "")
     entry: ContentEntry | None = None
@@ -138,15 +138,15 @@ async def remove(request: web.Request) -> web.Response:
     """``DELETE /cache/{ref}``: drop your ownership; the bytes go when no owner and no run is
     left (409 while a run uses them)."""
     user = await require_user(request)
-    store = request.app[CONTENT_STORE]
+    store = request.app[NODE].store
     entry = await store.resolve(request.match_info["ref"])
     try:
-        deleted = await request.app[DELETION].delete_content(entry, user)
+        deleted = await request.app[NODE].deletion.delete_content(entry, user)
     finally:  # even when unpinning failed after the index forgot it
         request.app[HOT].forget_content(entry)
     if deleted.unpinned:
-        await asyncio.to_thread(_unlink_cached, request.app[LOCAL_CACHE].path_for(entry.content_id))
-        await request.app[THUMBNAILS].forget(entry.content_id)
+        await asyncio.to_thread(_unlink_cached, request.app[NODE].cache.path_for(entry.content_id))
+        await request.app[NODE].thumbnails.forget(entry.content_id)
     return web.json_response(
         {
             "content_id": entry.content_id,
@@ -175,9 +175,9 @@ def _unlink_cached(path: Path) -> None:
 async def import_file(request: web.Request) -> web.Response:
     """``POST /cache/import?path=&name=``: store a file from under ``ARTDAG_IMPORT_ROOTS``."""
     user = await require_user(request)
-    settings = request.app[SETTINGS]
+    settings = request.app[NODE].settings
     name = request.query.get("name", "")
-    store = request.app[CONTENT_STORE]
+    store = request.app[NODE].store
     if name:
         await store.check_asset_free(_checked_asset(name))
     handle = await asyncio.to_thread(open_importable, request.query.get("path", ""), settings.import_roots)
@@ -300,7 +300,7 @@ def _checked_asset(name: str) -> str:
 )
 async def download(request: web.Request) -> web.StreamResponse:
     """``GET``/``HEAD /cache/{ref}``: the bytes, by CID (any form) or SHA3-256 hex, with Range."""
-    store = request.app[CONTENT_STORE]
+    store = request.app[NODE].store
     hot = request.app[HOT]
     entry = await hot.entry(store, request.match_info["ref"])
     etag = f'"{entry.content_id}"'
@@ -368,7 +368,7 @@ async def probe(request: web.Request) -> web.Response:
     """``GET /cache/{ref}/probe``: duration, size, frame rate and streams of image, video or
     audio content; 415 for content that is none of these. Probed once (failures too), then
     kept; at most PROBES_AT_ONCE probes run at a time."""
-    store = request.app[CONTENT_STORE]
+    store = request.app[NODE].store
     entry = await store.resolve(request.match_info["ref"])
     report = await store.index.media_info(entry.content_id)
     if report is None:
@@ -382,7 +382,7 @@ async def probe(request: web.Request) -> web.Response:
 
 
 async def _probe_report(app: web.Application, entry: ContentEntry) -> str:
-    path = await app[LOCAL_CACHE].materialize(entry)
+    path = await app[NODE].cache.materialize(entry)
     try:
         info = await asyncio.to_thread(probe_file, path, entry.cid)
     except MediaError as exc:
@@ -414,8 +414,8 @@ THUMBNAIL_HEADERS = {
 async def thumbnail(request: web.Request) -> web.StreamResponse:
     """``GET /cache/{ref}/thumbnail``: the content's thumbnail, made on first request (at most
     a few at a time, each once), then served from disk; ETag and If-None-Match work."""
-    entry = await request.app[HOT].entry(request.app[CONTENT_STORE], request.match_info["ref"])
-    path = await request.app[THUMBNAILS].get(entry)
+    entry = await request.app[HOT].entry(request.app[NODE].store, request.match_info["ref"])
+    path = await request.app[NODE].thumbnails.get(entry)
     return web.FileResponse(path, headers=THUMBNAIL_HEADERS)
 
 
@@ -444,7 +444,7 @@ async def listing(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind is not None and kind not in LISTING_KINDS:
         raise InvalidInput(f"query parameter 'kind' must be one of {', '.join(LISTING_KINDS)}", field="kind")
-    index = request.app[CONTENT_STORE].index
+    index = request.app[NODE].store.index
     if kind is None:
         content_ids, total = await index.newest(offset, limit)
     else:

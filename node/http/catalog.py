@@ -6,7 +6,7 @@ from aiohttp import web
 
 from node.errors import InvalidInput
 from node.executor.provenance import verify_provenance
-from node.http.appkeys import ACTIVITIES, CONTENT_STORE, IDENTITY, IPFS
+from node.http.appkeys import NODE
 from node.http.cache import entry_json
 from node.http.openapi import operation
 from node.http.runs import fetch_record
@@ -29,7 +29,7 @@ async def effects(request: web.Request) -> web.Response:
 @operation("Named content", "catalog", {200: answer("Assets", ref("AssetList"))})
 async def assets(request: web.Request) -> web.Response:
     """``GET /assets``: named content (given a name at upload), by name."""
-    index = request.app[CONTENT_STORE].index
+    index = request.app[NODE].store.index
     names = await index.assets()
     entries = {entry.content_id: entry for entry in await index.get_many(sorted(set(names.values())))}
     items = [
@@ -70,8 +70,8 @@ async def verify(request: web.Request) -> web.Response:
     """``GET /provenance/{cid}/verify?trust=NODE_ID``: the full verdict; trusts this node unless
     other node ids are named."""
     cid = normalize_cid(request.match_info["cid"])
-    trusted = set(request.query.getall("trust", [])) or {request.app[IDENTITY].node_id}
-    verdict = await verify_provenance(request.app[IPFS], cid, trusted)
+    trusted = set(request.query.getall("trust", [])) or {request.app[NODE].identity.node_id}
+    verdict = await verify_provenance(request.app[NODE].ipfs, cid, trusted)
     body = {"cid": cid, "ok": verdict.ok, "signer": verdict.signer, "trusted": sorted(trusted)}
     return web.json_response({**body, "problems": verdict.problems, "checked": verdict.checked})
 
@@ -90,4 +90,4 @@ async def activities(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         raise InvalidInput("limit must be an integer from 1 to 1000", field="limit")
-    return web.json_response({"items": await request.app[ACTIVITIES].newest(int(raw))})
+    return web.json_response({"items": await request.app[NODE].activities.newest(int(raw))})

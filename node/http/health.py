@@ -10,7 +10,7 @@ from aiohttp import web
 
 from node import __version__
 from node.errors import NodeError
-from node.http.appkeys import IDENTITY, IPFS, REDIS, SERVICES, SETTINGS
+from node.http.appkeys import NODE
 from node.http.auth import optional_user
 from node.http.errors import error_response
 from node.http.openapi import operation
@@ -30,7 +30,7 @@ async def _timed(check: Any) -> tuple[dict[str, Any], float]:
 async def redis_health(app: web.Application) -> dict[str, Any]:
     """Whether Redis answers a command, with its version and round-trip time."""
     try:
-        version, latency_ms = await _timed(server_version(app[REDIS]))
+        version, latency_ms = await _timed(server_version(app[NODE].redis))
     except (NodeError, TimeoutError) as exc:
         return {"healthy": False, "error": _describe(exc, "Redis")}
     return {"healthy": True, "version": version, "latency_ms": latency_ms}
@@ -39,8 +39,8 @@ async def redis_health(app: web.Application) -> dict[str, Any]:
 async def ipfs_health(app: web.Application) -> dict[str, Any]:
     """Whether the IPFS daemon answers, with its peer id, version and round-trip time."""
     try:
-        peer, latency_ms = await _timed(app[IPFS].id())
-        version = await asyncio.wait_for(app[IPFS].version(), HEALTH_TIMEOUT_S)
+        peer, latency_ms = await _timed(app[NODE].ipfs.id())
+        version = await asyncio.wait_for(app[NODE].ipfs.version(), HEALTH_TIMEOUT_S)
     except (NodeError, TimeoutError) as exc:
         return {"healthy": False, "error": _describe(exc, "IPFS daemon")}
     return {
@@ -62,7 +62,7 @@ async def dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
     """Health of Redis and IPFS, checked concurrently, with any embedded daemon's death."""
     redis_report, ipfs_report = await asyncio.gather(redis_health(app), ipfs_health(app))
     report = {"redis": redis_report, "ipfs": ipfs_report}
-    services = app.get(SERVICES)
+    services = app[NODE].services
     for role, problem in (services.problems() if services else {}).items():
         report[role]["daemon"] = problem
     return report
@@ -86,8 +86,8 @@ async def index(request: web.Request) -> web.Response:
         {
             "name": NAME,
             "version": __version__,
-            "node_id": app[IDENTITY].node_id,
-            "public_url": app[SETTINGS].public_url,
+            "node_id": app[NODE].identity.node_id,
+            "public_url": app[NODE].settings.public_url,
             "user": user.name if user else None,
             **report,
         }

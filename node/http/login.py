@@ -18,7 +18,7 @@ from aiohttp import web
 from node.auth.errors import AuthRequired
 from node.auth.l2 import issuer_of, token_hash
 from node.errors import Forbidden, InvalidInput
-from node.http.appkeys import AUTH, SETTINGS
+from node.http.appkeys import NODE
 from node.http.auth import SESSION_COOKIE, claimed_origin, presented_token, public_origin
 from node.http.openapi import operation
 from node.http.runs import read_json
@@ -50,11 +50,11 @@ async def login(request: web.Request) -> web.Response:
         raise InvalidInput(
             "auth_token is required: log in at your L2, which sends you here", field="auth_token"
         )
-    user, why_not = await request.app[AUTH].check(token, fresh=True)
+    user, why_not = await request.app[NODE].auth.check(token, fresh=True)
     if user is None:
         raise AuthRequired(f"not logged in: {why_not}")
     response = _redirect_home(request)
-    secure = urlsplit(request.app[SETTINGS].public_url).scheme == "https"
+    secure = urlsplit(request.app[NODE].settings.public_url).scheme == "https"
     response.set_cookie(
         SESSION_COOKIE, token, max_age=SESSION_MAX_S, path="/", httponly=True, samesite="Lax", secure=secure
     )
@@ -71,7 +71,7 @@ async def logout(request: web.Request) -> web.Response:
     Referer), also revokes its token here. A link on another site only logs the browser out:
     it cannot revoke a user's token across the cluster."""
     token, from_cookie = presented_token(request)
-    auth = request.app[AUTH]
+    auth = request.app[NODE].auth
     same_origin = claimed_origin(request) == public_origin(request)
     if from_cookie and auth.revocations is not None and issuer_of(token) and same_origin:
         await auth.revocations.revoke(token_hash(token))
@@ -90,7 +90,7 @@ async def logout(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     """``POST /auth/revoke {"token": TOKEN}``: no request may use the token again (30 days)."""
     token = _token_field(await read_json(request), "token")
-    auth = request.app[AUTH]
+    auth = request.app[NODE].auth
     if auth.revocations is None or auth.verifier is None:
         raise InvalidInput("no L2 is trusted by this node (local mode)", field="token")
     verdict = await auth.verifier.verify(token, cached=False)  # only what an L2 issued is kept
@@ -115,7 +115,7 @@ async def revoke_user(request: web.Request) -> web.Response:
     has seen is revoked."""
     body = await read_json(request)
     user, token = _user_field(body), _token_field(body, "token")
-    auth = request.app[AUTH]
+    auth = request.app[NODE].auth
     if auth.verifier is None or auth.revocations is None:
         raise Forbidden("no L2 is trusted by this node (local mode)")
     verdict = await auth.verifier.verify(token, cached=False)

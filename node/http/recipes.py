@@ -7,7 +7,7 @@ from aiohttp import web
 from node.executor.binding import bind
 from node.executor.recipe import MAX_RECIPE_BYTES
 from node.executor.recipe_store import RecipeStore
-from node.http.appkeys import CONTENT_STORE, RECIPES, RUNS
+from node.http.appkeys import NODE
 from node.http.auth import require_user
 from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
@@ -44,7 +44,7 @@ async def upload(request: web.Request) -> web.Response:
         data = await read_upload_field(request, "file", MAX_RECIPE_BYTES)
     else:
         data = await request.read()  # whole body (chunked too), capped by client_max_size
-    recipe = await request.app[RECIPES].add(data, owner=user.name)
+    recipe = await request.app[NODE].recipes.add(data, owner=user.name)
     return web.json_response(recipe, status=201, headers={"Location": f"/recipes/{recipe['id']}"})
 
 
@@ -58,7 +58,7 @@ async def upload(request: web.Request) -> web.Response:
 async def listing(request: web.Request) -> web.Response:
     offset = int_param(request, "offset", 0, 0, 10**6)
     limit = int_param(request, "limit", 50, 1, 500)
-    return web.json_response({"items": await request.app[RECIPES].listing(offset, limit)})
+    return web.json_response({"items": await request.app[NODE].recipes.listing(offset, limit)})
 
 
 @operation(
@@ -66,7 +66,7 @@ async def listing(request: web.Request) -> web.Response:
 )
 async def detail(request: web.Request) -> web.Response:
     """``GET /recipes/{id}``: summary, DAG and the YAML as uploaded."""
-    summary, _, text = await request.app[RECIPES].get(request.match_info["id"])
+    summary, _, text = await request.app[NODE].recipes.get(request.match_info["id"])
     return web.json_response({**summary, "yaml": text})
 
 
@@ -79,7 +79,7 @@ async def detail(request: web.Request) -> web.Response:
 )
 async def delete(request: web.Request) -> web.Response:
     user = await require_user(request)
-    store: RecipeStore = request.app[RECIPES]
+    store: RecipeStore = request.app[NODE].recipes
     cid = await store.delete(request.match_info["id"], user.name, admin=user.is_admin)
     return web.json_response({"deleted": cid})
 
@@ -96,18 +96,18 @@ async def run(request: web.Request) -> web.Response:
     """``POST /recipes/{id}/run`` ``{"inputs": ..., "output_name": ...}``: like ``POST /runs``."""
     user = await require_user(request)
     body = await read_json(request)
-    summary, recipe, _ = await request.app[RECIPES].get(request.match_info["id"])
-    entry = await request.app[CONTENT_STORE].resolve(summary["id"])
+    summary, recipe, _ = await request.app[NODE].recipes.get(request.match_info["id"])
+    entry = await request.app[NODE].store.resolve(summary["id"])
     output_name = checked_output_name(body, {"inputs", "output_name"})
     submission = await bind(
-        request.app[CONTENT_STORE],
+        request.app[NODE].store,
         recipe,
         entry,
         inputs=body.get("inputs", []),
         owner=user.name,
         output_name=output_name,
     )
-    return run_response(await request.app[RUNS].submit(submission))
+    return run_response(await request.app[NODE].run_manager.submit(submission))
 
 
 def add_routes(app: web.Application) -> None:

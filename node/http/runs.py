@@ -14,24 +14,23 @@ from node.auth.local import User
 from node.errors import Conflict, Forbidden, InvalidInput, NodeError
 from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
-from node.executor.run_manager import FINAL_STATUSES
-from node.executor.run_queries import RunQueries
-from node.http.appkeys import CONTENT_STORE, DELETION, IDENTITY, RUN_QUERIES, RUNS, THUMBNAILS
+from node.http.appkeys import NODE
 from node.http.auth import require_user
 from node.http.cache import int_param
 from node.http.hot import HOT
 from node.http.openapi import operation
 from node.http.schemas import answer, json_body, page, query, ref
 from node.records import verify_record
+from node.sync.run_events import FINAL_EVENTS
+from node.sync.run_status import RunRecord, RunStatus, is_final
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 OUTPUT_NAME = re.compile(r"[^\x00-\x1f/\\]{1,128}")
-STATUSES = ("queued", "running", *FINAL_STATUSES)
+STATUSES = tuple(RunStatus)
 EVENT_WAIT_MS = 5_000  # below the Redis client's socket timeout (10 s)
 MAX_STREAM_ID_PART = 2**63
-FINAL_EVENTS = {"run_completed", "run_failed", "run_cancelled"}
 RUN_ID_PATH = {"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}}  # as documented
 
 
@@ -68,12 +67,12 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(recipe_ref, str) or not recipe_ref:
         raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
     output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name"})
-    store = request.app[CONTENT_STORE]
+    store = request.app[NODE].store
     recipe, recipe_entry = await resolve_recipe(store, recipe_ref, body.get("params"))
     submission = await bind(
         store, recipe, recipe_entry, inputs=body.get("inputs", []), owner=user.name, output_name=output_name
     )
-    return run_response(await request.app[RUNS].submit(submission))
+    return run_response(await request.app[NODE].run_manager.submit(submission))
 
 
 def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
@@ -89,7 +88,7 @@ def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
     return str(output_name)
 
 
-def run_response(record: dict[str, Any]) -> web.Response:
+def run_response(record: RunRecord) -> web.Response:
     """202 with the queued run and where to follow it."""
     run_id = record["run_id"]
     links = {"url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
@@ -114,7 +113,7 @@ async def listing(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
-    runs = await request.app[RUN_QUERIES].listing(offset, limit, status, request.query.get("owner"))
+    runs = await request.app[NODE].runs.listing(offset, limit, status, request.query.get("owner"))
     return web.json_response({"items": runs, "offset": offset, "limit": limit})
 
 
@@ -130,21 +129,21 @@ async def detail(request: web.Request) -> web.Response:
     hot = request.app[HOT]
     body = hot.run(run_id)
     if body is None:
-        record = await request.app[RUNS].get(run_id)
-        states, percent = await request.app[RUN_QUERIES].step_states(run_id)
-        node_id = request.app[IDENTITY].node_id
+        record = await request.app[NODE].run_manager.get(run_id)
+        states, percent = await request.app[NODE].runs.events.step_states(run_id)
+        node_id = request.app[NODE].identity.node_id
         # the node that computed each step (from its events); a cached step was found by this one
         steps = {name: {**state, "node": state.get("node") or node_id} for name, state in states.items()}
-        progress = 100 if record["status"] == "completed" else percent
+        progress = 100 if record["status"] == RunStatus.COMPLETED else percent
         body = json.dumps({**record, "progress": progress, "steps": steps}).encode()
-        if record["status"] in FINAL_STATUSES:  # a finished run no longer changes
+        if is_final(record["status"]):  # a finished run no longer changes
             hot.keep_run(run_id, body)
     return web.Response(body=body, content_type="application/json")
 
 
-async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
+async def _owned(request: web.Request) -> tuple[User, RunRecord]:
     user = await require_user(request)
-    record = await request.app[RUNS].get(request.match_info["run_id"])
+    record = await request.app[NODE].run_manager.get(request.match_info["run_id"])
     if not user.may_change(record["owner"]):
         raise Forbidden("only the run's owner or an admin may change it", run_id=record["run_id"])
     return user, record
@@ -161,7 +160,7 @@ async def _owned(request: web.Request) -> tuple[User, dict[str, Any]]:
 async def cancel(request: web.Request) -> web.Response:
     """``POST /runs/{run_id}/cancel``: stop it (its running steps' workers are killed)."""
     _, record = await _owned(request)
-    return web.json_response(await request.app[RUNS].cancel(record["run_id"]))
+    return web.json_response(await request.app[NODE].run_manager.cancel(record["run_id"]))
 
 
 @operation(
@@ -176,11 +175,11 @@ async def delete(request: web.Request) -> web.Response:
     """``DELETE /runs/{run_id}``: delete a finished run as the deletion rules allow; what it
     held that nothing else keeps is unpinned."""
     user, record = await _owned(request)
-    deleted = await request.app[DELETION].delete_run(record, user)
+    deleted = await request.app[NODE].deletion.delete_run(record, user)
     request.app[HOT].forget_run(record["run_id"])
     for entry in deleted.removed:
         request.app[HOT].forget_content(entry)
-        await request.app[THUMBNAILS].forget(entry.content_id)
+        await request.app[NODE].thumbnails.forget(entry.content_id)
     return web.json_response({"deleted": deleted.run_id, "removed": [entry.cid for entry in deleted.removed]})
 
 
@@ -208,19 +207,19 @@ async def events(request: web.Request) -> web.StreamResponse:
     """``GET /runs/{run_id}/events``: Server-Sent Events from the run's stream, from the start or
     after ``Last-Event-ID``; ends after the run's final event."""
     run_id = request.match_info["run_id"]
-    await request.app[RUNS].get(run_id)  # 404 before the stream starts
-    queries: RunQueries = request.app[RUN_QUERIES]
+    await request.app[NODE].run_manager.get(run_id)  # 404 before the stream starts
+    run_events = request.app[NODE].runs.events
     after = _last_event_id(request.headers.get("Last-Event-ID", "-"))
     async with sse_response(request) as stream:
         try:
             while stream.is_connected():
-                batch = await queries.events(run_id, after, block_ms=EVENT_WAIT_MS)
+                batch = await run_events.read(run_id, after, block_ms=EVENT_WAIT_MS)
                 for event_id, event in batch:
                     await stream.send(json.dumps(event), id=event_id, event=event["kind"])
                     after = event_id
                     if event["kind"] in FINAL_EVENTS:
                         return stream
-                if not batch and (await request.app[RUNS].get(run_id))["status"] in FINAL_STATUSES:
+                if not batch and is_final((await request.app[NODE].run_manager.get(run_id))["status"]):
                     return stream  # its final event was sent before Last-Event-ID
         except NodeError as exc:  # Redis gone, run deleted: the status line is out, so end the stream
             log.warning("event stream of %s ended: %s", run_id, exc.message)
@@ -243,18 +242,19 @@ def _last_event_id(value: str) -> str:
 )
 async def provenance(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}/provenance``: the signed record of a completed run."""
-    record = await request.app[RUNS].get(request.match_info["run_id"])
-    if not record.get("provenance_cid"):
+    record = await request.app[NODE].run_manager.get(request.match_info["run_id"])
+    provenance_cid = record["provenance_cid"]
+    if not provenance_cid:
         raise Conflict(
             f"run is {record['status']}: provenance exists once it completes", run_id=record["run_id"]
         )
-    return web.json_response(await fetch_record(request.app, record["provenance_cid"]))
+    return web.json_response(await fetch_record(request.app, provenance_cid))
 
 
 async def fetch_record(app: web.Application, cid: str) -> dict[str, Any]:
     """A signed record this node holds, checked, with its CID."""
-    entry = await app[CONTENT_STORE].resolve(cid)
+    entry = await app[NODE].store.resolve(cid)
     if entry.size > RECORD_MAX_BYTES:
         raise InvalidInput(f"{cid} is too large to be a record", field="cid")
-    data = await app[CONTENT_STORE].read_all(entry, RECORD_MAX_BYTES)
+    data = await app[NODE].store.read_all(entry, RECORD_MAX_BYTES)
     return {"cid": entry.cid, "record": verify_record(data)}

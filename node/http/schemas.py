@@ -358,7 +358,8 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "SignedRecord": {
         "type": "object",
-        "description": "a record signed by a node (RFC 8785 canonical JSON, Ed25519); see README",
+        "description": "a record signed by a node (RFC 8785 canonical JSON, Ed25519); "
+        "see docs/cooperation.md 'Provenance'",
     },
     "Verdict": _object(
         ["cid", "ok", "trusted", "problems"],

@@ -7,7 +7,7 @@ import base64
 from aiohttp import web
 
 from node.errors import NotFound
-from node.http.appkeys import IDENTITY, IPNS_NAMES, PEER_SYNC, SETTINGS, STATE_PUBLISHER
+from node.http.appkeys import NODE
 from node.http.openapi import operation
 from node.http.schemas import answer, ref
 from node.store.cid import leaf_cid
@@ -22,15 +22,15 @@ async def identity(request: web.Request) -> web.Response:
     """``GET /identity``: the node id (``did:key``, its Ed25519 public key), the key itself
     (base64), the IPNS name its state is published under and its IPFS daemon's peer id."""
     app = request.app
-    names = await app[IPNS_NAMES].get()
-    node = app[IDENTITY]
+    names = await app[NODE].names.get()
+    node = app[NODE].identity
     return web.json_response(
         {
             "node_id": node.node_id,
             "public_key": base64.b64encode(node.public_key_bytes).decode(),
             "ipns_name": names.ipns_name,
             "peer_id": names.peer_id,
-            "url": app[SETTINGS].public_url,
+            "url": app[NODE].settings.public_url,
         }
     )
 
@@ -44,7 +44,7 @@ async def identity(request: web.Request) -> web.Response:
 async def state(request: web.Request) -> web.Response:
     """``GET /state``: the signed bytes of the state this node last published; 404 before the
     first one."""
-    document = await request.app[STATE_PUBLISHER].current()
+    document = await request.app[NODE].publisher.current()
     if document is None:
         raise NotFound("this node has not published a state yet")
     return web.Response(
@@ -61,4 +61,4 @@ async def state(request: web.Request) -> web.Response:
 )
 async def peers(request: web.Request) -> web.Response:
     """``GET /peers``: each peer of ``ARTDAG_PEERS`` with the last state merged from it."""
-    return web.json_response({"items": await request.app[PEER_SYNC].status()})
+    return web.json_response({"items": await request.app[NODE].peer_sync.status()})

@@ -4,7 +4,7 @@ Every command gets the bit-exact flags, a fixed thread count (x264's output depe
 metadata or chapters from the inputs, and no implicit frame dropping or duplication. Outputs
 are either *lossless intermediates* (FFV1 video, PCM audio, in Matroska: every later step reads
 exactly what this one made) or the *delivery encode* (H.264 + AAC in MP4 with the index at the
-front), which only a plan's final output gets (DESIGN.md "Executor").
+front), which only a plan's final output gets (docs/recipes-and-media.md "Outputs").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The node types on video and audio, as filter-graph builders (see ``node.media.graph``).
 
-Conventions shared by every type (README "Node types"):
+Conventions shared by every type (docs/recipes-and-media.md "Node types"):
 
 - pixel work happens in planar 8-bit RGB (``gbrp``), as on images;
 - a result is as long as its *timeline* input: the first input that is a clip (a still image

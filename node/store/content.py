@@ -34,6 +34,7 @@ from node.store.errors import (
     UploadStalled,
     UploadTooLarge,
 )
+from node.store.gone import Gone
 from node.store.ipfs import Added, IpfsClient, file_chunks
 from node.store.media import SNIFF_BYTES, sniff_media_type
 from node.sync.connection import redis_errors
@@ -113,11 +114,20 @@ class _Meter:
 class ContentStore:
     """Puts byte streams into IPFS and the content index; resolves and opens them again."""
 
-    def __init__(self, ipfs: IpfsClient, index: ContentIndex, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        ipfs: IpfsClient,
+        index: ContentIndex,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        gone: Gone | None = None,
+    ) -> None:
         self.ipfs = ipfs
         self.index = index
         self._redis = client
         self._keys = keys
+        self._gone = gone  # what else goes with content this store forgets (None: nothing)
 
     async def put(
         self, chunks: AsyncIterable[bytes], *, max_size: int, owner: str = "", asset: str = ""
@@ -281,8 +291,7 @@ class ContentStore:
             left = await self.index.remove_owner(content_id, None if admin else owner)
             if left:
                 return Deleted(entry, unpinned=False, owners_left=len(left))
-            await self.index.remove(entry)
-            await self.ipfs.pin_rm(entry.cid)
+            await self._forget(entry)
         log.info("deleted %s cid=%s", content_id, entry.cid)
         return Deleted(entry, unpinned=True, owners_left=0)
 
@@ -292,10 +301,19 @@ class ContentStore:
         async with self.content_lock(entry.content_id):
             if await self.index.owners(entry.content_id) or await self.index.runs(entry.content_id):
                 return False
-            await self.index.remove(entry)
-            await self.ipfs.pin_rm(entry.cid)
+            await self._forget(entry)
         log.info("discarded %s cid=%s", entry.content_id, entry.cid)
         return True
+
+    async def _forget(self, entry: ContentEntry) -> None:
+        """Unindex and unpin content (under its lock); its local traces go even when unpinning
+        fails, since nothing may serve what the index no longer names."""
+        await self.index.remove(entry)
+        try:
+            await self.ipfs.pin_rm(entry.cid)
+        finally:
+            if self._gone is not None:
+                await self._gone.forget(entry)
 
     async def resolve(self, ref: str) -> ContentEntry:
         """The entry for a CID (any form) or SHA3-256 hex this node holds; 404 otherwise."""

@@ -27,7 +27,8 @@ from node.store.errors import ContentNotFound, ContentTooLarge, IpfsError, IpfsT
 
 log = logging.getLogger(__name__)
 
-# The import settings fix the CID of given bytes; other settings give other CIDs (DESIGN.md).
+# The import settings fix the CID of given bytes; other settings give other CIDs
+# (docs/design.md "Identifiers").
 IMPORT_PARAMS = {
     "cid-version": "1",
     "raw-leaves": "true",

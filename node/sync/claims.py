@@ -1,4 +1,4 @@
-"""Claims on steps: who computes what, with no broker (DESIGN.md "Claims and cooperation").
+"""Claims on steps: who computes what, with no broker (docs/design.md "Claims").
 
 Every decision is one Lua script, so it is atomic on the one Redis all nodes share:
 

@@ -18,8 +18,6 @@ from node.media.kinds import kind_of
 from node.sync.connection import redis_errors
 from node.sync.keys import MEDIA_KINDS, Keys
 
-BACKFILL_BATCH = 500
-
 # Index content, its owner and asset name in one step; refuse (writing nothing) an asset name
 # that already names other content. Media (ARGV[8]: its kind, '' for none) is listed in
 # ``media`` and its kind's listing (kinds in ARGV[9..], their listings in KEYS[7..]), by the
@@ -53,15 +51,6 @@ for i = 7, #KEYS do
   end
 end
 return {existed, false}
-"""
-
-# List content indexed before the media listings existed, if it is still indexed (a deletion
-# may have come between reading and listing it). KEYS: content, media, media:{kind}.
-# ARGV: content_id, score. Returns 1 if it was not listed yet.
-_LIST_MEDIA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[1])
-return redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 """
 
 # Write a step entry only if none exists: a computed result is never overwritten; list it in
@@ -133,6 +122,15 @@ def step_fields(entry: StepEntry) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class HeldContent:
+    """A content entry with who owns it and which runs hold it (a snapshot's content item)."""
+
+    entry: ContentEntry
+    owners: list[str]
+    runs: list[str]
+
+
+@dataclass(frozen=True)
 class PutResult:
     existed: bool  # the content was indexed before this put
     name_taken_by: str | None = None  # content id the asset name already names (nothing written)
@@ -146,7 +144,6 @@ class ContentIndex:
         self._redis = client
         self._keys = keys
         self._put = client.register_script(_PUT_CONTENT)
-        self._list_media = client.register_script(_LIST_MEDIA)
 
     async def put(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> PutResult:
         """Index content with its owner and asset name, all or nothing; idempotent.
@@ -236,38 +233,6 @@ class ContentIndex:
                 ids, total = await pipe.execute()
         return list(ids), int(total)
 
-    async def list_older_media(self) -> int:
-        """Put content indexed before the media listings existed into them, once (it reads the
-        whole ``contents`` listing, so at start-up only, never on a request's path); how many
-        were added."""
-        with redis_errors():
-            if await self._redis.exists(self._keys.media_listed):
-                return 0
-            added, batch = 0, []
-            async for content_id, score in self._redis.zscan_iter(self._keys.contents, count=BACKFILL_BATCH):
-                batch.append((str(content_id), float(score)))
-                if len(batch) == BACKFILL_BATCH:
-                    added += await self._list_media_batch(batch)
-                    batch = []
-            added += await self._list_media_batch(batch)
-            await self._redis.set(self._keys.media_listed, "1")
-        return added
-
-    async def _list_media_batch(self, batch: list[tuple[str, float]]) -> int:
-        if not batch:
-            return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for content_id, _ in batch:
-                pipe.hget(self._keys.content(content_id), "media_type")
-            media_types = await pipe.execute()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for (content_id, score), media_type in zip(batch, media_types, strict=True):
-                kind = kind_of(str(media_type)) if media_type is not None else None
-                if kind is not None:
-                    keys = [self._keys.content(content_id), self._keys.media, self._keys.media_of_kind(kind)]
-                    await self._list_media(keys=keys, args=[content_id, repr(score)], client=pipe)
-            return sum(int(new) for new in await pipe.execute())
-
     async def add_owner(self, content_id: str, owner: str) -> None:
         with redis_errors():
             await self._redis.sadd(self._keys.content_owners(content_id), owner)
@@ -335,6 +300,64 @@ class ContentIndex:
         with redis_errors():
             return {str(run) for run in await self._redis.smembers(self._keys.content_runs(content_id))}
 
+    async def restore(self, held: list[HeldContent]) -> int:
+        """Add entries Redis lacks, with their owners and runs (a field present is never
+        overwritten; owners and runs are added to); how many entries were new."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item in held:
+                    pipe.zadd(self._keys.contents, {item.entry.content_id: item.entry.created}, nx=True)
+                added = sum(int(new) for new in await pipe.execute())
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item in held:
+                    self._restore_one(pipe, item)
+                await pipe.execute()
+        return added
+
+    def _restore_one(self, pipe: Any, item: HeldContent) -> None:
+        entry = item.entry
+        key = self._keys.content(entry.content_id)
+        for name, value in {**_fields(entry, "content_id"), "created": repr(entry.created)}.items():
+            pipe.hsetnx(key, name, value)
+        pipe.setnx(self._keys.cid(entry.cid), entry.content_id)
+        if item.owners:
+            pipe.sadd(self._keys.content_owners(entry.content_id), *item.owners)
+        if item.runs:
+            pipe.sadd(self._keys.content_runs(entry.content_id), *item.runs)
+        kind = kind_of(entry.media_type)
+        if kind is not None:
+            pipe.zadd(self._keys.media, {entry.content_id: entry.created}, nx=True)
+            pipe.zadd(self._keys.media_of_kind(kind), {entry.content_id: entry.created}, nx=True)
+
+    async def restore_assets(self, assets: dict[str, str]) -> None:
+        """Add asset names Redis lacks (a name present keeps what it names)."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, content_id in assets.items():
+                    pipe.hsetnx(self._keys.assets, name, content_id)
+                await pipe.execute()
+
+    async def held(self, listed: list[tuple[str, float]]) -> list[HeldContent]:
+        """The entries, owners and runs of ``listed`` content (from :meth:`listed`) still indexed."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for content_id, _ in listed:
+                    pipe.hgetall(self._keys.content(content_id))
+                    pipe.smembers(self._keys.content_owners(content_id))
+                    pipe.smembers(self._keys.content_runs(content_id))
+                rows = await pipe.execute()
+        found = []
+        for index, (content_id, _) in enumerate(listed):
+            fields, owners, runs = rows[3 * index : 3 * index + 3]
+            if fields:
+                entry = ContentEntry.from_hash(content_id, fields)
+                found.append(HeldContent(entry, sorted(map(str, owners)), sorted(map(str, runs))))
+        return found
+
+    async def listed(self) -> list[tuple[str, float]]:
+        """Every content id with its creation time (start-up and publishing work: it may be long)."""
+        return await _listing(self._redis, self._keys.contents)
+
 
 class StepIndex:
     """``step:{cache_id}`` hashes: the results any node may reuse instead of recomputing."""
@@ -380,19 +403,18 @@ class StepIndex:
         with redis_errors():
             return bool(await self._put_if_absent(keys=keys, args=args))
 
-    async def list_older_steps(self) -> int:
-        """Put steps recorded before the ``steps`` listing existed into it, once (a SCAN, so at
-        start-up only, never on a request's path); how many were added."""
+    async def restore(self, entries: list[StepEntry]) -> int:
+        """Record the steps Redis lacks (without receipts' bytes); how many were new."""
         with redis_errors():
-            if await self._redis.exists(self._keys.steps_listed):
-                return 0
-            pattern, added = self._keys.step("0" * 64)[:-64] + "*", 0
-            async for key in self._redis.scan_iter(match=pattern, count=1000, _type="hash"):
-                added += int(
-                    await self._redis.zadd(self._keys.steps, {str(key).rsplit(":", 1)[1]: 0}, nx=True) or 0
-                )
-            await self._redis.set(self._keys.steps_listed, "1")
-        return added
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    keys, args = step_write(self._keys, entry, b"")
+                    await self._put_if_absent(keys=keys, args=args, client=pipe)
+                return sum(int(done) for done in await pipe.execute())
+
+    async def listed(self) -> list[tuple[str, float]]:
+        """Every cache id with when it was recorded (start-up and publishing work: it may be long)."""
+        return await _listing(self._redis, self._keys.steps)
 
     async def receipts(self, cids: list[str]) -> list[bytes | None]:
         """The signed bytes of step receipts, by CID, in order (None: not recorded here)."""
@@ -411,6 +433,13 @@ def step_write(keys: Keys, entry: StepEntry, receipt: bytes) -> tuple[list[str],
         names.append(keys.receipt(entry.receipt_cid))
     flat: list[str | bytes] = [part for pair in step_fields(entry).items() for part in pair]
     return names, [receipt, entry.cache_id, *flat]
+
+
+async def _listing(client: aioredis.Redis, key: str) -> list[tuple[str, float]]:
+    """A sorted set's members with their scores, in order."""
+    with redis_errors():
+        found: list[Any] = await client.zrange(key, 0, -1, withscores=True)
+    return [(str(member), float(score)) for member, score in found]
 
 
 async def _hashes(client: aioredis.Redis, keys: list[str]) -> list[dict[Any, Any]]:

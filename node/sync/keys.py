@@ -71,11 +71,6 @@ class Keys:
             raise InvalidId(f"malformed media kind: {kind!r}", kind="media kind")
         return f"{self.prefix}media:{kind}"
 
-    @property
-    def media_listed(self) -> str:
-        """String, set once all content indexed before the media listings existed is in them."""
-        return f"{self.prefix}migrated:media"
-
     def cid(self, cid: str) -> str:
         """String: CID (v1 base32) -> content id."""
         return f"{self.prefix}cid:{_checked('CID', cid, _TOKEN)}"
@@ -99,11 +94,6 @@ class Keys:
         """Sorted set of every recorded cache id, scored by when it was recorded: what the
         node's published step index lists (no SCAN)."""
         return f"{self.prefix}steps"
-
-    @property
-    def steps_listed(self) -> str:
-        """String, set once every step recorded before the ``steps`` listing existed is in it."""
-        return f"{self.prefix}migrated:steps"
 
     def peer_step(self, cache_id: str) -> str:
         """Hash {cid, content_id, size, media_type, receipt_cid, node, peer}: a step ``node``
@@ -139,7 +129,7 @@ class Keys:
     @property
     def runs_active(self) -> str:
         """Sorted set of run ids not yet finished, scored by submission time: every node works
-        on these (DESIGN.md's ``plans:active``, by run: two runs may share one plan)."""
+        on these (the design's first ``plans:active``, now by run: two runs may share one plan)."""
         return f"{self.prefix}runs:active"
 
     def events(self, run_id: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.http.appkeys import SETTINGS
+from node.http.appkeys import NODE
 from node.http.ui.render import page
 
 CLIENT_FILE = "artdag.pyz"
@@ -30,7 +30,7 @@ async def client_page(request: web.Request) -> dict[str, Any]:
         "size": len(bundle),
         "sha256": hashlib.sha256(bundle).hexdigest(),
         "requirements": CLIENT_REQUIREMENTS,
-        "public_url": request.app[SETTINGS].public_url,
+        "public_url": request.app[NODE].settings.public_url,
     }
 
 

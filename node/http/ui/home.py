@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import NodeError
-from node.http.appkeys import IDENTITY, IPNS_NAMES, KEYS, PEER_SYNC, REDIS, RUN_QUERIES, SETTINGS
+from node.http.appkeys import NODE
 from node.http.health import NAME, dependencies
 from node.http.ui.render import page
 from node.sync.connection import redis_errors
@@ -22,13 +22,13 @@ async def home(request: web.Request) -> dict[str, Any]:
     health = await dependencies(app)
     return {
         "name": NAME,
-        "public_url": app[SETTINGS].public_url,
-        "identity": app[IDENTITY],
+        "public_url": app[NODE].settings.public_url,
+        "identity": app[NODE].identity,
         "names": await _names(app),
         "health": health,
-        "peers": await _or_none(app[PEER_SYNC].status()) if health["redis"]["healthy"] else None,
+        "peers": await _or_none(app[NODE].peer_sync.status()) if health["redis"]["healthy"] else None,
         "counts": await _counts(app) if health["redis"]["healthy"] else None,
-        "runs": await _or_none(app[RUN_QUERIES].listing(0, RECENT_RUNS))
+        "runs": await _or_none(app[NODE].runs.listing(0, RECENT_RUNS))
         if health["redis"]["healthy"]
         else None,
     }
@@ -36,7 +36,7 @@ async def home(request: web.Request) -> dict[str, Any]:
 
 async def _names(app: web.Application) -> Any:
     try:
-        return await app[IPNS_NAMES].get()
+        return await app[NODE].names.get()
     except NodeError:  # the daemon is down: the health section says so
         return None
 
@@ -50,7 +50,7 @@ async def _or_none(pending: Any) -> Any:
 
 async def _counts(app: web.Application) -> dict[str, int] | None:
     """Sizes of the node's listings, read in one round trip (ZCARD/HLEN, never a scan)."""
-    keys = app[KEYS]
+    keys = app[NODE].keys
     listed = {
         "runs": keys.runs,
         "active runs": keys.runs_active,
@@ -61,7 +61,7 @@ async def _counts(app: web.Application) -> dict[str, int] | None:
     }
     try:
         with redis_errors():
-            async with app[REDIS].pipeline(transaction=False) as pipe:
+            async with app[NODE].redis.pipeline(transaction=False) as pipe:
                 for key in listed.values():
                     pipe.zcard(key)
                 sizes = await pipe.execute()

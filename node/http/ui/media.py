@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import InvalidInput
-from node.http.appkeys import CONTENT_STORE, DELETION
+from node.http.appkeys import NODE
 from node.http.cache import int_param
 from node.http.ui.render import page
 from node.http.ui.users import current_user
@@ -23,12 +23,12 @@ async def media_page(request: web.Request) -> dict[str, Any]:
     if kind is not None and kind not in MEDIA_KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(MEDIA_KINDS)}", field="kind")
     offset = int_param(request, "offset", 0, 0, 10**9)
-    index = request.app[CONTENT_STORE].index
+    index = request.app[NODE].store.index
     content_ids, total = await index.newest_media(kind, offset, PAGE_SIZE)
     entries = await index.get_many(content_ids)
     names = await index.names_by_content()
     user = await current_user(request)
-    refusals = await request.app[DELETION].content_refusals(entries, user) if user else {}
+    refusals = await request.app[NODE].deletion.content_refusals(entries, user) if user else {}
     return {
         "items": [
             {

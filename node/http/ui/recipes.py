@@ -15,7 +15,7 @@ from node.errors import NotFound
 from node.executor.binding import read_recipe
 from node.executor.recipe import Recipe
 from node.executor.recipe_store import summary as recipe_summary
-from node.http.appkeys import CONTENT_STORE, RECIPES
+from node.http.appkeys import NODE
 from node.http.cache import int_param
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.render import page
@@ -30,7 +30,7 @@ MEDIA_CHOICES = 200  # newest media offered in an input's list; older ones by CI
 @page("recipes.html")
 async def recipes_page(request: web.Request) -> dict[str, Any]:
     offset = int_param(request, "offset", 0, 0, 10**6)
-    recipes = await request.app[RECIPES].listing(offset, PAGE_SIZE + 1)
+    recipes = await request.app[NODE].recipes.listing(offset, PAGE_SIZE + 1)
     return {
         "recipes": recipes[:PAGE_SIZE],
         "offset": offset,
@@ -46,10 +46,10 @@ async def recipe_page(request: web.Request) -> dict[str, Any]:
     """An uploaded recipe, or any recipe a run used (a built-in effect's is stored as JSON)."""
     ref = request.match_info["id"]
     try:
-        summary, recipe, text = await request.app[RECIPES].get(ref)
+        summary, recipe, text = await request.app[NODE].recipes.get(ref)
         uploaded = True
     except NotFound:  # read only: an effect's name is not looked up (that would store its recipe)
-        store = request.app[CONTENT_STORE]
+        store = request.app[NODE].store
         entry = await store.resolve(ref)
         recipe, data = await read_recipe(store, entry, ref, "id")
         summary = recipe_summary(entry.cid, {"content_id": entry.content_id}, recipe)
@@ -86,7 +86,7 @@ def recipe_picture(recipe: Recipe) -> DagPicture:
 
 async def media_choices(app: web.Application) -> list[dict[str, Any]]:
     """The newest media, named by asset name where they have one, for an input's list."""
-    index = app[CONTENT_STORE].index
+    index = app[NODE].store.index
     content_ids, _ = await index.newest_media(None, 0, MEDIA_CHOICES)
     entries = await index.get_many(content_ids)
     names = await index.names_by_content()

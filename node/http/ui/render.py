@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler
 
 from node import __version__
 from node.errors import NodeError
-from node.http.appkeys import IDENTITY, SETTINGS
+from node.http.appkeys import NODE
 from node.http.errors import code_for_status, status_for
 from node.http.ui import formats
 from node.http.ui.users import current_user
@@ -70,13 +70,13 @@ def setup(app: web.Application) -> None:
 async def _common(request: web.Request) -> dict[str, Any]:
     """What every page shows: who is logged in, where we are, what node this is."""
     user = await current_user(request)
-    settings = request.app[SETTINGS]
+    settings = request.app[NODE].settings
     nav = [{"href": href, "label": label, "current": _is_current(request.path, href)} for href, label in NAV]
     return {
         "user": user,
         "nav": nav,
         "version": __version__,
-        "node_id": request.app[IDENTITY].node_id,
+        "node_id": request.app[NODE].identity.node_id,
         "l2_servers": settings.l2_trusted,
         "local_mode": not settings.l2_trusted,
     }

@@ -10,14 +10,14 @@ from aiohttp import web
 
 from node.auth.local import User
 from node.errors import InvalidInput
-from node.executor.run_manager import FINAL_STATUSES
-from node.http.appkeys import CONTENT_STORE, RUN_QUERIES, RUNS, STEP_INDEX
+from node.http.appkeys import NODE
 from node.http.cache import int_param
 from node.http.runs import STATUSES
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.formats import media_kind
 from node.http.ui.render import page
 from node.http.ui.users import current_user
+from node.sync.run_status import RunStatus, is_final
 
 PAGE_SIZE = 25
 
@@ -30,7 +30,7 @@ async def runs_page(request: web.Request) -> dict[str, Any]:
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
     owner = request.query.get("owner", "").strip() or None
-    runs = await request.app[RUN_QUERIES].listing(offset, PAGE_SIZE + 1, status, owner)
+    runs = await request.app[NODE].runs.listing(offset, PAGE_SIZE + 1, status, owner)
     return {
         "runs": runs[:PAGE_SIZE],
         "statuses": STATUSES,
@@ -46,22 +46,22 @@ async def runs_page(request: web.Request) -> dict[str, Any]:
 async def run_page(request: web.Request) -> dict[str, Any]:
     """One run: its plan drawn with each step's state and node, its output and provenance."""
     app = request.app
-    record = await app[RUNS].get(request.match_info["run_id"])
-    states, percent = await app[RUN_QUERIES].step_states(record["run_id"])
-    plan = await app[RUN_QUERIES].plan(record["plan_id"])
+    record = await app[NODE].run_manager.get(request.match_info["run_id"])
+    states, percent = await app[NODE].runs.events.step_states(record["run_id"])
+    plan = await app[NODE].runs.plan(record["plan_id"])
     if plan:
         states = await _with_recorded_steps(app, plan, states, record["status"])
-    entries = await app[CONTENT_STORE].index.get_many([item["content_id"] for item in record["inputs"]])
+    entries = await app[NODE].store.index.get_many([item["content_id"] for item in record["inputs"]])
     by_id = {entry.content_id: entry for entry in entries}
     user = await current_user(request)
-    finished = record["status"] in FINAL_STATUSES
+    finished = is_final(record["status"])
     return {
         "run": record,
-        "progress": 100 if record["status"] == "completed" else percent,
+        "progress": 100 if record["status"] == RunStatus.COMPLETED else percent,
         "picture": plan_picture(plan, states) if plan else None,
         "steps": _step_rows(plan, states) if plan else [],
         "inputs": [{**item, "entry": by_id.get(item["content_id"])} for item in record["inputs"]],
-        "output_kind": media_kind((record.get("output") or {}).get("media_type")),
+        "output_kind": media_kind(output["media_type"] if (output := record["output"]) else None),
         "finished": finished,
         "may_change": user_may_change(user, record["owner"]),
     }
@@ -75,12 +75,12 @@ async def _with_recorded_steps(
     silent = [step for step in plan["steps"] if step["type"] != "SOURCE" and step["node_id"] not in states]
     filled = dict(states)
     for step in silent:
-        entry = await app[STEP_INDEX].get(step["cache_id"])
+        entry = await app[NODE].steps.get(step["cache_id"])
         if entry is not None:
             filled[step["node_id"]] = {"state": "done", "cid": entry.cid, "node": entry.node}
-        elif status == "completed":  # yet nothing says who computed it
+        elif status == RunStatus.COMPLETED:  # yet nothing says who computed it
             filled[step["node_id"]] = {"state": "unknown"}
-        elif status in FINAL_STATUSES:  # failed or cancelled before it ran
+        elif is_final(status):  # failed or cancelled before it ran
             filled[step["node_id"]] = {"state": "skipped"}
     return filled
 

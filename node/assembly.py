@@ -1,0 +1,430 @@
+"""The node, assembled: the one place that opens every part in order and closes it in reverse.
+
+``async with Node.open(settings, services) as node`` opens identity, Redis and the indexes,
+auth, IPFS, the store, the federation (published state, peers, daemon peering) and the
+executor, then starts adopting unfinished runs; leaving it stops them in reverse order. The
+HTTP layer (``node.http.create_app(node)``) only adds routes and middleware around it; tests and
+benches use the same object. A part opened later may use any part opened before it, never one
+after, which is what makes the order safe to read top to bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from node.auth.deletion import DeletionRules
+from node.auth.l2 import L2Verifier
+from node.auth.local import Authenticator, load_or_create_admin_token
+from node.auth.publication import PublicationChecker
+from node.auth.revocation import Revocations
+from node.config import Settings
+from node.errors import NodeError
+from node.executor.adoption import PeerAdoption
+from node.executor.claiming import RedisClaims
+from node.executor.planner import tool_versions
+from node.executor.pool import WorkerPool
+from node.executor.provenance import RecordWriter
+from node.executor.recipe_store import RecipeStore
+from node.executor.run_manager import RunManager
+from node.executor.scheduler import Scheduler
+from node.federation.peering import DaemonPeering
+from node.federation.peers import PeerSync, parse_peers
+from node.federation.publisher import IpnsNames, StatePublisher
+from node.federation.recovery import recover
+from node.federation.refill import refill
+from node.identity import NodeIdentity, load_or_create
+from node.services import REFILL_MARKER, EmbeddedServices
+from node.store.content import ContentStore
+from node.store.gone import Gone
+from node.store.ipfs import IpfsClient
+from node.store.local_cache import LocalCache
+from node.store.thumbnail_cache import Thumbnails
+from node.sync.activities import Activities
+from node.sync.claims import ClaimBoard
+from node.sync.connection import connect
+from node.sync.index import ContentIndex, StepIndex
+from node.sync.keys import Keys
+from node.sync.notices import Notices
+from node.sync.run_index import RunIndex
+
+log = logging.getLogger(__name__)
+
+ADOPT_POLL_S = 2.0
+STATE_NOTICE = "state:changed"  # a write that changed what the node publishes
+PUBLISHED_TTL_S = 10.0  # an L2's answer about what it published is reused this long
+SERVICE_WATCH_INTERVAL_S = 2.0
+IPFS_READ_BUFSIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Node:
+    """Every part of a running node, opened (see the module docstring for the order)."""
+
+    settings: Settings
+    services: EmbeddedServices | None  # the embedded daemons; None when all are external
+    identity: NodeIdentity
+    redis: aioredis.Redis
+    keys: Keys
+    contents: ContentIndex
+    steps: StepIndex
+    runs: RunIndex
+    activities: Activities
+    notices: Notices
+    auth: Authenticator
+    publications: PublicationChecker
+    http_session: aiohttp.ClientSession  # for IPFS and peers (large read buffer)
+    ipfs: IpfsClient
+    store: ContentStore
+    cache: LocalCache
+    thumbnails: Thumbnails
+    gone: Gone
+    names: IpnsNames
+    publisher: StatePublisher
+    peering: DaemonPeering
+    peer_sync: PeerSync
+    pool: WorkerPool
+    writer: RecordWriter
+    scheduler: Scheduler
+    run_manager: RunManager
+    recipes: RecipeStore
+    deletion: DeletionRules
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings, services: EmbeddedServices | None = None) -> AsyncIterator[Node]:
+        """Open the node on ``settings`` (which must name reachable Redis and IPFS URLs)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if services is not None:
+                await stack.enter_async_context(_watching(services))
+            core = await stack.enter_async_context(_core(settings))
+            auth, publications = await stack.enter_async_context(_auth(core))
+            federation = await stack.enter_async_context(_federation(core))
+            executor = await stack.enter_async_context(_executor(core, federation))
+            stack.push_async_callback(core.notices.close)  # before the runs close: no notice adopts one
+            node = cls(
+                settings=settings,
+                services=services,
+                identity=core.identity,
+                redis=core.redis,
+                keys=core.keys,
+                contents=core.contents,
+                steps=core.steps,
+                runs=core.runs,
+                activities=core.activities,
+                notices=core.notices,
+                auth=auth,
+                publications=publications,
+                http_session=core.http_session,
+                ipfs=core.ipfs,
+                store=core.store,
+                cache=core.cache,
+                thumbnails=core.thumbnails,
+                gone=core.gone,
+                names=federation.names,
+                publisher=federation.publisher,
+                peering=federation.peering,
+                peer_sync=federation.peer_sync,
+                pool=executor.pool,
+                writer=executor.writer,
+                scheduler=executor.scheduler,
+                run_manager=executor.run_manager,
+                recipes=RecipeStore(core.store, core.redis, core.keys),
+                deletion=DeletionRules(
+                    store=core.store, checker=publications, activities=core.activities, runs=core.runs
+                ),
+            )
+            for prefix in ("step", "run", STATE_NOTICE.split(":", maxsplit=1)[0]):  # may change the state
+                core.notices.on(prefix, federation.publisher.on_notice)
+            core.notices.start()
+            await stack.enter_async_context(_adopting(executor.run_manager))
+            yield node
+
+
+@dataclass(frozen=True)
+class _Core:
+    """Identity, Redis with its indexes, IPFS and the store: what every later part uses."""
+
+    settings: Settings
+    identity: NodeIdentity
+    redis: aioredis.Redis
+    keys: Keys
+    contents: ContentIndex
+    steps: StepIndex
+    runs: RunIndex
+    notices: Notices
+    activities: Activities
+    http_session: aiohttp.ClientSession
+    ipfs: IpfsClient
+    cache: LocalCache
+    thumbnails: Thumbnails
+    gone: Gone
+    store: ContentStore
+
+
+@contextlib.asynccontextmanager
+async def _core(settings: Settings) -> AsyncIterator[_Core]:
+    redis_url = _required(settings.redis_url, "redis_url")
+    ipfs_api = _required(settings.ipfs_api, "ipfs_api")
+    identity = await asyncio.to_thread(load_or_create, settings.data_dir)
+    log.info("node id %s", identity.node_id)
+    client = connect(redis_url)
+    keys = Keys(settings.redis_prefix)
+    # A larger read buffer than aiohttp's 64 KiB: fewer pause/resume cycles when relaying
+    # hundreds of MB from the daemon (measured in bench/store.py).
+    session = aiohttp.ClientSession(read_bufsize=IPFS_READ_BUFSIZE)
+    ipfs = IpfsClient(ipfs_api, session, settings.ipfs_timeout)
+    cache = LocalCache(settings.data_dir / "cache", ipfs)
+    thumbnails = Thumbnails(settings.data_dir / "thumbnails", cache)
+    gone = Gone(cache, thumbnails)
+    contents = ContentIndex(client, keys)
+    try:
+        yield _Core(
+            settings=settings,
+            identity=identity,
+            redis=client,
+            keys=keys,
+            contents=contents,
+            steps=StepIndex(client, keys),
+            runs=RunIndex(client, keys),
+            notices=Notices(client, keys),
+            activities=Activities(client, keys),
+            http_session=session,
+            ipfs=ipfs,
+            cache=cache,
+            thumbnails=thumbnails,
+            gone=gone,
+            store=ContentStore(ipfs, contents, client, keys, gone=gone),
+        )
+    finally:
+        await session.close()
+        await client.aclose()
+
+
+def _required(url: str | None, name: str) -> str:
+    if url is None:
+        raise ValueError(f"Node.open needs {name}; start EmbeddedServices first")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def _auth(core: _Core) -> AsyncIterator[tuple[Authenticator, PublicationChecker]]:
+    """The admin token; with ``ARTDAG_L2_TRUSTED``, tokens those L2 servers issue, asked of
+    them over a session of their own (short deadlines, no IPFS-sized buffers)."""
+    settings = core.settings
+    token = await asyncio.to_thread(load_or_create_admin_token, settings.data_dir)
+    if not settings.l2_trusted:
+        yield (
+            Authenticator(token),
+            PublicationChecker(trusted=(), session=None, ttl_s=PUBLISHED_TTL_S, timeout_s=1),
+        )
+        return
+    async with aiohttp.ClientSession() as session:
+        publications = PublicationChecker(
+            trusted=settings.l2_trusted, session=session, ttl_s=PUBLISHED_TTL_S, timeout_s=settings.l2_timeout
+        )
+        verifier = L2Verifier(
+            trusted=settings.l2_trusted,
+            scope=settings.public_url,
+            session=session,
+            ttl_s=settings.l2_verify_ttl,
+            timeout_s=settings.l2_timeout,
+        )
+        yield (
+            Authenticator(token, verifier=verifier, revocations=Revocations(core.redis, core.keys)),
+            publications,
+        )
+
+
+@dataclass(frozen=True)
+class _Federation:
+    names: IpnsNames
+    publisher: StatePublisher
+    peering: DaemonPeering
+    peer_sync: PeerSync
+
+
+@contextlib.asynccontextmanager
+async def _federation(core: _Core) -> AsyncIterator[_Federation]:
+    """The node's published state (recovered first if Redis lost it), its trusted peers and
+    the peering of the cluster's IPFS daemons; a repository moved aside is refilled."""
+    settings, identity, ipfs, client, keys = core.settings, core.identity, core.ipfs, core.redis, core.keys
+    names = IpnsNames(ipfs, identity.node_id)
+    recovery = functools.partial(
+        recover,
+        identity=identity,
+        ipfs=ipfs,
+        client=client,
+        keys=keys,
+        names=names,
+        data_dir=settings.data_dir,
+    )
+    try:
+        await recovery()
+    except Exception as exc:  # the publisher tries again before it publishes anything
+        log.error("could not recover from the last published state yet (%s)", exc)
+    publisher = StatePublisher(
+        identity=identity,
+        ipfs=ipfs,
+        client=client,
+        keys=keys,
+        names=names,
+        url=settings.public_url,
+        data_dir=settings.data_dir,
+        debounce_s=settings.state_debounce,
+        recovery=recovery,
+    )
+    marker = settings.data_dir / REFILL_MARKER
+    refilling = marker.exists()  # others keep entries meanwhile
+    peering = DaemonPeering(
+        ipfs=ipfs, client=client, keys=keys, node_id=identity.node_id, refilling=refilling
+    )
+    peer_sync = PeerSync(
+        peers=parse_peers(settings.peers),
+        ipfs=ipfs,
+        session=core.http_session,
+        client=client,
+        keys=keys,
+        poll_s=settings.peer_poll,
+        peering=peering,
+    )
+    peering.start()
+    publisher.start()
+    peer_sync.start()
+    refilled = asyncio.create_task(
+        _refill(marker, core, peering),
+        name="ipfs-refill",
+    )
+    try:
+        yield _Federation(names, publisher, peering, peer_sync)
+    finally:
+        refilled.cancel()
+        await asyncio.gather(refilled, return_exceptions=True)
+        await peer_sync.close()
+        await publisher.close()
+        await peering.close()
+
+
+async def _refill(marker: Path, core: _Core, peering: DaemonPeering) -> None:
+    """Refill a repository that replaced one another implementation made
+    (``federation/refill.py``), once the daemon is peered with the cluster's; tried again at
+    the next start if it fails."""
+    if not peering.refilling:  # no marker at start: nothing was moved aside
+        return
+    try:
+        await refill(
+            marker,
+            ipfs=core.ipfs,
+            cache=core.cache,
+            contents=core.contents,
+            steps=core.steps,
+            peering=peering,
+        )
+    except NodeError as exc:
+        log.error("could not refill the new IPFS repository yet (%s); tried again at the next start", exc)
+    except Exception:  # a bug: logged, and the marker stays for the next start
+        log.exception("refilling the new IPFS repository failed; tried again at the next start")
+
+
+@dataclass(frozen=True)
+class _Executor:
+    pool: WorkerPool
+    writer: RecordWriter
+    scheduler: Scheduler
+    run_manager: RunManager
+
+
+@contextlib.asynccontextmanager
+async def _executor(core: _Core, federation: _Federation) -> AsyncIterator[_Executor]:
+    """Workers, scheduler and runs."""
+    settings, store, steps, cache = core.settings, core.store, core.steps, core.cache
+    await asyncio.to_thread(tool_versions)  # read once here, not on the event loop by a request
+    pool = WorkerPool(settings.workers)
+    writer = RecordWriter(core.identity, store, steps)
+    board = ClaimBoard(
+        core.redis, core.keys, core.identity.node_id, lease_s=settings.lease, max_attempts=settings.attempts
+    )
+    peer_sync = federation.peer_sync
+    adopt = PeerAdoption(
+        peer_steps=peer_sync.steps, store=store, steps=steps, cache=cache, trusted=set(peer_sync.peers)
+    )
+    scheduler = Scheduler(
+        store=store,
+        steps=steps,
+        cache=cache,
+        pool=pool,
+        work_dir=settings.data_dir / "work",
+        step_timeout_s=settings.step_timeout,
+        receipt=writer.receipt,
+        published=writer.publish_soon,
+        claims=RedisClaims(board, core.notices, heartbeat_s=settings.heartbeat),
+        adopt=adopt if peer_sync.peers else None,
+    )
+    run_manager = RunManager(
+        activities=core.activities,
+        runs=core.runs,
+        scheduler=scheduler,
+        writer=writer,
+        store=store,
+        steps=steps,
+        notices=core.notices,
+    )
+    try:
+        yield _Executor(pool, writer, scheduler, run_manager)
+    finally:
+        await run_manager.close()
+        await writer.close()
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def _adopting(run_manager: RunManager) -> AsyncIterator[None]:
+    """Work on every unfinished run: at start (resume), then every ADOPT_POLL_S in case a
+    notice was missed (notices bring new runs at once), until the node closes."""
+    stopping = asyncio.Event()
+
+    async def adopt() -> None:
+        while not stopping.is_set():
+            try:
+                await run_manager.resume()
+            except NodeError as exc:  # Redis down: serve anyway; /health says why
+                log.warning("could not look for unfinished runs: %s", exc.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), ADOPT_POLL_S)
+
+    task = asyncio.create_task(adopt(), name="adopt-runs")
+    try:
+        yield
+    finally:
+        stopping.set()  # not cancel(): a Redis call can swallow a cancellation and loop on
+        await task
+
+
+@contextlib.asynccontextmanager
+async def _watching(services: EmbeddedServices) -> AsyncIterator[None]:
+    """Log, once, each embedded daemon that dies while the node runs (``/health`` says 503)."""
+
+    async def watch() -> None:
+        reported: set[str] = set()
+        while True:
+            for role, problem in services.problems().items():
+                if role not in reported:
+                    reported.add(role)
+                    log.error("%s", problem)
+            await asyncio.sleep(SERVICE_WATCH_INTERVAL_S)
+
+    task = asyncio.create_task(watch(), name="watch-embedded-services")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,127 @@
+"""A run's event stream (``events:{id}``, XADD): what a client following the run reads.
+
+Kinds: ``run_queued``, ``step_started``, ``step_cached``, ``step_finished``, ``step_failed``,
+``progress``, then one of ``run_completed``, ``run_failed``, ``run_cancelled`` (``final_event``).
+Each entry holds ``kind`` and ``data`` (the other fields, JSON). A step's outcome is reported
+once per run, whichever node learns it first (``report``), with the progress it makes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
+
+from node.sync.connection import redis_errors
+from node.sync.keys import Keys
+from node.sync.run_status import RunStatus
+
+EVENTS_MAX_LEN = 10_000
+REPORTED_ONCE = ("step_finished", "step_cached")
+STEP_STATES = {
+    "step_started": "running",
+    "step_cached": "cached",
+    "step_finished": "done",
+    "step_failed": "failed",
+}
+
+# Report a step's outcome (step_finished or step_cached) in the run's stream once per run,
+# whichever node learns it first, then the progress it makes: the share of the plan's steps
+# reported. A node that finds a result another node computed for this run adds nothing.
+# KEYS: events, reported. ARGV: kind, data, cache id, steps in the plan, stream length.
+_REPORT = """
+local first = redis.call('SADD', KEYS[2], ARGV[3])
+if first == 0 and ARGV[1] == 'step_cached' then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'kind', ARGV[1], 'data', ARGV[2])
+if first == 1 then
+  local percent = math.floor(100 * redis.call('SCARD', KEYS[2]) / tonumber(ARGV[4]))
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'kind', 'progress',
+             'data', '{"percent": ' .. string.format('%d', percent) .. '}')
+end
+return 1
+"""
+
+
+def final_event(status: RunStatus) -> str:
+    """The event that ends a run's stream with ``status`` (``run_completed``, ...)."""
+    return f"run_{status}"
+
+
+FINAL_EVENTS = frozenset(final_event(status) for status in RunStatus.finals())
+
+
+def entry(kind: str, fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
+    """The stream fields of one event."""
+    return {"kind": kind, "data": json.dumps(fields)}
+
+
+class RunEvents:
+    """Appends to and reads runs' event streams."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._report_script = client.register_script(_REPORT)
+
+    async def append(self, run_id: str, kind: str, **fields: Any) -> None:
+        """Add one event (the stream keeps about the last EVENTS_MAX_LEN)."""
+        with redis_errors():
+            await self._redis.xadd(
+                self._keys.events(run_id), entry(kind, fields), maxlen=EVENTS_MAX_LEN, approximate=True
+            )
+
+    async def report(self, run_id: str, work: int, kind: str, fields: dict[str, Any]) -> None:
+        """Report a step outcome (one of REPORTED_ONCE) once per run, with the progress it
+        makes out of ``work`` steps; ``fields`` names the step's ``cache_id``."""
+        keys = [self._keys.events(run_id), self._keys.run_reported(run_id)]
+        with redis_errors():
+            await self._report_script(
+                keys=keys, args=[kind, json.dumps(fields), fields["cache_id"], work, EVENTS_MAX_LEN]
+            )
+
+    async def unreported(self, run_id: str, cache_ids: list[str]) -> set[str]:
+        """The ``cache_ids`` whose outcome this run's stream does not report yet."""
+        with redis_errors():
+            known = await self._redis.smismember(self._keys.run_reported(run_id), cache_ids)
+        return {cache_id for cache_id, reported in zip(cache_ids, known, strict=True) if not reported}
+
+    async def started(self, run_id: str) -> set[str]:
+        """The cache ids of the steps some node started computing in this run."""
+        events = await self.read(run_id)
+        return {str(event.get("cache_id", "")) for _, event in events if event["kind"] == "step_started"}
+
+    async def read(
+        self, run_id: str, after: str = "-", block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events after stream id ``after`` (exclusive; "-" for all), waiting up to ``block_ms``
+        for the first one when there are none yet."""
+        key = self._keys.events(run_id)
+        with redis_errors():
+            if block_ms is None:
+                start = "-" if after == "-" else f"({after}"
+                entries: Any = await self._redis.xrange(key, start, "+")
+            else:
+                answer: Any = await self._redis.xread({key: "0-0" if after == "-" else after}, block=block_ms)
+                entries = answer[0][1] if answer else []
+        return [
+            (str(entry_id), {"kind": fields["kind"], **json.loads(fields["data"])})
+            for entry_id, fields in entries
+        ]
+
+    async def step_states(self, run_id: str) -> tuple[dict[str, dict[str, Any]], int]:
+        """Each step's latest state (running, cached, done, failed) and the last percent reported."""
+        states: dict[str, dict[str, Any]] = {}
+        percent = 0
+        for _, event in await self.read(run_id):
+            if event["kind"] == "progress":
+                percent = int(event["percent"])
+            elif event["kind"] in STEP_STATES:
+                name = str(event["step"])
+                state = {"state": STEP_STATES[event["kind"]], "cache_id": event.get("cache_id")}
+                state.update({key: event[key] for key in ("cid", "error", "fused", "node") if key in event})
+                if "fused" in states.get(name, {}):
+                    state.setdefault("fused", states[name]["fused"])
+                states[name] = state
+        return states, percent

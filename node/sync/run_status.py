@@ -1,0 +1,69 @@
+"""The types of a run: its status, and its record as stored (``run:{id}``, JSON) and served."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypedDict
+
+
+class RunStatus(StrEnum):
+    """Where a run is. A run moves queued -> running -> one final status, never back; a final
+    status, once written, stands (a completion and a cancel may race: the first wins)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in _FINALS
+
+    @classmethod
+    def finals(cls) -> tuple[RunStatus, ...]:
+        """The final statuses, in declaration order."""
+        return tuple(status for status in cls if status.final)
+
+
+_FINALS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def is_final(status: str) -> bool:
+    """Whether ``status`` (as read from a record) is a final one."""
+    return status in _FINALS
+
+
+class RecipeRef(TypedDict):
+    name: str
+    cid: str
+
+
+class RunInput(TypedDict):
+    name: str  # the SOURCE's variable or asset name
+    content_id: str
+
+
+class RunOutput(TypedDict):
+    cid: str
+    content_id: str
+    media_type: str
+
+
+class RunRecord(TypedDict):
+    """A run as stored and served (``GET /runs/{id}`` adds its steps and progress)."""
+
+    run_id: str
+    status: RunStatus
+    recipe: RecipeRef
+    recipe_content_id: str
+    plan_id: str
+    plan_cid: str
+    inputs: list[RunInput]
+    owner: str
+    output_name: str
+    created: str
+    updated: str
+    output: RunOutput | None
+    provenance_cid: str | None
+    error: str | None
