@@ -66,8 +66,8 @@ IPFS_READ_BUFSIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Node:
-    """Every part of a running node, opened (see the module docstring for the order)."""
+class NodeCore:
+    """Identity, Redis with its indexes, IPFS and the store: what every later part uses."""
 
     settings: Settings
     services: EmbeddedServices | None  # the embedded daemons; None when all are external
@@ -77,16 +77,22 @@ class Node:
     contents: ContentIndex
     steps: StepIndex
     runs: RunIndex
-    activities: Activities
     notices: Notices
-    auth: Authenticator
-    publications: PublicationChecker
+    activities: Activities
     http_session: aiohttp.ClientSession  # for IPFS and peers (large read buffer)
     ipfs: IpfsClient
-    store: ContentStore
     cache: LocalCache
     thumbnails: Thumbnails
     gone: Gone
+    store: ContentStore
+
+
+@dataclass(frozen=True)
+class Node(NodeCore):
+    """Every part of a running node, opened (see the module docstring for the order)."""
+
+    auth: Authenticator
+    publications: PublicationChecker
     names: IpnsNames
     publisher: StatePublisher
     peering: DaemonPeering
@@ -105,30 +111,15 @@ class Node:
         async with contextlib.AsyncExitStack() as stack:
             if services is not None:
                 await stack.enter_async_context(_watching(services))
-            core = await stack.enter_async_context(_core(settings))
+            core = await stack.enter_async_context(_core(settings, services))
             auth, publications = await stack.enter_async_context(_auth(core))
             federation = await stack.enter_async_context(_federation(core))
             executor = await stack.enter_async_context(_executor(core, federation))
             stack.push_async_callback(core.notices.close)  # before the runs close: no notice adopts one
             node = cls(
-                settings=settings,
-                services=services,
-                identity=core.identity,
-                redis=core.redis,
-                keys=core.keys,
-                contents=core.contents,
-                steps=core.steps,
-                runs=core.runs,
-                activities=core.activities,
-                notices=core.notices,
+                **vars(core),
                 auth=auth,
                 publications=publications,
-                http_session=core.http_session,
-                ipfs=core.ipfs,
-                store=core.store,
-                cache=core.cache,
-                thumbnails=core.thumbnails,
-                gone=core.gone,
                 names=federation.names,
                 publisher=federation.publisher,
                 peering=federation.peering,
@@ -149,29 +140,8 @@ class Node:
             yield node
 
 
-@dataclass(frozen=True)
-class _Core:
-    """Identity, Redis with its indexes, IPFS and the store: what every later part uses."""
-
-    settings: Settings
-    identity: NodeIdentity
-    redis: aioredis.Redis
-    keys: Keys
-    contents: ContentIndex
-    steps: StepIndex
-    runs: RunIndex
-    notices: Notices
-    activities: Activities
-    http_session: aiohttp.ClientSession
-    ipfs: IpfsClient
-    cache: LocalCache
-    thumbnails: Thumbnails
-    gone: Gone
-    store: ContentStore
-
-
 @contextlib.asynccontextmanager
-async def _core(settings: Settings) -> AsyncIterator[_Core]:
+async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncIterator[NodeCore]:
     redis_url = _required(settings.redis_url, "redis_url")
     ipfs_api = _required(settings.ipfs_api, "ipfs_api")
     identity = await asyncio.to_thread(load_or_create, settings.data_dir)
@@ -187,8 +157,9 @@ async def _core(settings: Settings) -> AsyncIterator[_Core]:
     gone = Gone(cache, thumbnails)
     contents = ContentIndex(client, keys)
     try:
-        yield _Core(
+        yield NodeCore(
             settings=settings,
+            services=services,
             identity=identity,
             redis=client,
             keys=keys,
@@ -216,7 +187,7 @@ def _required(url: str | None, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _auth(core: _Core) -> AsyncIterator[tuple[Authenticator, PublicationChecker]]:
+async def _auth(core: NodeCore) -> AsyncIterator[tuple[Authenticator, PublicationChecker]]:
     """The admin token; with ``ARTDAG_L2_TRUSTED``, tokens those L2 servers issue, asked of
     them over a session of their own (short deadlines, no IPFS-sized buffers)."""
     settings = core.settings
@@ -253,7 +224,7 @@ class _Federation:
 
 
 @contextlib.asynccontextmanager
-async def _federation(core: _Core) -> AsyncIterator[_Federation]:
+async def _federation(core: NodeCore) -> AsyncIterator[_Federation]:
     """The node's published state (recovered first if Redis lost it), its trusted peers and
     the peering of the cluster's IPFS daemons; a repository moved aside is refilled."""
     settings, identity, ipfs, client, keys = core.settings, core.identity, core.ipfs, core.redis, core.keys
@@ -313,7 +284,7 @@ async def _federation(core: _Core) -> AsyncIterator[_Federation]:
         await peering.close()
 
 
-async def _refill(marker: Path, core: _Core, peering: DaemonPeering) -> None:
+async def _refill(marker: Path, core: NodeCore, peering: DaemonPeering) -> None:
     """Refill a repository that replaced one another implementation made
     (``federation/refill.py``), once the daemon is peered with the cluster's; tried again at
     the next start if it fails."""
@@ -343,7 +314,7 @@ class _Executor:
 
 
 @contextlib.asynccontextmanager
-async def _executor(core: _Core, federation: _Federation) -> AsyncIterator[_Executor]:
+async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_Executor]:
     """Workers, scheduler and runs."""
     settings, store, steps, cache = core.settings, core.store, core.steps, core.cache
     await asyncio.to_thread(tool_versions)  # read once here, not on the event loop by a request

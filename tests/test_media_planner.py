@@ -8,7 +8,7 @@ import pytest
 from node.executor.errors import RecipeError
 from node.executor.planner import CHAIN, make_plan
 from node.executor.recipe import builtin_recipe, parse_recipe
-from node.store.media import sniff_media_type
+from node.store.sniffing import sniff_media_type
 
 VIDEO, AUDIO, IMAGE = "e" * 64, "a" * 64, "1" * 64
 TYPES = {VIDEO: "video/mp4", AUDIO: "audio/wave", IMAGE: "image/png"}

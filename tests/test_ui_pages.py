@@ -18,7 +18,7 @@ from PIL import Image
 
 from node.http.appkeys import NODE
 from node.http.openapi import document
-from node.http.ui.client import CLIENT_FILE, build_bundle
+from node.http.ui.client_page import CLIENT_FILE, build_bundle
 from node.store.cid import leaf_cid
 from tests.helpers import Client, start, upload
 from tests.media import pattern_clip, tone

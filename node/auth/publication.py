@@ -13,14 +13,12 @@ trusted (local mode) nothing is published.
 
 from __future__ import annotations
 
-import re
-
 import aiohttp
 from cachetools import TTLCache
 
 from node.auth.errors import L2Unavailable
+from node.sync.keys import is_canonical_content_id
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 CACHE_SIZE = 10_000
 
 
@@ -75,7 +73,7 @@ class PublicationChecker:
             ) from exc
         listed = answer.get("published") if isinstance(answer, dict) else None
         if not isinstance(listed, list) or not all(
-            isinstance(item, str) and _HEX64.fullmatch(item) for item in listed
+            isinstance(item, str) and is_canonical_content_id(item) for item in listed
         ):
             raise L2Unavailable(f"L2 {l2} sent a malformed answer about what it published", l2=l2)
         return set(listed) & set(content_ids)

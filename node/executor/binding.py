@@ -8,7 +8,6 @@ Inputs fill the recipe's variable inputs: a list in recipe order, or ``{name: re
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,8 +27,7 @@ from node.store.cid import is_content_id
 from node.store.content import ContentStore
 from node.store.errors import ContentNotFound, InvalidCid
 from node.sync.index import ContentEntry
-
-ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+from node.sync.keys import ASSET_NAME
 
 
 async def resolve_recipe(store: ContentStore, ref: str, params: Any = None) -> tuple[Recipe, ContentEntry]:

@@ -86,14 +86,6 @@ class Plan:
     steps: tuple[Step, ...]
     output: str
 
-    @property
-    def levels(self) -> list[list[Step]]:
-        """Steps grouped by level: each level's steps depend only on earlier levels."""
-        grouped: dict[int, list[Step]] = {}
-        for step in self.steps:
-            grouped.setdefault(step.level, []).append(step)
-        return [grouped[level] for level in sorted(grouped)]
-
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Plan:
         """The plan a stored record describes (inverse of :meth:`record`)."""

@@ -16,7 +16,7 @@ from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
 from node.http.ui import home, run_pages
 from node.http.ui import routes as ui_routes
-from node.http.ui.render import negotiated
+from node.http.ui.templating import negotiated
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,11 @@ from node.store.content import Stored
 from node.store.errors import InvalidUpload, UploadTooLarge
 from node.store.ipfs import CHUNK_SIZE
 from node.sync.index import ContentEntry
-from node.sync.keys import MEDIA_KINDS
+from node.sync.keys import ASSET_NAME, MEDIA_KINDS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file, beyond ARTDAG_MAX_UPLOAD
 MAX_FIELD_BYTES = 1024
 PAGE_DEFAULT, PAGE_MAX = 50, 1000

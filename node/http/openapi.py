@@ -17,7 +17,7 @@ from aiohttp import web
 
 from node import __version__
 from node.http import schemas
-from node.http.ui.render import is_page
+from node.http.ui.templating import is_page
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ERROR_DESCRIPTIONS = {

@@ -13,8 +13,8 @@ from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
 from node.http.runs import checked_output_name, read_json, run_response
 from node.http.schemas import answer, json_body, page, ref
-from node.http.ui.recipes import recipes_page
-from node.http.ui.render import negotiated
+from node.http.ui.recipe_pages import recipes_page
+from node.http.ui.templating import negotiated
 
 
 @operation(

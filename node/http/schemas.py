@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.sync.keys import USER_PATTERN
+from node.sync.keys import ASSET_NAME_PATTERN, CONTENT_ID_PATTERN, USER_PATTERN
 
 Schema = dict[str, Any]
 
@@ -54,12 +54,16 @@ def _items(item: Schema, **more: Schema) -> Schema:
 
 
 STRING: Schema = {"type": "string"}
-ASSET_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+ASSET_NAME_SCHEMA: Schema = {"type": "string", "pattern": f"^{ASSET_NAME_PATTERN}$"}
+CONTENT_ID_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": f"^{CONTENT_ID_PATTERN}$",
+    "description": "SHA3-256 hex",
+}
 OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]{1,128}$"}
 INTEGER: Schema = {"type": "integer"}
 NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 ERROR = ref("Error")
-REF_PATTERN = {"type": "string", "minLength": 1, "description": "a CID (any form) or a SHA3-256 hex"}
 
 COMPONENTS: dict[str, Schema] = {
     "Error": {
@@ -77,8 +81,8 @@ COMPONENTS: dict[str, Schema] = {
         ["cid", "content_id", "sha3_256", "size", "media_type", "created", "url"],
         {
             "cid": {**STRING, "description": "CIDv1, base32"},
-            "content_id": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA3-256 hex"},
-            "sha3_256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "content_id": CONTENT_ID_SCHEMA,
+            "sha3_256": CONTENT_ID_SCHEMA,
             "size": {"type": "integer", "minimum": 1},
             "media_type": STRING,
             "created": {"type": "string", "format": "date-time"},
@@ -182,7 +186,7 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "RunOutput": _object(
         ["cid", "content_id", "media_type"],
-        {"cid": STRING, "content_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "media_type": STRING},
+        {"cid": STRING, "content_id": CONTENT_ID_SCHEMA, "media_type": STRING},
     ),
     "RunStarted": {"allOf": [ref("Run"), _object(["url", "events"], {"url": STRING, "events": STRING})]},
     "Step": _object(

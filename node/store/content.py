@@ -36,7 +36,7 @@ from node.store.errors import (
 )
 from node.store.gone import Gone
 from node.store.ipfs import Added, IpfsClient, file_chunks
-from node.store.media import SNIFF_BYTES, sniff_media_type
+from node.store.sniffing import SNIFF_BYTES, sniff_media_type
 from node.sync.connection import redis_errors
 from node.sync.index import ContentEntry, ContentIndex
 from node.sync.keys import Keys

@@ -25,6 +25,13 @@ from node.sync.keys import check_content_id
 log = logging.getLogger(__name__)
 
 
+def sharded(root: Path, content_id: str, suffix: str = "") -> Path:
+    """``root/ab/cd/<content_id><suffix>``: the one layout of files named by content id
+    (two levels of 256 folders, as dvc-objects shards); validates the id."""
+    check_content_id(content_id)
+    return root / content_id[:2] / content_id[2:4] / f"{content_id}{suffix}"
+
+
 class LocalCache:
     """Materializes indexed content under ``root`` and finds what is already there."""
 
@@ -34,8 +41,7 @@ class LocalCache:
 
     def path_for(self, content_id: str) -> Path:
         """Where ``content_id`` lives (or would live) in the cache; validates the id."""
-        check_content_id(content_id)
-        return self.root / content_id[:2] / content_id[2:4] / content_id
+        return sharded(self.root, content_id)
 
     def has(self, content_id: str) -> bool:
         return self.path_for(content_id).is_file()

@@ -27,9 +27,8 @@ from node.media.kinds import kind_of
 from node.media.thumbnails import FAILED, TIMED_OUT
 from node.services import die_with_parent
 from node.store.errors import NoThumbnail, ThumbnailTimeout
-from node.store.local_cache import LocalCache
+from node.store.local_cache import LocalCache, sharded
 from node.sync.index import ContentEntry
-from node.sync.keys import check_content_id
 
 log = logging.getLogger(__name__)
 AT_ONCE = 2  # thumbnails made at the same time
@@ -54,8 +53,7 @@ class Thumbnails:
 
     def path_for(self, content_id: str) -> Path:
         """Where the thumbnail of ``content_id`` is (or would be); validates the id."""
-        check_content_id(content_id)
-        return self.root / content_id[:2] / content_id[2:4] / f"{content_id}.webp"
+        return sharded(self.root, content_id, ".webp")
 
     async def get(self, entry: ContentEntry) -> Path:
         """The WebP thumbnail of the entry's content, made now if it was never made;

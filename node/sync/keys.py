@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from node.sync.errors import InvalidId
 
 DEFAULT_PREFIX = "artdag:"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+CONTENT_ID_PATTERN = "[0-9a-f]{64}"  # SHA3-256, lower-case hex: content ids, cache ids, plan ids
+ASSET_NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a name given to content at upload
+ASSET_NAME = re.compile(ASSET_NAME_PATTERN)
+_HEX64 = re.compile(CONTENT_ID_PATTERN)
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 MEDIA_KINDS = ("image", "video", "audio")  # the media listings there are, besides all media
 USER_PATTERN = r"@[A-Za-z0-9._-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?"  # @name@l2-host
@@ -24,6 +27,11 @@ def _checked(kind: str, value: str, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise InvalidId(f"malformed {kind}: {value!r}", kind=kind)
     return value
+
+
+def is_canonical_content_id(value: str) -> bool:
+    """Whether ``value`` is a canonical (lower-case hex) SHA3-256 content id."""
+    return bool(_HEX64.fullmatch(value))
 
 
 def check_content_id(value: str) -> str:

@@ -10,7 +10,7 @@ from aiohttp import web
 from node.errors import NodeError
 from node.http.appkeys import NODE
 from node.http.health import NAME, dependencies
-from node.http.ui.render import page
+from node.http.ui.templating import page
 from node.sync.connection import redis_errors
 
 RECENT_RUNS = 8

@@ -15,7 +15,7 @@ from node.http.cache import int_param
 from node.http.runs import STATUSES
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.formats import media_kind
-from node.http.ui.render import page
+from node.http.ui.templating import page
 from node.http.ui.users import current_user
 from node.sync.run_status import RunStatus, is_final
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from node.http.appkeys import NODE
-from node.http.ui.render import page
+from node.http.ui.templating import page
 
 CLIENT_FILE = "artdag.pyz"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the ``node`` package

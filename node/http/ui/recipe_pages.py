@@ -18,8 +18,8 @@ from node.executor.recipe_store import summary as recipe_summary
 from node.http.appkeys import NODE
 from node.http.cache import int_param
 from node.http.ui.dag import DagNode, DagPicture, layout
-from node.http.ui.render import page
 from node.http.ui.run_pages import step_detail, user_may_change
+from node.http.ui.templating import page
 from node.http.ui.users import current_user
 from node.pixels.effects import EFFECTS
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from node.errors import InvalidInput
 from node.http.appkeys import NODE
 from node.http.cache import int_param
-from node.http.ui.render import page
+from node.http.ui.templating import page
 from node.http.ui.users import current_user
 from node.sync.keys import MEDIA_KINDS
 
