@@ -125,7 +125,7 @@ class DaemonCalls:
 
 
 def meter_for(daemons: dict[str, int]) -> CpuMeter:
-    """CPU per process: this one (the node's node), its step workers, Kubo, Redis."""
+    """CPU per process: this one (the node), its step workers, Kubo, Redis."""
     own = os.getpid()
     workers = [pid for pid, parent in parents().items() if parent == own and pid not in daemons.values()]
     return CpuMeter({"node app": [own], "workers": workers, **{k: [v] for k, v in daemons.items()}})

@@ -1,8 +1,9 @@
 """The node, assembled: the one place that opens every part in order and closes it in reverse.
 
-``async with Node.open(settings, services) as node`` opens identity, Redis and the indexes,
-auth, IPFS, the store, the federation (published state, peers, daemon peering) and the
-executor, then starts adopting unfinished runs; leaving it stops them in reverse order. The
+``async with Node.open(settings, services) as node`` opens the core (identity, Redis and the
+indexes, IPFS and the store), auth, the federation (published state, peers, daemon peering)
+and the executor, then starts hearing notices and adopting unfinished runs; leaving it stops
+them in reverse order (notices stop before the executor, so none adopts a run meanwhile). The
 HTTP layer (``node.http.create_app(node)``) only adds routes and middleware around it; tests and
 benches use the same object. A part opened later may use any part opened before it, never one
 after, which is what makes the order safe to read top to bottom.
@@ -133,8 +134,6 @@ class Node(NodeCore):
                     store=core.store, checker=publications, activities=core.activities, runs=core.runs
                 ),
             )
-            for prefix in ("step", "run", STATE_NOTICE.split(":", maxsplit=1)[0]):  # may change the state
-                core.notices.on(prefix, federation.publisher.on_notice)
             core.notices.start()
             await stack.enter_async_context(_adopting(executor.run_manager))
             yield node
@@ -267,6 +266,8 @@ async def _federation(core: NodeCore) -> AsyncIterator[_Federation]:
         poll_s=settings.peer_poll,
         peering=peering,
     )
+    for prefix in ("step", "run", STATE_NOTICE.split(":", maxsplit=1)[0]):  # may change the state
+        core.notices.on(prefix, publisher.on_notice)
     peering.start()
     publisher.start()
     peer_sync.start()
@@ -295,6 +296,7 @@ async def _refill(marker: Path, core: NodeCore, peering: DaemonPeering) -> None:
             marker,
             ipfs=core.ipfs,
             cache=core.cache,
+            gone=core.gone,
             contents=core.contents,
             steps=core.steps,
             peering=peering,

@@ -61,7 +61,7 @@ def _module_name(path: Path) -> str:
 
 def _imports(path: Path) -> set[str]:
     """Every ``node...`` module the file imports, ``from node.x import y`` read as ``node.x.y``
-    when ``y`` is a module, otherwise as ``node.x``."""
+    when ``y`` is a module or a package, otherwise as ``node.x``."""
     found: set[str] = set()
     for statement in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(statement, ast.Import):
@@ -69,7 +69,8 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(statement, ast.ImportFrom) and statement.module and statement.level == 0:
             for alias in statement.names:
                 submodule = f"{statement.module}.{alias.name}"
-                is_module = (NODE.parent / submodule.replace(".", "/")).with_suffix(".py").exists()
+                where = NODE.parent / submodule.replace(".", "/")
+                is_module = where.with_suffix(".py").exists() or (where / "__init__.py").exists()
                 found.add(submodule if is_module else statement.module)
     return {name for name in found if name == "node" or name.startswith("node.")}
 
@@ -103,6 +104,7 @@ def test_imports_point_down_the_layers() -> None:
         ("node.media", "node.executor", False),
         ("node.executor", "node.auth", False),  # siblings
         ("node.cli", "node.errors", False),
+        ("node.pixels", "node.media", False),
     ],
 )
 def test_the_rule_itself(importer: str, imported: str, allowed: bool) -> None:

@@ -1,4 +1,4 @@
-"""Runs end to end on the app's own executor: events, provenance, verification, cancel, resume."""
+"""Runs end to end on the node's own executor: events, provenance, verification, cancel, resume."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ async def test_verify_command(client: Client, settings: Settings) -> None:
 
 async def test_node_process_resumes_a_run_left_unfinished(client: Client, settings: Settings) -> None:
     """A run left running by a node that stopped is finished by the next node process that
-    starts on the same Redis and IPFS (resume at start-up, in the app's own wiring)."""
+    starts on the same Redis and IPFS (resume at start-up, in the node's own wiring)."""
     run_id = await submit(client, slow_recipe(15), pixels=RNG.integers(0, 256, (600, 600, 3), np.uint8))
     runs = client.app[NODE].run_manager
     await wait_until_async(lambda: client.app[NODE].pool.busy_pids, timeout_s=60)

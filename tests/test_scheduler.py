@@ -25,8 +25,10 @@ from node.pixels.imaging import png_bytes
 from node.pixels.params import normalize_params
 from node.store.cid import leaf_cid
 from node.store.content import ContentStore
+from node.store.gone import Gone
 from node.store.ipfs import IpfsClient
 from node.store.local_cache import LocalCache
+from node.store.thumbnail_cache import Thumbnails
 from node.sync.connection import connect
 from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
 from node.sync.keys import Keys
@@ -46,8 +48,9 @@ class Rig:
         self.ipfs = ipfs
         self.index = ContentIndex(client, keys)
         self.steps = StepIndex(client, keys)
-        self.store = ContentStore(ipfs, self.index, client, keys)
         self.cache = LocalCache(settings.data_dir / "cache", ipfs)
+        thumbnails = Thumbnails(settings.data_dir / "thumbnails", self.cache)
+        self.store = ContentStore(ipfs, self.index, client, keys, gone=Gone(self.cache, thumbnails))
         self.pool = WorkerPool(2)
         self.scheduler = Scheduler(
             store=self.store,
@@ -245,4 +248,5 @@ async def test_a_fenced_step_s_different_output_is_discarded(rig: Rig) -> None:
     ours = png_bytes(reference("dog", IMAGE))
     assert await rig.index.get(hashlib.sha3_256(ours).hexdigest()) is None
     assert not await rig.ipfs.pin_ls(leaf_cid(ours))
+    assert not rig.cache.path_for(hashlib.sha3_256(ours).hexdigest()).exists()  # its file went too
     assert await rig.ipfs.pin_ls(theirs.cid)  # what is recorded stays

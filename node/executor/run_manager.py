@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from node.canonical import canonical_id
 from node.errors import NodeError, NotFound
@@ -28,7 +28,7 @@ from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.notices import Notices
 from node.sync.run_events import REPORTED_ONCE, final_event
 from node.sync.run_index import RunIndex, RunNotFound
-from node.sync.run_status import RunOutput, RunRecord, RunStatus, is_final
+from node.sync.run_status import RunEnding, RunOutput, RunRecord, RunStatus, is_final
 from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
@@ -335,13 +335,20 @@ class RunManager:
         )
         return await write_provenance(self._writer, facts)
 
-    async def _finish(self, run_id: str, status: RunStatus, **fields: Any) -> RunRecord:
+    async def _finish(self, run_id: str, status: RunStatus, **ending: Unpack[RunEnding]) -> RunRecord:
         """Give the run its final status, unless it already has one (then that one stands)."""
-        wanted: RunRecord = {**await self.get(run_id), **fields, "status": status, "updated": utc_now()}  # type: ignore[typeddict-item]
-        in_force = await self._runs.finish(wanted)
-        if in_force is not wanted:
+        wanted = await self.get(run_id)
+        wanted["status"], wanted["updated"] = status, utc_now()
+        if "output" in ending:
+            wanted["output"] = ending["output"]
+        if "provenance_cid" in ending:
+            wanted["provenance_cid"] = ending["provenance_cid"]
+        if "error" in ending:
+            wanted["error"] = ending["error"]
+        in_force, written = await self._runs.finish(wanted)
+        if not written:
             return in_force
-        await self._events.append(run_id, final_event(status), status=status, **fields)
+        await self._events.append(run_id, final_event(status), status=status, **ending)
         log.info("run %s %s", run_id, status)
         output, provenance_cid = wanted["output"], wanted["provenance_cid"]
         if status == RunStatus.COMPLETED and self._activities is not None and output and provenance_cid:

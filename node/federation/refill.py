@@ -21,6 +21,7 @@ from pathlib import Path
 
 from node.federation.peering import DaemonPeering
 from node.store.errors import ContentNotFound, IpfsTimeout
+from node.store.gone import Gone
 from node.store.ipfs import IpfsClient
 from node.store.local_cache import LocalCache
 from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
@@ -47,6 +48,7 @@ async def refill(
     *,
     ipfs: IpfsClient,
     cache: LocalCache,
+    gone: Gone,
     contents: ContentIndex,
     steps: StepIndex,
     peering: DaemonPeering,
@@ -54,8 +56,8 @@ async def refill(
     """Refill the repository if ``marker`` says one was moved aside; None if not."""
     if not await asyncio.to_thread(marker.exists):
         return None
-    content_entries = await contents.get_many(await contents.all_ids())
-    step_entries = await steps.get_many(await steps.all_ids())
+    content_entries = await contents.get_many([content_id for content_id, _ in await contents.listed()])
+    step_entries = await steps.get_many([cache_id for cache_id, _ in await steps.listed()])
     indexed: list[ContentEntry | StepEntry] = [*content_entries, *step_entries]
     done = Refilled()
     done.added = await _add_cached(ipfs, cache, indexed)
@@ -67,6 +69,7 @@ async def refill(
             done.kept += 1
         else:
             await contents.remove(entry)
+            await gone.forget(entry)  # its thumbnail, and what the HTTP layer remembers of it
             done.dropped_content += 1
     for step in step_entries:
         if step.cid not in held:

@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -31,7 +31,7 @@ from node.sync.errors import InvalidId
 from node.sync.index import ContentEntry, ContentIndex, HeldContent, StepEntry, StepIndex
 from node.sync.keys import Keys, check_content_id
 from node.sync.run_index import RunIndex, StoredRun
-from node.sync.run_status import RunRecord
+from node.sync.run_status import read_record
 
 INDEX_MAX_BYTES = 256 * 1024**2
 KINDS = {"runs": "artdag/run-index", "steps": "artdag/step-index", "contents": "artdag/content-index"}
@@ -178,7 +178,7 @@ def _parse_all(documents: dict[str, bytes]) -> _Parsed:
     parsed.skipped = len(steps_doc.get("steps", [])) - len(parsed.steps)
     for item in runs_doc.get("runs", []):
         try:
-            record = cast(RunRecord, dict(item["run"]))
+            record = read_record(item["run"])
             plan = dict(item["plan"]) if item.get("plan") is not None else None
             record["run_id"], record["plan_id"] = (
                 str(record["run_id"]),

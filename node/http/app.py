@@ -28,7 +28,13 @@ def create_app(node: Node) -> web.Application:
     app[NODE] = node
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
-    node.gone.on_gone(app[HOT].forget_content)  # content deleted: no ref resolves to it from memory
+    # Content deleted: no ref resolves to it from memory. The node may outlive the app.
+    stop_hearing = node.gone.on_gone(app[HOT].forget_content)
+
+    async def stop(_: web.Application) -> None:
+        stop_hearing()
+
+    app.on_cleanup.append(stop)
     app.router.add_get("/", negotiated(health.index, home.home), name="index")
     app.router.add_get("/health", health.health, name="health")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")

@@ -139,13 +139,7 @@ async def remove(request: web.Request) -> web.Response:
     user = await require_user(request)
     store = request.app[NODE].store
     entry = await store.resolve(request.match_info["ref"])
-    try:
-        deleted = await request.app[NODE].deletion.delete_content(entry, user)
-    finally:  # even when unpinning failed after the index forgot it
-        request.app[HOT].forget_content(entry)
-    if deleted.unpinned:
-        await asyncio.to_thread(_unlink_cached, request.app[NODE].cache.path_for(entry.content_id))
-        await request.app[NODE].thumbnails.forget(entry.content_id)
+    deleted = await request.app[NODE].deletion.delete_content(entry, user)  # gone: store/gone.py
     return web.json_response(
         {
             "content_id": entry.content_id,
@@ -154,10 +148,6 @@ async def remove(request: web.Request) -> web.Response:
             "owners_left": deleted.owners_left,
         }
     )
-
-
-def _unlink_cached(path: Path) -> None:
-    path.unlink(missing_ok=True)
 
 
 @operation(

@@ -176,10 +176,7 @@ async def delete(request: web.Request) -> web.Response:
     held that nothing else keeps is unpinned."""
     user, record = await _owned(request)
     deleted = await request.app[NODE].deletion.delete_run(record, user)
-    request.app[HOT].forget_run(record["run_id"])
-    for entry in deleted.removed:
-        request.app[HOT].forget_content(entry)
-        await request.app[NODE].thumbnails.forget(entry.content_id)
+    request.app[HOT].forget_run(record["run_id"])  # what it removed is gone (store/gone.py)
     return web.json_response({"deleted": deleted.run_id, "removed": [entry.cid for entry in deleted.removed]})
 
 

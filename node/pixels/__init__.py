@@ -1,5 +1,5 @@
 """Pixel math on RGB arrays: image reading and writing, the effect registry, image node types.
 
-The bottom layer: numpy and Pillow only, no I/O beyond image files; both ``executor`` (images)
-and ``media`` (video frames) use it.
+The lowest package layer (above the foundation modules): numpy and Pillow only, no I/O beyond
+image files; both ``executor`` (images) and ``media`` (video frames) use it.
 """

@@ -121,13 +121,13 @@ class ContentStore:
         client: aioredis.Redis,
         keys: Keys,
         *,
-        gone: Gone | None = None,
+        gone: Gone,
     ) -> None:
         self.ipfs = ipfs
         self.index = index
         self._redis = client
         self._keys = keys
-        self._gone = gone  # what else goes with content this store forgets (None: nothing)
+        self._gone = gone  # what else goes with content this store forgets
 
     async def put(
         self, chunks: AsyncIterable[bytes], *, max_size: int, owner: str = "", asset: str = ""
@@ -312,8 +312,7 @@ class ContentStore:
         try:
             await self.ipfs.pin_rm(entry.cid)
         finally:
-            if self._gone is not None:
-                await self._gone.forget(entry)
+            await self._gone.forget(entry)
 
     async def resolve(self, ref: str) -> ContentEntry:
         """The entry for a CID (any form) or SHA3-256 hex this node holds; 404 otherwise."""

@@ -12,12 +12,14 @@ reads). The probe report lives in the content's index entry and goes with it
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from node.store.local_cache import LocalCache
 from node.store.thumbnail_cache import Thumbnails
 from node.sync.index import ContentEntry
 
+log = logging.getLogger(__name__)
 Listener = Callable[[ContentEntry], None]
 
 
@@ -29,13 +31,22 @@ class Gone:
         self._thumbnails = thumbnails
         self._listeners: list[Listener] = []
 
-    def on_gone(self, listener: Listener) -> None:
-        """Call ``listener`` (synchronous, quick) with each entry forgotten from now on."""
+    def on_gone(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` (synchronous, quick) with each entry forgotten from now on; the
+        function that stops it."""
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     async def forget(self, entry: ContentEntry) -> None:
-        """Content ``entry`` is no longer indexed here: drop its file, thumbnail and memories."""
-        for listener in self._listeners:
-            listener(entry)
-        await asyncio.to_thread(self._cache.path_for(entry.content_id).unlink, missing_ok=True)
-        await self._thumbnails.forget(entry.content_id)
+        """Content ``entry`` is no longer indexed here: drop its file, thumbnail and memories.
+        Never raises: what cannot be removed now is logged (the index no longer names it)."""
+        for listener in list(self._listeners):
+            try:
+                listener(entry)
+            except Exception:  # a listener's bug must not fail the delete that called it
+                log.exception("a listener failed on forgetting %s", entry.content_id)
+        try:
+            await asyncio.to_thread(self._cache.path_for(entry.content_id).unlink, missing_ok=True)
+            await self._thumbnails.forget(entry.content_id)
+        except OSError as exc:
+            log.error("could not remove the local files of %s: %s", entry.content_id, exc.strerror)

@@ -291,11 +291,6 @@ class ContentIndex:
                 await pipe.execute()
         return names
 
-    async def all_ids(self) -> list[str]:
-        """Every content id the index lists (start-up work only: it may be long)."""
-        with redis_errors():
-            return [str(content_id) for content_id in await self._redis.zrange(self._keys.contents, 0, -1)]
-
     async def runs(self, content_id: str) -> set[str]:
         with redis_errors():
             return {str(run) for run in await self._redis.smembers(self._keys.content_runs(content_id))}
@@ -379,11 +374,6 @@ class StepIndex:
         return [
             StepEntry.from_hash(cache_id, row) for cache_id, row in zip(cache_ids, rows, strict=True) if row
         ]
-
-    async def all_ids(self) -> list[str]:
-        """Every recorded cache id (start-up work only: it may be long)."""
-        with redis_errors():
-            return [str(cache_id) for cache_id in await self._redis.zrange(self._keys.steps, 0, -1)]
 
     async def forget(self, entry: StepEntry) -> None:
         """Drop a recorded step and its receipt's bytes (its output is gone): the next run that

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -16,7 +16,7 @@ from node.errors import Conflict, NotFound
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
 from node.sync.run_events import RunEvents, entry, final_event
-from node.sync.run_status import RunRecord, RunStatus, is_final
+from node.sync.run_status import RunRecord, RunStatus, is_final, read_record
 
 LIST_BATCH = 200
 ENDING_FIELDS = ("status", "output", "provenance_cid", "error")  # in a restored run's final event
@@ -101,16 +101,19 @@ class RunIndex:
         with redis_errors():
             await self._start_script(keys=[self._keys.run(run_id)], args=[now])
 
-    async def finish(self, wanted: RunRecord) -> RunRecord:
-        """Write ``wanted`` (with a final status) unless the run has a final status already;
-        the record in force afterwards (``wanted`` itself if it was written)."""
+    async def finish(self, wanted: RunRecord) -> tuple[RunRecord, bool]:
+        """Write ``wanted`` (with a final status) unless the run has a final status already,
+        or no record any more; the record in force afterwards, and whether ``wanted`` was
+        written."""
         encoded = json.dumps(wanted)
         run_id = wanted["run_id"]
         with redis_errors():
             in_force = await self._finish_script(
                 keys=[self._keys.run(run_id), self._keys.runs_active], args=[encoded, run_id]
             )
-        return _record(in_force) if in_force and in_force != encoded else wanted
+        if not in_force:  # the run was deleted meanwhile: nothing to finish
+            return wanted, False
+        return (wanted, True) if in_force == encoded else (_record(in_force), False)
 
     async def active_ids(self) -> list[str]:
         """The ids of the runs listed as unfinished, oldest first."""
@@ -250,5 +253,5 @@ class RunIndex:
 
 
 def _record(raw: str | bytes) -> RunRecord:
-    """A stored record, read as the type it was written as (the run index is its only writer)."""
-    return cast(RunRecord, json.loads(raw))
+    """A stored record (the run index is its only writer)."""
+    return read_record(json.loads(raw))

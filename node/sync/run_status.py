@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypedDict
+from typing import TypedDict, cast
 
 
 class RunStatus(StrEnum):
@@ -48,6 +48,31 @@ class RunOutput(TypedDict):
     cid: str
     content_id: str
     media_type: str
+
+
+class RunEnding(TypedDict, total=False):
+    """What a final status adds to a run's record (and its final event)."""
+
+    output: RunOutput | None
+    provenance_cid: str | None
+    error: str | None
+
+
+REQUIRED_FIELDS = (
+    "run_id", "status", "recipe", "recipe_content_id", "plan_id", "plan_cid", "inputs", "owner",
+    "output_name", "created", "updated", "output", "provenance_cid", "error",
+)  # fmt: skip
+
+
+def read_record(value: object) -> RunRecord:
+    """A run record read back (from Redis or a published index), checked for every field and
+    a known status; KeyError or ValueError if it is not one."""
+    if not isinstance(value, dict):
+        raise ValueError("a run record is a JSON object")
+    missing = [name for name in REQUIRED_FIELDS if name not in value]
+    if missing:
+        raise KeyError(f"a run record lacks {', '.join(missing)}")
+    return cast(RunRecord, {**value, "status": RunStatus(value["status"])})
 
 
 class RunRecord(TypedDict):
