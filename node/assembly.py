@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from node.federation.publisher import IpnsNames, StatePublisher
 from node.federation.recovery import recover
 from node.federation.refill import refill
 from node.identity import NodeIdentity, load_or_create
-from node.services import REFILL_MARKER, EmbeddedServices
+from node.services import REFILL_MARKER, EmbeddedServices, ServiceError
 from node.store.content import ContentStore
 from node.store.gone import Gone
 from node.store.ipfs import IpfsClient
@@ -62,7 +63,10 @@ log = logging.getLogger(__name__)
 ADOPT_POLL_S = 2.0
 STATE_NOTICE = "state:changed"  # a write that changed what the node publishes
 PUBLISHED_TTL_S = 10.0  # an L2's answer about what it published is reused this long
-SERVICE_WATCH_INTERVAL_S = 2.0
+SERVICE_WATCH_INTERVAL_S = 1.0
+RESTARTS_MAX = 20  # restarts of one embedded daemon in one life of the node
+RESTART_FIRST_WAIT_S = 1.0  # after a failed restart; doubles each time
+RESTART_MAX_WAIT_S = 30.0
 IPFS_READ_BUFSIZE = 1024 * 1024
 
 
@@ -145,7 +149,8 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
     ipfs_api = _required(settings.ipfs_api, "ipfs_api")
     identity = await asyncio.to_thread(load_or_create, settings.data_dir)
     log.info("node id %s", identity.node_id)
-    client = connect(redis_url)
+    client = connect(redis_url, settings.redis_connections)
+    followers = connect(redis_url, settings.redis_connections, wait_s=None)
     keys = Keys(settings.redis_prefix)
     # A larger read buffer than aiohttp's 64 KiB: fewer pause/resume cycles when relaying
     # hundreds of MB from the daemon (measured in bench/store.py).
@@ -164,7 +169,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
             keys=keys,
             contents=contents,
             steps=StepIndex(client, keys),
-            runs=RunIndex(client, keys),
+            runs=RunIndex(client, keys, followers),
             notices=Notices(client, keys),
             activities=Activities(client, keys),
             http_session=session,
@@ -176,6 +181,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
         )
     finally:
         await session.close()
+        await followers.aclose()
         await client.aclose()
 
 
@@ -349,13 +355,28 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
         store=store,
         steps=steps,
         notices=core.notices,
+        max_queued=settings.max_queued,
+        retry_max_s=settings.retry_max,
     )
+    await _take_back_claims(board)
     try:
         yield _Executor(pool, writer, scheduler, run_manager)
     finally:
         await run_manager.close()
         await writer.close()
         await pool.close()
+
+
+async def _take_back_claims(board: ClaimBoard) -> None:
+    """Drop the claims this node's earlier life held (killed, it could not release them), so
+    its unfinished runs resume now rather than after the leases lapse."""
+    try:
+        dropped = await board.release_own()
+    except NodeError as exc:  # Redis down: the leases lapse by themselves
+        log.warning("could not take back this node's earlier claims (%s)", exc.message)
+        return
+    if dropped:
+        log.info("took back %d claims this node held before it stopped", dropped)
 
 
 @contextlib.asynccontextmanager
@@ -383,21 +404,37 @@ async def _adopting(run_manager: RunManager) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _watching(services: EmbeddedServices) -> AsyncIterator[None]:
-    """Log, once, each embedded daemon that dies while the node runs (``/health`` says 503)."""
-
-    async def watch() -> None:
-        reported: set[str] = set()
-        while True:
-            for role, problem in services.problems().items():
-                if role not in reported:
-                    reported.add(role)
-                    log.error("%s", problem)
-            await asyncio.sleep(SERVICE_WATCH_INTERVAL_S)
-
-    task = asyncio.create_task(watch(), name="watch-embedded-services")
+    """Supervise the embedded daemons: one that dies is started again, on its ports and data,
+    with a log line each time, backing off between failed starts and giving up after
+    RESTARTS_MAX (``/health`` is 503 while one is down, 200 again once it is back)."""
+    task = asyncio.create_task(_supervise(services), name="supervise-embedded-services")
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _supervise(services: EmbeddedServices) -> None:
+    restarts: dict[str, int] = {}
+    not_before: dict[str, float] = {}
+    while True:
+        for role, problem in services.problems().items():
+            tried = restarts.get(role, 0)
+            if tried > RESTARTS_MAX or not_before.get(role, 0.0) > time.monotonic():
+                continue
+            restarts[role] = tried + 1
+            if tried == RESTARTS_MAX:
+                log.error("%s; not restarting it again after %d tries: restart the node", problem, tried)
+                continue
+            log.error("%s; restarting it (try %d of %d)", problem, tried + 1, RESTARTS_MAX)
+            try:
+                await asyncio.to_thread(services.restart, role)
+            except ServiceError as exc:
+                delay = min(RESTART_MAX_WAIT_S, RESTART_FIRST_WAIT_S * 2**tried)
+                not_before[role] = time.monotonic() + delay
+                log.error("%s (trying again in %.0f s)", exc, delay)
+            else:
+                log.warning("embedded %s is back", role)
+        await asyncio.sleep(SERVICE_WATCH_INTERVAL_S)

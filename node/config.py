@@ -68,7 +68,13 @@ class Settings:
     step_timeout: float = 600.0
     lease: float = 30.0  # a claim on a step lapses this long after its last heartbeat
     heartbeat: float = 3.0  # how often a node computing a step renews its lease
-    attempts: int = 3  # claims on one step before its run fails with the last error
+    attempts: int = 3  # a run's tries of one step (its own errors) before the run fails
+    # Redis connections each node opens for requests and runs; more requests than this wait
+    # their turn (up to a few seconds) instead of failing. Event-stream followers have as many
+    # again of their own, so they never starve requests.
+    redis_connections: int = 64
+    max_queued: int = 10_000  # unfinished runs the cluster holds before POST /runs answers 503
+    retry_max: float = 30.0  # the longest wait between tries of a run an outage interrupted
     peers: tuple[str, ...] = ()  # NODE_ID@LOCATION: a trusted peer's key and where its state is
     peer_poll: float = 30.0  # seconds between polls of each peer's /state and IPNS name
     state_debounce: float = 2.0  # a burst of changes is gathered this long before publishing
@@ -338,6 +344,9 @@ _FIELDS = (
     _Field("lease", _seconds_up_to(3600)),
     _Field("heartbeat", _seconds_up_to(360)),
     _Field("attempts", _int_range(1, 100)),
+    _Field("redis_connections", _int_range(4, 10_000)),
+    _Field("max_queued", _int_range(1, 100_000_000)),
+    _Field("retry_max", _seconds_up_to(3600)),
     _Field("peers", _peers),
     _Field("peer_poll", _seconds_up_to(86400)),
     _Field("state_debounce", _seconds_up_to(3600)),

@@ -58,6 +58,7 @@ class Unavailable(NodeError):
     """A dependency (Redis, IPFS, a peer) cannot be reached or did not answer in time."""
 
     code = "unavailable"
+    default_headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}  # seconds: try again then
 
 
 class UnsupportedMedia(NodeError):

@@ -437,6 +437,15 @@ class EmbeddedServices:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def restart(self, role: str) -> None:
+        """Start a daemon that died again, on the same ports and data (blocking: run it in a
+        thread); ServiceError if it does not come up in time."""
+        proc = self.processes[role]
+        proc.stop()  # reap it, and whatever it left in its process group
+        proc.launch()
+        proc.wait_ready(REDIS_START_DEADLINE_S if role == "redis" else IPFS_START_DEADLINE_S)
+        self._write_state_file()
+
     def problems(self) -> dict[str, str]:
         """Daemons that have died since they started, by role, each with where to look."""
         return {

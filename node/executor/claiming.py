@@ -29,9 +29,9 @@ class RedisClaims:
         self.node_id = board.node_id
         self._poll_s = POLL_FRACTION * board.lease_ms / 1000
 
-    async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
+    async def claim(self, cache_id: str, *, recompute: bool = False, scope: str = "") -> Claim:
         """won, hit, held (elsewhere) or failed; a held step is waited for with :meth:`watch`."""
-        return await self._board.claim_or_hit(cache_id, recompute=recompute)
+        return await self._board.claim_or_hit(cache_id, recompute=recompute, scope=scope)
 
     @contextlib.asynccontextmanager
     async def watch(self, cache_id: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
@@ -48,8 +48,12 @@ class RedisClaims:
     async def commit(self, entry: StepEntry, token: str, receipt: bytes = b"") -> bool:
         return await self._board.commit(entry, token, receipt)
 
-    async def release(self, cache_id: str, token: str, error: str) -> None:
-        await self._board.release(cache_id, token, error)
+    async def release(self, cache_id: str, token: str, error: str, *, scope: str = "") -> None:
+        await self._board.release(cache_id, token, error, scope=scope)
+
+    async def release_own(self) -> int:
+        """Drop the claims an earlier life of this node held (see ``ClaimBoard.release_own``)."""
+        return await self._board.release_own()
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -31,6 +31,14 @@ class StepTimeout(StepFailed):
     code = "step_timeout"
 
 
+class WorkerKilled(StepFailed):
+    """A step's worker was killed from outside (SIGKILL, SIGTERM...): not the step's fault, so
+    the step is tried again and the failure not counted. A crash (SIGSEGV, SIGABRT) is the
+    step's own failure."""
+
+    code = "worker_killed"
+
+
 class ReceiptMismatch(NodeError):
     """A peer's step entry whose signed receipt does not vouch for it."""
 

@@ -16,10 +16,15 @@ import signal
 import sys
 from typing import Any
 
-from node.executor.errors import StepFailed, StepTimeout
+from node.executor.errors import StepFailed, StepTimeout, WorkerKilled
 from node.services import die_with_parent
 
 log = logging.getLogger(__name__)
+
+
+# Signals someone sends (an operator, a supervisor, the OOM killer's SIGKILL aside from our own
+# limits): the worker did not fail on its own. Crashes (SIGSEGV, SIGBUS, SIGABRT) are not here.
+KILLED_FROM_OUTSIDE = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 class Worker:
@@ -59,6 +64,9 @@ class Worker:
             ) from None
         if not line:
             code = await self.process.wait()
+            if -code in KILLED_FROM_OUTSIDE:
+                name = signal.Signals(-code).name
+                raise WorkerKilled(f"step worker was killed by {name}", exit_code=code)
             raise StepFailed(f"step worker died (exit code {code})", exit_code=code)
         return dict(json.loads(line))
 

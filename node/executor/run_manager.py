@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Unpack
 
 from node.canonical import canonical_id
-from node.errors import NodeError, NotFound
+from node.errors import NodeError, NotFound, Unavailable
 from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
@@ -33,6 +33,8 @@ from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
+RETRY_FIRST_S = 1.0  # the first wait after an outage interrupted a run; it doubles each time
+QUEUE_FULL_RETRY_S = 10
 REPORT_GRACE_S = 2.0  # how long a finisher waits for a committed step's own report
 REPORT_POLL_S = 0.02
 
@@ -41,6 +43,10 @@ def finish_id(run_id: str) -> str:
     """The claim (and step) id of finishing a run: writing its provenance and final status is
     itself a claimed step, so any node can finish a run whose accepting node died."""
     return canonical_id({"finish": run_id})
+
+
+class QueueFull(Unavailable):
+    code = "queue_full"
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,13 @@ class RunManager:
         steps: StepIndex,
         notices: Notices | None = None,
         activities: Activities | None = None,
+        max_queued: int = 10_000,
+        retry_max_s: float = 30.0,
     ) -> None:
         self._runs = runs
+        self._max_queued = max_queued  # unfinished runs in the cluster before submit says 503
+        self._retry_max_s = retry_max_s
+        self._retries: dict[str, tuple[int, float]] = {}  # run id -> (outages so far, try again at)
         self._events = runs.events
         self._activities = activities
         self._scheduler = scheduler
@@ -83,7 +94,13 @@ class RunManager:
             notices.on("run", self.adopt)
 
     async def submit(self, submission: Submission) -> RunRecord:
-        """Plan and store a run, then start it; the run record (status ``queued``)."""
+        """Plan and store a run, then start it; the run record (status ``queued``). QueueFull
+        (503, before anything is written) when the cluster already holds ``max_queued``."""
+        if await self._runs.active_count() >= self._max_queued:
+            raise QueueFull(
+                f"the node's queue is full ({self._max_queued} unfinished runs); try again later",
+                headers={"Retry-After": str(QUEUE_FULL_RETRY_S)},
+            )
         recipe = submission.recipe
         sources = {node.id for node in recipe.nodes if node.type == "SOURCE"}
         for node_id in submission.sources:
@@ -176,10 +193,11 @@ class RunManager:
             return
         if is_final(record["status"]):
             await self._stop_local(run_id)
-        elif run_id not in self._tasks:
+        elif run_id not in self._tasks and self._retries.get(run_id, (0, 0.0))[1] <= time.monotonic():
             self._start(run_id)
 
     async def _stop_local(self, run_id: str) -> None:
+        self._retries.pop(run_id, None)  # finished: no outage to wait out any more
         task = self._tasks.get(run_id)
         if task is not None:
             task.cancel()
@@ -198,9 +216,10 @@ class RunManager:
         self._closed = False
         run_ids = await self._runs.active_ids()
         resumed = []
+        now = time.monotonic()
         for run_id in run_ids:
-            if run_id in self._tasks:
-                continue
+            if run_id in self._tasks or self._retries.get(run_id, (0, now))[1] > now:
+                continue  # running here, or waiting out an outage
             if is_final((await self.get(run_id))["status"]):  # finished, then the node died
                 await self._runs.drop_active(run_id)
                 continue
@@ -232,6 +251,12 @@ class RunManager:
         :meth:`cancel`); a run never stays running because of an error."""
         try:
             await self._render(run_id)
+            self._retries.pop(run_id, None)
+        except Unavailable as exc:  # an outage delays a run, never fails it: it is tried again
+            outages, _ = self._retries.get(run_id, (0, 0.0))
+            delay = min(self._retry_max_s, RETRY_FIRST_S * 2**outages)
+            self._retries[run_id] = (outages + 1, time.monotonic() + delay)
+            log.warning("run %s interrupted (%s); trying it again in %.0f s", run_id, exc.message, delay)
         except NodeError as exc:
             log.warning("run %s failed: %s", run_id, exc.message)
             await self._finish_quietly(run_id, error=exc.message)
@@ -255,7 +280,7 @@ class RunManager:
             else:
                 await self._events.append(run_id, kind, **fields)
 
-        output = await self._scheduler.execute(plan, emit)
+        output = await self._scheduler.execute(plan, emit, scope=run_id)
         await self._finish_claimed(record, plan, output)
 
     async def _finish_claimed(self, record: RunRecord, plan: Plan, output: ContentEntry) -> None:
@@ -283,7 +308,7 @@ class RunManager:
             await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
             await self._finish(run_id, RunStatus.COMPLETED, output=output_json, provenance_cid=provenance_cid)
         except BaseException as exc:
-            error = exc.message if isinstance(exc, NodeError) else ""
+            error = exc.message if isinstance(exc, NodeError) and not isinstance(exc, Unavailable) else ""
             await asyncio.shield(claims.release(finish_id(run_id), claim.token, error))
             raise
         record_entry = await self._store.resolve(provenance_cid)

@@ -18,11 +18,12 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
-from node.errors import NodeError
-from node.executor.errors import StepFailed
+from node.errors import NodeError, Unavailable
+from node.executor.errors import StepFailed, WorkerKilled
 from node.executor.planner import CHAIN, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.pixels.effects import EFFECTS
@@ -41,6 +42,10 @@ Published = Callable[[str], None]
 Adopt = Callable[[Step], Awaitable[ContentEntry | None]]
 
 
+_scope: ContextVar[str] = ContextVar("attempt_scope", default="")  # the try (run) being executed
+KILLED_RETRY_S = 1.0  # before a step whose worker was killed from outside is tried again
+
+
 class Claims(Protocol):
     """Who computes a step (see ``node.sync.claims``): ``RedisClaims`` when nodes cooperate,
     ``LocalClaims`` for a scheduler alone (tests)."""
@@ -48,9 +53,10 @@ class Claims(Protocol):
     heartbeat_s: float
     node_id: str
 
-    async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
+    async def claim(self, cache_id: str, *, recompute: bool = False, scope: str = "") -> Claim:
         """won (compute it, with this token), hit (it is done), held (elsewhere) or failed (out
-        of attempts); ``recompute``: done, but its output was deleted, so claim it anyway."""
+        of attempts in the try ``scope``); ``recompute``: done, but its output was deleted, so
+        claim it anyway."""
 
     def watch(self, cache_id: str) -> AbstractAsyncContextManager[Callable[[], Awaitable[None]]]:
         """While the block runs, notices about the step are caught; what it yields waits for
@@ -63,8 +69,9 @@ class Claims(Protocol):
         """Record the computed step and its receipt's signed bytes; False if this node was
         fenced (nothing written)."""
 
-    async def release(self, cache_id: str, token: str, error: str) -> None:
-        """Give the step up after a failure (``error``) or a cancellation (no error)."""
+    async def release(self, cache_id: str, token: str, error: str, *, scope: str = "") -> None:
+        """Give the step up after its own failure (``error``, counted in the try ``scope``), or
+        with no error after a cancellation, an outage or a killed worker (not counted)."""
 
 
 LOCAL_TOKEN = "local"  # noqa: S105 - not a secret: the one claimant of a lone scheduler
@@ -80,7 +87,7 @@ class LocalClaims:
         self._steps = steps
         self._failed: dict[str, str] = {}
 
-    async def claim(self, cache_id: str, *, recompute: bool = False) -> Claim:
+    async def claim(self, cache_id: str, *, recompute: bool = False, scope: str = "") -> Claim:
         if cache_id in self._failed:
             return Claim("failed", detail=self._failed.pop(cache_id))
         if not recompute and await self._steps.get(cache_id) is not None:
@@ -101,7 +108,7 @@ class LocalClaims:
         await self._steps.put_if_absent(entry, receipt)
         return True
 
-    async def release(self, cache_id: str, token: str, error: str) -> None:
+    async def release(self, cache_id: str, token: str, error: str, *, scope: str = "") -> None:
         if error:
             self._failed[cache_id] = error
 
@@ -140,8 +147,16 @@ class Scheduler:
         self._adopt = adopt  # fetches a step's output a trusted peer computed, if one did
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
 
-    async def execute(self, plan: Plan, emit: Emit) -> ContentEntry:
-        """Run every step of ``plan`` not yet computed; the output's content entry."""
+    async def execute(self, plan: Plan, emit: Emit, *, scope: str = "") -> ContentEntry:
+        """Run every step of ``plan`` not yet computed; the output's content entry. ``scope``
+        (the run) is the try a step's own failures count against (see ``node.sync.claims``)."""
+        reset = _scope.set(scope)  # the steps' tasks, started from here, inherit it
+        try:
+            return await self._execute(plan, emit)
+        finally:
+            _scope.reset(reset)
+
+    async def _execute(self, plan: Plan, emit: Emit) -> ContentEntry:
         done = {step.cache_id: await self._source(step) for step in plan.steps if step.type == "SOURCE"}
         pending = [step for step in plan.steps if step.type != "SOURCE"]
         running: dict[asyncio.Task[ContentEntry], Step] = {}
@@ -225,7 +240,7 @@ class Scheduler:
         while True:
             async with self.claims.watch(step.cache_id) as noticed:
                 async with self._slots:  # claim only what a free worker can start now
-                    claim = await self.claims.claim(step.cache_id, recompute=recompute)
+                    claim = await self.claims.claim(step.cache_id, recompute=recompute, scope=_scope.get())
                     if claim.outcome == "won":
                         try:
                             entry = await self._attempt(
@@ -273,8 +288,17 @@ class Scheduler:
         except LeaseLost:
             log.warning("step %s: lease lost while computing; discarded", step.node_id)
             return None
+        except WorkerKilled as exc:  # infrastructure, not the step: let go, not counted, try again
+            log.warning("step %s: %s; trying it again", step.node_id, exc.message)
+            await self.claims.release(step.cache_id, token, "")
+            await asyncio.sleep(KILLED_RETRY_S)
+            return None
         except StepFailed as exc:
-            await self.claims.release(step.cache_id, token, exc.message)
+            await self.claims.release(step.cache_id, token, exc.message, scope=_scope.get())
+            raise
+        except Unavailable:  # an outage: let go (if Redis lets us), not counted; the run waits
+            with contextlib.suppress(NodeError):
+                await asyncio.shield(self.claims.release(step.cache_id, token, ""))
             raise
         except asyncio.CancelledError:
             await asyncio.shield(self.claims.release(step.cache_id, token, ""))

@@ -87,12 +87,17 @@ class DaemonPeering:
         self._peered: dict[str, tuple[str, ...]] = {}  # peer id -> the addresses given to Kubo
         self._from_registry: set[str] = set()  # peered because the registry named them
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_peered(), name="daemon-peering")
 
     async def close(self) -> None:
+        """Stop refreshing. The loop is asked to end, then cancelled if a round is under way:
+        a Redis call waiting for a connection can swallow a cancellation, and a loop that
+        swallowed it would sleep and refresh on for ever."""
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,14 +171,15 @@ class DaemonPeering:
                 self._from_registry.discard(peer_id)
 
     async def _keep_peered(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.refresh()
             except NodeError as exc:  # the daemon or Redis is down: try again at the next round
                 log.warning("daemon peering not refreshed (%s)", exc.message)
             except Exception:  # a bug must not end peering for good
                 log.exception("daemon peering round failed")
-            await asyncio.sleep(self._refresh_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def create_app(node: Node) -> web.Application:
     app[NODE] = node
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
+    app[health.HEALTH] = health.HealthReports()
     # Content deleted: no ref resolves to it from memory. The node may outlive the app.
     stop_hearing = node.gone.on_gone(app[HOT].forget_content)
 

@@ -18,6 +18,7 @@ from node.http.schemas import ERROR, answer, ref
 from node.sync.connection import server_version
 
 HEALTH_TIMEOUT_S = 3.0
+HEALTH_FRESH_S = 0.5  # a report this recent answers /health and / without asking again
 NAME = "artdag-node"
 
 
@@ -58,7 +59,39 @@ def _describe(exc: BaseException, what: str) -> str:
     return f"{what} did not answer within {HEALTH_TIMEOUT_S:.0f} s"
 
 
+class HealthReports:
+    """One check of Redis and IPFS at a time, its report reused for HEALTH_FRESH_S: a crowd of
+    probes (a load balancer, a dashboard, a farm's monitor) costs the daemons one round trip,
+    and never takes the connections requests and runs need."""
+
+    def __init__(self) -> None:
+        self._report: dict[str, dict[str, Any]] | None = None
+        self._checked_at = 0.0
+        self._pending: asyncio.Task[dict[str, dict[str, Any]]] | None = None
+
+    async def get(self, app: web.Application) -> dict[str, dict[str, Any]]:
+        """The latest report, checked again if it is older than HEALTH_FRESH_S."""
+        if self._report is not None and time.monotonic() - self._checked_at < HEALTH_FRESH_S:
+            return self._report
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._check(app), name="health-check")
+        return await asyncio.shield(self._pending)  # one waiter leaving does not stop the check
+
+    async def _check(self, app: web.Application) -> dict[str, dict[str, Any]]:
+        report = await _dependencies(app)
+        self._report, self._checked_at = report, time.monotonic()
+        return report
+
+
+HEALTH = web.AppKey("health", HealthReports)
+
+
 async def dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
+    """Health of Redis and IPFS (see ``HealthReports``), with any embedded daemon's death."""
+    return await app[HEALTH].get(app)
+
+
+async def _dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
     """Health of Redis and IPFS, checked concurrently, with any embedded daemon's death."""
     redis_report, ipfs_report = await asyncio.gather(redis_health(app), ipfs_health(app))
     report = {"redis": redis_report, "ipfs": ipfs_report}

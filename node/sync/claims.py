@@ -3,13 +3,18 @@
 Every decision is one Lua script, so it is atomic on the one Redis all nodes share:
 
 - ``claim_or_hit``: the step's result exists -> ``hit``; someone holds a live claim -> ``held``;
-  the step has been tried ``max_attempts`` times -> ``failed`` (with the last error); else the
-  claim is taken (``SET NX PX lease`` with this node's token) and the attempt counted -> ``won``.
+  the step failed on its own ``max_attempts`` times in this try -> ``failed`` (with the last
+  error); else the claim is taken (``SET NX PX lease`` with this node's token) -> ``won``.
 - ``heartbeat``: extend the lease, only while the claim still holds this token.
 - ``commit``: only while the claim holds this token, write the result if absent (never
   overwritten), drop the claim and publish a notice; otherwise this node was *fenced* (its
   lease lapsed and another took the step) and nothing is written.
-- ``release``: give up after a failure, recording the error, so another attempt may follow.
+- ``release``: give up after a failure, recording the error and counting it, so another attempt
+  may follow; with no error (a cancellation, or an outage or a killed worker: not the step's
+  fault) nothing is counted.
+
+Attempts belong to a try (the run, ``scope``): a later run of the same step starts afresh, and
+the count expires (ATTEMPTS_TTL_S), so a step is never failed by another run's history.
 
 A token is ``node_id:random``; an expired claim is simply gone, so a dead node's step is claimed
 again by anyone once its lease lapses.
@@ -28,18 +33,18 @@ from node.sync.index import StepEntry, step_write
 from node.sync.keys import Keys
 
 Outcome = Literal["won", "hit", "held", "failed"]
+ATTEMPTS_TTL_S = 7 * 24 * 3600  # a try's failure count outlives any run that could read it
 
 _CLAIM_OR_HIT = """
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'hit', ''} end
 local holder = redis.call('GET', KEYS[2])
 if holder then return {'held', holder} end
-local tried = tonumber(redis.call('HGET', KEYS[3], 'count') or '0')
-if tried >= tonumber(ARGV[3]) then
+local failed = tonumber(redis.call('HGET', KEYS[3], 'count') or '0')
+if failed >= tonumber(ARGV[3]) then
   return {'failed', redis.call('HGET', KEYS[3], 'error') or 'no reason recorded'}
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'count', 1)
-return {'won', tostring(tried + 1)}
+return {'won', tostring(failed + 1)}
 """
 _HEARTBEAT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -61,7 +66,11 @@ return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'error', ARGV[2]) end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[2], 'error', ARGV[2])
+  redis.call('HINCRBY', KEYS[2], 'count', 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
@@ -88,6 +97,7 @@ class ClaimBoard:
     def __init__(
         self, client: aioredis.Redis, keys: Keys, node_id: str, *, lease_s: float, max_attempts: int
     ) -> None:
+        self._client = client
         self._keys = keys
         self.node_id = node_id
         self.lease_ms = max(1, round(lease_s * 1000))
@@ -97,17 +107,15 @@ class ClaimBoard:
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
 
-    def _claim_keys(self, cache_id: str) -> list[str]:
-        return [self._keys.step(cache_id), self._keys.claim(cache_id), self._keys.attempts(cache_id)]
-
-    async def claim_or_hit(self, cache_id: str, *, recompute: bool = False) -> Claim:
-        """Take the step, or learn it is done, held elsewhere, or out of attempts. ``recompute``:
-        its result is recorded but its output was deleted since; compute it again (the commit
-        still never overwrites: the bytes are the same)."""
+    async def claim_or_hit(self, cache_id: str, *, recompute: bool = False, scope: str = "") -> Claim:
+        """Take the step, or learn it is done, held elsewhere, or out of attempts in this try
+        (``scope``). ``recompute``: its result is recorded but its output was deleted since;
+        compute it again (the commit still never overwrites: the bytes are the same)."""
         token = f"{self.node_id}:{secrets.token_hex(8)}"
+        keys = [self._keys.step(cache_id), self._keys.claim(cache_id), self._keys.attempts(cache_id, scope)]
         with redis_errors():
             outcome, detail = await self._claim(
-                keys=self._claim_keys(cache_id),
+                keys=keys,
                 args=[token, self.lease_ms, self.max_attempts, "1" if recompute else "0"],
             )
         outcome, detail = _text(outcome), _text(detail)
@@ -129,12 +137,31 @@ class ClaimBoard:
             )
         return bool(done)
 
-    async def release(self, cache_id: str, token: str, error: str = "") -> None:
-        """Give the step up after a failure, recording why (the next claim may try again);
-        with no error (the run was cancelled), just let go."""
-        keys = [self._keys.claim(cache_id), self._keys.attempts(cache_id)]
+    async def release(self, cache_id: str, token: str, error: str = "", *, scope: str = "") -> None:
+        """Give the step up after its own failure, recording and counting it in this try
+        (``scope``; the next claim may try again); with no error (a cancellation, an outage, a
+        killed worker), just let go."""
+        keys = [self._keys.claim(cache_id), self._keys.attempts(cache_id, scope)]
+        args: list[str | int] = [token, error, self._keys.notices, step_notice(cache_id), ATTEMPTS_TTL_S]
         with redis_errors():
-            await self._release(keys=keys, args=[token, error, self._keys.notices, step_notice(cache_id)])
+            await self._release(keys=keys, args=args)
+
+    async def release_own(self) -> int:
+        """Drop every claim this node id holds: a node that starts again takes back at once
+        what its earlier life held, instead of waiting out the leases (start-up work: a SCAN
+        of the claim keys); how many were dropped."""
+        dropped = 0
+        with redis_errors():
+            async for key in self._client.scan_iter(match=self._keys.claim("0" * 64)[:-64] + "*", count=1000):
+                holder = await self._client.get(key)
+                if holder and _text(holder).startswith(f"{self.node_id}:"):
+                    cache_id = _text(key).rsplit(":", 1)[1]
+                    await self._release(
+                        keys=[_text(key), self._keys.attempts(cache_id)],
+                        args=[_text(holder), "", self._keys.notices, step_notice(cache_id), ATTEMPTS_TTL_S],
+                    )
+                    dropped += 1
+        return dropped
 
 
 def _text(value: object) -> str:

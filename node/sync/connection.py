@@ -12,18 +12,28 @@ from node.sync.errors import RedisUnavailable
 
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 10.0
+POOL_WAIT_S = 10.0  # how long a command waits for a free connection before it is 503
+DEFAULT_CONNECTIONS = 64
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A pooled client that answers or fails within a few seconds (no silent long retries)."""
-    return aioredis.Redis.from_url(
+def connect(
+    url: str, connections: int = DEFAULT_CONNECTIONS, *, wait_s: float | None = POOL_WAIT_S
+) -> aioredis.Redis:
+    """A client on a bounded pool of ``connections``: a command that finds them all busy waits
+    for one, up to ``wait_s`` (None: as long as it takes), then fails as RedisUnavailable; each
+    answers or fails within a few seconds (no silent long retries). redis-py's default pool
+    raises at once instead ("Too many connections"), a 503 storm under load."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=connections,
+        timeout=wait_s,
         decode_responses=True,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
         health_check_interval=30,
         retry_on_timeout=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 @contextlib.contextmanager

@@ -190,6 +190,8 @@ class Keys:
         """String ``node:token`` with a PX lease: who is computing the step right now."""
         return f"{self.prefix}claim:{_checked('cache id', cache_id, _HEX64)}"
 
-    def attempts(self, cache_id: str) -> str:
-        """Hash {count, error}: claims made on a step (the attempt limit) and its last error."""
-        return f"{self.prefix}attempts:{_checked('cache id', cache_id, _HEX64)}"
+    def attempts(self, cache_id: str, scope: str = "") -> str:
+        """Hash {count, error}: how often a step failed on its own in one try (``scope``: the
+        run; another run starts afresh) and its last error; it expires."""
+        key = f"{self.prefix}attempts:{_checked('cache id', cache_id, _HEX64)}"
+        return f"{key}:{_checked('scope', scope, _TOKEN)}" if scope else key

@@ -60,8 +60,9 @@ def entry(kind: str, fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
 class RunEvents:
     """Appends to and reads runs' event streams."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, followers: aioredis.Redis | None = None) -> None:
         self._redis = client
+        self._followers = followers or client  # blocking reads hold a connection for seconds
         self._keys = keys
         self._report_script = client.register_script(_REPORT)
 
@@ -103,7 +104,9 @@ class RunEvents:
                 start = "-" if after == "-" else f"({after}"
                 entries: Any = await self._redis.xrange(key, start, "+")
             else:
-                answer: Any = await self._redis.xread({key: "0-0" if after == "-" else after}, block=block_ms)
+                answer: Any = await self._followers.xread(
+                    {key: "0-0" if after == "-" else after}, block=block_ms
+                )
                 entries = answer[0][1] if answer else []
         return [
             (str(entry_id), {"kind": fields["kind"], **json.loads(fields["data"])})

@@ -63,10 +63,12 @@ class StoredRun:
 class RunIndex:
     """Run records, plans and listings in Redis."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, followers: aioredis.Redis | None = None) -> None:
+        """``followers``: a client of their own for those who follow runs' events (blocking
+        reads), so that they never take the connections requests and runs need."""
         self._redis = client
         self._keys = keys
-        self.events = RunEvents(client, keys)
+        self.events = RunEvents(client, keys, followers)
         self._finish_script = client.register_script(_FINISH)
         self._start_script = client.register_script(_START)
 
@@ -114,6 +116,11 @@ class RunIndex:
         if not in_force:  # the run was deleted meanwhile: nothing to finish
             return wanted, False
         return (wanted, True) if in_force == encoded else (_record(in_force), False)
+
+    async def active_count(self) -> int:
+        """How many runs are unfinished (queued or running) in the cluster."""
+        with redis_errors():
+            return int(await self._redis.zcard(self._keys.runs_active))
 
     async def active_ids(self) -> list[str]:
         """The ids of the runs listed as unfinished, oldest first."""
