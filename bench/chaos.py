@@ -49,10 +49,11 @@ FINAL = ("completed", "failed", "cancelled")
 TARGETS = ("node", "worker", "redis", "kubo")
 DRAIN_S = 900.0
 RESTART_AFTER_S = 1.0
+KIND_PATIENCE_S = 20.0
 
 
 def recipe(salt: int) -> str:
-    sigma = 1.0 + (salt % 100_000) / 100_000  # each run its own parameters: no cache hits
+    sigma = 0.5 + salt / 1_000_000  # each run its own parameters: no cache hits
     return (
         "name: chaos\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
         f"    - {{id: a, type: EFFECT, config: {{effect: blur, sigma: {sigma}}}, inputs: [src]}}\n"
@@ -84,13 +85,14 @@ class Cluster:
         }
 
     def start(self, index: int) -> NodeProcess:
-        node = NodeProcess(self.scratch / f"node{index}", self.env())
+        """Start node ``index`` (again, on its data directory and port, if it ran before)."""
         if index < len(self.nodes):
-            node = NodeProcess(self.nodes[index].data_dir, self.env(), port=self.nodes[index].port)
-            self.nodes[index] = node
+            self.nodes[index] = NodeProcess(
+                self.nodes[index].data_dir, self.env(), port=self.nodes[index].port
+            )
         else:
-            self.nodes.append(node)
-        return node
+            self.nodes.append(NodeProcess(self.scratch / f"node{index}", self.env()))
+        return self.nodes[index]
 
     def live(self) -> list[NodeProcess]:
         return [node for node in self.nodes if node.popen.poll() is None]
@@ -145,7 +147,9 @@ def workers_of(node: NodeProcess) -> list[int]:
 
 
 def kill_one(cluster: Cluster, target: str, restarts: list[tuple[float, str, int]]) -> Kill | None:
-    """Kill one ``target`` (None if there was none to kill just then)."""
+    """Kill one ``target`` (None if there was none to kill just then: no worker busy, a node
+    or Redis still down; the caller tries the same kind again shortly, so the kinds stay
+    balanced)."""
     if target == "redis":
         return _kill_redis(cluster, restarts)
     return _kill_in_node(cluster, target, restarts)
@@ -242,7 +246,7 @@ def percentile(values: list[float], share: float) -> float:
 def calm(cluster: Cluster, client: redis.Redis, source: str, seconds: float) -> float:
     """The baseline: runs completed per minute with no kills."""
     run_ids: list[str] = []
-    salt = [10_000_000]
+    salt = [2_000_000]  # apart from the chaos runs' salts, which start at 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         keep_going(cluster, client, source, run_ids, salt)
@@ -286,16 +290,20 @@ def run(cluster: Cluster, client: redis.Redis, args: argparse.Namespace) -> None
     kills: list[Kill] = []
     restarts: list[tuple[float, str, int]] = []
     salt = [0]
+    skipped = 0  # kinds given up on for a turn (none to kill for KIND_PATIENCE_S)
     started = time.monotonic()
     next_kill = started
     while len(kills) < args.kills:
         restart_due(cluster, restarts)
         keep_going(cluster, client, source, run_ids, salt)
         if time.monotonic() >= next_kill:
-            killed = kill_one(cluster, random.choice(TARGETS), restarts)  # noqa: S311
-            if killed is not None:
+            killed = kill_one(cluster, TARGETS[(len(kills) + skipped) % len(TARGETS)], restarts)
+            if killed is not None:  # else the same kind again at the next turn, for a while
                 kills.append(killed)
-            next_kill = time.monotonic() + random.uniform(0.2, 1.5)  # noqa: S311
+                next_kill = time.monotonic() + random.uniform(0.2, 1.5)  # noqa: S311
+            elif time.monotonic() > next_kill + KIND_PATIENCE_S:
+                skipped += 1
+                next_kill = time.monotonic()
         time.sleep(0.05)
     chaos_s = time.monotonic() - started
     while restarts:
@@ -342,6 +350,14 @@ def report(cluster: Cluster, client: redis.Redis, result: Outcome) -> None:
         executions += sum(per_step.values())
         steps += len(per_step)
     lost = outcome.get("failed", 0) - failed_on_their_own + never
+    for run_id in [run_id for run_id, status in ended.items() if status == "failed"][:5]:
+        raw = client.get(f"{cluster.prefix}run:{run_id}")
+        print(f"  failed {run_id}: {json.loads(raw)['error'] if raw else '?'}")
+        for log_path in sorted(cluster.scratch.glob("node-*.log")):  # where an internal error says why
+            lines = log_path.read_text(errors="replace").splitlines()
+            for index, line in enumerate(lines):
+                if run_id in line and "unexpectedly" in line:
+                    print("\n".join(f"    {text}" for text in lines[index : index + 30]))
     print(f"runs accepted {len(run_ids)}: completed {outcome.get('completed', 0)}, "
           f"failed {outcome.get('failed', 0)} (of which a step failed on its own: {failed_on_their_own}), "
           f"never ended {never}")  # fmt: skip

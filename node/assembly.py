@@ -44,7 +44,7 @@ from node.federation.publisher import IpnsNames, StatePublisher
 from node.federation.recovery import recover
 from node.federation.refill import refill
 from node.identity import NodeIdentity, load_or_create
-from node.services import REFILL_MARKER, EmbeddedServices, ServiceError
+from node.services import REFILL_MARKER, EmbeddedServices
 from node.store.content import ContentStore
 from node.store.gone import Gone
 from node.store.ipfs import IpfsClient
@@ -67,7 +67,10 @@ SERVICE_WATCH_INTERVAL_S = 1.0
 RESTARTS_MAX = 20  # restarts of one embedded daemon in one life of the node
 RESTART_FIRST_WAIT_S = 1.0  # after a failed restart; doubles each time
 RESTART_MAX_WAIT_S = 30.0
+RESTARTS_FORGOTTEN_S = 600.0  # a daemon up this long since its last restart starts a new count
 IPFS_READ_BUFSIZE = 1024 * 1024
+PROBE_CONNECTIONS = 2
+PROBE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class NodeCore:
     services: EmbeddedServices | None  # the embedded daemons; None when all are external
     identity: NodeIdentity
     redis: aioredis.Redis
+    redis_probe: aioredis.Redis  # two connections of its own: health checks never wait behind load
     keys: Keys
     contents: ContentIndex
     steps: StepIndex
@@ -151,6 +155,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
     log.info("node id %s", identity.node_id)
     client = connect(redis_url, settings.redis_connections)
     followers = connect(redis_url, settings.redis_connections, wait_s=None)
+    probe = connect(redis_url, PROBE_CONNECTIONS, wait_s=PROBE_WAIT_S)
     keys = Keys(settings.redis_prefix)
     # A larger read buffer than aiohttp's 64 KiB: fewer pause/resume cycles when relaying
     # hundreds of MB from the daemon (measured in bench/store.py).
@@ -166,6 +171,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
             services=services,
             identity=identity,
             redis=client,
+            redis_probe=probe,
             keys=keys,
             contents=contents,
             steps=StepIndex(client, keys),
@@ -182,6 +188,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
     finally:
         await session.close()
         await followers.aclose()
+        await probe.aclose()
         await client.aclose()
 
 
@@ -417,24 +424,29 @@ async def _watching(services: EmbeddedServices) -> AsyncIterator[None]:
 
 
 async def _supervise(services: EmbeddedServices) -> None:
-    restarts: dict[str, int] = {}
+    restarts: dict[str, int] = {}  # by role, since the daemon last stayed up RESTARTS_FORGOTTEN_S
+    restarted_at: dict[str, float] = {}
     not_before: dict[str, float] = {}
     while True:
         for role, problem in services.problems().items():
+            now = time.monotonic()
+            if now - restarted_at.get(role, now) > RESTARTS_FORGOTTEN_S:
+                restarts[role] = 0  # it ran a long while: a new failure starts a new count
             tried = restarts.get(role, 0)
-            if tried > RESTARTS_MAX or not_before.get(role, 0.0) > time.monotonic():
+            if tried > RESTARTS_MAX or not_before.get(role, 0.0) > now:
                 continue
             restarts[role] = tried + 1
             if tried == RESTARTS_MAX:
                 log.error("%s; not restarting it again after %d tries: restart the node", problem, tried)
                 continue
             log.error("%s; restarting it (try %d of %d)", problem, tried + 1, RESTARTS_MAX)
+            delay = min(RESTART_MAX_WAIT_S, RESTART_FIRST_WAIT_S * 2**tried)
+            not_before[role] = now + delay  # also after a success: one that dies at once waits
             try:
                 await asyncio.to_thread(services.restart, role)
-            except ServiceError as exc:
-                delay = min(RESTART_MAX_WAIT_S, RESTART_FIRST_WAIT_S * 2**tried)
-                not_before[role] = time.monotonic() + delay
+            except Exception as exc:
                 log.error("%s (trying again in %.0f s)", exc, delay)
             else:
+                restarted_at[role] = time.monotonic()
                 log.warning("embedded %s is back", role)
         await asyncio.sleep(SERVICE_WATCH_INTERVAL_S)

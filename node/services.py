@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -350,6 +351,8 @@ class EmbeddedServices:
         self.settings = settings
         self.processes: dict[str, ManagedProcess] = {}  # by role: "redis", "ipfs"
         self._lock_fd: int | None = None
+        self._changing = threading.Lock()  # a restart (in a thread) and stop() never interleave
+        self._stopping = False
 
     def __enter__(self) -> EmbeddedServices:
         self.start()
@@ -430,6 +433,11 @@ class EmbeddedServices:
 
     def stop(self) -> None:
         """Stop the daemons in reverse start order; safe to call twice."""
+        self._stopping = True  # a restart under way gives up, or its daemon is stopped here
+        with self._changing:
+            self._stop_all()
+
+    def _stop_all(self) -> None:
         while self.processes:
             self.processes.pop(next(reversed(self.processes))).stop()
         if self._lock_fd is not None:  # only the lock holder owns the state file
@@ -440,11 +448,14 @@ class EmbeddedServices:
     def restart(self, role: str) -> None:
         """Start a daemon that died again, on the same ports and data (blocking: run it in a
         thread); ServiceError if it does not come up in time."""
-        proc = self.processes[role]
-        proc.stop()  # reap it, and whatever it left in its process group
-        proc.launch()
-        proc.wait_ready(REDIS_START_DEADLINE_S if role == "redis" else IPFS_START_DEADLINE_S)
-        self._write_state_file()
+        with self._changing:
+            if self._stopping or role not in self.processes:
+                return
+            proc = self.processes[role]
+            proc.stop()  # reap it, and whatever it left in its process group
+            proc.launch()
+            proc.wait_ready(REDIS_START_DEADLINE_S if role == "redis" else IPFS_START_DEADLINE_S)
+            self._write_state_file()
 
     def problems(self) -> dict[str, str]:
         """Daemons that have died since they started, by role, each with where to look."""

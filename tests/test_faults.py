@@ -187,6 +187,21 @@ async def test_a_killed_worker_is_retried_and_not_counted(
     assert record["status"] == "completed", record
 
 
+async def test_a_worker_killed_while_idle_fails_nothing(settings: Settings, node_client: NodeClient) -> None:
+    """A worker killed between jobs is noticed and replaced: the next step, with one attempt,
+    still completes (found by bench/chaos.py: the next job's write failed the run)."""
+    client = await node_client(settings.replace(attempts=1, workers=1))
+    auth = token(settings)
+    source = await upload(client, auth, image())
+    first = await start(client, auth, {"recipe": "invert", "inputs": [source["cid"]]})
+    assert (await finished(client, first["run_id"]))["status"] == "completed"
+    idle = await wait_until_async(lambda: client.app[NODE].pool.idle_pids, timeout_s=30)
+    os.kill(idle[0], signal.SIGKILL)
+    second = await start(client, auth, {"recipe": "sepia", "inputs": [source["cid"]]})
+    record = await finished(client, second["run_id"])
+    assert record["status"] == "completed", record
+
+
 async def test_attempts_belong_to_one_run(
     settings: Settings, node_client: NodeClient, redis_client: aioredis.Redis
 ) -> None:

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from node.identity import load_or_create
 from node.services import EmbeddedServices
 from node.store.errors import IpfsUnavailable
 from node.sync.errors import RedisUnavailable
-from tests.helpers import Client, NodeClient, closed_port, poll_async, wait_until_async
+from tests.helpers import Client, NodeClient, closed_port, poll_async
 
 ERROR_KEYS = {"code", "message", "details"}
 
@@ -98,7 +99,8 @@ async def test_embedded_daemon_death_is_reported_until_it_is_back(
     os.kill(redis_proc.pid, signal.SIGKILL)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        await wait_until_async(lambda: _bound(squatter, port), timeout_s=10)
+        # Taken the moment the dead server lets go (the node restarts it at its next 1 s tick).
+        assert _bind_soon(squatter, port, timeout_s=10)
         squatter.listen()
 
         async def down() -> Any:
@@ -121,12 +123,18 @@ async def test_embedded_daemon_death_is_reported_until_it_is_back(
     await poll_async(back, timeout_s=60)
 
 
-def _bound(sock: socket.socket, port: int) -> bool:
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    return True
+def _bind_soon(sock: socket.socket, port: int, timeout_s: float) -> bool:
+    """Bind ``port`` as soon as it is free, trying every millisecond (blocking on purpose: the
+    supervisor must not get its turn first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            time.sleep(0.001)
+            continue
+        return True
+    return False
 
 
 async def test_unknown_route_and_wrong_method_use_the_error_shape(client: Client) -> None:

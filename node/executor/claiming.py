@@ -26,6 +26,7 @@ class RedisClaims:
         self._board = board
         self._notices = notices
         self.heartbeat_s = heartbeat_s
+        self.lease_s = board.lease_ms / 1000
         self.node_id = board.node_id
         self._poll_s = POLL_FRACTION * board.lease_ms / 1000
 

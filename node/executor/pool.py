@@ -54,8 +54,14 @@ class Worker:
     async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send one job and wait for its answer."""
         assert self.process.stdin is not None and self.process.stdout is not None  # noqa: S101 - PIPEs
-        self.process.stdin.write(json.dumps(job).encode() + b"\n")
-        await self.process.stdin.drain()
+        try:
+            self.process.stdin.write(json.dumps(job).encode() + b"\n")
+            await self.process.stdin.drain()
+        except (ConnectionError, RuntimeError) as exc:  # it died while idle (closed pipe)
+            code = await self.process.wait()
+            raise WorkerKilled(
+                f"step worker was gone before its job (exit code {code})", exit_code=code
+            ) from exc
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
         except TimeoutError:
@@ -93,6 +99,11 @@ class WorkerPool:
         """Pids of the workers running a job now (for tests and diagnostics)."""
         return [worker.pid for worker in self._busy]
 
+    @property
+    def idle_pids(self) -> list[int]:
+        """Pids of the workers waiting for a job (for tests and diagnostics)."""
+        return [worker.pid for worker in self._idle]
+
     async def prestart(self) -> None:
         """Start every worker now, so the first steps do not wait for Python to start and
         import numpy (a served node calls this once it listens; tests start workers lazily)."""
@@ -109,7 +120,7 @@ class WorkerPool:
     async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Run ``job`` on a free worker; StepFailed if it reports failure, dies or times out."""
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._spawn()
+            worker = await self._take_idle() or await self._spawn()
             self._busy.add(worker)
             try:
                 answer = await worker.run(job, timeout_s)
@@ -122,6 +133,18 @@ class WorkerPool:
         if not answer.get("ok"):
             raise StepFailed(str(answer.get("error", "step failed")))
         return answer
+
+    async def _take_idle(self) -> Worker | None:
+        """An idle worker that is still alive (one killed while idle is reaped and dropped)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.returncode is None:
+                return worker
+            await worker.process.wait()
+            log.warning(
+                "step worker pid=%d died while idle (exit code %s)", worker.pid, worker.process.returncode
+            )
+        return None
 
     async def close(self) -> None:
         """Kill every worker (the node is stopping)."""

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 1.0  # the first wait after an outage interrupted a run; it doubles each time
 QUEUE_FULL_RETRY_S = 10
+WAIT_POLL_S = 0.2
 REPORT_GRACE_S = 2.0  # how long a finisher waits for a committed step's own report
 REPORT_POLL_S = 0.02
 
@@ -93,14 +94,19 @@ class RunManager:
         if notices is not None:
             notices.on("run", self.adopt)
 
-    async def submit(self, submission: Submission) -> RunRecord:
-        """Plan and store a run, then start it; the run record (status ``queued``). QueueFull
-        (503, before anything is written) when the cluster already holds ``max_queued``."""
+    async def check_capacity(self) -> None:
+        """QueueFull (503 with Retry-After) if the cluster holds ``max_queued`` unfinished runs:
+        asked before a submission writes anything (a recipe's bytes included)."""
         if await self._runs.active_count() >= self._max_queued:
             raise QueueFull(
                 f"the node's queue is full ({self._max_queued} unfinished runs); try again later",
                 headers={"Retry-After": str(QUEUE_FULL_RETRY_S)},
             )
+
+    async def submit(self, submission: Submission) -> RunRecord:
+        """Plan and store a run, then start it; the run record (status ``queued``). QueueFull
+        (503, before anything is written) when the cluster already holds ``max_queued``."""
+        await self.check_capacity()
         recipe = submission.recipe
         sources = {node.id for node in recipe.nodes if node.type == "SOURCE"}
         for node_id in submission.sources:
@@ -169,11 +175,16 @@ class RunManager:
         return await self._runs.get(run_id)
 
     async def wait(self, run_id: str) -> RunRecord:
-        """The run record once the run has finished here (for tests, the CLI and benchmarks)."""
-        task = self._tasks.get(run_id)
-        if task is not None:
-            await asyncio.wait({task})  # never raises the task's own cancellation into the caller
-        return await self.get(run_id)
+        """The run record once the run has finished here (for tests, the CLI and benchmarks);
+        a run an outage interrupted is waited for through its tries."""
+        while True:
+            task = self._tasks.get(run_id)
+            if task is not None:
+                await asyncio.wait({task})  # never raises the task's own cancellation into the caller
+            record = await self.get(run_id)
+            if is_final(record["status"]) or (run_id not in self._retries and run_id not in self._tasks):
+                return record
+            await asyncio.sleep(WAIT_POLL_S)
 
     async def cancel(self, run_id: str) -> RunRecord:
         """Stop a run: its running steps' workers are killed; the record says ``cancelled``."""
@@ -215,6 +226,8 @@ class RunManager:
         """Start every unfinished run again (after a restart, or a close); their ids."""
         self._closed = False
         run_ids = await self._runs.active_ids()
+        for gone in self._retries.keys() - set(run_ids):  # finished or deleted elsewhere
+            del self._retries[gone]
         resumed = []
         now = time.monotonic()
         for run_id in run_ids:
@@ -240,11 +253,13 @@ class RunManager:
         self._tasks.clear()
 
     def _start(self, run_id: str) -> None:
-        if self._closed:
+        if self._closed or run_id in self._tasks:  # a notice and the poll may both start it
             return
         task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
         self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        task.add_done_callback(
+            lambda done: self._tasks.pop(run_id) if self._tasks.get(run_id) is done else None
+        )
 
     async def _execute(self, run_id: str) -> None:
         """Run to a final status, whatever happens (except cancellation, which is shutdown or

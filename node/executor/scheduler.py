@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
@@ -43,7 +44,9 @@ Adopt = Callable[[Step], Awaitable[ContentEntry | None]]
 
 
 _scope: ContextVar[str] = ContextVar("attempt_scope", default="")  # the try (run) being executed
-KILLED_RETRY_S = 1.0  # before a step whose worker was killed from outside is tried again
+KILLED_RETRY_S = 1.0  # before a step whose worker was killed from outside is tried again; doubles
+KILLED_RETRY_MAX_S = 16.0
+KILLS_MAX = 5  # kills in a row of one step's worker before the step fails (counted)
 
 
 class Claims(Protocol):
@@ -51,6 +54,7 @@ class Claims(Protocol):
     ``LocalClaims`` for a scheduler alone (tests)."""
 
     heartbeat_s: float
+    lease_s: float
     node_id: str
 
     async def claim(self, cache_id: str, *, recompute: bool = False, scope: str = "") -> Claim:
@@ -81,6 +85,7 @@ class LocalClaims:
     """One node alone: every step is its own; one attempt; commits never overwrite."""
 
     heartbeat_s = 60.0
+    lease_s = float("inf")
     node_id = ""
 
     def __init__(self, steps: StepIndex) -> None:
@@ -146,6 +151,8 @@ class Scheduler:
         self._published = published  # adds a committed receipt to IPFS soon
         self._adopt = adopt  # fetches a step's output a trusted peer computed, if one did
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
+        self._kills: dict[str, int] = {}  # cache id -> its worker's kills in a row
+        self._retry_in: dict[str, float] = {}  # cache id -> seconds to wait before its next try
 
     async def execute(self, plan: Plan, emit: Emit, *, scope: str = "") -> ContentEntry:
         """Run every step of ``plan`` not yet computed; the output's content entry. ``scope``
@@ -238,6 +245,8 @@ class Scheduler:
         failure: StepFailed | None = None  # this node's last failure of the step
         recompute = False
         while True:
+            if delay := self._retry_in.pop(step.cache_id, 0.0):
+                await asyncio.sleep(delay)
             async with self.claims.watch(step.cache_id) as noticed:
                 async with self._slots:  # claim only what a free worker can start now
                     claim = await self.claims.claim(step.cache_id, recompute=recompute, scope=_scope.get())
@@ -289,9 +298,16 @@ class Scheduler:
             log.warning("step %s: lease lost while computing; discarded", step.node_id)
             return None
         except WorkerKilled as exc:  # infrastructure, not the step: let go, not counted, try again
-            log.warning("step %s: %s; trying it again", step.node_id, exc.message)
+            kills = self._kills[step.cache_id] = self._kills.get(step.cache_id, 0) + 1
+            if kills > KILLS_MAX:  # killed every time: the step's own doing (its memory?)
+                del self._kills[step.cache_id]
+                message = f"{exc.message}, {kills} times in a row (out of memory?)"
+                await self.claims.release(step.cache_id, token, message, scope=_scope.get())
+                raise StepFailed(message, step=step.node_id) from exc
+            delay = min(KILLED_RETRY_MAX_S, KILLED_RETRY_S * 2 ** (kills - 1))
+            log.warning("step %s: %s; trying it again in %.0f s", step.node_id, exc.message, delay)
             await self.claims.release(step.cache_id, token, "")
-            await asyncio.sleep(KILLED_RETRY_S)
+            self._retry_in[step.cache_id] = delay  # waited out of the worker slot
             return None
         except StepFailed as exc:
             await self.claims.release(step.cache_id, token, exc.message, scope=_scope.get())
@@ -312,6 +328,7 @@ class Scheduler:
             if not stored.existed:
                 await self._discard(step, entry)
             return None
+        self._kills.pop(step.cache_id, None)
         if receipt and self._published:  # into IPFS in the background, off the step's path
             self._published(receipt.cid)  # (not written if the step was recorded already: skipped)
         await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=node)
@@ -331,13 +348,20 @@ class Scheduler:
     async def _owned(self, step: Step, token: str, inputs: list[ContentEntry]) -> Stored:
         """Compute while heartbeating the claim; LeaseLost (the work killed) if it is lost."""
         work = asyncio.create_task(self._compute(step, inputs))
+        renewed = time.monotonic()
         try:
             while True:
                 finished, _ = await asyncio.wait({work}, timeout=self.claims.heartbeat_s)
                 if finished:
                     return work.result()
-                if not await self.claims.heartbeat(step.cache_id, token):
-                    raise LeaseLost(step.cache_id)
+                try:
+                    if not await self.claims.heartbeat(step.cache_id, token):
+                        raise LeaseLost(step.cache_id)
+                except Unavailable:  # a Redis blip: the lease has time to spare; try again
+                    if time.monotonic() - renewed > self.claims.lease_s - self.claims.heartbeat_s:
+                        raise
+                    continue
+                renewed = time.monotonic()
         finally:
             if not work.done():  # lost, cancelled, or Redis failed: the worker is killed
                 work.cancel()

@@ -31,7 +31,7 @@ async def _timed(check: Any) -> tuple[dict[str, Any], float]:
 async def redis_health(app: web.Application) -> dict[str, Any]:
     """Whether Redis answers a command, with its version and round-trip time."""
     try:
-        version, latency_ms = await _timed(server_version(app[NODE].redis))
+        version, latency_ms = await _timed(server_version(app[NODE].redis_probe))
     except (NodeError, TimeoutError) as exc:
         return {"healthy": False, "error": _describe(exc, "Redis")}
     return {"healthy": True, "version": version, "latency_ms": latency_ms}

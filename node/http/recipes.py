@@ -95,6 +95,7 @@ async def delete(request: web.Request) -> web.Response:
 async def run(request: web.Request) -> web.Response:
     """``POST /recipes/{id}/run`` ``{"inputs": ..., "output_name": ...}``: like ``POST /runs``."""
     user = await require_user(request)
+    await request.app[NODE].run_manager.check_capacity()
     body = await read_json(request)
     summary, recipe, _ = await request.app[NODE].recipes.get(request.match_info["id"])
     entry = await request.app[NODE].store.resolve(summary["id"])

@@ -62,6 +62,7 @@ async def create(request: web.Request) -> web.Response:
     """``POST /runs`` ``{"recipe": NAME|ID|CID, "inputs": [REF...]|{NAME: REF}, "params": {...},
     "output_name": ...}`` (``params`` only with a built-in effect's name)."""
     user = await require_user(request)
+    await request.app[NODE].run_manager.check_capacity()  # before a recipe's bytes are stored
     body = await read_json(request)
     recipe_ref = body.get("recipe")
     if not isinstance(recipe_ref, str) or not recipe_ref:

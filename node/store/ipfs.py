@@ -366,6 +366,11 @@ def _unmultibase(text: str) -> bytes:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
 
 
+_OUTAGE_STATUSES = frozenset({502, 503, 504})
+# What Kubo answers while it shuts down or cannot keep up: an outage, not the request's fault.
+_OUTAGE_HINTS = ("context canceled", "context deadline exceeded", "daemon is shutting down")
+
+
 async def _error_for(response: aiohttp.ClientResponse, command: str) -> Exception:
     try:
         body = await response.json(content_type=None)
@@ -375,4 +380,6 @@ async def _error_for(response: aiohttp.ClientResponse, command: str) -> Exceptio
     text = f"IPFS {command} failed ({response.status}): {message or response.reason}"
     if any(hint in message.lower() for hint in _NOT_FOUND_HINTS):
         return ContentNotFound(text, command=command)
+    if response.status in _OUTAGE_STATUSES or any(hint in message.lower() for hint in _OUTAGE_HINTS):
+        return IpfsUnavailable(text, command=command)  # a daemon stopping or overloaded: not for good
     return IpfsError(text, command=command)

@@ -34,7 +34,17 @@ from node.sync.keys import Keys
 
 Outcome = Literal["won", "hit", "held", "failed"]
 ATTEMPTS_TTL_S = 7 * 24 * 3600  # a try's failure count outlives any run that could read it
+DEATHS_PER_ATTEMPT = 3  # claims ended by their node's death, per attempt, before the step fails
+# Drop a claim only if it still holds the token: a node taking back its earlier life's claims
+# (their ends are deaths: nothing counted).
+_DROP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
+# A claim that is neither released nor committed ended with its node's death (or its lease
+# lapsing). Those are not the step's fault either, but a step that takes its node down every
+# time must not loop for ever: after ARGV[5] such deaths in this try it fails too.
 _CLAIM_OR_HIT = """
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'hit', ''} end
 local holder = redis.call('GET', KEYS[2])
@@ -43,7 +53,15 @@ local failed = tonumber(redis.call('HGET', KEYS[3], 'count') or '0')
 if failed >= tonumber(ARGV[3]) then
   return {'failed', redis.call('HGET', KEYS[3], 'error') or 'no reason recorded'}
 end
+local started = tonumber(redis.call('HGET', KEYS[3], 'started') or '0')
+local ended = tonumber(redis.call('HGET', KEYS[3], 'ended') or '0')
+if started - ended >= tonumber(ARGV[5]) then
+  return {'failed', 'the node computing this step died ' .. (started - ended) ..
+          ' times (out of memory?); the step is not tried again in this run'}
+end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'started', 1)
+redis.call('EXPIRE', KEYS[3], ARGV[6])
 return {'won', tostring(failed + 1)}
 """
 _HEARTBEAT = """
@@ -65,7 +83,10 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('HINCRBY', KEYS[2], 'ended', 1)
+end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[2], 'error', ARGV[2])
   redis.call('HINCRBY', KEYS[2], 'count', 1)
@@ -106,6 +127,7 @@ class ClaimBoard:
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._drop = client.register_script(_DROP)
 
     async def claim_or_hit(self, cache_id: str, *, recompute: bool = False, scope: str = "") -> Claim:
         """Take the step, or learn it is done, held elsewhere, or out of attempts in this try
@@ -116,7 +138,14 @@ class ClaimBoard:
         with redis_errors():
             outcome, detail = await self._claim(
                 keys=keys,
-                args=[token, self.lease_ms, self.max_attempts, "1" if recompute else "0"],
+                args=[
+                    token,
+                    self.lease_ms,
+                    self.max_attempts,
+                    "1" if recompute else "0",
+                    DEATHS_PER_ATTEMPT * self.max_attempts,
+                    ATTEMPTS_TTL_S,
+                ],
             )
         outcome, detail = _text(outcome), _text(detail)
         return Claim(outcome, token if outcome == "won" else "", detail)  # type: ignore[arg-type]
@@ -149,18 +178,14 @@ class ClaimBoard:
     async def release_own(self) -> int:
         """Drop every claim this node id holds: a node that starts again takes back at once
         what its earlier life held, instead of waiting out the leases (start-up work: a SCAN
-        of the claim keys); how many were dropped."""
+        of the claim keys); how many were dropped. Waiters hear of each at their next poll."""
         dropped = 0
+        pattern = self._keys.claim("0" * 64)[:-64] + "*"
         with redis_errors():
-            async for key in self._client.scan_iter(match=self._keys.claim("0" * 64)[:-64] + "*", count=1000):
-                holder = await self._client.get(key)
-                if holder and _text(holder).startswith(f"{self.node_id}:"):
-                    cache_id = _text(key).rsplit(":", 1)[1]
-                    await self._release(
-                        keys=[_text(key), self._keys.attempts(cache_id)],
-                        args=[_text(holder), "", self._keys.notices, step_notice(cache_id), ATTEMPTS_TTL_S],
-                    )
-                    dropped += 1
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                holder = _text(await self._client.get(key) or "")
+                if holder.startswith(f"{self.node_id}:"):
+                    dropped += int(await self._drop(keys=[_text(key)], args=[holder]))
         return dropped
 
 

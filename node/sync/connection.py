@@ -13,6 +13,8 @@ from node.sync.errors import RedisUnavailable
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 10.0
 POOL_WAIT_S = 10.0  # how long a command waits for a free connection before it is 503
+# Replies of a Redis that cannot serve for a while (persistence failing, a failover).
+_OUTAGE_REPLIES = frozenset({"MISCONF", "TRYAGAIN", "MASTERDOWN", "LOADING", "CLUSTERDOWN"})
 DEFAULT_CONNECTIONS = 64
 
 
@@ -45,6 +47,12 @@ def redis_errors() -> Iterator[None]:
         raise RedisUnavailable("Redis is still loading its data; try again shortly") from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(f"Redis is unavailable: {exc}") from exc
+    except (redis.ReadOnlyError, redis.OutOfMemoryError) as exc:  # a replica, or full: for now
+        raise RedisUnavailable(f"Redis cannot take writes now: {exc}") from exc
+    except redis.ResponseError as exc:
+        if str(exc).split(" ", 1)[0] not in _OUTAGE_REPLIES:
+            raise
+        raise RedisUnavailable(f"Redis cannot answer now: {exc}") from exc
 
 
 async def server_version(client: aioredis.Redis) -> str:
