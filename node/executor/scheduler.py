@@ -153,6 +153,7 @@ class Scheduler:
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
         self._kills: dict[str, int] = {}  # cache id -> its worker's kills in a row
         self._retry_in: dict[str, float] = {}  # cache id -> seconds to wait before its next try
+        self._abandoned: dict[str, list[tuple[str, str]]] = {}  # cache id -> (token, scope) unreleased
 
     async def execute(self, plan: Plan, emit: Emit, *, scope: str = "") -> ContentEntry:
         """Run every step of ``plan`` not yet computed; the output's content entry. ``scope``
@@ -244,6 +245,7 @@ class Scheduler:
             return adopted
         failure: StepFailed | None = None  # this node's last failure of the step
         recompute = False
+        await self._let_go_of_abandoned(step.cache_id)
         while True:
             if delay := self._retry_in.pop(step.cache_id, 0.0):
                 await asyncio.sleep(delay)
@@ -276,6 +278,32 @@ class Scheduler:
                 return entry
             recompute = True  # recorded, but its output was deleted since
 
+    async def _let_go_of_abandoned(self, cache_id: str) -> None:
+        """Release the claims on ``cache_id`` an outage kept this node from releasing, so that
+        neither this node nor another waits out their leases, and they count as let go (not
+        as deaths)."""
+        abandoned = self._abandoned.get(cache_id, [])
+        while abandoned:
+            token, scope = abandoned[0]
+            await self.claims.release(cache_id, token, "", scope=scope)  # Unavailable: kept for later
+            abandoned.pop(0)
+        self._abandoned.pop(cache_id, None)
+
+    async def _killed(self, step: Step, token: str, exc: WorkerKilled) -> None:
+        """Let go of a step whose worker was killed from outside, uncounted, to be tried again
+        after a wait that doubles; killed KILLS_MAX times in a row, it is the step's own doing
+        (its memory?) and fails, counted."""
+        kills = self._kills[step.cache_id] = self._kills.get(step.cache_id, 0) + 1
+        if kills > KILLS_MAX:
+            del self._kills[step.cache_id]
+            message = f"{exc.message}, {kills} times in a row (out of memory?)"
+            await self.claims.release(step.cache_id, token, message, scope=_scope.get())
+            raise StepFailed(message, step=step.node_id) from exc
+        delay = min(KILLED_RETRY_MAX_S, KILLED_RETRY_S * 2 ** (kills - 1))
+        log.warning("step %s: %s; trying it again in %.0f s", step.node_id, exc.message, delay)
+        await self.claims.release(step.cache_id, token, "", scope=_scope.get())
+        self._retry_in[step.cache_id] = delay  # waited out of the worker slot
+
     async def _attempt(
         self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit
     ) -> ContentEntry | None:
@@ -298,26 +326,19 @@ class Scheduler:
             log.warning("step %s: lease lost while computing; discarded", step.node_id)
             return None
         except WorkerKilled as exc:  # infrastructure, not the step: let go, not counted, try again
-            kills = self._kills[step.cache_id] = self._kills.get(step.cache_id, 0) + 1
-            if kills > KILLS_MAX:  # killed every time: the step's own doing (its memory?)
-                del self._kills[step.cache_id]
-                message = f"{exc.message}, {kills} times in a row (out of memory?)"
-                await self.claims.release(step.cache_id, token, message, scope=_scope.get())
-                raise StepFailed(message, step=step.node_id) from exc
-            delay = min(KILLED_RETRY_MAX_S, KILLED_RETRY_S * 2 ** (kills - 1))
-            log.warning("step %s: %s; trying it again in %.0f s", step.node_id, exc.message, delay)
-            await self.claims.release(step.cache_id, token, "")
-            self._retry_in[step.cache_id] = delay  # waited out of the worker slot
+            await self._killed(step, token, exc)
             return None
         except StepFailed as exc:
             await self.claims.release(step.cache_id, token, exc.message, scope=_scope.get())
             raise
-        except Unavailable:  # an outage: let go (if Redis lets us), not counted; the run waits
-            with contextlib.suppress(NodeError):
-                await asyncio.shield(self.claims.release(step.cache_id, token, ""))
+        except Unavailable:  # an outage: let go, not counted; the run waits and tries again
+            try:
+                await asyncio.shield(self.claims.release(step.cache_id, token, "", scope=_scope.get()))
+            except NodeError:  # Redis is the outage: let go as soon as it is back (see _run_step)
+                self._abandoned.setdefault(step.cache_id, []).append((token, _scope.get()))
             raise
         except asyncio.CancelledError:
-            await asyncio.shield(self.claims.release(step.cache_id, token, ""))
+            await asyncio.shield(self.claims.release(step.cache_id, token, "", scope=_scope.get()))
             raise
         record = StepEntry(
             step.cache_id, entry.cid, entry.content_id, entry.size, entry.media_type,
