@@ -116,6 +116,23 @@ async def test_import_refuses_escapes(
     assert (await (await importer.get("/cache")).json())["total"] == 0
 
 
+async def test_outside_the_roots_existing_or_not_is_one_answer(
+    importer: Client, settings: Settings, roots: tuple[Path, Path]
+) -> None:
+    """No oracle: a path outside the import roots gets the same 403 and message whether a file
+    is there or not (a link inside the roots to a missing file outside too)."""
+    inside, outside = roots
+    (inside / "dangling.bin").symlink_to(outside / "nothing-here.bin")
+    headers = {"Authorization": f"Bearer {(settings.data_dir / 'admin_token').read_text().strip()}"}
+    answers = []
+    for path in (outside / "secret.bin", outside / "nothing-here.bin", "/etc/shadow", "/etc/doesnotexist",
+                 inside / "dangling.bin"):  # fmt: skip
+        response = await importer.post("/cache/import", params={"path": str(path)}, headers=headers)
+        answers.append((response.status, await response.json()))
+    assert {status for status, _ in answers} == {403}
+    assert len({body["error"]["message"] for _, body in answers}) == 1
+
+
 async def test_import_is_off_without_roots(
     client: Client, auth: dict[str, str], roots: tuple[Path, Path]
 ) -> None:

@@ -188,6 +188,8 @@ def open_importable(given: str, roots: tuple[Path, ...]) -> BinaryIO:
     if ".." in Path(given).parts:
         raise Forbidden("path must not contain '..'", field="path")
     try:
+        # Outside the roots is one answer, whether the path exists or not: no existence oracle.
+        _check_under(Path(given).resolve(strict=False), roots)
         resolved = Path(given).resolve(strict=True)
         _check_under(resolved, roots)
         fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
