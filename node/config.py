@@ -84,6 +84,7 @@ class Settings:
     l2_timeout: float = 5.0  # seconds an L2 has to answer a verification
     import_roots: tuple[Path, ...] = ()
     max_upload: int = 2 * 1024**3
+    body_timeout: float = 30.0  # seconds a small body (JSON, a recipe) has to arrive whole
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -356,5 +357,6 @@ _FIELDS = (
     _Field("l2_timeout", _seconds_up_to(120)),
     _Field("import_roots", _import_roots),
     _Field("max_upload", _size),
+    _Field("body_timeout", _seconds_up_to(3600)),
     _Field("log_level", _log_level),
 )

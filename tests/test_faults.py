@@ -6,6 +6,7 @@ attempts that belong to one run, claims taken back at start, and daemons that co
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -234,3 +235,38 @@ async def test_a_restarted_node_takes_back_its_claims_at_once(
         assert node.identity.node_id == node_id
         assert not await redis_client.exists(mine)
         assert await redis_client.exists(theirs)
+
+
+async def test_a_body_over_its_limit_is_413_before_it_is_read(
+    settings: Settings, node_client: NodeClient
+) -> None:
+    """A JSON body over 64 KiB, declared or sent, and a recipe over its limit answer 413
+    too_large (the code the docs name, aiohttp's own 413 included)."""
+    client = await node_client(settings)
+    auth = token(settings)
+    big = {"recipe": "invert", "inputs": ["x" * 70_000]}
+    answer = await client.post("/runs", json=big, headers=auth)
+    assert answer.status == 413 and (await answer.json())["error"]["code"] == "too_large"
+    recipe = await client.post("/recipes/upload", data=b"#" * 300_000, headers=auth)
+    assert recipe.status == 413 and (await recipe.json())["error"]["code"] == "too_large"
+    huge = await client.post("/recipes/upload", data=io.BytesIO(b"#" * (2 * 1024**2)), headers=auth)
+    assert huge.status == 413 and (await huge.json())["error"]["code"] == "too_large"
+
+
+async def test_a_slow_body_is_408_within_the_deadline(settings: Settings, node_client: NodeClient) -> None:
+    """Ten bytes of a declared 60 KB JSON body, then nothing: 408 once ARTDAG_BODY_TIMEOUT is
+    spent, not a connection held for ever."""
+    client = await node_client(settings.replace(body_timeout=1.0))
+    url = client.make_url("/runs")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        head = (
+            f"POST /runs HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: application/json\r\n"
+            f"Authorization: {token(settings)['Authorization']}\r\nContent-Length: 60000\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"recipe":')
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 15)
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"408", status_line

@@ -42,6 +42,7 @@ STATUS_BY_KIND: dict[type[NodeError], int] = {
     Upstream: 502,
     Unavailable: 503,
 }
+_OWN_CODES = {413: TooLarge.code, 408: RequestTimeout.code}
 # Headers of an aiohttp HTTPException worth keeping on the JSON error (e.g. Allow on a 405).
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "Location")
 
@@ -63,7 +64,10 @@ def error_response(
 
 
 def code_for_status(status: int) -> str:
-    """The error code of a bare HTTP status: its phrase in snake case (``not_found``)."""
+    """The error code of a bare HTTP status: its phrase in snake case (``not_found``), or the
+    node's own code where it has one (413 is ``too_large`` whoever refuses the body)."""
+    if status in _OWN_CODES:
+        return _OWN_CODES[status]
     try:
         return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:

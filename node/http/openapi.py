@@ -69,7 +69,7 @@ class Operation:
                 503,  # Redis or IPFS can be down for any request
                 *((401,) if self.auth else ()),
                 *((404,) if path_parameters else ()),
-                *((413,) if self.body is not None else ()),
+                *((408, 413) if self.body is not None else ()),
             }
         )
         responses: dict[str, Any] = {str(status): dict(answer) for status, answer in self.responses.items()}

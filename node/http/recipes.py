@@ -9,6 +9,7 @@ from node.executor.recipe import MAX_RECIPE_BYTES
 from node.executor.recipe_store import RecipeStore
 from node.http.appkeys import NODE
 from node.http.auth import require_user
+from node.http.bodies import read_small_body
 from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
 from node.http.runs import checked_output_name, read_json, run_response
@@ -43,7 +44,7 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_type == "multipart/form-data":
         data = await read_upload_field(request, "file", MAX_RECIPE_BYTES)
     else:
-        data = await request.read()  # whole body (chunked too), capped by client_max_size
+        data = await read_small_body(request, MAX_RECIPE_BYTES)
     recipe = await request.app[NODE].recipes.add(data, owner=user.name)
     return web.json_response(recipe, status=201, headers={"Location": f"/recipes/{recipe['id']}"})
 

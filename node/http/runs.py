@@ -16,6 +16,7 @@ from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
 from node.http.appkeys import NODE
 from node.http.auth import require_user
+from node.http.bodies import read_small_body
 from node.http.cache import int_param
 from node.http.hot import HOT
 from node.http.openapi import operation
@@ -35,12 +36,9 @@ RUN_ID_PATH = {"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}}  #
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body; 400 naming what is wrong."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidInput(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
-    raw = await request.read()  # whole body (chunked too), capped by the app's client_max_size
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
+    """The request's JSON object body; 400 naming what is wrong, 413 over MAX_BODY_BYTES, 408
+    if it is slow to come (``read_small_body``)."""
+    raw = await read_small_body(request, MAX_BODY_BYTES)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
