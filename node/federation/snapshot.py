@@ -26,7 +26,7 @@ from node.canonical import canonical_json
 from node.records import RecordError
 from node.store.cid import normalize_cid
 from node.store.errors import InvalidCid
-from node.sync.connection import redis_errors
+from node.sync.connection import hashes, redis_errors, scored_members
 from node.sync.errors import InvalidId
 from node.sync.index import ContentEntry, ContentIndex, HeldContent, StepEntry, StepIndex
 from node.sync.keys import Keys, check_content_id
@@ -106,23 +106,14 @@ class Snapshot:
                 for item in await self._contents.held(batch)
             ]
         recipes = []
-        with redis_errors():
-            listed: list[Any] = await self._redis.zrange(self._keys.recipes, 0, -1, withscores=True)
-        for batch in _batches([(str(cid), float(uploaded)) for cid, uploaded in listed]):
-            rows = await self._hashes([self._keys.recipe(cid) for cid, _ in batch])
+        for batch in _batches(await scored_members(self._redis, self._keys.recipes)):
+            rows = await hashes(self._redis, [self._keys.recipe(cid) for cid, _ in batch])
             recipes += [
                 {"cid": cid, "fields": row, "uploaded": uploaded}
                 for (cid, uploaded), row in zip(batch, rows, strict=True)
                 if row
             ]
         return {"contents": contents, "assets": await self._contents.assets(), "recipes": recipes}
-
-    async def _hashes(self, keys: list[str]) -> list[dict[str, str]]:
-        with redis_errors():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hgetall(key)
-                return list(await pipe.execute())
 
     # --- in -------------------------------------------------------------------------------
     async def restore(self, documents: dict[str, bytes]) -> Restored:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -53,6 +54,22 @@ def redis_errors() -> Iterator[None]:
         if str(exc).split(" ", 1)[0] not in _OUTAGE_REPLIES:
             raise
         raise RedisUnavailable(f"Redis cannot answer now: {exc}") from exc
+
+
+async def scored_members(client: aioredis.Redis, key: str) -> list[tuple[str, float]]:
+    """A sorted set's members with their scores, in order (start-up and publishing work)."""
+    with redis_errors():
+        found: list[Any] = await client.zrange(key, 0, -1, withscores=True)
+    return [(str(member), float(score)) for member, score in found]
+
+
+async def hashes(client: aioredis.Redis, keys: list[str]) -> list[dict[Any, Any]]:
+    """HGETALL of several keys in one round trip, in order (an empty dict: no such key)."""
+    with redis_errors():
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            return list(await pipe.execute())
 
 
 async def server_version(client: aioredis.Redis) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from node.media.kinds import kind_of
-from node.sync.connection import redis_errors
+from node.sync.connection import hashes, redis_errors, scored_members
 from node.sync.keys import MEDIA_KINDS, Keys
 
 # Index content, its owner and asset name in one step; refuse (writing nothing) an asset name
@@ -175,7 +175,7 @@ class ContentIndex:
 
     async def get_many(self, content_ids: list[str]) -> list[ContentEntry]:
         """Entries for several ids in one round trip, in order; ids not indexed are skipped."""
-        rows = await _hashes(self._redis, [self._keys.content(content_id) for content_id in content_ids])
+        rows = await hashes(self._redis, [self._keys.content(content_id) for content_id in content_ids])
         return [ContentEntry.from_hash(cid, row) for cid, row in zip(content_ids, rows, strict=True) if row]
 
     async def assets(self) -> dict[str, str]:
@@ -351,7 +351,7 @@ class ContentIndex:
 
     async def listed(self) -> list[tuple[str, float]]:
         """Every content id with its creation time (start-up and publishing work: it may be long)."""
-        return await _listing(self._redis, self._keys.contents)
+        return await scored_members(self._redis, self._keys.contents)
 
 
 class StepIndex:
@@ -370,7 +370,7 @@ class StepIndex:
 
     async def get_many(self, cache_ids: list[str]) -> list[StepEntry]:
         """Entries for several cache ids in one round trip, in order; ids not recorded are skipped."""
-        rows = await _hashes(self._redis, [self._keys.step(cache_id) for cache_id in cache_ids])
+        rows = await hashes(self._redis, [self._keys.step(cache_id) for cache_id in cache_ids])
         return [
             StepEntry.from_hash(cache_id, row) for cache_id, row in zip(cache_ids, rows, strict=True) if row
         ]
@@ -404,7 +404,7 @@ class StepIndex:
 
     async def listed(self) -> list[tuple[str, float]]:
         """Every cache id with when it was recorded (start-up and publishing work: it may be long)."""
-        return await _listing(self._redis, self._keys.steps)
+        return await scored_members(self._redis, self._keys.steps)
 
     async def receipts(self, cids: list[str]) -> list[bytes | None]:
         """The signed bytes of step receipts, by CID, in order (None: not recorded here)."""
@@ -423,19 +423,3 @@ def step_write(keys: Keys, entry: StepEntry, receipt: bytes) -> tuple[list[str],
         names.append(keys.receipt(entry.receipt_cid))
     flat: list[str | bytes] = [part for pair in step_fields(entry).items() for part in pair]
     return names, [receipt, entry.cache_id, *flat]
-
-
-async def _listing(client: aioredis.Redis, key: str) -> list[tuple[str, float]]:
-    """A sorted set's members with their scores, in order."""
-    with redis_errors():
-        found: list[Any] = await client.zrange(key, 0, -1, withscores=True)
-    return [(str(member), float(score)) for member, score in found]
-
-
-async def _hashes(client: aioredis.Redis, keys: list[str]) -> list[dict[Any, Any]]:
-    """HGETALL of several keys in one round trip, in order (an empty dict: no such key)."""
-    with redis_errors():
-        async with client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            return list(await pipe.execute())

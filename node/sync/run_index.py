@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from node.errors import Conflict, NotFound
-from node.sync.connection import redis_errors
+from node.sync.connection import redis_errors, scored_members
 from node.sync.keys import Keys
 from node.sync.run_events import RunEvents, entry, final_event
 from node.sync.run_status import RunRecord, RunStatus, is_final, read_record
@@ -208,9 +208,7 @@ class RunIndex:
 
     async def listed(self) -> list[tuple[str, float]]:
         """Every run id with its submission time (start-up and publishing work: it may be long)."""
-        with redis_errors():
-            found: list[Any] = await self._redis.zrange(self._keys.runs, 0, -1, withscores=True)
-        return [(str(run_id), float(score)) for run_id, score in found]
+        return await scored_members(self._redis, self._keys.runs)
 
     async def stored(self, listed: list[tuple[str, float]]) -> list[StoredRun]:
         """The records and plans of ``listed`` runs (from :meth:`listed`) that still exist."""
