@@ -187,12 +187,14 @@ class RunManager:
             await asyncio.sleep(WAIT_POLL_S)
 
     async def cancel(self, run_id: str) -> RunRecord:
-        """Stop a run: its running steps' workers are killed; the record says ``cancelled``."""
+        """Stop a run: the record says ``cancelled`` first, so the cancellation wins whatever
+        the run's own task does meanwhile (a completion comes second and changes nothing); then
+        its running steps' workers are killed here, and the other nodes are told."""
         record = await self.get(run_id)
         if is_final(record["status"]):
             return record
-        await self._stop_local(run_id)
         final = await self._finish(run_id, RunStatus.CANCELLED)
+        await self._stop_local(run_id)
         await self._announce(run_id)  # the other nodes stop their part of it
         return final
 
