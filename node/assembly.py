@@ -28,6 +28,7 @@ from node.auth.l2 import L2Verifier
 from node.auth.local import Authenticator, load_or_create_admin_token
 from node.auth.publication import PublicationChecker
 from node.auth.revocation import Revocations
+from node.auth.revocation_file import RevocationFile
 from node.config import Settings
 from node.errors import NodeError
 from node.executor.adoption import PeerAdoption
@@ -56,6 +57,7 @@ from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
+from node.sync.redis_watch import RedisWatch
 from node.sync.run_index import RunIndex
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ class Node(NodeCore):
     run_manager: RunManager
     recipes: RecipeStore
     deletion: DeletionRules
+    redis_watch: RedisWatch
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -141,6 +144,7 @@ class Node(NodeCore):
                 deletion=DeletionRules(
                     store=core.store, checker=publications, activities=core.activities, runs=core.runs
                 ),
+                redis_watch=await stack.enter_async_context(_watching_redis(core, auth, federation)),
             )
             core.notices.start()
             await stack.enter_async_context(_adopting(executor.run_manager))
@@ -222,9 +226,16 @@ async def _auth(core: NodeCore) -> AsyncIterator[tuple[Authenticator, Publicatio
             timeout_s=settings.l2_timeout,
         )
         yield (
-            Authenticator(token, verifier=verifier, revocations=Revocations(core.redis, core.keys)),
+            Authenticator(token, verifier=verifier, revocations=await _revocations(core)),
             publications,
         )
+
+
+async def _revocations(core: NodeCore) -> Revocations:
+    """The node's revocations, read from its file and restored into Redis."""
+    revocations = Revocations(core.redis, core.keys, RevocationFile(core.settings.data_dir))
+    await revocations.load()
+    return revocations
 
 
 @dataclass(frozen=True)
@@ -384,6 +395,24 @@ async def _take_back_claims(board: ClaimBoard) -> None:
         return
     if dropped:
         log.info("took back %d claims this node held before it stopped", dropped)
+
+
+@contextlib.asynccontextmanager
+async def _watching_redis(
+    core: NodeCore, auth: Authenticator, federation: _Federation
+) -> AsyncIterator[RedisWatch]:
+    """Notice an emptied Redis within ``ARTDAG_REDIS_WATCH`` seconds, even while idle, and
+    restore: revocations first (they must win), then the node's last published state."""
+    watch = RedisWatch(core.redis, core.keys, interval_s=core.settings.redis_watch)
+    if auth.revocations is not None:
+        watch.on_lost(auth.revocations.restore)
+        watch.on_tick(auth.revocations.refresh)
+    watch.on_lost(federation.publisher.recover)
+    await watch.start()
+    try:
+        yield watch
+    finally:
+        await watch.close()
 
 
 @contextlib.asynccontextmanager

@@ -78,6 +78,7 @@ class Settings:
     peers: tuple[str, ...] = ()  # NODE_ID@LOCATION: a trusted peer's key and where its state is
     peer_poll: float = 30.0  # seconds between polls of each peer's /state and IPNS name
     state_debounce: float = 2.0  # a burst of changes is gathered this long before publishing
+    redis_watch: float = 2.0  # seconds between looks at whether Redis was emptied (restored then)
     public_url: str = ""  # empty: http://HOST:PORT
     l2_trusted: tuple[str, ...] = ()
     l2_verify_ttl: float = 30.0  # seconds an L2's "valid" answer for a token is reused
@@ -351,6 +352,7 @@ _FIELDS = (
     _Field("peers", _peers),
     _Field("peer_poll", _seconds_up_to(86400)),
     _Field("state_debounce", _seconds_up_to(3600)),
+    _Field("redis_watch", _seconds_up_to(600)),
     _Field("public_url", _http_url),
     _Field("l2_trusted", _http_urls),
     _Field("l2_verify_ttl", _seconds_up_to(3600)),

@@ -132,6 +132,14 @@ class StatePublisher:
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    async def recover(self) -> str:
+        """Restore this node's indexes from its last state if Redis lost them (at once, not at
+        the next publication), then publish; what recovery found (see ``recover``)."""
+        async with self._lock:
+            found = await self._recovery()
+        self.changed()
+        return found
+
     async def current(self) -> bytes | None:
         """The signed bytes of the state this node last published (None: none yet)."""
         with redis_errors():

@@ -53,6 +53,21 @@ async def ipfs_health(app: web.Application) -> dict[str, Any]:
     }
 
 
+def _restoring(app: web.Application) -> dict[str, Any]:
+    """While the node restores what an emptied Redis lost, Redis counts as not healthy."""
+    watch = app[NODE].redis_watch
+    if watch.restoring_since is None:
+        return {}
+    since_s = time.time() - watch.restoring_since
+    why_not_yet = f"; not done yet: {watch.last_error}" if watch.last_error else ""
+    return {
+        "healthy": False,
+        "restoring": True,
+        "error": f"Redis was emptied {since_s:.0f} s ago; restoring this node's last published state "
+        f"and revocations{why_not_yet}",
+    }
+
+
 def _describe(exc: BaseException, what: str) -> str:
     if isinstance(exc, NodeError):
         return exc.message
@@ -94,7 +109,7 @@ async def dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
 async def _dependencies(app: web.Application) -> dict[str, dict[str, Any]]:
     """Health of Redis and IPFS, checked concurrently, with any embedded daemon's death."""
     redis_report, ipfs_report = await asyncio.gather(redis_health(app), ipfs_health(app))
-    report = {"redis": redis_report, "ipfs": ipfs_report}
+    report = {"redis": {**redis_report, **_restoring(app)}, "ipfs": ipfs_report}
     services = app[NODE].services
     for role, problem in (services.problems() if services else {}).items():
         report[role]["daemon"] = problem

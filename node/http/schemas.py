@@ -110,7 +110,14 @@ COMPONENTS: dict[str, Schema] = {
         },
     ),
     "Probe": {"allOf": [ref("Content"), _object(["media"], {"media": ref("MediaInfo")})]},
-    "Dependency": _object(["healthy"], {"healthy": {"type": "boolean"}, "error": STRING}),
+    "Dependency": _object(
+        ["healthy"],
+        {
+            "healthy": {"type": "boolean"},
+            "error": STRING,
+            "restoring": {"type": "boolean", "description": "Redis was emptied; the node is restoring"},
+        },
+    ),
     "Health": _object(
         ["status", "checks"],
         {"status": {"const": "ok"}, "checks": {"type": "object", "additionalProperties": ref("Dependency")}},

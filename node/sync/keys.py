@@ -176,10 +176,17 @@ class Keys:
         """Stream of activity records: runs completed, runs and content deleted (who, when, CIDs)."""
         return f"{self.prefix}activities"
 
+    # --- the database itself ------------------------------------------------------------
+    def epoch(self) -> str:
+        """String: a random value the first node to find it missing sets; a node that finds it
+        gone or changed knows Redis was emptied or replaced (``node.sync.redis_watch``)."""
+        return f"{self.prefix}epoch"
+
     # --- auth ------------------------------------------------------------------------------
-    def revoked_token(self, token_hash: str) -> str:
-        """String with a 30-day TTL: a token (by its SHA-256) that no request may use again."""
-        return f"{self.prefix}revoked:{_checked('token hash', token_hash, _HEX64)}"
+    def revocations(self) -> str:
+        """Sorted set of the SHA-256 of tokens no request may use again, scored by when each
+        revocation expires (30 days on; expired members are removed as others are added)."""
+        return f"{self.prefix}revocations"
 
     def user_tokens(self, user: str) -> str:
         """Set of the SHA-256 of every token a user has authenticated with here (revoke-user)."""
