@@ -29,6 +29,7 @@ from node.auth.local import Authenticator, load_or_create_admin_token
 from node.auth.publication import PublicationChecker
 from node.auth.revocation import Revocations
 from node.auth.revocation_file import RevocationFile
+from node.auth.sessions import Sessions
 from node.config import Settings
 from node.errors import NodeError
 from node.executor.adoption import PeerAdoption
@@ -208,9 +209,10 @@ async def _auth(core: NodeCore) -> AsyncIterator[tuple[Authenticator, Publicatio
     them over a session of their own (short deadlines, no IPFS-sized buffers)."""
     settings = core.settings
     token = await asyncio.to_thread(load_or_create_admin_token, settings.data_dir)
+    sessions = Sessions(core.redis, core.keys, core.identity.node_id)
     if not settings.l2_trusted:
         yield (
-            Authenticator(token),
+            Authenticator(token, sessions=sessions),
             PublicationChecker(trusted=(), session=None, ttl_s=PUBLISHED_TTL_S, timeout_s=1),
         )
         return
@@ -226,7 +228,7 @@ async def _auth(core: NodeCore) -> AsyncIterator[tuple[Authenticator, Publicatio
             timeout_s=settings.l2_timeout,
         )
         yield (
-            Authenticator(token, verifier=verifier, revocations=await _revocations(core)),
+            Authenticator(token, sessions=sessions, verifier=verifier, revocations=await _revocations(core)),
             publications,
         )
 

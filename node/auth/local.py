@@ -15,6 +15,7 @@ from pathlib import Path
 
 from node.auth.l2 import L2Verifier, issuer_of, token_hash
 from node.auth.revocation import Revocations
+from node.auth.sessions import Sessions, is_session_token
 from node.private_files import create_private_file
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,19 @@ ADMIN = User("admin", is_admin=True)
 
 class Authenticator:
     """Turns a token into a :class:`User`, or None when the token is not valid: the admin token
-    always; with L2 servers configured, tokens they issued for this node, unless revoked."""
+    always, and a live session started with it (``node.auth.sessions``); with L2 servers
+    configured, tokens they issued for this node, unless revoked."""
 
     def __init__(
-        self, admin_token: str, *, verifier: L2Verifier | None = None, revocations: Revocations | None = None
+        self,
+        admin_token: str,
+        *,
+        sessions: Sessions,
+        verifier: L2Verifier | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._admin_token = admin_token.encode()
+        self.sessions = sessions
         self.verifier = verifier
         self.revocations = revocations
 
@@ -59,6 +67,10 @@ class Authenticator:
             return None, "not a token"
         if hmac.compare_digest(token.encode(), self._admin_token):
             return ADMIN, ""
+        if is_session_token(token):
+            if await self.sessions.is_live(token):
+                return ADMIN, ""
+            return None, "the session ended (logged out, revoked or expired): log in again"
         if self.verifier is None or self.revocations is None:
             return None, "not this node's admin token, and no L2 is trusted (local mode)"
         return await self._check_with_l2(token, self.verifier, self.revocations, fresh)

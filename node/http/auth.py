@@ -41,9 +41,9 @@ async def require_user(request: web.Request) -> User:
         )
     if from_cookie and request.method not in SAFE_METHODS:
         check_same_origin(request)
-    user = await request.app[NODE].auth.authenticate(token)
+    user, why_not = await request.app[NODE].auth.check(token)
     if user is None:
-        raise AuthRequired("invalid or revoked token")
+        raise AuthRequired(f"the token is not accepted: {why_not}")
     return user
 
 

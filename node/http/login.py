@@ -17,6 +17,7 @@ from aiohttp import web
 
 from node.auth.errors import AuthRequired
 from node.auth.l2 import issuer_of, token_hash
+from node.auth.sessions import SESSION_FOR_S, is_session_token
 from node.errors import Forbidden, InvalidInput
 from node.http.appkeys import NODE
 from node.http.auth import SESSION_COOKIE, claimed_origin, presented_token, public_origin
@@ -44,19 +45,25 @@ def _redirect_home(request: web.Request) -> web.Response:
 )
 async def login(request: web.Request) -> web.Response:
     """``GET /auth?auth_token=TOKEN``: check the token with its L2 now (never a cached answer),
-    keep it in the session cookie, redirect to ``/``."""
+    keep it in the session cookie, redirect to ``/``. The admin token is never kept: the
+    cookie holds a session started with it (``node.auth.sessions``), which ``/logout`` ends."""
     token = request.query.get("auth_token", "").strip()
     if not token:
         raise InvalidInput(
             "auth_token is required: log in at your L2, which sends you here", field="auth_token"
         )
-    user, why_not = await request.app[NODE].auth.check(token, fresh=True)
+    auth = request.app[NODE].auth
+    user, why_not = await auth.check(token, fresh=True)
     if user is None:
         raise AuthRequired(f"not logged in: {why_not}")
+    if user.is_admin:  # the browser gets a session of its own, never the admin token
+        token, max_age_s = await auth.sessions.start(), SESSION_FOR_S
+    else:
+        max_age_s = SESSION_MAX_S
     response = _redirect_home(request)
     secure = urlsplit(request.app[NODE].settings.public_url).scheme == "https"
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=SESSION_MAX_S, path="/", httponly=True, samesite="Lax", secure=secure
+        SESSION_COOKIE, token, max_age=max_age_s, path="/", httponly=True, samesite="Lax", secure=secure
     )
     return response
 
@@ -67,13 +74,15 @@ async def login(request: web.Request) -> web.Response:
     {302: {"description": "Logged out: the cookie is cleared and the browser goes to /"}},
 )
 async def logout(request: web.Request) -> web.Response:
-    """``GET /logout``: clears the session cookie; from this node's own pages (Origin or
-    Referer), also revokes its token here. A link on another site only logs the browser out:
-    it cannot revoke a user's token across the cluster."""
+    """``GET /logout``: clears the session cookie and ends an admin session; from this node's
+    own pages (Origin or Referer), also revokes an L2 token here. A link on another site only
+    logs the browser out: it cannot revoke a user's token across the cluster."""
     token, from_cookie = presented_token(request)
     auth = request.app[NODE].auth
     same_origin = claimed_origin(request) == public_origin(request)
-    if from_cookie and auth.revocations is not None and issuer_of(token) and same_origin:
+    if from_cookie and is_session_token(token):
+        await auth.sessions.end(token)  # from anywhere: ending one's own session harms nobody
+    elif from_cookie and auth.revocations is not None and issuer_of(token) and same_origin:
         await auth.revocations.revoke(token_hash(token))
     response = _redirect_home(request)
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -88,9 +97,14 @@ async def logout(request: web.Request) -> web.Response:
     body=json_body(ref("RevokeRequest")),
 )
 async def revoke(request: web.Request) -> web.Response:
-    """``POST /auth/revoke {"token": TOKEN}``: no request may use the token again (30 days)."""
+    """``POST /auth/revoke {"token": TOKEN}``: no request may use the token again (30 days);
+    a session token (local mode's browser sessions) ends the session."""
     token = _token_field(await read_json(request), "token")
     auth = request.app[NODE].auth
+    if is_session_token(token):
+        if not await auth.sessions.end(token):
+            raise InvalidInput("not a live session of this node (it ended already?)", field="token")
+        return web.json_response({"revoked": 1})
     if auth.revocations is None or auth.verifier is None:
         raise InvalidInput("no L2 is trusted by this node (local mode)", field="token")
     verdict = await auth.verifier.verify(token, cached=False)  # only what an L2 issued is kept

@@ -188,6 +188,11 @@ class Keys:
         revocation expires (30 days on; expired members are removed as others are added)."""
         return f"{self.prefix}revocations"
 
+    def session(self, token_hash: str) -> str:
+        """String (the node that started it) with a TTL: a browser session, by its token's
+        SHA-256 (``node.auth.sessions``)."""
+        return f"{self.prefix}session:{_checked('token hash', token_hash, _HEX64)}"
+
     def user_tokens(self, user: str) -> str:
         """Set of the SHA-256 of every token a user has authenticated with here (revoke-user)."""
         return f"{self.prefix}user_tokens:{_checked('user', user, _USER)}"
