@@ -78,7 +78,11 @@ async def serve(settings: Settings, services: EmbeddedServices | None = None) ->
 
 async def _serve(node: Node) -> int:
     settings = node.settings
-    runner = web.AppRunner(create_app(node), access_log_class=AccessLogger)
+    # An unfinished request head (and an idle keep-alive connection) is closed after the body
+    # deadline: aiohttp's default waits an hour, so a few hundred slow clients held the node.
+    runner = web.AppRunner(
+        create_app(node), access_log_class=AccessLogger, keepalive_timeout=settings.body_timeout
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

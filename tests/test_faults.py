@@ -10,6 +10,8 @@ import io
 import logging
 import os
 import signal
+import socket
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from node.identity import load_or_create
 from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.sync.keys import Keys
+from tests.conftest import node_process
 from tests.helpers import Client, NodeClient, poll_async, slow_recipe, upload, wait_until_async
 
 RNG = np.random.default_rng(20)
@@ -270,3 +273,50 @@ async def test_a_slow_body_is_408_within_the_deadline(settings: Settings, node_c
     finally:
         writer.close()
     assert status_line.split()[1] == b"408", status_line
+
+
+async def _stalled(client: Client, head: str, sent: bytes) -> bytes:
+    """Send a request head and the first bytes of its body, then nothing: the status line."""
+    url = client.make_url("/")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(head.encode() + sent)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 15)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", b"--b\r\nContent-Disposition: form-data; name=file; filename=f\r\n\r\nabc"]
+)
+async def test_a_stalled_upload_is_408_and_stores_nothing(
+    settings: Settings, node_client: NodeClient, sent: bytes
+) -> None:
+    """An upload declaring 10 MB whose body never starts, or stops after three bytes of the
+    file: 408 once ARTDAG_BODY_TIMEOUT passes with no byte, and nothing is stored or pinned."""
+    client = await node_client(settings.replace(body_timeout=1.0))
+    head = (
+        f"POST /cache/upload HTTP/1.1\r\nHost: localhost\r\n{_header(token(settings))}"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    status_line = await _stalled(client, head, sent)
+    assert status_line.split()[1] == b"408", status_line
+    listing = await (await client.get("/cache", headers=token(settings))).json()
+    assert listing["items"] == []
+
+
+def _header(auth: dict[str, str]) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in auth.items())
+
+
+def test_an_unfinished_request_head_is_closed_within_the_deadline(
+    daemons: EmbeddedServices, tmp_path: Path
+) -> None:
+    """A client that sends half a request head and then nothing (slowloris) is disconnected
+    once ARTDAG_BODY_TIMEOUT passes, by the node as it runs (``python -m node``)."""
+    with node_process(daemons, tmp_path, ARTDAG_BODY_TIMEOUT="1") as node:
+        address = node.url.removeprefix("http://").split(":")
+        with socket.create_connection((address[0], int(address[1])), timeout=15) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            assert sock.recv(1024) == b""  # closed by the node, without an answer (not after an hour)

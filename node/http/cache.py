@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, TypeVar
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from node.errors import Forbidden, InvalidInput, NodeError, NotFound, UnsupportedMedia
+from node.errors import Forbidden, InvalidInput, NodeError, NotFound, RequestTimeout, UnsupportedMedia
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.auth import require_user
 from node.http.hot import HOT
@@ -99,13 +99,14 @@ async def upload(request: web.Request) -> web.Response:
     await store.check_ready()
     name = request.query.get("name", "")
     entry: ContentEntry | None = None
-    async for field in _fields(await _body_errors(request.multipart())):
+    idle_s = request.app[NODE].settings.body_timeout
+    async for field in _fields(await _body_errors(request.multipart(), idle_s), idle_s):
         if field.name == "name" and field.filename is None:
-            name = (await _small_field(field)).strip()
+            name = (await _small_field(field, idle_s)).strip()
         elif field.name == "file" and entry is None:
             if name:
                 await store.check_asset_free(_checked_asset(name))
-            entry = await store.ingest(_part_chunks(field), max_size=max_upload)
+            entry = await store.ingest(_part_chunks(field, idle_s), max_size=max_upload)
         else:
             raise InvalidUpload(
                 f"unexpected form field {field.name!r}; send 'file' once and optionally 'name'"
@@ -118,9 +119,10 @@ async def upload(request: web.Request) -> web.Response:
 
 async def read_upload_field(request: web.Request, name: str, limit: int) -> bytes:
     """A small multipart field read whole (recipes): 400 if absent, 413 past ``limit``."""
-    async for field in _fields(await _body_errors(request.multipart())):
+    idle_s = request.app[NODE].settings.body_timeout
+    async for field in _fields(await _body_errors(request.multipart(), idle_s), idle_s):
         if field.name == name:
-            return await _part_bytes(field, limit, lambda: UploadTooLarge.over(limit))
+            return await _part_bytes(field, limit, idle_s, lambda: UploadTooLarge.over(limit))
     raise InvalidUpload(f"no form field named {name!r}", field=name)
 
 
@@ -218,17 +220,23 @@ def _stored_response(stored: Stored, name: str) -> web.Response:
     return web.json_response(body, status=200 if stored.existed else 201, headers={"Location": body["url"]})
 
 
-async def _fields(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
-    while (part := await _body_errors(reader.next())) is not None:
+async def _fields(reader: MultipartReader, idle_s: float) -> AsyncIterator[BodyPartReader]:
+    while (part := await _body_errors(reader.next(), idle_s)) is not None:
         if not isinstance(part, BodyPartReader):
             raise InvalidUpload("nested multipart bodies are not accepted")
         yield part
 
 
-async def _body_errors(reading: Awaitable[T]) -> T:
-    """Await a read of the request body, turning a broken or malformed body into a 400."""
+async def _body_errors(reading: Awaitable[T], idle_s: float) -> T:
+    """Await a read of the request body: a broken or malformed body is 400, and no byte for
+    ``idle_s`` (the first one included) is 408, so a stalled upload cannot hold the node."""
     try:
-        return await reading
+        return await asyncio.wait_for(reading, idle_s)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"no bytes of the body came for {idle_s:.0f} s (ARTDAG_BODY_TIMEOUT); send it again",
+            field="file",
+        ) from None
     except (ConnectionError, ClientPayloadError, HttpProcessingError) as exc:
         log.info("upload incomplete: %s", exc)
         raise InvalidUpload("upload incomplete: the body ended early or the connection closed") from exc
@@ -236,27 +244,29 @@ async def _body_errors(reading: Awaitable[T]) -> T:
         raise InvalidUpload(f"malformed multipart body: {exc}") from exc
 
 
-async def _part_bytes(part: BodyPartReader, limit: int, too_long: Callable[[], NodeError]) -> bytes:
+async def _part_bytes(
+    part: BodyPartReader, limit: int, idle_s: float, too_long: Callable[[], NodeError]
+) -> bytes:
     """A whole multipart field, refused with ``too_long()`` past ``limit`` bytes."""
     data = b""
-    while chunk := await _body_errors(part.read_chunk(min(limit + 1, CHUNK_SIZE))):
+    while chunk := await _body_errors(part.read_chunk(min(limit + 1, CHUNK_SIZE)), idle_s):
         data += chunk
         if len(data) > limit:
             raise too_long()
     return data
 
 
-async def _small_field(part: BodyPartReader) -> str:
+async def _small_field(part: BodyPartReader, idle_s: float) -> str:
     message = f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes"
-    data = await _part_bytes(part, MAX_FIELD_BYTES, lambda: InvalidUpload(message, field=part.name))
+    data = await _part_bytes(part, MAX_FIELD_BYTES, idle_s, lambda: InvalidUpload(message, field=part.name))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidUpload(f"form field {part.name!r} is not UTF-8 text", field=part.name) from exc
 
 
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await _body_errors(part.read_chunk(CHUNK_SIZE)):
+async def _part_chunks(part: BodyPartReader, idle_s: float) -> AsyncIterator[bytes]:
+    while chunk := await _body_errors(part.read_chunk(CHUNK_SIZE), idle_s):
         yield chunk
 
 
