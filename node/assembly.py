@@ -167,7 +167,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
     session = aiohttp.ClientSession(read_bufsize=IPFS_READ_BUFSIZE)
     ipfs = IpfsClient(ipfs_api, session, settings.ipfs_timeout)
     cache = LocalCache(settings.data_dir / "cache", ipfs)
-    thumbnails = Thumbnails(settings.data_dir / "thumbnails", cache)
+    thumbnails = Thumbnails(settings.data_dir / "thumbnails", cache, memory_limit=settings.worker_memory)
     gone = Gone(cache, thumbnails)
     contents = ContentIndex(client, keys)
     try:
@@ -346,7 +346,7 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
     """Workers, scheduler and runs."""
     settings, store, steps, cache = core.settings, core.store, core.steps, core.cache
     await asyncio.to_thread(tool_versions)  # read once here, not on the event loop by a request
-    pool = WorkerPool(settings.workers)
+    pool = WorkerPool(settings.workers, memory_limit=settings.worker_memory)
     writer = RecordWriter(core.identity, store, steps)
     board = ClaimBoard(
         core.redis, core.keys, core.identity.node_id, lease_s=settings.lease, max_attempts=settings.attempts

@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from node.identity import public_key_from_node_id
+from node.memory import default_limit as default_memory_limit
+
+MIN_WORKER_MEMORY = 256 * 1024**2
 
 ENV_PREFIX = "ARTDAG_"
 CONFIG_FILE_VAR = "ARTDAG_CONFIG"
@@ -65,6 +68,9 @@ class Settings:
     ipfs_public: bool = False
     ipfs_mdns: bool = False
     workers: int = field(default_factory=default_workers)
+    # The most memory (data mapped) each step worker and what it starts may use, enforced by the
+    # kernel (node.memory); 0: the default, 3/4 of the machine's memory split between workers.
+    worker_memory: int = 0
     step_timeout: float = 600.0
     lease: float = 30.0  # a claim on a step lapses this long after its last heartbeat
     heartbeat: float = 3.0  # how often a node computing a step renews its lease
@@ -89,6 +95,8 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        if not self.worker_memory:
+            object.__setattr__(self, "worker_memory", default_memory_limit(self.workers))
         if not self.public_url:
             object.__setattr__(self, "public_url", f"http://{_url_host(self.host)}:{self.port}")
 
@@ -295,6 +303,13 @@ def _size(value: Any) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def _memory(value: Any) -> int:
+    size = _size(value)
+    if size < MIN_WORKER_MEMORY:
+        raise ValueError(f"must be at least 256MiB (a worker's Python alone maps 100 MiB), got {value!r}")
+    return size
+
+
 def _log_level(value: Any) -> str:
     level = _text(value).upper()
     if level not in LOG_LEVELS:
@@ -342,6 +357,7 @@ _FIELDS = (
     _Field("ipfs_public", _flag),
     _Field("ipfs_mdns", _flag),
     _Field("workers", _int_range(1, 1024)),
+    _Field("worker_memory", _memory),
     _Field("step_timeout", _seconds_up_to(86400)),
     _Field("lease", _seconds_up_to(3600)),
     _Field("heartbeat", _seconds_up_to(360)),

@@ -39,6 +39,7 @@ from redis.retry import Retry
 
 from node import kubo
 from node.config import Settings
+from node.memory import limit_data
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """preexec_fn: SIGTERM this child when the node dies, however it dies (Linux only)."""
+def die_with_parent(parent_pid: int, memory_limit: int | None = None) -> Callable[[], None]:
+    """preexec_fn: SIGTERM this child when the node dies, however it dies (Linux only); with
+    ``memory_limit``, the child and what it starts may map at most that many bytes of data
+    (``node.memory``), from its first instruction."""
     libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
     def preexec() -> None:
@@ -71,6 +74,8 @@ def die_with_parent(parent_pid: int) -> Callable[[], None]:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
+        if memory_limit is not None:
+            limit_data(memory_limit)
 
     return preexec
 

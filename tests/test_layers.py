@@ -15,6 +15,7 @@ NODE = Path(__file__).resolve().parent.parent / "node"
 # Bottom first. Each entry is one layer: the modules or packages on it (dotted, under ``node``).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("node", "node.errors", "node.canonical", "node.timestamps", "node.private_files", "node.kubo"),
+    ("node.memory",),
     ("node.identity",),
     ("node.records", "node.config"),
     ("node.services",),

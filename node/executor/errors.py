@@ -39,6 +39,14 @@ class WorkerKilled(StepFailed):
     code = "worker_killed"
 
 
+class StepOutOfMemory(StepFailed):
+    """A step that did not fit its worker's memory limit (``ARTDAG_WORKER_MEMORY``): refused
+    from its estimate before it started, or stopped by the kernel when an allocation failed.
+    The step's own failure, counted like any other: the same work needs the same memory."""
+
+    code = "out_of_memory"
+
+
 class ReceiptMismatch(NodeError):
     """A peer's step entry whose signed receipt does not vouch for it."""
 

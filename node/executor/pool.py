@@ -2,7 +2,8 @@
 
 A step that is cancelled or runs past its deadline has its worker's whole process group killed
 (and the worker replaced on the next step), so nothing it started lives on. Workers also die
-with the node (PR_SET_PDEATHSIG), like the embedded daemons.
+with the node (PR_SET_PDEATHSIG), like the embedded daemons, and run under the memory limit
+(``node.memory``), which what they start inherits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-from node.executor.errors import StepFailed, StepTimeout, WorkerKilled
+from node.executor.errors import StepFailed, StepOutOfMemory, StepTimeout, WorkerKilled
 from node.services import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ class Worker:
         return self.process.pid
 
     @classmethod
-    async def spawn(cls) -> Worker:
+    async def spawn(cls, memory_limit: int | None = None) -> Worker:
+        """A new worker, under ``memory_limit`` bytes of data (None: unlimited)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -46,7 +48,7 @@ class Worker:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid(), memory_limit),
         )
         log.info("step worker started pid=%d", process.pid)
         return cls(process)
@@ -85,10 +87,12 @@ class Worker:
 
 
 class WorkerPool:
-    """At most ``size`` jobs at once, on reused workers; a failed or cancelled worker is killed."""
+    """At most ``size`` jobs at once, on reused workers; a failed or cancelled worker is killed.
+    Each worker may map at most ``memory_limit`` bytes of data (None: no limit)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, memory_limit: int | None = None) -> None:
         self.size = size
+        self.memory_limit = memory_limit
         self._slots = asyncio.Semaphore(size)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
@@ -113,7 +117,7 @@ class WorkerPool:
     async def _spawn(self) -> Worker:
         self._spawning += 1  # counted, so that prestart never starts more than ``size``
         try:
-            return await Worker.spawn()
+            return await Worker.spawn(self.memory_limit)
         finally:
             self._spawning -= 1
 
@@ -131,7 +135,10 @@ class WorkerPool:
             self._busy.discard(worker)
             self._idle.append(worker)
         if not answer.get("ok"):
-            raise StepFailed(str(answer.get("error", "step failed")))
+            error = str(answer.get("error", "step failed"))
+            if answer.get("code") == StepOutOfMemory.code:
+                raise StepOutOfMemory(f"{StepOutOfMemory.code}: {error}")
+            raise StepFailed(error)
         return answer
 
     async def _take_idle(self) -> Worker | None:

@@ -6,7 +6,8 @@ per worker rather than once per step. A job is one JSON line:
 ``{"job": ID, "type": TYPE, "config": {...}, "inputs": [PATH, ...], "media_types": [...],
 "output": PATH}``; a config with ``encode`` is a video or audio step (``node.media.render``). The answer
 is one JSON line ``{"job": ID, "ok": true, "media_type": ...}`` or ``{"job": ID, "ok": false,
-"error": "..."}``. Output is written to a temporary name and renamed, so it appears whole.
+"error": "..."}``, with ``"code": "out_of_memory"`` when the work did not fit the worker's memory
+limit (``node.memory``). Output is written to a temporary name and renamed, so it appears whole.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Any
 from PIL import UnidentifiedImageError
 
 from node.media.render import render, write_atomically
+from node.memory import OutOfMemory, ensure_fits, ran_out
 from node.pixels import image_ops
 from node.pixels.effects import EFFECTS
-from node.pixels.imaging import Array, png_bytes, read_image
+from node.pixels.footprint import Size, image_step_bytes
+from node.pixels.imaging import Array, image_size, png_bytes, read_image
 
 PNG = "image/png"
+OUT_OF_MEMORY = "out_of_memory"  # the answer's code for work that did not fit the worker's limit
 
 
 def compute(job: dict[str, Any]) -> str:
@@ -31,8 +35,11 @@ def compute(job: dict[str, Any]) -> str:
     config = job["config"]
     if "encode" in config:
         return write_atomically(lambda path: render(job, path), Path(job["output"]))
-    images = [_image(Path(path), index) for index, path in enumerate(job["inputs"])]
     kind = job["type"]
+    paths = [Path(path) for path in job["inputs"]]
+    sizes = [_size(path, index) for index, path in enumerate(paths)]
+    ensure_fits(image_step_bytes(kind, config, sizes), _what(kind, config, sizes))
+    images = [_image(path, index) for index, path in enumerate(paths)]
     result: Array
     if kind == "EFFECT":
         effect = EFFECTS[config["effect"]]
@@ -56,23 +63,52 @@ def compute(job: dict[str, Any]) -> str:
     return write_atomically(write_png, Path(job["output"]))
 
 
-def _image(path: Path, index: int) -> Array:
+def _size(path: Path, index: int) -> Size:
+    """The input's (width, height) from its header: what memory it will take is known before
+    anything is decoded."""
     if path.stat().st_size == 0:
         raise ValueError(f"input {index + 1} is empty (0 bytes)")
+    try:
+        return image_size(path)
+    except UnidentifiedImageError:
+        raise ValueError(f"input {index + 1} is not an image this node reads") from None
+
+
+def _image(path: Path, index: int) -> Array:
     try:
         return read_image(path)
     except UnidentifiedImageError:
         raise ValueError(f"input {index + 1} is not an image this node reads") from None
 
 
+def _what(kind: str, config: dict[str, Any], sizes: list[Size]) -> str:
+    """``blur on 9990x9990 pixels``: the step, for a message about its memory."""
+    name = config["effect"] if kind == "EFFECT" else kind
+    return f"{name} on " + " and ".join(f"{width}x{height}" for width, height in sizes) + " pixels"
+
+
+def answer(job: dict[str, Any]) -> dict[str, Any]:
+    """The answer to one job: its output's media type, or its error; a failed allocation, or
+    work refused because it would not fit, is ``code: out_of_memory``."""
+    try:
+        return {"job": job.get("job"), "ok": True, "media_type": compute(job)}
+    except OutOfMemory as exc:  # refused before it started, or ffmpeg could not allocate
+        return {"job": job.get("job"), "ok": False, "code": OUT_OF_MEMORY, "error": str(exc)}
+    except MemoryError:  # the kernel's limit refused an allocation halfway
+        error = ran_out(_job_name(job))
+        return {"job": job.get("job"), "ok": False, "code": OUT_OF_MEMORY, "error": error}
+    except Exception as exc:  # report every failure of a job; the worker lives on
+        return {"job": job.get("job"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _job_name(job: dict[str, Any]) -> str:
+    config = job.get("config", {})
+    return f"effect {config['effect']}" if "effect" in config else f"the {job.get('type', 'step')} step"
+
+
 def main() -> None:
     for line in sys.stdin:
-        job = json.loads(line)
-        try:
-            answer = {"job": job.get("job"), "ok": True, "media_type": compute(job)}
-        except Exception as exc:  # report every failure of a job; the worker lives on
-            answer = {"job": job.get("job"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.write(json.dumps(answer(json.loads(line))) + "\n")
         sys.stdout.flush()
 
 

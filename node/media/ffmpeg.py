@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.media.errors import MediaError
+from node.memory import OutOfMemory, ffmpeg_ran_out, ran_out
 
 THREADS = 4  # fixed, never the machine's core count: x264's bytes depend on it
 LOSSLESS_VIDEO = ("-c:v", "ffv1", "-level", "3", "-g", "1", "-slices", "4", "-slicecrc", "1")
@@ -88,7 +89,16 @@ def run_ffmpeg(args: list[str], output: Path, timeout_s: float | None = None) ->
     except FileNotFoundError:
         raise MediaError("ffmpeg is not installed on this node") from None
     if done.returncode != 0:
-        raise MediaError(f"ffmpeg failed: {stderr_tail(done.stderr)}")
+        raise failure("ffmpeg failed", done.stderr)
+
+
+def failure(what: str, stderr: bytes) -> MediaError | OutOfMemory:
+    """The error for an ffmpeg that exited with ``stderr``: OutOfMemory when an allocation
+    failed (the worker's memory limit, which ffmpeg inherits), else MediaError with its reason."""
+    tail = stderr_tail(stderr)
+    if ffmpeg_ran_out(tail):
+        return OutOfMemory(f"{ran_out(what.replace(' failed', ''))} (ffmpeg: {tail})")
+    return MediaError(f"{what}: {tail}")
 
 
 def stderr_tail(stderr: bytes) -> str:

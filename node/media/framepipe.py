@@ -17,9 +17,11 @@ from typing import IO
 import numpy as np
 
 from node.media.errors import MediaError
-from node.media.ffmpeg import BITEXACT, SAFE_INPUT, SWS_FLAGS, THREADS, Encoding, stderr_tail
+from node.media.ffmpeg import BITEXACT, SAFE_INPUT, SWS_FLAGS, THREADS, Encoding, failure
 from node.media.probe import MediaInfo
+from node.memory import ensure_fits
 from node.pixels.effects import Effect
+from node.pixels.footprint import video_frame_bytes
 
 
 def run_effect(
@@ -35,6 +37,10 @@ def run_effect(
     video = info.video
     if video is None or effect.apply is None:
         raise MediaError(f"effect {effect.name} needs a picture, but this input has only audio")
+    ensure_fits(
+        video_frame_bytes(effect.name, params, video.width, video.height),
+        f"{effect.name} on {video.width}x{video.height} frames",
+    )
     frame_bytes = video.width * video.height * 3
     resample = [f"fps={info.fps}"] if video.variable_rate else []  # frames evenly spaced, as rawvideo assumes
     decode = [
@@ -81,7 +87,7 @@ def run_effect(
         for code, log, what in ((encoded, encode_log, "encoding"), (decoded, decode_log, "decoding")):
             if code != 0:
                 log.seek(0)
-                raise MediaError(f"ffmpeg failed {what} for effect {effect.name}: {stderr_tail(log.read())}")
+                raise failure(f"ffmpeg failed {what} for effect {effect.name}", log.read())
 
 
 def _pump(  # noqa: PLR0917 - a private loop's plumbing

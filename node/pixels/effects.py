@@ -34,6 +34,10 @@ class Effect:
     description: str
     params: tuple[Param, ...]
     apply: Apply | None  # None: zero-copy, the output is the input
+    # The most memory ``apply`` holds at once, per pixel of its input, its input and output
+    # arrays included (float64 working copies: 24 bytes a pixel each). Measured, with a margin;
+    # tests/test_worker_memory.py checks that the estimate covers what each effect uses.
+    memory_per_pixel: int
 
     @property
     def hash(self) -> str:
@@ -124,18 +128,38 @@ def _factor(description: str) -> Param:
 EFFECTS: dict[str, Effect] = {
     effect.name: effect
     for effect in (
-        Effect("identity", "1", "The input, unchanged: same bytes, same CID (zero-copy).", (), None),
-        Effect("invert", "1", "Each channel v becomes 255 - v.", (), _invert),
         Effect(
-            "grayscale", "1", "Rec. 601 luma Y = 0.299 R + 0.587 G + 0.114 B in all channels.", (), _grayscale
+            "identity",
+            "1",
+            "The input, unchanged: same bytes, same CID (zero-copy).",
+            (),
+            None,
+            memory_per_pixel=0,
         ),
-        Effect("blur", "1", "Separable Gaussian blur, borders mirrored.", (_sigma(2.0),), _blur),
+        Effect("invert", "1", "Each channel v becomes 255 - v.", (), _invert, memory_per_pixel=8),
+        Effect(
+            "grayscale",
+            "1",
+            "Rec. 601 luma Y = 0.299 R + 0.587 G + 0.114 B in all channels.",
+            (),
+            _grayscale,
+            memory_per_pixel=40,
+        ),
+        Effect(
+            "blur",
+            "1",
+            "Separable Gaussian blur, borders mirrored.",
+            (_sigma(2.0),),
+            _blur,
+            memory_per_pixel=136,
+        ),
         Effect(
             "sharpen",
             "1",
             "Unsharp mask: v + amount * (v - gaussian(v, sigma)).",
             (_sigma(1.0, 20.0), Param("amount", "float", 1.0, "strength of the mask", 0.0, 5.0)),
             _sharpen,
+            memory_per_pixel=136,
         ),
         Effect(
             "brightness",
@@ -143,6 +167,7 @@ EFFECTS: dict[str, Effect] = {
             "Each channel v becomes v * factor.",
             (_factor("brightness multiplier"),),
             _brightness,
+            memory_per_pixel=72,
         ),
         Effect(
             "contrast",
@@ -150,6 +175,7 @@ EFFECTS: dict[str, Effect] = {
             "Each channel v becomes m + factor * (v - m), m the image's mean luma.",
             (_factor("contrast multiplier"),),
             _contrast,
+            memory_per_pixel=80,
         ),
         Effect(
             "pixelate",
@@ -157,8 +183,11 @@ EFFECTS: dict[str, Effect] = {
             "Each block x block tile (from the top left) becomes its mean colour.",
             (Param("block", "int", 8, "tile size", 2, 256, unit="px"),),
             _pixelate,
+            memory_per_pixel=8,
         ),
-        Effect("sepia", "1", "The classic sepia matrix applied to (R, G, B).", (), _sepia),
+        Effect(
+            "sepia", "1", "The classic sepia matrix applied to (R, G, B).", (), _sepia, memory_per_pixel=80
+        ),
         Effect(
             "wait",
             "1",
@@ -166,6 +195,7 @@ EFFECTS: dict[str, Effect] = {
             "without load, for benchmarks and for trying cooperation between nodes.",
             (Param("seconds", "float", 0.2, "how long to hold", 0.0, 10.0, unit="s"),),
             _wait,
+            memory_per_pixel=8,
         ),
         Effect(
             "dog",
@@ -178,6 +208,7 @@ EFFECTS: dict[str, Effect] = {
                 Param("gain", "float", 10.0, "contrast of the edges", 0.1, 100.0),
             ),
             _dog,
+            memory_per_pixel=48,
         ),
     )
 }

@@ -21,14 +21,23 @@ PNG_COMPRESS_LEVEL = 6
 MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding them
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image's header, nothing decoded; ValueError over MAX_PIXELS."""
+    with Image.open(path) as image:
+        _check_pixels(image)
+        return image.width, image.height
+
+
 def read_image(path: Path) -> Array:
     """An RGB uint8 array from any image Pillow reads."""
     with Image.open(path) as image:
-        if image.width * image.height > MAX_PIXELS:
-            raise ValueError(
-                f"image of {image.width}x{image.height} pixels is over the limit of {MAX_PIXELS}"
-            )
+        _check_pixels(image)
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _check_pixels(image: Image.Image) -> None:
+    if image.width * image.height > MAX_PIXELS:
+        raise ValueError(f"image of {image.width}x{image.height} pixels is over the limit of {MAX_PIXELS}")
 
 
 def png_bytes(pixels: Array) -> bytes:

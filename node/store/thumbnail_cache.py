@@ -41,9 +41,16 @@ class Thumbnails:
     """The thumbnails under ``root`` of content materialized through ``cache``."""
 
     def __init__(
-        self, root: Path, cache: LocalCache, *, at_once: int = AT_ONCE, timeout_s: float = TIMEOUT_S
+        self,
+        root: Path,
+        cache: LocalCache,
+        *,
+        at_once: int = AT_ONCE,
+        timeout_s: float = TIMEOUT_S,
+        memory_limit: int | None = None,
     ) -> None:
         self.root = root
+        self.memory_limit = memory_limit  # each maker's, as a step worker's (node.memory)
         self.maker_runs = 0  # thumbnails this object tried to make (the rest were on disk)
         self._cache = cache
         self._slots = asyncio.Semaphore(at_once)
@@ -120,7 +127,7 @@ class Thumbnails:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group: killed with the ffmpeg it starts
-            preexec_fn=die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid(), self.memory_limit),
         )
         too_long = ThumbnailTimeout(
             f"the thumbnail took longer than {self._timeout_s:g} s to make", content_id=entry.content_id
