@@ -31,17 +31,28 @@ def ipfs_api_for(settings: Settings) -> str | None:
     return str(state.get("ipfs", {}).get("url") or "") or None
 
 
+def no_daemon_message(settings: Settings) -> str:
+    """What to do when no IPFS daemon is known: the two ways to name the running node's."""
+    return (
+        f"artdag-node verify: no IPFS daemon found: no node runs on the data directory {settings.data_dir} "
+        "(it has no services.json). Run this with the running node's data directory "
+        "(ARTDAG_DATA_DIR=/its/data artdag-node verify ...), or name its IPFS API "
+        "(ARTDAG_IPFS_API=http://127.0.0.1:PORT: the services.json in the node's data directory holds it)"
+    )
+
+
 async def verify_command(
     settings: Settings, cid: str, trusted: list[str], any_signer: bool, as_json: bool
 ) -> int:
     if not trusted and not any_signer:
         # Anyone can make a key and sign a record: without a trust list, VALID would mean little.
-        print("artdag-node verify: pass --trust NODE_ID (repeatable) for the nodes you trust, "
-              "or --any-signer to check integrity only", file=sys.stderr)  # fmt: skip
+        print("artdag-node verify: pass --trust NODE_ID (repeatable) for the nodes you trust, or "
+              "--any-signer to check integrity only: anyone can make a key and sign a record",
+              file=sys.stderr)  # fmt: skip
         return 2
     api = ipfs_api_for(settings)
     if api is None:
-        print("artdag-node verify: no IPFS daemon: set ARTDAG_IPFS_API or start the node", file=sys.stderr)
+        print(no_daemon_message(settings), file=sys.stderr)
         return 2
     try:
         cid = normalize_cid(cid)

@@ -118,17 +118,86 @@ def test_verify_a_run_s_provenance(running_node: NodeProcess, image: Path, tmp_p
     record = as_json(
         artdag(running_node, "--json", "render", "sepia", str(image), "--sync", "-o", str(tmp_path / "s.png"))
     )
-    done = artdag(running_node, "verify", record["provenance_cid"])
-    assert done.returncode == 0 and done.stdout.startswith("verified:"), done.stdout
+    unsure = artdag(running_node, "verify", record["provenance_cid"])
+    assert unsure.returncode == 2 and "--trust NODE_ID" in unsure.stderr and "--any-signer" in unsure.stderr
+    node_id = json.loads(urllib.request.urlopen(f"{running_node.url}/identity").read())["node_id"]
+    for trust in (("--trust", node_id), ("--any-signer",)):
+        done = artdag(running_node, "verify", record["provenance_cid"], *trust)
+        assert done.returncode == 0 and done.stdout.startswith("verified:"), done.stdout
     stranger = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
     refused = artdag(running_node, "verify", record["provenance_cid"], "--trust", stranger)
     assert refused.returncode == 1 and refused.stdout.startswith("NOT verified")
 
 
 def test_catalogue_commands(running_node: NodeProcess) -> None:
+    """`artdag effects` shows each effect's parameters with their type, range and default."""
     effects = artdag(running_node, "effects")
     assert effects.returncode == 0 and "dog" in effects.stdout
+    assert (
+        "--param sigma=  number, from 0.1 to 50 px, default 2.0: Gaussian standard deviation"
+        in effects.stdout
+    )
+    assert "--param block=  integer, from 2 to 256 px, default 8" in effects.stdout
     assert artdag(running_node, "recipes").returncode == 0
+
+
+def test_render_with_params(running_node: NodeProcess, image: Path, tmp_path: Path) -> None:
+    """--param sets a built-in effect's parameter: blur with sigma 5 is the plan the API makes
+    of params {"sigma": 5}, and another output than the default blur."""
+    cid = as_json(artdag(running_node, "--json", "upload", str(image)))["cid"]
+    record = as_json(
+        artdag(running_node, "--json", "render", "blur", cid, "--param", "sigma=5", "--sync", "-o",
+               str(tmp_path / "b.png"))
+    )  # fmt: skip
+    default = as_json(
+        artdag(running_node, "--json", "render", "blur", cid, "--sync", "-o", str(tmp_path / "d.png"))
+    )
+    assert record["output"]["cid"] != default["output"]["cid"]
+    body = json.dumps({"recipe": "blur", "inputs": [cid], "params": {"sigma": 5}}).encode()
+    headers = {"Authorization": f"Bearer {running_node.token()}", "Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(f"{running_node.url}/runs", body, headers)) as answer:
+        assert json.loads(answer.read())["plan_id"] == record["plan_id"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (("sigma",), "artdag: --param 'sigma': write NAME=VALUE, e.g. --param sigma=5"),
+        (("radius=3",), "artdag: --param radius: blur has no parameter 'radius'; its parameters are sigma"),
+        (("sigma=wide",), "artdag: --param sigma=wide: must be a number"),
+        (("sigma=500",), "artdag: --param sigma=500: must be from 0.1 to 50 px"),
+        (("sigma=1", "sigma=2"), "artdag: --param sigma is given twice"),
+    ],
+)
+def test_param_errors_name_what_the_effect_takes(
+    running_node: NodeProcess, image: Path, params: tuple[str, ...], message: str
+) -> None:
+    """A wrong --param is one line naming it and what is allowed, before anything is sent."""
+    arguments = [item for param in params for item in ("--param", param)]
+    done = artdag(running_node, "render", "blur", str(image), *arguments)
+    assert done.returncode == 1 and done.stderr.strip() == message, done.stderr
+
+
+def test_params_of_a_recipe_that_is_no_effect(running_node: NodeProcess, image: Path) -> None:
+    done = artdag(running_node, "render", "no-such-effect", str(image), "--param", "sigma=2")
+    assert done.returncode == 1
+    assert done.stderr.startswith("artdag: --param works with a built-in effect (blur, brightness")
+
+
+def test_help_and_a_401_name_the_variables(running_node: NodeProcess) -> None:
+    """The token and the URL are named where a person looks: --help, and the 401."""
+    helped = artdag(running_node, "--help")
+    assert "ARTDAG_URL" in helped.stdout and "ARTDAG_TOKEN" in helped.stdout
+    refused = artdag(running_node, "upload", __file__, env={"ARTDAG_TOKEN": "wrong"})
+    assert refused.returncode == 1 and "set ARTDAG_TOKEN to a token this node accepts" in refused.stderr
+
+
+def test_a_missing_local_file_is_file_not_found(running_node: NodeProcess, tmp_path: Path) -> None:
+    done = artdag(running_node, "render", "blur", "nothere.png", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "artdag: nothere.png: file not found (and the node has no content or asset of that name)"
+    )
 
 
 @pytest.mark.parametrize(

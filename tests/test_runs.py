@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -201,6 +202,20 @@ async def test_verify_command(client: Client, settings: Settings) -> None:
     assert valid.returncode == 0 and valid.stdout.startswith("VALID"), valid.stderr
     assert invalid.returncode == 1 and invalid.stdout.startswith("INVALID")
     assert untrusted.returncode == 2 and "--trust" in untrusted.stderr
+
+
+def test_verify_command_without_a_daemon_says_how_to_name_one(tmp_path: Path) -> None:
+    """No node on this data directory and no ARTDAG_IPFS_API: exit 2 with both ways to point
+    the command at the running node's daemon."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ARTDAG_")}
+    command = [sys.executable, "-m", "node", "verify", "bafkqaaa", "--any-signer"]
+    done = subprocess.run(
+        command, env={**env, "ARTDAG_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert f"no node runs on the data directory {tmp_path}" in done.stderr
+    assert "ARTDAG_DATA_DIR=/its/data" in done.stderr
+    assert "ARTDAG_IPFS_API=http://127.0.0.1:PORT" in done.stderr
 
 
 async def test_node_process_resumes_a_run_left_unfinished(client: Client, settings: Settings) -> None:

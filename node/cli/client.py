@@ -17,8 +17,20 @@ TIMEOUT = httpx.Timeout(30.0, read=300.0)
 CHUNK_SIZE = 256 * 1024
 
 
+UNAUTHORIZED_HINT = (
+    "set ARTDAG_TOKEN to a token this node accepts (local mode: the admin_token file in its data "
+    "directory, ~/.artdag by default)"
+)
+
+
 class CliError(Exception):
-    """What went wrong, in one line for a person."""
+    """What went wrong, in one line for a person; ``status`` and ``field`` when it was the
+    node's answer."""
+
+    def __init__(self, message: str, status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
 
 
 class Api:
@@ -105,6 +117,7 @@ class Api:
 def _raise_for(response: httpx.Response) -> None:
     if not response.is_error:
         return
+    field = None
     try:
         error = response.json()["error"]
         details = error.get("details")
@@ -113,4 +126,6 @@ def _raise_for(response: httpx.Response) -> None:
         message = f"{response.status_code} {error['code']}: {error['message']}{where}"
     except (ValueError, KeyError, TypeError, AttributeError):  # not the node's error shape
         message = f"{response.status_code} {response.reason_phrase}"
-    raise CliError(message)
+    if response.status_code == 401:
+        message = f"{message}; {UNAUTHORIZED_HINT}"
+    raise CliError(message, status=response.status_code, field=field)

@@ -17,9 +17,19 @@ from typing import Any
 
 from node.cli.client import DEFAULT_URL, Api, CliError
 from node.cli.fetching import fetch
+from node.cli.params import describe_effect
 from node.cli.rendering import render
 
 Command = Callable[[Api, argparse.Namespace], Any]
+ENVIRONMENT = """environment:
+  ARTDAG_URL      the node (default http://127.0.0.1:8100)
+  ARTDAG_TOKEN    a token for uploads and runs (local mode: the node's admin_token file,
+                  ~/.artdag/admin_token by default); reading needs none
+  ARTDAG_IPFS_API an IPFS daemon for `fetch` to read from directly (optional)"""
+TRUST_RULE = (
+    "pass --trust NODE_ID (repeatable) for the nodes you trust, or --any-signer to check integrity "
+    "only: anyone can make a key and sign a record"
+)
 
 
 def _upload(api: Api, args: argparse.Namespace) -> Any:
@@ -43,6 +53,8 @@ def _cancel(api: Api, args: argparse.Namespace) -> Any:
 
 
 def _verify(api: Api, args: argparse.Namespace) -> Any:
+    if not args.trust and not args.any_signer:  # the rule of artdag-node verify too
+        raise UsageError(TRUST_RULE)
     return api.call("GET", f"/provenance/{args.cid}/verify", params=[("trust", node) for node in args.trust])
 
 
@@ -52,6 +64,10 @@ def _recipes(api: Api, args: argparse.Namespace) -> Any:
 
 def _effects(api: Api, args: argparse.Namespace) -> Any:
     return api.call("GET", "/effects")
+
+
+class UsageError(CliError):
+    """A command line that cannot be carried out as given (exit status 2)."""
 
 
 def _fetch(api: Api, args: argparse.Namespace) -> Any:
@@ -72,7 +88,12 @@ COMMANDS: dict[str, Command] = {
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="artdag", description="Use an Art DAG node from the command line.")
+    root = argparse.ArgumentParser(
+        prog="artdag",
+        description="Use an Art DAG node from the command line.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     root.add_argument("--json", action="store_true", help="print the node's JSON answers")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render_ = commands.add_parser("render", help="render an effect or recipe on inputs")
@@ -85,6 +106,13 @@ def parser() -> argparse.ArgumentParser:
     )
     render_.add_argument("-o", "--output", help="where --sync writes the output (default: its output name)")
     render_.add_argument("--name", default="", help="the run's output name")
+    render_.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a built-in effect's parameter (repeatable; `artdag effects` lists them), e.g. --param sigma=5",
+    )
     upload = commands.add_parser("upload", help="store a file on the node")
     upload.add_argument("file")
     upload.add_argument("--name", default="", help="make it an asset with this name")
@@ -98,7 +126,14 @@ def parser() -> argparse.ArgumentParser:
     fetch_.add_argument("-o", "--output", help="file to write (default: standard output)")
     verify = commands.add_parser("verify", help="verify a provenance record")
     verify.add_argument("cid", metavar="CID")
-    verify.add_argument("--trust", action="append", default=[], metavar="NODE_ID", help="node ids to trust")
+    verify.add_argument(
+        "--trust", action="append", default=[], metavar="NODE_ID", help="a node id to trust (repeatable)"
+    )
+    verify.add_argument(
+        "--any-signer",
+        action="store_true",
+        help="check integrity only: whoever signed it, if the signatures hold",
+    )
     commands.add_parser("recipes", help="list uploaded recipes")
     commands.add_parser("effects", help="list effects and their parameters")
     return root
@@ -108,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = run(args)
+    except UsageError as exc:
+        print(f"artdag: {exc}", file=sys.stderr)
+        return 2
     except CliError as exc:
         print(f"artdag: {exc}", file=sys.stderr)
         return 1
@@ -174,7 +212,7 @@ TEXT: dict[str, Callable[[Any], str]] = {
     "upload": lambda entry: f"{entry['cid']}  {entry['size']} bytes  {entry['media_type']}",
     "verify": _verdict,
     "recipes": _listing(lambda item: f"{item['id']}  {item.get('name', '')}", "no recipes"),
-    "effects": _listing(lambda item: f"{item['name']:<12} {item.get('description', '')}", "no effects"),
+    "effects": _listing(describe_effect, "no effects"),
     "fetch": lambda result: f"{result['written']} bytes from {result['source']}",
 }
 

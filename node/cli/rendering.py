@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from node.cli.client import Api, CliError
 from node.cli.files import EXTENSIONS, written_whole
+from node.cli.params import effect_params
 
 FINAL_EVENTS = {"run_completed", "run_failed", "run_cancelled"}
 RECONNECTS = 3
@@ -20,14 +21,19 @@ RECONNECTS = 3
 
 def render(api: Api, args: argparse.Namespace) -> dict[str, Any]:
     """Start a run of ``args.recipe`` on ``args.inputs``; with ``args.sync``, wait and download."""
+    params = effect_params(api, args.recipe, args.param)
     recipe = _recipe_ref(api, args.recipe)
     inputs = [_input_ref(api, given) for given in args.inputs]
     body: dict[str, Any] = {
         "recipe": recipe,
         "inputs": inputs,
+        **({"params": params} if params else {}),
         **({"output_name": args.name} if args.name else {}),
     }
-    run: dict[str, Any] = api.call("POST", "/runs", json=body)
+    try:
+        run: dict[str, Any] = api.call("POST", "/runs", json=body)
+    except CliError as exc:
+        raise _missing_file(exc, args.inputs) or exc from None
     if not args.sync:
         return run
     final = follow(api, run["run_id"], quiet=args.json)
@@ -83,6 +89,18 @@ def _input_ref(api: Api, given: str) -> str:
     if path.is_file():
         return str(api.upload(path)["cid"])
     return given
+
+
+def _missing_file(refused: CliError, given: list[str]) -> CliError | None:
+    """A missing input that was meant as a local file (it has a folder or an extension) is
+    "file not found", rather than the node's "no content or asset"."""
+    if refused.status != 404 or not (refused.field or "").startswith("inputs"):
+        return None
+    for ref in given:
+        path = Path(ref)
+        if not path.exists() and (path.suffix or "/" in ref):
+            return CliError(f"{ref}: file not found (and the node has no content or asset of that name)")
+    return None
 
 
 def _default_name(record: dict[str, Any]) -> Path:

@@ -37,11 +37,13 @@ async def resolve_recipe(store: ContentStore, ref: str, params: Any = None) -> t
         problem = "an object" if ref in EFFECTS else "for a built-in effect; a recipe's are in its YAML"
         raise InvalidInput(f"params are {problem}", field="params")
     if ref in EFFECTS:
-        _, problems = normalize_params(EFFECTS[ref].params, params or {})
+        normalized, problems = normalize_params(EFFECTS[ref].params, params or {})
         if problems:  # named as the request names them, not as the generated recipe would
             name, problem = min(problems.items())
             raise InvalidInput(f"params.{name}: {problem}", field=f"params.{name}")
-        document = builtin_document(ref, params)
+        # The values given, normalized (sigma 5 and 5.0 are one recipe, one plan); the others
+        # stay out, so a run without params has the document it always had.
+        document = builtin_document(ref, {name: normalized[name] for name in params or {}})
         recipe = recipe_from_document(document)
         stored = await store.put_bytes(canonical_json(document), max_size=MAX_RECIPE_BYTES)
         return recipe, stored.entry
