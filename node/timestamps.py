@@ -7,3 +7,8 @@ from datetime import UTC, datetime
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def utc_text(seconds: float) -> str:
+    """A time in seconds since the epoch, in the same form, to the second."""
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -249,3 +249,30 @@ def test_odd_output_names_fall_back_to_the_run_id(
     )
     assert record["saved_to"] == f"{record['run_id']}.png"
     assert (tmp_path / record["saved_to"]).is_file()
+
+
+def test_an_uploaded_recipe_runs_by_name(running_node: NodeProcess, image: Path, tmp_path: Path) -> None:
+    """A recipe file uploaded once is then run by its name; `artdag recipes` shows each upload
+    with its date, so two of one name can be told apart."""
+    recipe = tmp_path / "by-name.yaml"
+    recipe.write_text(RECIPE_TEXT)
+    assert artdag(running_node, "render", str(recipe), str(image), str(image)).returncode == 0
+    listed = artdag(running_node, "recipes")
+    line = next(line for line in listed.stdout.splitlines() if " by-name v" in line)
+    assert line.rstrip().endswith("UTC  admin") and line.split()[3].startswith("20")
+    record = as_json(
+        artdag(running_node, "--json", "render", "by-name", str(image), str(image), "--sync", "-o",
+               str(tmp_path / "o.png"))
+    )  # fmt: skip
+    assert record["status"] == "completed" and record["recipe"]["name"] == "by-name"
+
+
+RECIPE_TEXT = """
+name: by-name
+dag:
+  nodes:
+    - {id: base, type: SOURCE, config: {input: true, name: base}}
+    - {id: top, type: SOURCE, config: {input: true, name: top}}
+    - {id: out, type: BLEND, config: {mode: screen}, inputs: [base, top]}
+  output: out
+"""

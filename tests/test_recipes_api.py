@@ -6,7 +6,9 @@ import aiohttp
 import pytest
 
 from node.pixels.imaging import png_bytes
+from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, sse, upload
+from tests.l2_server import TestL2
 from tests.test_runs_api import PIXELS, RECIPE
 
 
@@ -53,3 +55,55 @@ async def test_recipe_upload_as_multipart(client: Client, auth: dict[str, str]) 
     response = await client.post("/configs/upload", data=form, headers=auth)
     assert response.status == 201
     assert (await response.json())["name"] == "two-in"
+
+
+SCREEN = RECIPE.replace("mode: multiply", "mode: screen")  # the same name, other bytes
+
+
+async def _uploaded(client: Client, headers: dict[str, str], text: str) -> str:
+    created = await client.post("/recipes/upload", data=text, headers=headers)
+    assert created.status == 201, await created.text()
+    return str((await created.json())["id"])
+
+
+async def _run_by_name(
+    client: Client, headers: dict[str, str], inputs: dict[str, str]
+) -> aiohttp.ClientResponse:
+    return await client.post("/runs", json={"recipe": "two-in", "inputs": inputs}, headers=headers)
+
+
+async def test_a_run_names_an_uploaded_recipe_by_its_name(client: Client, auth: dict[str, str]) -> None:
+    """POST /runs with an uploaded recipe's name runs its newest upload; once that is deleted,
+    the one before; a name nobody uploaded is 404 saying what a recipe can be."""
+    first = await _uploaded(client, auth, RECIPE)
+    newest = await _uploaded(client, auth, SCREEN)
+    base = await upload(client, auth, png_bytes(PIXELS))
+    inputs = {"base": base["cid"], "top": base["cid"]}
+    run = await _run_by_name(client, auth, inputs)
+    assert run.status == 202, await run.text()
+    assert (await run.json())["recipe"] == {"name": "two-in", "cid": newest}
+    assert (await client.delete(f"/recipes/{newest}", headers=auth)).status == 200
+    again = await _run_by_name(client, auth, inputs)
+    assert (await again.json())["recipe"] == {"name": "two-in", "cid": first}
+    missing = await client.post("/runs", json={"recipe": "split-fx", "inputs": inputs}, headers=auth)
+    assert missing.status == 404
+    assert "nor the name, id or CID of a recipe uploaded here" in (await missing.json())["error"]["message"]
+
+
+async def test_a_name_several_others_uploaded_is_ambiguous(l2_node: Client, l2: TestL2) -> None:
+    """Alice and Bob each upload a recipe named two-in: each of them runs their own by name;
+    Carol, who has none, gets 400 ambiguous_recipe listing both with owner and date."""
+    alice, bob, carol = (
+        {"Authorization": f"Bearer {l2.issue(user, L2_PUBLIC_URL)}"} for user in ("alice", "bob", "carol")
+    )
+    alices, bobs = await _uploaded(l2_node, alice, RECIPE), await _uploaded(l2_node, bob, SCREEN)
+    base = await upload(l2_node, alice, png_bytes(PIXELS))
+    inputs = {"base": base["cid"], "top": base["cid"]}
+    for headers, own in ((alice, alices), (bob, bobs)):
+        run = await _run_by_name(l2_node, headers, inputs)
+        assert (await run.json())["recipe"]["cid"] == own
+    refused = await _run_by_name(l2_node, carol, inputs)
+    assert refused.status == 400
+    error = (await refused.json())["error"]
+    assert error["code"] == "ambiguous_recipe" and error["details"]["field"] == "recipe"
+    assert f"{alices} by @alice@" in error["message"] and f"{bobs} by @bob@" in error["message"]

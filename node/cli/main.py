@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,14 @@ def _run_line(run: dict[str, Any]) -> str:
     return f"{run['run_id']}  {run['status']:<9}  {run['recipe']['name']:<20} {run['created']}"
 
 
+def _recipe_line(item: dict[str, Any]) -> str:
+    """An uploaded recipe: id, name and version, when and by whom (uploads of one name differ
+    by these; a run by name takes the newest of yours)."""
+    created = datetime.fromtimestamp(float(item.get("created") or 0), UTC).strftime("%Y-%m-%d %H:%M:%S")
+    name = f"{item.get('name', '')} v{item.get('version', '')}"
+    return f"{item['id']}  {name:<24} {created} UTC  {item.get('owner', '')}"
+
+
 def _run_text(run: dict[str, Any]) -> str:
     lines = [f"{run['run_id']}  {run['status']}  {run['recipe']['name']}"]
     if run.get("progress") is not None:
@@ -211,7 +220,7 @@ TEXT: dict[str, Callable[[Any], str]] = {
     "render": _run_text,
     "upload": lambda entry: f"{entry['cid']}  {entry['size']} bytes  {entry['media_type']}",
     "verify": _verdict,
-    "recipes": _listing(lambda item: f"{item['id']}  {item.get('name', '')}", "no recipes"),
+    "recipes": _listing(_recipe_line, "no recipes"),
     "effects": _listing(describe_effect, "no effects"),
     "fetch": lambda result: f"{result['written']} bytes from {result['source']}",
 }

@@ -51,7 +51,9 @@ async def resolve_recipe(store: ContentStore, ref: str, params: Any = None) -> t
         entry = await store.resolve(ref)
     except (ContentNotFound, InvalidCid) as exc:
         raise ContentNotFound(
-            f"no recipe {ref!r}: not a built-in effect nor recipe bytes on this node", field="recipe"
+            f"no recipe {ref!r}: not a built-in effect, nor the name, id or CID of a recipe uploaded "
+            "here (GET /recipes lists them)",
+            field="recipe",
         ) from exc
     recipe, _ = await read_recipe(store, entry, ref, "recipe")
     return recipe, entry

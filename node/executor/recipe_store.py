@@ -8,15 +8,23 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from node.errors import Forbidden, NotFound
-from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
+from node.errors import Forbidden, InvalidInput, NotFound
+from node.executor.recipe import MAX_RECIPE_BYTES, NODE_ID, Recipe, parse_recipe
+from node.pixels.effects import EFFECTS
+from node.store.cid import is_content_id, normalize_cid
 from node.store.content import ContentStore
+from node.store.errors import InvalidCid
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
+from node.timestamps import utc_text
 
 
 class RecipeNotFound(NotFound):
     code = "recipe_not_found"
+
+
+class AmbiguousRecipe(InvalidInput):
+    code = "ambiguous_recipe"
 
 
 class RecipeStore:
@@ -73,6 +81,39 @@ class RecipeStore:
                 rows = await pipe.execute()
         return [{"id": cid, "cid": cid, **dict(row)} for cid, row in zip(cids, rows, strict=True) if row]
 
+    async def named(self, name: str) -> list[dict[str, Any]]:
+        """Every upload still listed under the recipe name ``name``, newest first (id, owner,
+        created): read from the listing, so a deleted upload is not one."""
+        with redis_errors():
+            cids = [str(cid) for cid in await self._redis.zrevrange(self._keys.recipes, 0, -1)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for cid in cids:
+                    pipe.hmget(self._keys.recipe(cid), ["name", "owner", "created"])
+                rows = await pipe.execute()
+        return [
+            {"id": cid, "name": row[0], "owner": row[1] or "", "created": float(row[2] or 0)}
+            for cid, row in zip(cids, rows, strict=True)
+            if row[0] == name
+        ]
+
+    async def by_name(self, name: str, user: str) -> str | None:
+        """The id of the recipe a run names ``name``: the newest upload of that name by
+        ``user``, else the newest by anyone if one owner uploaded them all; None if there is
+        none; AmbiguousRecipe (listing each, with its date) if several others have."""
+        candidates = await self.named(name)
+        if not candidates:
+            return None
+        own = [item for item in candidates if item["owner"] == user]
+        if own or len({item["owner"] for item in candidates}) == 1:
+            return str((own or candidates)[0]["id"])
+        listed = "; ".join(
+            f"{item['id']} by {item['owner'] or '?'}, {utc_text(item['created'])}" for item in candidates[:10]
+        )
+        raise AmbiguousRecipe(
+            f"several users uploaded a recipe named {name!r}, none of them you: give its id ({listed})",
+            field="recipe",
+        )
+
     async def delete(self, ref: str, user: str, *, admin: bool) -> str:
         """Forget an uploaded recipe (owner or admin); its bytes stay, for the provenance of runs."""
         summary_, _, _ = await self.get(ref)
@@ -85,6 +126,18 @@ class RecipeStore:
                 pipe.zrem(self._keys.recipes, cid)
                 await pipe.execute()
         return cid
+
+
+def is_recipe_name(ref: str) -> bool:
+    """Whether a run's ``recipe`` could only be an uploaded recipe's name: not a built-in
+    effect, a CID or a SHA3-256 hex."""
+    if ref in EFFECTS or not NODE_ID.fullmatch(ref) or is_content_id(ref):
+        return False
+    try:
+        normalize_cid(ref)
+    except InvalidCid:
+        return True
+    return False
 
 
 def summary(cid: str, info: dict[str, Any], recipe: Recipe) -> dict[str, Any]:

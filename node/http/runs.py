@@ -14,6 +14,7 @@ from node.auth.local import User
 from node.errors import Conflict, Forbidden, InvalidInput, NodeError
 from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
+from node.executor.recipe_store import is_recipe_name
 from node.http.appkeys import NODE
 from node.http.auth import require_user
 from node.http.bodies import read_small_body
@@ -67,7 +68,9 @@ async def create(request: web.Request) -> web.Response:
         raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
     output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name"})
     store = request.app[NODE].store
-    recipe, recipe_entry = await resolve_recipe(store, recipe_ref, body.get("params"))
+    recipes = request.app[NODE].recipes
+    named = await recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
+    recipe, recipe_entry = await resolve_recipe(store, named or recipe_ref, body.get("params"))
     submission = await bind(
         store, recipe, recipe_entry, inputs=body.get("inputs", []), owner=user.name, output_name=output_name
     )

@@ -142,7 +142,11 @@ COMPONENTS: dict[str, Schema] = {
         "required": ["recipe"],
         "additionalProperties": False,
         "properties": {
-            "recipe": {**STRING, "minLength": 1, "description": "a built-in effect name, a recipe id or CID"},
+            "recipe": {
+                **STRING,
+                "minLength": 1,
+                "description": "a built-in effect name, or an uploaded recipe's name, id or CID",
+            },
             "inputs": {
                 "description": "refs (CID, SHA3-256 hex or asset name) in recipe order, or by variable name",
                 "oneOf": [
