@@ -153,6 +153,12 @@ def test_render_with_params(running_node: NodeProcess, image: Path, tmp_path: Pa
         artdag(running_node, "--json", "render", "blur", cid, "--sync", "-o", str(tmp_path / "d.png"))
     )
     assert record["output"]["cid"] != default["output"]["cid"]
+    status = artdag(running_node, "status", record["run_id"])
+    assert "time: queued " in status.stdout and " in all" in status.stdout
+    step = next(line for line in status.stdout.splitlines() if line.startswith("  blur"))
+    assert "EFFECT" in step and "done" in step and step.endswith("sigma=5.0")
+    listed = artdag(running_node, "runs").stdout.splitlines()
+    assert any(line.startswith(record["run_id"]) and " 100% " in line for line in listed)
     body = json.dumps({"recipe": "blur", "inputs": [cid], "params": {"sigma": 5}}).encode()
     headers = {"Authorization": f"Bearer {running_node.token()}", "Content-Type": "application/json"}
     with urllib.request.urlopen(urllib.request.Request(f"{running_node.url}/runs", body, headers)) as answer:

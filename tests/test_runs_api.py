@@ -205,3 +205,42 @@ async def test_bad_last_event_id_is_400(client: Client, auth: dict[str, str], va
     response = await client.get(f"/runs/{run['run_id']}/events", headers={"Last-Event-ID": value})
     assert response.status == 400
     assert (await response.json())["error"]["details"]["field"] == "Last-Event-ID"
+
+
+async def test_a_run_shows_what_each_step_did(client: Client, auth: dict[str, str]) -> None:
+    """GET /runs/{id} lists every work step from the start: its type, its normalized config
+    (the parameters it ran with), the steps it read, the node, when it started and ended, how
+    long it waited and ran; the run has its times; /runs shows progress and duration."""
+    recipe = await client.post("/recipes/upload", data=TIMED_RECIPE, headers=auth)
+    assert recipe.status == 201, await recipe.text()
+    image = await upload(client, auth, png_bytes(PIXELS))
+    run = await start(client, auth, {"recipe": (await recipe.json())["id"], "inputs": [image["cid"]]})
+    pending = await (await client.get(f"/runs/{run['run_id']}")).json()
+    assert set(pending["steps"]) == {"soft", "edges"}  # both listed before any ran
+    assert (await sse(client, run["run_id"]))[-1][1] == "run_completed"
+    shown = await (await client.get(f"/runs/{run['run_id']}")).json()
+    soft, edges = shown["steps"]["soft"], shown["steps"]["edges"]
+    assert soft["type"] == "EFFECT" and soft["config"]["params"] == {"sigma": 8.0}
+    assert edges["config"]["params"] == {"sigma": 1.0, "k": 1.6, "gain": 10.0}  # defaults filled in
+    assert edges["inputs"] == ["soft"] and soft["inputs"] == ["photo"]
+    node_id = client.app[NODE].identity.node_id
+    for step in (soft, edges):
+        assert step["state"] == "done" and step["node"] == node_id
+        assert step["started"] <= step["finished"] and step["running_s"] >= 0 and step["queued_s"] >= 0
+    assert edges["started"] >= soft["finished"]  # it waited for its input, not counted as queue
+    assert shown["started"] <= shown["finished"] and shown["progress"] == 100
+    assert shown["duration_s"] >= shown["running_s"] >= max(soft["running_s"], edges["running_s"])
+    listed = (await (await client.get("/runs")).json())["items"]
+    mine = next(item for item in listed if item["run_id"] == run["run_id"])
+    assert mine["progress"] == 100 and mine["duration_s"] == shown["duration_s"]
+
+
+TIMED_RECIPE = """
+name: soft-edges
+dag:
+  nodes:
+    - {id: photo, type: SOURCE, config: {input: true, name: photo}}
+    - {id: soft, type: EFFECT, config: {effect: blur, params: {sigma: 8}}, inputs: [photo]}
+    - {id: edges, type: EFFECT, config: {effect: dog}, inputs: [soft]}
+  output: edges
+"""

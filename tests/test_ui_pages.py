@@ -134,7 +134,8 @@ async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[st
         "    - {id: photo, type: SOURCE, config: {input: true, name: photo}}\n"
         "    - {id: flip, type: EFFECT, config: {effect: invert}, inputs: [photo]}\n"
         "    - {id: grey, type: EFFECT, config: {effect: grayscale}, inputs: [flip]}\n"
-        "  output: grey\n"
+        "    - {id: soft, type: EFFECT, config: {effect: blur, params: {sigma: 8}}, inputs: [grey]}\n"
+        "  output: soft\n"
     )
     stored = await client.post(
         "/recipes/upload", data=recipe, headers={**auth, "Content-Type": "application/x-yaml"}
@@ -143,16 +144,18 @@ async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[st
     run = await start(client, auth, {"recipe": (await stored.json())["id"], "inputs": [image["cid"]]})
     record: Mapping[str, Any] = await client.app[NODE].run_manager.wait(run["run_id"])
     body = await page_text(client, f"/run/{run['run_id']}")
-    assert body.count('class="dag-step') == 3
-    for step, state in (("photo", "source"), ("flip", "done"), ("grey", "done")):
+    assert body.count('class="dag-step') == 4
+    for step, state in (("photo", "source"), ("flip", "done"), ("grey", "done"), ("soft", "done")):
         assert re.search(rf'class="dag-step [^"]*state-{state}[^"]*" data-step="{step}"', body), step
         assert f'data-step-row="{step}"' in body
-    assert 'data-step="grey"' in body and "is-output" in body
+    assert 'data-step="soft"' in body and "is-output" in body
+    assert "<td>blur: sigma 8</td>" in body  # what each step ran with, and how long it took
+    assert re.search(r'data-ran-cell>\d+\.\d s<', body) and "data-run-times>queued " in body
     assert f'src="/cache/{record["output"]["cid"]}"' in body
     assert f'data-verify="/provenance/{record["provenance_cid"]}/verify"' in body
     assert "data-events=" not in body  # finished: nothing to follow
     recipe_page = await page_text(client, f"/recipe/{(await stored.json())['id']}")
-    assert recipe_page.count('class="dag-step') == 3 and "effect: invert" in recipe_page
+    assert recipe_page.count('class="dag-step') == 4 and "effect: invert" in recipe_page
 
 
 async def test_built_in_effects_take_params(client: Client, auth: dict[str, str]) -> None:

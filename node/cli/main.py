@@ -189,7 +189,25 @@ def _listing(line: Callable[[dict[str, Any]], str], empty: str) -> Callable[[dic
 
 
 def _run_line(run: dict[str, Any]) -> str:
-    return f"{run['run_id']}  {run['status']:<9}  {run['recipe']['name']:<20} {run['created']}"
+    """A run in ``artdag runs``: id, status, progress, how long it took (so far), recipe, when."""
+    progress, took = f"{run.get('progress', 0):>3}%", _seconds(run.get("duration_s"))
+    recipe = run["recipe"]["name"]
+    return f"{run['run_id']}  {run['status']:<9} {progress} {took:>10}  {recipe:<20} {run['created']}"
+
+
+def _step_line(name: str, step: dict[str, Any]) -> str:
+    """One step of ``artdag status``: name, type, state, how long it ran, its parameters."""
+    params = (step.get("config") or {}).get("params") or {}
+    settings = " ".join(f"{key}={value}" for key, value in params.items())
+    covers = f" (covers {', '.join(step['fused'])})" if step.get("fused") else ""
+    ran = _seconds(step.get("running_s"))
+    return f"  {name:<16} {step.get('type', ''):<8} {step['state']:<8} {ran:>8}  {settings}{covers}".rstrip()
+
+
+def _seconds(span: float | None) -> str:
+    if span is None:
+        return ""
+    return f"{span:.1f} s" if span < 60 else f"{int(span // 60)} min {int(span % 60):02d} s"
 
 
 def _recipe_line(item: dict[str, Any]) -> str:
@@ -204,6 +222,13 @@ def _run_text(run: dict[str, Any]) -> str:
     lines = [f"{run['run_id']}  {run['status']}  {run['recipe']['name']}"]
     if run.get("progress") is not None:
         lines.append(f"progress: {run['progress']}%")
+    if run.get("duration_s") is not None:
+        ran = f", ran {_seconds(run['running_s'])}" if run.get("running_s") is not None else ""
+        lines.append(
+            f"time: queued {_seconds(run.get('queued_s'))}{ran}, {_seconds(run['duration_s'])} in all"
+        )
+    for name, step in (run.get("steps") or {}).items():
+        lines.append(_step_line(name, step))
     if run.get("output"):
         lines.append(f"output: {run['output']['cid']} ({run['output']['media_type']})")
     if run.get("saved_to"):

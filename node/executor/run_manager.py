@@ -21,6 +21,7 @@ from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import Recipe
+from node.executor.run_detail import run_times, step_details
 from node.executor.scheduler import Scheduler
 from node.store.content import ContentStore
 from node.sync.activities import Activities
@@ -173,6 +174,60 @@ class RunManager:
     async def get(self, run_id: str) -> RunRecord:
         """The run's record; RunNotFound if there is none."""
         return await self._runs.get(run_id)
+
+    async def listing(
+        self, offset: int, limit: int, status: str | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs newest first, each with its times and progress (read for running runs only)."""
+        records = await self._runs.listing(offset, limit, status, owner)
+        running = [record["run_id"] for record in records if record["status"] == RunStatus.RUNNING]
+        percents = await self._events.percents(running) if running else {}
+        now = time.time()
+        return [
+            {
+                **record,
+                **run_times(record, now),
+                "progress": 100
+                if record["status"] == RunStatus.COMPLETED
+                else percents.get(record["run_id"], 0),
+            }
+            for record in records
+        ]
+
+    async def detail(self, run_id: str, node_id: str) -> dict[str, Any]:
+        """The run as ``GET /runs/{id}`` shows it: its record, its times, its progress, and
+        each work step of its plan with what it does and what happened to it
+        (``node.executor.run_detail``); ``node_id`` is the node asked."""
+        record = await self.get(run_id)
+        events = await self._events.read(run_id)
+        plan_record = await self._runs.plan(record["plan_id"])
+        plan = Plan.from_record(plan_record) if plan_record else Plan(record["plan_id"], "", (), "")
+        percent = max(
+            (int(event["percent"]) for _, event in events if event["kind"] == "progress"), default=0
+        )
+        steps = step_details(plan, events, record.get("started"), node_id)
+        await self._fill_silent(steps, record["status"])
+        return {
+            **record,
+            **run_times(record, time.time()),
+            "progress": _progress(record, percent),
+            "steps": steps,
+        }
+
+    async def _fill_silent(self, steps: dict[str, dict[str, Any]], status: RunStatus) -> None:
+        """States for steps the run's events do not tell (a run restored from a published
+        state, or whose early events were trimmed): the step index knows those computed, and
+        by whom; in a finished run the rest never ran (``skipped``) or nothing says who ran them."""
+        for step in steps.values():
+            if step["state"] != "pending" or "cache_id" not in step:
+                continue
+            entry = await self._steps.get(step["cache_id"])
+            if entry is not None:
+                step.update(state="done", cid=entry.cid, node=entry.node)
+            elif status == RunStatus.COMPLETED:
+                step["state"] = "unknown"
+            elif is_final(status):
+                step["state"] = "skipped"
 
     async def wait(self, run_id: str) -> RunRecord:
         """The run record once the run has finished here (for tests, the CLI and benchmarks);
@@ -381,6 +436,7 @@ class RunManager:
         """Give the run its final status, unless it already has one (then that one stands)."""
         wanted = await self.get(run_id)
         wanted["status"], wanted["updated"] = status, utc_now()
+        wanted["finished"] = wanted["updated"]
         if "output" in ending:
             wanted["output"] = ending["output"]
         if "provenance_cid" in ending:
@@ -422,3 +478,9 @@ class RunManager:
                 node = self._scheduler.claims.node_id
                 fields = {"step": step.node_id, "cache_id": step.cache_id, "cid": hit.cid, "node": node}
                 await self._events.report(run_id, len(work), "step_cached", fields)
+
+
+def _progress(record: RunRecord, reported: int) -> int:
+    """A run's progress: 100 once completed (whatever its stream last said), else the share
+    of its steps reported."""
+    return 100 if record["status"] == RunStatus.COMPLETED else reported

@@ -115,7 +115,7 @@ async def listing(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
-    runs = await request.app[NODE].runs.listing(offset, limit, status, request.query.get("owner"))
+    runs = await request.app[NODE].run_manager.listing(offset, limit, status, request.query.get("owner"))
     return web.json_response({"items": runs, "offset": offset, "limit": limit})
 
 
@@ -131,14 +131,10 @@ async def detail(request: web.Request) -> web.Response:
     hot = request.app[HOT]
     body = hot.run(run_id)
     if body is None:
-        record = await request.app[NODE].run_manager.get(run_id)
-        states, percent = await request.app[NODE].runs.events.step_states(run_id)
-        node_id = request.app[NODE].identity.node_id
-        # the node that computed each step (from its events); a cached step was found by this one
-        steps = {name: {**state, "node": state.get("node") or node_id} for name, state in states.items()}
-        progress = 100 if record["status"] == RunStatus.COMPLETED else percent
-        body = json.dumps({**record, "progress": progress, "steps": steps}).encode()
-        if is_final(record["status"]):  # a finished run no longer changes
+        node = request.app[NODE]
+        shown = await node.run_manager.detail(run_id, node.identity.node_id)
+        body = json.dumps(shown).encode()
+        if is_final(shown["status"]):  # a finished run no longer changes
             hot.keep_run(run_id, body)
     return web.Response(body=body, content_type="application/json")
 

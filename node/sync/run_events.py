@@ -1,7 +1,8 @@
 """A run's event stream (``events:{id}``, XADD): what a client following the run reads.
 
-Kinds: ``run_queued``, ``step_started``, ``step_cached``, ``step_finished``, ``step_failed``,
-``progress``, then one of ``run_completed``, ``run_failed``, ``run_cancelled`` (``final_event``).
+Kinds: ``run_queued``, ``step_started``, ``step_progress``, ``step_cached``, ``step_finished``,
+``step_failed``, ``progress``, then one of ``run_completed``, ``run_failed``, ``run_cancelled``
+(``final_event``).
 Each entry holds ``kind`` and ``data`` (the other fields, JSON). A step's outcome is reported
 once per run, whichever node learns it first (``report``), with the progress it makes.
 """
@@ -19,6 +20,8 @@ from node.sync.keys import Keys
 from node.sync.run_status import RunStatus
 
 EVENTS_MAX_LEN = 10_000
+PERCENT_LOOKBACK = 64  # the latest events a listing reads of a running run for its progress
+STEP_PROGRESS = "step_progress"  # frames done in a long step, with its percent and ETA
 REPORTED_ONCE = ("step_finished", "step_cached")
 STEP_STATES = {
     "step_started": "running",
@@ -88,6 +91,23 @@ class RunEvents:
             known = await self._redis.smismember(self._keys.run_reported(run_id), cache_ids)
         return {cache_id for cache_id, reported in zip(cache_ids, known, strict=True) if not reported}
 
+    async def percents(self, run_ids: list[str]) -> dict[str, int]:
+        """The highest progress each run's stream reports (0 for none), in one round trip."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.xrevrange(self._keys.events(run_id), count=PERCENT_LOOKBACK)
+                answers = await pipe.execute()
+        percents = {}
+        for run_id, entries in zip(run_ids, answers, strict=True):
+            reported = [
+                int(json.loads(fields["data"])["percent"])
+                for _, fields in entries
+                if fields["kind"] == "progress"
+            ]
+            percents[run_id] = max(reported, default=0)
+        return percents
+
     async def started(self, run_id: str) -> set[str]:
         """The cache ids of the steps some node started computing in this run."""
         events = await self.read(run_id)
@@ -112,19 +132,3 @@ class RunEvents:
             (str(entry_id), {"kind": fields["kind"], **json.loads(fields["data"])})
             for entry_id, fields in entries
         ]
-
-    async def step_states(self, run_id: str) -> tuple[dict[str, dict[str, Any]], int]:
-        """Each step's latest state (running, cached, done, failed) and the last percent reported."""
-        states: dict[str, dict[str, Any]] = {}
-        percent = 0
-        for _, event in await self.read(run_id):
-            if event["kind"] == "progress":
-                percent = int(event["percent"])
-            elif event["kind"] in STEP_STATES:
-                name = str(event["step"])
-                state = {"state": STEP_STATES[event["kind"]], "cache_id": event.get("cache_id")}
-                state.update({key: event[key] for key in ("cid", "error", "fused", "node") if key in event})
-                if "fused" in states.get(name, {}):
-                    state.setdefault("fused", states[name]["fused"])
-                states[name] = state
-        return states, percent

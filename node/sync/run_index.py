@@ -42,6 +42,7 @@ local record = cjson.decode(current)
 if record['status'] ~= '{RunStatus.QUEUED}' then return 0 end
 record['status'] = '{RunStatus.RUNNING}'
 record['updated'] = ARGV[1]
+record['started'] = ARGV[1]
 redis.call('SET', KEYS[1], cjson.encode(record))
 return 1
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 
 class RunStatus(StrEnum):
@@ -92,3 +92,5 @@ class RunRecord(TypedDict):
     output: RunOutput | None
     provenance_cid: str | None
     error: str | None
+    started: NotRequired[str]  # when a node began rendering it (absent in records from before)
+    finished: NotRequired[str]  # when it reached its final status

@@ -65,8 +65,23 @@ def media_kind(media_type: str | None) -> str:
     return kind_of(media_type or "") or "other"
 
 
+def seconds(span: float | None) -> str:
+    """A duration as a person reads it: ``0.4 s``, ``12 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    if span is None:
+        return ""
+    if span < 10:
+        return f"{span:.1f} s"
+    whole = round(span)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "age": age,
+    "seconds": seconds,
     "iso": iso,
     "size": size,
     "short": short,

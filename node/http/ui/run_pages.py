@@ -17,9 +17,10 @@ from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.formats import media_kind
 from node.http.ui.templating import page
 from node.http.ui.users import current_user
-from node.sync.run_status import RunStatus, is_final
+from node.sync.run_status import is_final
 
 PAGE_SIZE = 25
+HIDDEN_SETTINGS = frozenset({"encode", "effect_version", "input", "cid"})  # plumbing, not choices
 
 
 @page("runs.html")
@@ -30,7 +31,7 @@ async def runs_page(request: web.Request) -> dict[str, Any]:
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
     owner = request.query.get("owner", "").strip() or None
-    runs = await request.app[NODE].runs.listing(offset, PAGE_SIZE + 1, status, owner)
+    runs = await request.app[NODE].run_manager.listing(offset, PAGE_SIZE + 1, status, owner)
     return {
         "runs": runs[:PAGE_SIZE],
         "statuses": STATUSES,
@@ -46,18 +47,16 @@ async def runs_page(request: web.Request) -> dict[str, Any]:
 async def run_page(request: web.Request) -> dict[str, Any]:
     """One run: its plan drawn with each step's state and node, its output and provenance."""
     app = request.app
-    record = await app[NODE].run_manager.get(request.match_info["run_id"])
-    states, percent = await app[NODE].runs.events.step_states(record["run_id"])
+    record = await app[NODE].run_manager.detail(request.match_info["run_id"], app[NODE].identity.node_id)
+    states = record["steps"]
     plan = await app[NODE].runs.plan(record["plan_id"])
-    if plan:
-        states = await _with_recorded_steps(app, plan, states, record["status"])
     entries = await app[NODE].store.index.get_many([item["content_id"] for item in record["inputs"]])
     by_id = {entry.content_id: entry for entry in entries}
     user = await current_user(request)
     finished = is_final(record["status"])
     return {
         "run": record,
-        "progress": 100 if record["status"] == RunStatus.COMPLETED else percent,
+        "progress": record["progress"],
         "picture": plan_picture(plan, states) if plan else None,
         "steps": _step_rows(plan, states) if plan else [],
         "inputs": [{**item, "entry": by_id.get(item["content_id"])} for item in record["inputs"]],
@@ -65,24 +64,6 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "finished": finished,
         "may_change": user_may_change(user, record["owner"]),
     }
-
-
-async def _with_recorded_steps(
-    app: web.Application, plan: dict[str, Any], states: dict[str, dict[str, Any]], status: str
-) -> dict[str, dict[str, Any]]:
-    """States for steps the run's events do not tell (a run restored from a published state, or
-    whose early events were trimmed): the step index knows those computed, and by whom."""
-    silent = [step for step in plan["steps"] if step["type"] != "SOURCE" and step["node_id"] not in states]
-    filled = dict(states)
-    for step in silent:
-        entry = await app[NODE].steps.get(step["cache_id"])
-        if entry is not None:
-            filled[step["node_id"]] = {"state": "done", "cid": entry.cid, "node": entry.node}
-        elif status == RunStatus.COMPLETED:  # yet nothing says who computed it
-            filled[step["node_id"]] = {"state": "unknown"}
-        elif is_final(status):  # failed or cancelled before it ran
-            filled[step["node_id"]] = {"state": "skipped"}
-    return filled
 
 
 def plan_picture(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> DagPicture:
@@ -112,6 +93,21 @@ def step_detail(kind: str, config: Mapping[str, Any]) -> str:
     return ""
 
 
+def step_settings(kind: str, config: Mapping[str, Any]) -> str:
+    """What a step runs with, in a line: ``blur: sigma 8``, a fused chain's effects in order,
+    a node type's own settings (``mode multiply``); empty for a source."""
+    if kind == "SOURCE":
+        return ""
+    if kind == "CHAIN":
+        return " -> ".join(step_settings(op["type"], op.get("config") or {}) for op in config.get("ops", []))
+    if kind == "EFFECT":
+        params = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                           for name, value in (config.get("params") or {}).items())  # fmt: skip
+        return f"{config.get('effect', '')}: {params}" if params else str(config.get("effect", ""))
+    shown = {name: value for name, value in config.items() if name not in HIDDEN_SETTINGS}
+    return ", ".join(f"{name} {value}" for name, value in shown.items())
+
+
 def _step_rows(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for step in plan["steps"]:
@@ -126,6 +122,10 @@ def _step_rows(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> list[
                 "cid": state.get("cid", ""),
                 "error": state.get("error", ""),
                 "cache_id": step["cache_id"],
+                "settings": step_settings(step["type"], step.get("config") or {}),
+                "fused": state.get("fused", []),
+                "queued_s": state.get("queued_s"),
+                "running_s": state.get("running_s"),
             }
         )
     return rows
