@@ -63,6 +63,10 @@ CONTENT_ID_SCHEMA: Schema = {
 OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]{1,128}$"}
 INTEGER: Schema = {"type": "integer"}
 NULLABLE_STRING: Schema = {"type": ["string", "null"]}
+NULLABLE_SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
+STEP_PROGRESS: Schema = _object(
+    [], {"frames": INTEGER, "total_frames": INTEGER, "percent": INTEGER, "eta_s": NULLABLE_SECONDS}
+)
 ERROR = ref("Error")
 
 COMPONENTS: dict[str, Schema] = {
@@ -203,27 +207,42 @@ COMPONENTS: dict[str, Schema] = {
     "Step": _object(
         ["state"],
         {
-            "state": {"enum": ["running", "cached", "done", "failed"]},
+            "state": {"enum": ["pending", "running", "cached", "done", "failed", "skipped", "unknown"]},
+            "type": STRING,
+            "config": {"type": "object", "description": "normalized: the parameters it runs with"},
+            "inputs": {"type": "array", "items": STRING, "description": "the steps it reads"},
             "cache_id": NULLABLE_STRING,
             "cid": STRING,
             "error": STRING,
             "node": STRING,
-            "fused": {"type": "array", "items": STRING},
+            "fused": {"type": "array", "items": STRING, "description": "the recipe nodes a CHAIN covers"},
+            "started": STRING,
+            "finished": STRING,
+            "queued_s": NULLABLE_SECONDS,
+            "running_s": NULLABLE_SECONDS,
+            "progress": STEP_PROGRESS,
+        },
+    ),
+    "RunTimes": _object(
+        ["queued_s", "running_s", "duration_s", "progress"],
+        {
+            "queued_s": NULLABLE_SECONDS,
+            "running_s": NULLABLE_SECONDS,
+            "duration_s": NULLABLE_SECONDS,
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "started": STRING,
+            "finished": STRING,
         },
     ),
     "RunDetail": {
         "allOf": [
             ref("Run"),
-            _object(
-                ["progress", "steps"],
-                {
-                    "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-                    "steps": {"type": "object", "additionalProperties": ref("Step")},
-                },
-            ),
+            ref("RunTimes"),
+            _object(["steps"], {"steps": {"type": "object", "additionalProperties": ref("Step")}}),
         ]
     },
-    "RunPage": _items(ref("Run"), offset=INTEGER, limit=INTEGER),
+    "RunListed": {"allOf": [ref("Run"), ref("RunTimes")]},
+    "RunPage": _items(ref("RunListed"), offset=INTEGER, limit=INTEGER),
     "Deleted": _object(
         ["deleted"],
         {"deleted": STRING, "removed": {"type": "array", "items": STRING, "description": "CIDs unpinned"}},
