@@ -150,7 +150,7 @@ async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[st
         assert f'data-step-row="{step}"' in body
     assert 'data-step="soft"' in body and "is-output" in body
     assert "<td>blur: sigma 8</td>" in body  # what each step ran with, and how long it took
-    assert re.search(r'data-ran-cell>\d+\.\d s<', body) and "data-run-times>queued " in body
+    assert re.search(r"data-ran-cell>\d+\.\d s<", body) and "data-run-times>queued " in body
     assert f'src="/cache/{record["output"]["cid"]}"' in body
     assert f'data-verify="/provenance/{record["provenance_cid"]}/verify"' in body
     assert "data-events=" not in body  # finished: nothing to follow

@@ -15,12 +15,15 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.executor.errors import StepFailed, StepOutOfMemory, StepTimeout, WorkerKilled
 from node.services import die_with_parent
 
 log = logging.getLogger(__name__)
+OnProgress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 # Signals someone sends (an operator, a supervisor, the OOM killer's SIGKILL aside from our own
@@ -53,8 +56,10 @@ class Worker:
         log.info("step worker started pid=%d", process.pid)
         return cls(process)
 
-    async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Send one job and wait for its answer."""
+    async def run(
+        self, job: dict[str, Any], timeout_s: float, on_progress: OnProgress | None = None
+    ) -> dict[str, Any]:
+        """Send one job and wait for its answer; its progress lines go to ``on_progress``."""
         assert self.process.stdin is not None and self.process.stdout is not None  # noqa: S101 - PIPEs
         try:
             self.process.stdin.write(json.dumps(job).encode() + b"\n")
@@ -64,19 +69,33 @@ class Worker:
             raise WorkerKilled(
                 f"step worker was gone before its job (exit code {code})", exit_code=code
             ) from exc
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
-        except TimeoutError:
-            raise StepTimeout(
-                f"step ran past its deadline of {timeout_s:.0f} s", timeout_s=timeout_s
-            ) from None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = await self._line(deadline, timeout_s)
+            message = dict(json.loads(line)) if line else {}
+            if "progress" not in message or "ok" in message:
+                break
+            if on_progress is not None:
+                await on_progress(message["progress"])
         if not line:
             code = await self.process.wait()
             if -code in KILLED_FROM_OUTSIDE:
                 name = signal.Signals(-code).name
                 raise WorkerKilled(f"step worker was killed by {name}", exit_code=code)
             raise StepFailed(f"step worker died (exit code {code})", exit_code=code)
-        return dict(json.loads(line))
+        return message
+
+    async def _line(self, deadline: float, timeout_s: float) -> bytes:
+        """The worker's next line (empty if it died); StepTimeout past the step's deadline."""
+        assert self.process.stdout is not None  # noqa: S101 - a PIPE
+        try:
+            return await asyncio.wait_for(
+                self.process.stdout.readline(), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            raise StepTimeout(
+                f"step ran past its deadline of {timeout_s:.0f} s", timeout_s=timeout_s
+            ) from None
 
     async def kill(self) -> None:
         """SIGKILL the worker's process group and reap the worker."""
@@ -121,13 +140,16 @@ class WorkerPool:
         finally:
             self._spawning -= 1
 
-    async def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Run ``job`` on a free worker; StepFailed if it reports failure, dies or times out."""
+    async def run(
+        self, job: dict[str, Any], timeout_s: float, on_progress: OnProgress | None = None
+    ) -> dict[str, Any]:
+        """Run ``job`` on a free worker; StepFailed if it reports failure, dies or times out.
+        ``on_progress`` hears a long step's progress as the worker reports it."""
         async with self._slots:
             worker = await self._take_idle() or await self._spawn()
             self._busy.add(worker)
             try:
-                answer = await worker.run(job, timeout_s)
+                answer = await worker.run(job, timeout_s, on_progress)
             except BaseException:  # cancelled, timed out or died: the process group goes
                 self._busy.discard(worker)
                 await asyncio.shield(worker.kill())

@@ -27,7 +27,7 @@ from node.store.content import ContentStore
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.notices import Notices
-from node.sync.run_events import REPORTED_ONCE, final_event
+from node.sync.run_events import REPORTED_ONCE, STEP_PROGRESS, final_event
 from node.sync.run_index import RunIndex, RunNotFound
 from node.sync.run_status import RunEnding, RunOutput, RunRecord, RunStatus, is_final
 from node.timestamps import utc_now
@@ -349,6 +349,8 @@ class RunManager:
         async def emit(kind: str, **fields: Any) -> None:
             if kind in REPORTED_ONCE:
                 await self._events.report(run_id, work, kind, fields)
+            elif kind == STEP_PROGRESS:
+                await self._events.step_progress(run_id, work, fields)
             else:
                 await self._events.append(run_id, kind, **fields)
 

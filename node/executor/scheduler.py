@@ -34,6 +34,7 @@ from node.store.errors import ContentNotFound
 from node.store.local_cache import LocalCache
 from node.sync.claims import Claim
 from node.sync.index import ContentEntry, StepEntry, StepIndex
+from node.sync.run_events import STEP_PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ class Scheduler:
             **_fused(step),
         )
         try:
-            stored = await self._owned(step, token, inputs)
+            stored = await self._owned(step, token, inputs, emit)
             entry = stored.entry
             receipt = await self._receipt(step, entry) if self._receipt else None
         except LeaseLost:
@@ -366,9 +367,9 @@ class Scheduler:
         except NodeError as exc:
             log.warning("step %s: fenced output %s not discarded (%s)", step.node_id, entry.cid, exc.message)
 
-    async def _owned(self, step: Step, token: str, inputs: list[ContentEntry]) -> Stored:
+    async def _owned(self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit) -> Stored:
         """Compute while heartbeating the claim; LeaseLost (the work killed) if it is lost."""
-        work = asyncio.create_task(self._compute(step, inputs))
+        work = asyncio.create_task(self._compute(step, inputs, emit))
         renewed = time.monotonic()
         try:
             while True:
@@ -402,7 +403,7 @@ class Scheduler:
         node = self.claims.node_id
         await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=cid, node=node)
 
-    async def _compute(self, step: Step, inputs: list[ContentEntry]) -> Stored:
+    async def _compute(self, step: Step, inputs: list[ContentEntry], emit: Emit) -> Stored:
         if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
             return Stored(inputs[0], existed=True)  # identity: same bytes, same CID, nothing added
         # not offline: in a cluster, an input may be on another node's daemon
@@ -412,7 +413,11 @@ class Scheduler:
         job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
         job.update(inputs=paths, media_types=[entry.media_type for entry in inputs], output=str(output))
         try:
-            answer = await self._pool.run(job, self._step_timeout_s)
+
+            async def progress(fields: dict[str, Any]) -> None:  # a long step's frames done, ETA
+                await emit(STEP_PROGRESS, step=step.node_id, cache_id=step.cache_id, **fields)
+
+            answer = await self._pool.run(job, self._step_timeout_s, progress)
             stored = await self._store.put_file(output, media_type=str(answer.get("media_type", "")))
             await self._keep_in_cache(output, stored.entry)
         finally:

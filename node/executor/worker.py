@@ -6,8 +6,10 @@ per worker rather than once per step. A job is one JSON line:
 ``{"job": ID, "type": TYPE, "config": {...}, "inputs": [PATH, ...], "media_types": [...],
 "output": PATH}``; a config with ``encode`` is a video or audio step (``node.media.render``). The answer
 is one JSON line ``{"job": ID, "ok": true, "media_type": ...}`` or ``{"job": ID, "ok": false,
-"error": "..."}``, with ``"code": "out_of_memory"`` when the work did not fit the worker's memory
-limit (``node.memory``). Output is written to a temporary name and renamed, so it appears whole.
+"error": "..."}`` (with ``"code": "out_of_memory"`` when the work did not fit the worker's
+memory limit, ``node.memory``), after any number of ``{"job": ID, "progress": {...}}`` lines: a
+long video or audio step's frames done, percent and ETA. Output is written to a temporary name
+and renamed, so it appears whole.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from PIL import UnidentifiedImageError
 
+from node.media.progress import Report
 from node.media.render import render, write_atomically
 from node.memory import OutOfMemory, ensure_fits, ran_out
 from node.pixels import image_ops
@@ -30,11 +33,12 @@ PNG = "image/png"
 OUT_OF_MEMORY = "out_of_memory"  # the answer's code for work that did not fit the worker's limit
 
 
-def compute(job: dict[str, Any]) -> str:
-    """Run one job; returns the output's media type. Raises on bad input or unsupported work."""
+def compute(job: dict[str, Any], report: Report | None = None) -> str:
+    """Run one job; returns the output's media type. Raises on bad input or unsupported work.
+    ``report`` hears a long video or audio step's progress, about once a second."""
     config = job["config"]
     if "encode" in config:
-        return write_atomically(lambda path: render(job, path), Path(job["output"]))
+        return write_atomically(lambda path: render(job, path, report), Path(job["output"]))
     kind = job["type"]
     paths = [Path(path) for path in job["inputs"]]
     sizes = [_size(path, index) for index, path in enumerate(paths)]
@@ -91,7 +95,7 @@ def answer(job: dict[str, Any]) -> dict[str, Any]:
     """The answer to one job: its output's media type, or its error; a failed allocation, or
     work refused because it would not fit, is ``code: out_of_memory``."""
     try:
-        return {"job": job.get("job"), "ok": True, "media_type": compute(job)}
+        return {"job": job.get("job"), "ok": True, "media_type": compute(job, _reporter(job))}
     except OutOfMemory as exc:  # refused before it started, or ffmpeg could not allocate
         return {"job": job.get("job"), "ok": False, "code": OUT_OF_MEMORY, "error": str(exc)}
     except MemoryError:  # the kernel's limit refused an allocation halfway
@@ -99,6 +103,16 @@ def answer(job: dict[str, Any]) -> dict[str, Any]:
         return {"job": job.get("job"), "ok": False, "code": OUT_OF_MEMORY, "error": error}
     except Exception as exc:  # report every failure of a job; the worker lives on
         return {"job": job.get("job"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _reporter(job: dict[str, Any]) -> Report:
+    """Progress as lines before the answer: ``{"job": ID, "progress": {...}}``."""
+
+    def report(fields: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps({"job": job.get("job"), "progress": fields}) + "\n")
+        sys.stdout.flush()
+
+    return report
 
 
 def _job_name(job: dict[str, Any]) -> str:

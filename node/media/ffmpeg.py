@@ -14,12 +14,15 @@ import platform
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from node.media.errors import MediaError
 from node.memory import OutOfMemory, ffmpeg_ran_out, ran_out
 
+Progress = Callable[[Iterable[bytes]], None]  # reads ffmpeg's -progress lines as they come
 THREADS = 4  # fixed, never the machine's core count: x264's bytes depend on it
 LOSSLESS_VIDEO = ("-c:v", "ffv1", "-level", "3", "-g", "1", "-slices", "4", "-slicecrc", "1")
 LOSSLESS_AUDIO = ("-c:a", "pcm_s16le")
@@ -81,15 +84,38 @@ class Encoding:
         return "pad=ceil(iw/2)*2:ceil(ih/2)*2" if self.delivery else "null"
 
 
-def run_ffmpeg(args: list[str], output: Path, timeout_s: float | None = None) -> None:
-    """Run ``ffmpeg ARGS OUTPUT`` (quiet, never asking); MediaError with ffmpeg's reason."""
+def run_ffmpeg(
+    args: list[str], output: Path, timeout_s: float | None = None, progress: Progress | None = None
+) -> None:
+    """Run ``ffmpeg ARGS OUTPUT`` (quiet, never asking); MediaError with ffmpeg's reason. With
+    ``progress``, ffmpeg's own progress lines are read as it works and passed to it."""
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args, str(output)]
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)  # noqa: S603
+        if progress is None:
+            done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)  # noqa: S603
+            code, stderr = done.returncode, done.stderr
+        else:
+            code, stderr = _run_following(command, progress)
     except FileNotFoundError:
         raise MediaError("ffmpeg is not installed on this node") from None
-    if done.returncode != 0:
-        raise failure("ffmpeg failed", done.stderr)
+    if code != 0:
+        raise failure("ffmpeg failed", stderr)
+
+
+def _run_following(command: list[str], progress: Progress) -> tuple[int, bytes]:
+    """Run ``command`` with ``-progress pipe:1``, handing each line to ``progress``; its exit
+    code and stderr (kept in a file, so a chatty ffmpeg never blocks on a full pipe)."""
+    following = [*command[:-1], "-progress", "pipe:1", "-nostats", command[-1]]
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(following, stdout=subprocess.PIPE, stderr=errors)  # noqa: S603
+        assert process.stdout is not None  # noqa: S101 - a PIPE
+        try:
+            progress(process.stdout)
+        finally:
+            process.stdout.close()
+            code = process.wait()
+        errors.seek(0)
+        return code, errors.read()
 
 
 def failure(what: str, stderr: bytes) -> MediaError | OutOfMemory:

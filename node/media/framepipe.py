@@ -19,6 +19,7 @@ import numpy as np
 from node.media.errors import MediaError
 from node.media.ffmpeg import BITEXACT, SAFE_INPUT, SWS_FLAGS, THREADS, Encoding, failure
 from node.media.probe import MediaInfo
+from node.media.progress import Report, Tracker
 from node.memory import ensure_fits
 from node.pixels.effects import Effect
 from node.pixels.footprint import video_frame_bytes
@@ -32,8 +33,10 @@ def run_effect(
     *,
     encoding: Encoding,
     output: Path,
+    report: Report | None = None,
 ) -> None:
-    """Apply ``effect`` to every frame of ``source`` (probed as ``info``) into ``output``."""
+    """Apply ``effect`` to every frame of ``source`` (probed as ``info``) into ``output``;
+    ``report`` hears the frames done about once a second."""
     video = info.video
     if video is None or effect.apply is None:
         raise MediaError(f"effect {effect.name} needs a picture, but this input has only audio")
@@ -78,7 +81,17 @@ def run_effect(
         encoder = subprocess.Popen(encode, stdin=subprocess.PIPE, stderr=encode_log)  # noqa: S603
         assert decoder.stdout is not None and encoder.stdin is not None  # noqa: S101 - PIPEs
         try:
-            _pump(decoder.stdout, encoder.stdin, frame_bytes, (video.height, video.width), effect, params)
+            expected = max(1, round(info.duration_s * float(info.fps)))
+            tracker = Tracker(report, expected, frames=expected)
+            _pump(
+                decoder.stdout,
+                encoder.stdin,
+                frame_bytes,
+                (video.height, video.width),
+                effect,
+                params,
+                tracker,
+            )
         finally:
             encoder.stdin.close()
             decoder.stdout.close()
@@ -97,8 +110,10 @@ def _pump(  # noqa: PLR0917 - a private loop's plumbing
     shape: tuple[int, int],
     effect: Effect,
     params: dict[str, object],
+    tracker: Tracker,
 ) -> None:
     assert effect.apply is not None  # noqa: S101 - checked by the caller
+    done = 0
     while True:
         raw = frames_in.read(frame_bytes)
         if len(raw) < frame_bytes:
@@ -108,3 +123,5 @@ def _pump(  # noqa: PLR0917 - a private loop's plumbing
             frames_out.write(np.ascontiguousarray(effect.apply(pixels, params)).tobytes())
         except BrokenPipeError:
             return  # the encoder stopped; its exit code and log say why
+        done += 1
+        tracker.update(done)

@@ -16,11 +16,12 @@ from typing import Any
 
 from node.media import ops
 from node.media.errors import MediaError
-from node.media.ffmpeg import Encoding, run_ffmpeg
+from node.media.ffmpeg import Encoding, Progress, run_ffmpeg
 from node.media.framepipe import run_effect
 from node.media.graph import Av, Graph
 from node.media.kinds import kind_of
 from node.media.probe import MediaInfo, count_frames, probe_file
+from node.media.progress import Report, Tracker, follow_ffmpeg
 from node.media.video_effects import VIDEO_EFFECTS
 from node.pixels.effects import EFFECTS
 
@@ -38,8 +39,9 @@ PAIR: dict[str, PairOp] = {"LAYER": ops.layer, "BLEND": ops.blend, "SEQUENCE": o
 MANY: dict[str, ManyOp] = {"MUX": ops.mux, "AUDIO_MIX": ops.audio_mix}
 
 
-def render(job: Mapping[str, Any], output: Path) -> str:
-    """Compute ``job`` into ``output``; the output's media type. MediaError says what went wrong."""
+def render(job: Mapping[str, Any], output: Path, report: Report | None = None) -> str:
+    """Compute ``job`` into ``output``; the output's media type. MediaError says what went wrong.
+    ``report`` hears its progress (``node.media.progress``) about once a second."""
     paths = [Path(path) for path in job["inputs"]]
     media_types = job.get("media_types") or [""] * len(paths)
     infos = [probe_file(path, f"input {index + 1}") for index, path in enumerate(paths)]
@@ -49,14 +51,35 @@ def render(job: Mapping[str, Any], output: Path) -> str:
     if _raw_frames(steps):
         effect = EFFECTS[steps[0]["config"]["effect"]]
         encoding = Encoding(delivery, has_video=True, has_audio=infos[0].audio is not None)
-        run_effect(effect, steps[0]["config"]["params"], paths[0], infos[0], encoding=encoding, output=output)
+        run_effect(
+            effect,
+            steps[0]["config"]["params"],
+            paths[0],
+            infos[0],
+            encoding=encoding,
+            output=output,
+            report=report,
+        )
         return encoding.media_type
     graph = Graph()
     clips = _inputs(graph, paths, infos, media_types)
     result = _apply(graph, clips, steps)
     encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
-    run_ffmpeg(graph.command(result, encoding), output)
+    run_ffmpeg(graph.command(result, encoding), output, progress=_following(result, report))
     return encoding.media_type
+
+
+def _following(result: Av, report: Report | None) -> Progress | None:
+    """What reads ffmpeg's progress for ``result``: by frames for a picture, by time for sound."""
+    if report is None:
+        return None
+    if result.video is not None and result.frames > 0:
+        tracker = Tracker(report, result.frames, frames=result.frames)
+        return lambda lines: follow_ffmpeg(lines, tracker, seconds=False)
+    if result.sample_rate > 0 and result.samples > 0:
+        tracker = Tracker(report, result.samples / result.sample_rate)
+        return lambda lines: follow_ffmpeg(lines, tracker, seconds=True)
+    return None
 
 
 def _raw_frames(steps: list[Mapping[str, Any]]) -> bool:

@@ -47,6 +47,18 @@ return 1
 """
 
 
+# The run's progress while a step is partly done: the share of its steps reported, plus the
+# share of one step the step_progress event says. Never 100 (that is the run's completion).
+# KEYS: events, reported. ARGV: share of a step done (0-1), steps in the plan, stream length.
+_WITHIN = """
+local done = redis.call('SCARD', KEYS[2]) + tonumber(ARGV[1])
+local percent = math.min(99, math.floor(100 * done / tonumber(ARGV[2])))
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'progress',
+           'data', '{"percent": ' .. string.format('%d', percent) .. '}')
+return percent
+"""
+
+
 def final_event(status: RunStatus) -> str:
     """The event that ends a run's stream with ``status`` (``run_completed``, ...)."""
     return f"run_{status}"
@@ -68,6 +80,7 @@ class RunEvents:
         self._followers = followers or client  # blocking reads hold a connection for seconds
         self._keys = keys
         self._report_script = client.register_script(_REPORT)
+        self._within_script = client.register_script(_WITHIN)
 
     async def append(self, run_id: str, kind: str, **fields: Any) -> None:
         """Add one event (the stream keeps about the last EVENTS_MAX_LEN)."""
@@ -84,6 +97,14 @@ class RunEvents:
             await self._report_script(
                 keys=keys, args=[kind, json.dumps(fields), fields["cache_id"], work, EVENTS_MAX_LEN]
             )
+
+    async def step_progress(self, run_id: str, work: int, fields: dict[str, Any]) -> None:
+        """A long step's progress (``step_progress``: frames, percent, ETA), then the run's
+        progress counting the part of that step done."""
+        await self.append(run_id, STEP_PROGRESS, **fields)
+        keys = [self._keys.events(run_id), self._keys.run_reported(run_id)]
+        with redis_errors():
+            await self._within_script(keys=keys, args=[int(fields["percent"]) / 100, work, EVENTS_MAX_LEN])
 
     async def unreported(self, run_id: str, cache_ids: list[str]) -> set[str]:
         """The ``cache_ids`` whose outcome this run's stream does not report yet."""
