@@ -66,6 +66,10 @@ def _show(bar: tqdm[Any], kind: str, data: dict[str, Any]) -> bool:
     """Show one event on the bar; whether it was the run's final one."""
     if kind == "progress":
         bar.update(max(0, int(data.get("percent", 0)) - bar.n))
+    elif kind == "step_progress":  # inside a long step: its frames and the time it has left
+        eta = f", {data['eta_s']:.0f} s left" if data.get("eta_s") is not None else ""
+        frames = f" {data['frames']}/{data['total_frames']} frames" if "total_frames" in data else ""
+        bar.set_postfix_str(f"{data.get('step', '')}{frames}{eta}")
     elif kind in ("step_started", "step_finished", "step_cached"):
         bar.set_postfix_str(f"{data.get('step', '')} {kind.removeprefix('step_')}")
     elif kind == "run_completed":
