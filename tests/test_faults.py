@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.sync.keys import Keys
 from tests.conftest import node_process
-from tests.helpers import Client, NodeClient, poll_async, slow_recipe, upload, wait_until_async
+from tests.helpers import Client, NodeClient, poll_async, slow_recipe, upload, wait_until, wait_until_async
 
 RNG = np.random.default_rng(20)
 
@@ -320,3 +321,23 @@ def test_an_unfinished_request_head_is_closed_within_the_deadline(
         with socket.create_connection((address[0], int(address[1])), timeout=15) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
             assert sock.recv(1024) == b""  # closed by the node, without an answer (not after an hour)
+
+
+def test_a_client_that_stops_following_a_run_is_no_error(daemons: EmbeddedServices, tmp_path: Path) -> None:
+    """A follower that goes away mid-run (Ctrl-C on the README's curl -N, leaving the run page),
+    on the node as it runs: its stream ends quietly when the next event finds it gone; no
+    ERROR, no 500 in the node's log, and the run completes."""
+    with node_process(daemons, tmp_path, ARTDAG_LOG_LEVEL="INFO") as node:
+        source = node.upload(image(300))
+        body = json.dumps({"recipe": "wait", "inputs": [source["cid"]], "params": {"seconds": 2}}).encode()
+        run = node.call("POST", "/runs", body, **{"Content-Type": "application/json"})
+        host, port = node.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=15) as sock:
+            sock.sendall(f"GET /runs/{run['run_id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            received = b""
+            while b"event: " not in received:  # following, then Ctrl-C
+                received += sock.recv(65536)
+        wait_until(lambda: node.call("GET", f"/runs/{run['run_id']}")["status"] == "completed", timeout_s=60)
+        wait_until(lambda: f"event stream of {run['run_id']}: the client left" in node.log_path.read_text())
+        log = node.log_path.read_text()
+        assert "ERROR" not in log and "Traceback" not in log and '" 500 ' not in log, log

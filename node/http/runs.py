@@ -218,6 +218,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                     return stream  # its final event was sent before Last-Event-ID
         except NodeError as exc:  # Redis gone, run deleted: the status line is out, so end the stream
             log.warning("event stream of %s ended: %s", run_id, exc.message)
+        except ConnectionResetError:  # the follower left (Ctrl-C, a closed page): nothing to answer
+            log.info("event stream of %s: the client left", run_id)
     return stream
 
 
