@@ -21,7 +21,8 @@ from node.http.ui.templating import is_page
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ERROR_DESCRIPTIONS = {
-    400: "The request is invalid; `details.field` names what is wrong.",
+    400: "The request is invalid (`details.field` names what is wrong), or not HTTP this node "
+    "reads (`bad_request`: a URL over 16 KiB, a header over 8190 bytes).",
     401: "A token is needed (`Authorization: Bearer ...`).",
     403: "Not allowed for this user, or the path is outside the allowed roots.",
     404: "No such thing on this node.",
@@ -66,6 +67,7 @@ class Operation:
         errors = sorted(
             {
                 *self.errors,
+                400,  # any request whose head does not parse (node.http.serving), or malformed
                 503,  # Redis or IPFS can be down for any request
                 *((401,) if self.auth else ()),
                 *((404,) if path_parameters else ()),
