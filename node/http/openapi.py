@@ -147,7 +147,8 @@ def document(app: web.Application) -> dict[str, Any]:
             "version": __version__,
             "description": "Renders media through content-addressed DAG recipes; every input and output "
             "is in IPFS; every run ends in a signed provenance record. Errors are always "
-            '`{"error": {"code", "message", "details"}}`.',
+            '`{"error": {"code", "message", "details"}}`; a method a path lacks is 405 '
+            "`method_not_allowed` with `Allow` naming exactly the path's methods.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

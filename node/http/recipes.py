@@ -12,6 +12,7 @@ from node.http.auth import require_user
 from node.http.bodies import read_small_body
 from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
+from node.http.params import path_parameter
 from node.http.runs import checked_output_name, read_json, run_response
 from node.http.schemas import answer, json_body, page, ref
 from node.http.ui.recipe_pages import recipes_page
@@ -113,11 +114,12 @@ async def run(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    recipe_id = path_parameter("id", "upload")
     for prefix in ("/recipes", "/configs"):
         name = prefix.strip("/")
         app.router.add_post(f"{prefix}/upload", upload, name=f"{name}-upload")
         pages = negotiated(listing, recipes_page) if prefix == "/recipes" else listing
         app.router.add_get(prefix, pages, name=f"{name}-list")
-        app.router.add_get(f"{prefix}/{{id}}", detail, name=f"{name}-get")
-        app.router.add_delete(f"{prefix}/{{id}}", delete, name=f"{name}-delete")
+        app.router.add_get(f"{prefix}/{recipe_id}", detail, name=f"{name}-get")
+        app.router.add_delete(f"{prefix}/{recipe_id}", delete, name=f"{name}-delete")
         app.router.add_post(f"{prefix}/{{id}}/run", run, name=f"{name}-run")
