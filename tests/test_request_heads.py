@@ -49,6 +49,15 @@ def test_a_9000_character_query_is_answered_by_the_route(running_node: NodeProce
     assert status == 400 and error_of(headers, body)["code"] == "invalid_input"
 
 
+def test_a_token_over_its_documented_length_is_refused_as_such(running_node: NodeProcess) -> None:
+    """A URL can carry /auth's longest token (8192 characters); one character more is over the
+    document's maxLength, and refused for it (it used to be checked as a token)."""
+    status, headers, body = get(running_node, f"/auth?auth_token={'t' * 8193}")
+    assert status == 400 and error_of(headers, body)["details"]["field"] == "auth_token"
+    status, headers, body = get(running_node, f"/auth?auth_token={'t' * 8192}")
+    assert status == 401 and error_of(headers, body)["code"] == "unauthorized"
+
+
 def test_a_url_over_the_limit_is_400_in_the_error_shape(running_node: NodeProcess) -> None:
     secret = "t" * MAX_URL_BYTES
     status, headers, body = get(running_node, f"/auth?auth_token={secret}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -51,7 +51,6 @@ class Operation:
     auth: bool = False
     headers: tuple[dict[str, Any], ...] = ()
     description: str = ""
-    path_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     def spec(self, path_parameters: list[str], operation_id: str) -> dict[str, Any]:
         parameters = [
@@ -59,7 +58,7 @@ class Operation:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": self.path_schemas.get(name, {"type": "string"}),
+                "schema": schemas.PATH_PARAMETERS[name],
             }
             for name in path_parameters
         ]

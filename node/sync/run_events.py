@@ -50,6 +50,7 @@ def final_event(status: RunStatus) -> str:
 
 
 FINAL_EVENTS = frozenset(final_event(status) for status in RunStatus.finals())
+EVENT_KINDS = ("run_queued", *STEP_STATES, "progress", *sorted(FINAL_EVENTS))  # every kind there is
 
 
 def entry(kind: str, fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
