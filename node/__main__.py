@@ -18,6 +18,7 @@ from node.assembly import Node
 from node.config import ConfigError, Settings
 from node.http import create_app
 from node.http.access_log import AccessLogger
+from node.http.serving import NodeRunner
 from node.services import EmbeddedServices, ServiceError
 from node.verify_cli import verify_command
 
@@ -80,7 +81,7 @@ async def _serve(node: Node) -> int:
     settings = node.settings
     # An unfinished request head (and an idle keep-alive connection) is closed after the body
     # deadline: aiohttp's default waits an hour, so a few hundred slow clients held the node.
-    runner = web.AppRunner(
+    runner = NodeRunner(
         create_app(node), access_log_class=AccessLogger, keepalive_timeout=settings.body_timeout
     )
     await runner.setup()

@@ -148,6 +148,30 @@ async def test_unknown_route_and_wrong_method_use_the_error_shape(client: Client
     assert "GET" in wrong.headers["Allow"]
 
 
+SAMPLE_PARAMETERS = {
+    "ref": "bafkreihkusuu5iya4djmo5mwrs7ef4fvwuoov7plople5hx535wu5caimu",
+    "cid": "bafkreihkusuu5iya4djmo5mwrs7ef4fvwuoov7plople5hx535wu5caimu",
+    "id": "bafkreihkusuu5iya4djmo5mwrs7ef4fvwuoov7plople5hx535wu5caimu",
+    "run_id": "run-0123456789abcdef",
+}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def test_a_405_allows_exactly_the_methods_of_its_route(client: Client) -> None:
+    """For every path in the document and every method it lacks, 405 in the error shape whose
+    Allow names exactly the path's methods (and HEAD with GET), not those of a pattern that
+    the path also fits (/cache/upload is not /cache/{ref})."""
+    document = await (await client.get("/openapi.json")).json()
+    for path, item in document["paths"].items():
+        documented = {method.upper() for method in item} | ({"HEAD"} if "get" in item else set())
+        url = path.format(**SAMPLE_PARAMETERS)
+        for method in sorted(set(METHODS) - documented):
+            answer = await client.request(method, url)
+            assert answer.status == 405, (method, url, answer.status)
+            assert (await answer.json())["error"]["code"] == "method_not_allowed"
+            assert set(answer.headers["Allow"].split(",")) == documented, (method, url)
+
+
 def _raising(error: Exception) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         raise error

@@ -14,6 +14,7 @@ from node.http import cache, catalog, docs, health, login, recipes, runs, state
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
+from node.http.params import path_parameter
 from node.http.ui import home, run_pages
 from node.http.ui import routes as ui_routes
 from node.http.ui.templating import negotiated
@@ -38,12 +39,13 @@ def create_app(node: Node) -> web.Application:
     app.on_cleanup.append(stop)
     app.router.add_get("/", negotiated(health.index, home.home), name="index")
     app.router.add_get("/health", health.health, name="health")
+    ref = path_parameter("ref", "upload", "import")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
     app.router.add_get("/cache", cache.listing, name="cache-list")
-    app.router.add_get("/cache/{ref}", cache.download, name="cache-get")
+    app.router.add_get(f"/cache/{ref}", cache.download, name="cache-get")
     app.router.add_get("/cache/{ref}/probe", cache.probe, name="cache-probe")
     app.router.add_get("/cache/{ref}/thumbnail", cache.thumbnail, name="cache-thumbnail")
-    app.router.add_delete("/cache/{ref}", cache.remove, name="cache-delete")
+    app.router.add_delete(f"/cache/{ref}", cache.remove, name="cache-delete")
     app.router.add_post("/cache/import", cache.import_file, name="cache-imports")
     app.router.add_post("/runs", runs.create, name="runs-create")
     app.router.add_get("/runs", negotiated(runs.listing, run_pages.runs_page), name="runs-list")

@@ -21,8 +21,9 @@ from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.auth import require_user
 from node.http.hot import HOT
 from node.http.openapi import operation
+from node.http.params import ref_param
 from node.http.ranges import parse_range
-from node.http.schemas import ASSET_NAME_SCHEMA, answer, page, query, ref
+from node.http.schemas import CONTENT_LINKS, OPTIONAL_ASSET_NAME_SCHEMA, answer, page, query, ref
 from node.media.errors import MediaError
 from node.media.probe import probe_file
 from node.store.content import Stored
@@ -63,12 +64,12 @@ def entry_json(entry: ContentEntry, asset: str | None = None) -> dict[str, Any]:
     "Store a file (streamed into IPFS, pinned, indexed)",
     "content",
     {
-        201: answer("Stored", ref("Content")),
-        200: answer("Already held; you are now an owner", ref("Content")),
+        201: answer("Stored", ref("Content"), CONTENT_LINKS),
+        200: answer("Already held; you are now an owner", ref("Content"), CONTENT_LINKS),
     },
     errors=(400, 408, 409, 413, 503),
     auth=True,
-    query=(query("name", ASSET_NAME_SCHEMA, "make it an asset with this name"),),
+    query=(query("name", OPTIONAL_ASSET_NAME_SCHEMA, "make it an asset with this name"),),
     body={
         "required": True,
         "content": {
@@ -76,9 +77,13 @@ def entry_json(entry: ContentEntry, asset: str | None = None) -> dict[str, Any]:
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "name": ASSET_NAME_SCHEMA,
+                        "name": {
+                            **OPTIONAL_ASSET_NAME_SCHEMA,
+                            "description": "make it an asset with this name (instead of ?name=)",
+                        },
                     },
                 }
             }
@@ -102,7 +107,7 @@ async def upload(request: web.Request) -> web.Response:
     idle_s = request.app[NODE].settings.body_timeout
     async for field in _fields(await _body_errors(request.multipart(), idle_s), idle_s):
         if field.name == "name" and field.filename is None:
-            name = (await _small_field(field, idle_s)).strip()
+            name = await _small_field(field, idle_s)
         elif field.name == "file" and entry is None:
             if name:
                 await store.check_asset_free(_checked_asset(name))
@@ -140,7 +145,7 @@ async def remove(request: web.Request) -> web.Response:
     left (409 while a run uses them)."""
     user = await require_user(request)
     store = request.app[NODE].store
-    entry = await store.resolve(request.match_info["ref"])
+    entry = await store.resolve(ref_param(request, "ref"))
     deleted = await request.app[NODE].deletion.delete_content(entry, user)  # gone: store/gone.py
     return web.json_response(
         {
@@ -155,12 +160,20 @@ async def remove(request: web.Request) -> web.Response:
 @operation(
     "Store a file from under ARTDAG_IMPORT_ROOTS",
     "content",
-    {201: answer("Stored", ref("Content")), 200: answer("Already held", ref("Content"))},
+    {
+        201: answer("Stored", ref("Content"), CONTENT_LINKS),
+        200: answer("Already held", ref("Content"), CONTENT_LINKS),
+    },
     errors=(400, 403, 404, 409, 413),
     auth=True,
     query=(
-        query("path", {"type": "string"}, "absolute path under an import root", required=True),
-        query("name", ASSET_NAME_SCHEMA, "make it an asset with this name"),
+        query(
+            "path",
+            {"type": "string", "pattern": "^/[^\\x00]*$"},
+            "absolute path under an import root",
+            required=True,
+        ),
+        query("name", OPTIONAL_ASSET_NAME_SCHEMA, "make it an asset with this name"),
     ),
 )
 async def import_file(request: web.Request) -> web.Response:
@@ -300,10 +313,11 @@ def _checked_asset(name: str) -> str:
     ),
 )
 async def download(request: web.Request) -> web.StreamResponse:
-    """``GET``/``HEAD /cache/{ref}``: the bytes, by CID (any form) or SHA3-256 hex, with Range."""
+    """``GET``/``HEAD /cache/{ref}``: the bytes, by CID (``Qm…``, ``z…``, ``b…``) or SHA3-256 hex,
+    with Range."""
     store = request.app[NODE].store
     hot = request.app[HOT]
-    entry = await hot.entry(store, request.match_info["ref"])
+    entry = await hot.entry(store, ref_param(request, "ref"))
     etag = f'"{entry.content_id}"'
     headers = {
         "ETag": etag,
@@ -370,7 +384,7 @@ async def probe(request: web.Request) -> web.Response:
     audio content; 415 for content that is none of these. Probed once (failures too), then
     kept; at most PROBES_AT_ONCE probes run at a time."""
     store = request.app[NODE].store
-    entry = await store.resolve(request.match_info["ref"])
+    entry = await store.resolve(ref_param(request, "ref"))
     report = await store.index.media_info(entry.content_id)
     if report is None:
         async with request.app[PROBE_SLOTS]:
@@ -415,7 +429,7 @@ THUMBNAIL_HEADERS = {
 async def thumbnail(request: web.Request) -> web.StreamResponse:
     """``GET /cache/{ref}/thumbnail``: the content's thumbnail, made on first request (at most
     a few at a time, each once), then served from disk; ETag and If-None-Match work."""
-    entry = await request.app[HOT].entry(request.app[NODE].store, request.match_info["ref"])
+    entry = await request.app[HOT].entry(request.app[NODE].store, ref_param(request, "ref"))
     path = await request.app[NODE].thumbnails.get(entry)
     return web.FileResponse(path, headers=THUMBNAIL_HEADERS)
 
@@ -460,6 +474,6 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     text = request.query.get(name)
     if text is None:
         return default
-    if not re.fullmatch(r"\d{1,10}", text) or not low <= int(text) <= high:
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not low <= int(text) <= high:
         raise InvalidInput(f"query parameter {name!r} must be an integer from {low} to {high}", field=name)
     return int(text)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.errors import InvalidInput
 from node.executor.provenance import verify_provenance
 from node.http.appkeys import NODE
-from node.http.cache import entry_json
+from node.http.cache import entry_json, int_param
 from node.http.openapi import operation
+from node.http.params import cid_param
 from node.http.runs import fetch_record
-from node.http.schemas import answer, query, ref
+from node.http.schemas import RECORD_LINKS, answer, query, ref
 from node.pixels.effects import EFFECTS
-from node.store.cid import normalize_cid
 from node.sync.index import ContentEntry
 
 
@@ -47,12 +46,12 @@ def _asset(name: str, entry: ContentEntry) -> dict[str, object]:
 @operation(
     "A signed record this node holds (signature checked)",
     "provenance",
-    {200: answer("The record", ref("SignedRecord"))},
+    {200: answer("The record", ref("SignedRecord"), RECORD_LINKS)},
     errors=(400, 502),
 )
 async def provenance(request: web.Request) -> web.Response:
     """``GET /provenance/{cid}``: a signed record this node holds (signature checked)."""
-    return web.json_response(await fetch_record(request.app, request.match_info["cid"]))
+    return web.json_response(await fetch_record(request.app, cid_param(request, "cid")))
 
 
 @operation(
@@ -69,7 +68,7 @@ async def provenance(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     """``GET /provenance/{cid}/verify?trust=NODE_ID``: the full verdict; trusts this node unless
     other node ids are named."""
-    cid = normalize_cid(request.match_info["cid"])
+    cid = cid_param(request, "cid")
     trusted = set(request.query.getall("trust", [])) or {request.app[NODE].identity.node_id}
     verdict = await verify_provenance(request.app[NODE].ipfs, cid, trusted)
     body = {"cid": cid, "ok": verdict.ok, "signer": verdict.signer, "trusted": sorted(trusted)}
@@ -87,7 +86,5 @@ async def verify(request: web.Request) -> web.Response:
 )
 async def activities(request: web.Request) -> web.Response:
     """``GET /activities?limit=``: the newest activity records."""
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidInput("limit must be an integer from 1 to 1000", field="limit")
-    return web.json_response({"items": await request.app[NODE].activities.newest(int(raw))})
+    limit = int_param(request, "limit", 50, 1, 1000)  # str.isdigit took '²', which int() refuses
+    return web.json_response({"items": await request.app[NODE].activities.newest(limit)})

@@ -45,6 +45,7 @@ STATUS_BY_KIND: dict[type[NodeError], int] = {
 _OWN_CODES = {413: TooLarge.code, 408: RequestTimeout.code}
 # Headers of an aiohttp HTTPException worth keeping on the JSON error (e.g. Allow on a 405).
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "Location")
+INTERNAL_MESSAGE = "internal error; the node's log has the details"
 
 
 def status_for(error: NodeError) -> int:
@@ -92,4 +93,4 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, code_for_status(exc.status), message, headers=headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "internal error; the node's log has the details")
+        return error_response(500, "internal_error", INTERNAL_MESSAGE)

@@ -52,6 +52,8 @@ async def login(request: web.Request) -> web.Response:
         raise InvalidInput(
             "auth_token is required: log in at your L2, which sends you here", field="auth_token"
         )
+    if len(token) > TOKEN_MAX:
+        raise InvalidInput(f"auth_token is longer than {TOKEN_MAX} characters", field="auth_token")
     auth = request.app[NODE].auth
     user, why_not = await auth.check(token, fresh=True)
     if user is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +21,8 @@ from node.http.ui.templating import is_page
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ERROR_DESCRIPTIONS = {
-    400: "The request is invalid; `details.field` names what is wrong.",
+    400: "The request is invalid (`details.field` names what is wrong), or not HTTP this node "
+    "reads (`bad_request`: a URL over 16 KiB, a header over 8190 bytes).",
     401: "A token is needed (`Authorization: Bearer ...`).",
     403: "Not allowed for this user, or the path is outside the allowed roots.",
     404: "No such thing on this node.",
@@ -50,7 +51,6 @@ class Operation:
     auth: bool = False
     headers: tuple[dict[str, Any], ...] = ()
     description: str = ""
-    path_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     def spec(self, path_parameters: list[str], operation_id: str) -> dict[str, Any]:
         parameters = [
@@ -58,7 +58,7 @@ class Operation:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": self.path_schemas.get(name, {"type": "string"}),
+                "schema": schemas.PATH_PARAMETERS[name],
             }
             for name in path_parameters
         ]
@@ -66,6 +66,7 @@ class Operation:
         errors = sorted(
             {
                 *self.errors,
+                400,  # any request whose head does not parse (node.http.serving), or malformed
                 503,  # Redis or IPFS can be down for any request
                 *((401,) if self.auth else ()),
                 *((404,) if path_parameters else ()),
@@ -145,7 +146,8 @@ def document(app: web.Application) -> dict[str, Any]:
             "version": __version__,
             "description": "Renders media through content-addressed DAG recipes; every input and output "
             "is in IPFS; every run ends in a signed provenance record. Errors are always "
-            '`{"error": {"code", "message", "details"}}`.',
+            '`{"error": {"code", "message", "details"}}`; a method a path lacks is 405 '
+            "`method_not_allowed` with `Allow` naming exactly the path's methods.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

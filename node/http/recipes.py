@@ -12,8 +12,9 @@ from node.http.auth import require_user
 from node.http.bodies import read_small_body
 from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
+from node.http.params import path_parameter, ref_param
 from node.http.runs import checked_output_name, read_json, run_response
-from node.http.schemas import answer, json_body, page, ref
+from node.http.schemas import RECIPE_LINKS, RUN_LINKS, answer, json_body, page, ref
 from node.http.ui.recipe_pages import recipes_page
 from node.http.ui.templating import negotiated
 
@@ -21,7 +22,7 @@ from node.http.ui.templating import negotiated
 @operation(
     "Store and validate a recipe (YAML as the body or multipart field file); its id is its CID",
     "recipes",
-    {201: answer("The recipe", ref("RecipeSummary"))},
+    {201: answer("The recipe", ref("RecipeSummary"), RECIPE_LINKS)},
     errors=(400, 409, 413, 503),
     auth=True,
     body={
@@ -67,7 +68,7 @@ async def listing(request: web.Request) -> web.Response:
 )
 async def detail(request: web.Request) -> web.Response:
     """``GET /recipes/{id}``: summary, DAG and the YAML as uploaded."""
-    summary, _, text = await request.app[NODE].recipes.get(request.match_info["id"])
+    summary, _, text = await request.app[NODE].recipes.get(ref_param(request, "id"))
     return web.json_response({**summary, "yaml": text})
 
 
@@ -81,14 +82,14 @@ async def detail(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     user = await require_user(request)
     store: RecipeStore = request.app[NODE].recipes
-    cid = await store.delete(request.match_info["id"], user.name, admin=user.is_admin)
+    cid = await store.delete(ref_param(request, "id"), user.name, admin=user.is_admin)
     return web.json_response({"deleted": cid})
 
 
 @operation(
     "Run a recipe with these inputs",
     "recipes",
-    {202: answer("Queued", ref("RunStarted"))},
+    {202: answer("Queued", ref("RunStarted"), RUN_LINKS)},
     errors=(400, 409, 503),
     auth=True,
     body=json_body(ref("RecipeRunRequest")),
@@ -98,7 +99,7 @@ async def run(request: web.Request) -> web.Response:
     user = await require_user(request)
     await request.app[NODE].run_manager.check_capacity()
     body = await read_json(request)
-    summary, recipe, _ = await request.app[NODE].recipes.get(request.match_info["id"])
+    summary, recipe, _ = await request.app[NODE].recipes.get(ref_param(request, "id"))
     entry = await request.app[NODE].store.resolve(summary["id"])
     output_name = checked_output_name(body, {"inputs", "output_name"})
     submission = await bind(
@@ -113,11 +114,12 @@ async def run(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    recipe_id = path_parameter("id", "upload")
     for prefix in ("/recipes", "/configs"):
         name = prefix.strip("/")
         app.router.add_post(f"{prefix}/upload", upload, name=f"{name}-upload")
         pages = negotiated(listing, recipes_page) if prefix == "/recipes" else listing
         app.router.add_get(prefix, pages, name=f"{name}-list")
-        app.router.add_get(f"{prefix}/{{id}}", detail, name=f"{name}-get")
-        app.router.add_delete(f"{prefix}/{{id}}", delete, name=f"{name}-delete")
+        app.router.add_get(f"{prefix}/{recipe_id}", detail, name=f"{name}-get")
+        app.router.add_delete(f"{prefix}/{recipe_id}", delete, name=f"{name}-delete")
         app.router.add_post(f"{prefix}/{{id}}/run", run, name=f"{name}-run")

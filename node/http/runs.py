@@ -21,7 +21,7 @@ from node.http.bodies import read_small_body
 from node.http.cache import int_param
 from node.http.hot import HOT
 from node.http.openapi import operation
-from node.http.schemas import answer, json_body, page, query, ref
+from node.http.schemas import RECORD_LINKS, RUN_LINKS, answer, json_body, page, query, ref
 from node.records import verify_record
 from node.sync.run_events import FINAL_EVENTS
 from node.sync.run_status import RunRecord, RunStatus, is_final
@@ -33,7 +33,6 @@ OUTPUT_NAME = re.compile(r"[^\x00-\x1f/\\]{1,128}")
 STATUSES = tuple(RunStatus)
 EVENT_WAIT_MS = 5_000  # below the Redis client's socket timeout (10 s)
 MAX_STREAM_ID_PART = 2**63
-RUN_ID_PATH = {"run_id": {"type": "string", "pattern": "^run-[0-9a-f]{16}$"}}  # as documented
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -52,7 +51,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 @operation(
     "Start a render: a recipe (or effect name) and its inputs",
     "runs",
-    {202: answer("Queued; follow it at url or events", ref("RunStarted"))},
+    {202: answer("Queued; follow it at url or events", ref("RunStarted"), RUN_LINKS)},
     errors=(400, 404, 409, 503),
     auth=True,
     body=json_body(ref("RunRequest")),
@@ -67,6 +66,8 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(recipe_ref, str) or not recipe_ref:
         raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
     output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name"})
+    if "params" in body and not isinstance(body["params"], dict):
+        raise InvalidInput("params are an object: a built-in effect's parameters", field="params")
     store = request.app[NODE].store
     recipes = request.app[NODE].recipes
     named = await recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
@@ -83,7 +84,7 @@ def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
     output_name = body.get("output_name", "")
-    if output_name and (not isinstance(output_name, str) or not OUTPUT_NAME.fullmatch(output_name)):
+    if "output_name" in body and (not isinstance(output_name, str) or not OUTPUT_NAME.fullmatch(output_name)):
         raise InvalidInput(
             "output_name is 1-128 characters without / \\ or control characters", field="output_name"
         )
@@ -123,7 +124,6 @@ async def listing(request: web.Request) -> web.Response:
     "A run: status, progress, each step's state and node, output, provenance",
     "runs",
     {200: answer("The run", ref("RunDetail"))},
-    path_schemas=RUN_ID_PATH,
 )
 async def detail(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}``: the record, progress and each step's state and executing node."""
@@ -153,7 +153,6 @@ async def _owned(request: web.Request) -> tuple[User, RunRecord]:
     {200: answer("The run as it is now", ref("Run"))},
     errors=(403, 409),
     auth=True,
-    path_schemas=RUN_ID_PATH,
 )
 async def cancel(request: web.Request) -> web.Response:
     """``POST /runs/{run_id}/cancel``: stop it (its running steps' workers are killed)."""
@@ -167,7 +166,6 @@ async def cancel(request: web.Request) -> web.Response:
     {200: answer("Forgotten", ref("Deleted"))},
     errors=(403, 409),
     auth=True,
-    path_schemas=RUN_ID_PATH,
 )
 async def delete(request: web.Request) -> web.Response:
     """``DELETE /runs/{run_id}``: delete a finished run as the deletion rules allow; what it
@@ -184,7 +182,7 @@ async def delete(request: web.Request) -> web.Response:
     {
         200: {
             "description": "Events until the run's final one",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": ref("RunEvent")}},  # each event
         }
     },
     errors=(400,),
@@ -196,7 +194,6 @@ async def delete(request: web.Request) -> web.Response:
             "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
         },
     ),
-    path_schemas=RUN_ID_PATH,
 )
 async def events(request: web.Request) -> web.StreamResponse:
     """``GET /runs/{run_id}/events``: Server-Sent Events from the run's stream, from the start or
@@ -204,7 +201,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     await request.app[NODE].run_manager.get(run_id)  # 404 before the stream starts
     run_events = request.app[NODE].runs.events
-    after = _last_event_id(request.headers.get("Last-Event-ID", "-"))
+    after = _last_event_id(request.headers.get("Last-Event-ID"))
     async with sse_response(request) as stream:
         try:
             while stream.is_connected():
@@ -223,9 +220,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     return stream
 
 
-def _last_event_id(value: str) -> str:
-    match = re.fullmatch(r"(\d{1,20})-(\d{1,20})", value)
-    if value != "-" and (match is None or any(int(part) >= MAX_STREAM_ID_PART for part in match.groups())):
+def _last_event_id(value: str | None) -> str:
+    """Where the stream resumes: after ``value`` (an event id), or from the start ("-")."""
+    if value is None:
+        return "-"
+    match = re.fullmatch(r"([0-9]{1,20})-([0-9]{1,20})", value)
+    if match is None or any(int(part) >= MAX_STREAM_ID_PART for part in match.groups()):
         raise InvalidInput("Last-Event-ID must be an event id this stream sent", field="Last-Event-ID")
     return value
 
@@ -233,9 +233,8 @@ def _last_event_id(value: str) -> str:
 @operation(
     "The signed provenance record of a completed run",
     "runs",
-    {200: answer("The record", ref("SignedRecord"))},
+    {200: answer("The record", ref("SignedRecord"), RECORD_LINKS)},
     errors=(409, 502),
-    path_schemas=RUN_ID_PATH,
 )
 async def provenance(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}/provenance``: the signed record of a completed run."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.store.cid import CID_SPELLING, REF_SPELLING
 from node.sync.keys import ASSET_NAME_PATTERN, CONTENT_ID_PATTERN, USER_PATTERN
+from node.sync.run_events import EVENT_KINDS
 
 Schema = dict[str, Any]
 
@@ -18,9 +20,52 @@ def json_of(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def answer(description: str, schema: Schema) -> dict[str, Any]:
-    """A JSON response."""
-    return {"description": description, "content": json_of(schema)}
+def answer(description: str, schema: Schema, links: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON response, with the OpenAPI links to what a client may do next with it."""
+    return {"description": description, "content": json_of(schema), **({"links": links} if links else {})}
+
+
+def link(operation_id: str, description: str, body: Any = None, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link: the operation a client may call next, with values taken from this
+    answer (runtime expressions such as ``$response.body#/cid``)."""
+    found: dict[str, Any] = {"operationId": operation_id, "description": description}
+    if parameters:
+        found["parameters"] = parameters
+    if body is not None:
+        found["requestBody"] = body
+    return found
+
+
+# What a client may do next with content it stored, a run it started, a recipe it uploaded.
+_CID = "$response.body#/cid"
+CONTENT_LINKS = {
+    "GetContent": link("get_cache_get", "Download the bytes", ref=_CID),
+    "ProbeContent": link("get_cache_probe", "What media it is", ref=_CID),
+    "ThumbnailOfContent": link("get_cache_thumbnail", "Its thumbnail", ref=_CID),
+    "DeleteContent": link("delete_cache_delete", "Drop your ownership", ref=_CID),
+    "RenderIt": link(
+        "post_runs_create",
+        "Render it (here with the built-in effect identity: the output is the input)",
+        body={"recipe": "identity", "inputs": [_CID]},
+    ),
+}
+_RUN_ID = "$response.body#/run_id"
+RUN_LINKS = {
+    "GetRun": link("get_run", "Its status, progress and steps", run_id=_RUN_ID),
+    "FollowRun": link("get_run_events", "Follow it to its end", run_id=_RUN_ID),
+    "CancelRun": link("post_run_cancel", "Stop it", run_id=_RUN_ID),
+    "DeleteRun": link("delete_run_delete", "Delete it (once finished)", run_id=_RUN_ID),
+    "ProvenanceOfRun": link("get_run_provenance", "Its signed provenance (once completed)", run_id=_RUN_ID),
+}
+_RECIPE_ID = "$response.body#/id"
+RECIPE_LINKS = {
+    "GetRecipe": link("get_recipes_get", "Its DAG and YAML", id=_RECIPE_ID),
+    "RunRecipe": link("post_recipes_run", "Run it", id=_RECIPE_ID),
+    "DeleteRecipe": link("delete_recipes_delete", "Forget it", id=_RECIPE_ID),
+}
+RECORD_LINKS = {
+    "VerifyRecord": link("get_provenance_verify", "Verify it: signatures, every CID, every hash", cid=_CID),
+}
 
 
 def json_body(schema: Schema) -> dict[str, Any]:
@@ -54,11 +99,34 @@ def _items(item: Schema, **more: Schema) -> Schema:
 
 
 STRING: Schema = {"type": "string"}
+RUN_ID_PATTERN = "run-[0-9a-f]{16}"
 ASSET_NAME_SCHEMA: Schema = {"type": "string", "pattern": f"^{ASSET_NAME_PATTERN}$"}
+OPTIONAL_ASSET_NAME_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": f"^(?:{ASSET_NAME_PATTERN})?$",
+    "description": "1-64 letters, digits and ._- from a letter or digit; empty: no name",
+}
+REF_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": f"^(?:{REF_SPELLING})$",
+    "description": "a CID (CIDv0 Qm..., CIDv1 base58btc z... or base32 b...) or a SHA3-256 hex",
+}
+CID_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": f"^(?:{CID_SPELLING})$",
+    "description": "a CID: CIDv0 Qm..., CIDv1 base58btc z... or base32 b...",
+}
 CONTENT_ID_SCHEMA: Schema = {
     "type": "string",
     "pattern": f"^{CONTENT_ID_PATTERN}$",
     "description": "SHA3-256 hex",
+}
+# Every path parameter, by name: the document never says a bare string where a handler wants more.
+PATH_PARAMETERS: dict[str, Schema] = {
+    "ref": REF_SCHEMA,
+    "id": {**REF_SCHEMA, "description": "the recipe's CID or SHA3-256 hex"},
+    "cid": CID_SCHEMA,
+    "run_id": {"type": "string", "pattern": f"^{RUN_ID_PATTERN}$"},
 }
 OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]{1,128}$"}
 INTEGER: Schema = {"type": "integer"}
@@ -68,6 +136,13 @@ STEP_PROGRESS: Schema = _object(
     [], {"frames": INTEGER, "total_frames": INTEGER, "percent": INTEGER, "eta_s": NULLABLE_SECONDS}
 )
 ERROR = ref("Error")
+INPUT_REF: Schema = {"type": "string", "minLength": 1}
+INPUTS: Schema = {
+    "oneOf": [
+        {"type": "array", "items": INPUT_REF},
+        {"type": "object", "additionalProperties": INPUT_REF},
+    ]
+}
 
 COMPONENTS: dict[str, Schema] = {
     "Error": {
@@ -153,10 +228,7 @@ COMPONENTS: dict[str, Schema] = {
             },
             "inputs": {
                 "description": "refs (CID, SHA3-256 hex or asset name) in recipe order, or by variable name",
-                "oneOf": [
-                    {"type": "array", "items": STRING},
-                    {"type": "object", "additionalProperties": STRING},
-                ],
+                **INPUTS,
             },
             "params": {
                 "type": "object",
@@ -169,12 +241,7 @@ COMPONENTS: dict[str, Schema] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "inputs": {
-                "oneOf": [
-                    {"type": "array", "items": STRING},
-                    {"type": "object", "additionalProperties": STRING},
-                ]
-            },
+            "inputs": INPUTS,
             "output_name": OUTPUT_NAME_SCHEMA,
         },
     },
@@ -243,6 +310,22 @@ COMPONENTS: dict[str, Schema] = {
     },
     "RunListed": {"allOf": [ref("Run"), ref("RunTimes")]},
     "RunPage": _items(ref("RunListed"), offset=INTEGER, limit=INTEGER),
+    "RunEvent": {
+        "description": "One Server-Sent Event of a run's stream: its kind, its id (for Last-Event-ID) "
+        "and the event as JSON",
+        **_object(
+            ["event", "id", "data"],
+            {
+                "event": {"enum": list(EVENT_KINDS)},
+                "id": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": _object(["kind"], {"kind": {"enum": list(EVENT_KINDS)}}),
+                },
+            },
+        ),
+    },
     "Deleted": _object(
         ["deleted"],
         {"deleted": STRING, "removed": {"type": "array", "items": STRING, "description": "CIDs unpinned"}},
@@ -391,8 +474,8 @@ COMPONENTS: dict[str, Schema] = {
         )
     ),
     "SignedRecord": {
-        "type": "object",
-        "description": "a record signed by a node (RFC 8785 canonical JSON, Ed25519); "
+        **_object(["cid", "record"], {"cid": STRING, "record": {"type": "object"}}),
+        "description": "a record signed by a node (RFC 8785 canonical JSON, Ed25519), with its CID; "
         "see docs/cooperation.md 'Provenance'",
     },
     "Verdict": _object(

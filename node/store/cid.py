@@ -17,6 +17,10 @@ from multiformats import CID
 from node.store.errors import InvalidCid
 
 _CONTENT_ID = re.compile(r"[0-9a-fA-F]{64}")
+# How clients may spell a CID (docs/api.md): CIDv0 ``Qm…``, CIDv1 in base58btc ``z…`` or base32
+# ``b…``; a regular expression (for the API's document too), a superset of what parses.
+CID_SPELLING = r"Qm[1-9A-HJ-NP-Za-km-z]{44}|z[1-9A-HJ-NP-Za-km-z]{1,200}|b[a-z2-7]{1,200}"
+REF_SPELLING = rf"[0-9a-fA-F]{{64}}|{CID_SPELLING}"  # a CID or a SHA3-256 hex, either case
 _MAX_CID_LENGTH = 512
 _MAX_NORMALIZED_LENGTH = 128
 

@@ -65,6 +65,8 @@ def final_event(status: RunStatus) -> str:
 
 
 FINAL_EVENTS = frozenset(final_event(status) for status in RunStatus.finals())
+# every kind there is
+EVENT_KINDS = ("run_queued", *STEP_STATES, STEP_PROGRESS, "progress", *sorted(FINAL_EVENTS))
 
 
 def entry(kind: str, fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
