@@ -48,13 +48,24 @@ return 1
 
 
 # The run's progress while a step is partly done: the share of its steps reported, plus the
-# share of one step the step_progress event says. Never 100 (that is the run's completion).
-# KEYS: events, reported. ARGV: share of a step done (0-1), steps in the plan, stream length.
+# share of one step the step_progress event says; never 100 (that is the run's completion), and
+# written only above the stream's latest percent, so the percents only grow (another step's
+# smaller share, or one node behind another, adds nothing). A step's report always exceeds the
+# partial percents before it: those counted less than one more step.
+# KEYS: events, reported. ARGV: share of a step done (0-1), steps in the plan, stream length,
+# the step's name as JSON.
 _WITHIN = """
 local done = redis.call('SCARD', KEYS[2]) + tonumber(ARGV[1])
 local percent = math.min(99, math.floor(100 * done / tonumber(ARGV[2])))
+for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 64)) do
+  local fields = entry[2]
+  if fields[2] == 'progress' then
+    if cjson.decode(fields[4])['percent'] >= percent then return 0 end
+    break
+  end
+end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'progress',
-           'data', '{"percent": ' .. string.format('%d', percent) .. '}')
+           'data', '{"percent": ' .. string.format('%d', percent) .. ', "step": ' .. ARGV[4] .. '}')
 return percent
 """
 
@@ -106,7 +117,8 @@ class RunEvents:
         await self.append(run_id, STEP_PROGRESS, **fields)
         keys = [self._keys.events(run_id), self._keys.run_reported(run_id)]
         with redis_errors():
-            await self._within_script(keys=keys, args=[int(fields["percent"]) / 100, work, EVENTS_MAX_LEN])
+            share, step = int(fields["percent"]) / 100, json.dumps(fields["step"])
+            await self._within_script(keys=keys, args=[share, work, EVENTS_MAX_LEN, step])
 
     async def unreported(self, run_id: str, cache_ids: list[str]) -> set[str]:
         """The ``cache_ids`` whose outcome this run's stream does not report yet."""
