@@ -266,6 +266,21 @@ async def test_asset_name_is_recorded(client: Client, auth: dict[str, str], sett
 
 
 @pytest.mark.parametrize("name_after", [False, True])
+async def test_the_same_bytes_under_the_same_name_are_200(
+    client: Client, auth: dict[str, str], name_after: bool
+) -> None:
+    """Uploading again what a name already stands for is no conflict: 200, one entry, one CID."""
+    data = png_bytes()
+    first = await upload(client, auth, data, name="cat")
+    assert first.status == 201
+    again = await upload(client, auth, data, name="cat", name_after=name_after)
+    assert again.status == 200, await again.text()
+    assert (await again.json())["cid"] == (await first.json())["cid"] and (await again.json())[
+        "name"
+    ] == "cat"
+
+
+@pytest.mark.parametrize("name_after", [False, True])
 async def test_taken_asset_name_is_409_and_stores_nothing(
     client: Client, auth: dict[str, str], ipfs: IpfsClient, name_after: bool
 ) -> None:

@@ -110,7 +110,7 @@ async def upload(request: web.Request) -> web.Response:
             name = await _small_field(field, idle_s)
         elif field.name == "file" and entry is None:
             if name:
-                await store.check_asset_free(_checked_asset(name))
+                await store.check_asset_free(_checked_asset(name), user.name)
             entry = await store.ingest(_part_chunks(field, idle_s), max_size=max_upload)
         else:
             raise InvalidUpload(
@@ -183,7 +183,7 @@ async def import_file(request: web.Request) -> web.Response:
     name = request.query.get("name", "")
     store = request.app[NODE].store
     if name:
-        await store.check_asset_free(_checked_asset(name))
+        await store.check_asset_free(_checked_asset(name), user.name)
     handle = await asyncio.to_thread(open_importable, request.query.get("path", ""), settings.import_roots)
     try:
         stored = await store.put_handle(handle, max_size=settings.max_upload, owner=user.name, asset=name)

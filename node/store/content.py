@@ -134,7 +134,7 @@ class ContentStore:
     ) -> Stored:
         """Stream ``chunks`` into IPFS, then pin and index them; all or nothing."""
         if asset:
-            await self.check_asset_free(asset)
+            await self.check_asset_free(asset, owner)
         return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
 
     async def put_bytes(self, data: bytes, *, max_size: int, owner: str = "") -> Stored:
@@ -219,9 +219,12 @@ class ContentStore:
         with redis_errors():
             await self._redis.ping()
 
-    async def check_asset_free(self, asset: str) -> None:
-        """Refuse early (409) an asset name that is taken; commit checks again atomically."""
-        if await self.index.asset(asset) is not None:
+    async def check_asset_free(self, asset: str, owner: str = "") -> None:
+        """Refuse early (409), before the bytes stream in, an asset name that is taken by
+        content ``owner`` does not own. A name on ``owner``'s own content may be that content
+        uploaded again (200, one entry): commit decides, atomically, once the bytes are known."""
+        content_id = await self.index.asset(asset)
+        if content_id is not None and not (owner and owner in await self.index.owners(content_id)):
             raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
 
     async def commit(
@@ -246,7 +249,11 @@ class ContentStore:
             if result.name_taken_by is not None:
                 if not keep_pin and not result.existed:
                     await self.ipfs.pin_rm(entry.cid)
-                raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
+                raise AssetNameTaken(
+                    f"asset name {asset!r} is taken by other content: choose another name",
+                    field="name",
+                    name=asset,
+                )
         stored = await self.index.get(entry.content_id)
         log.info(
             "stored %s cid=%s size=%d existed=%s", entry.content_id, entry.cid, entry.size, result.existed
