@@ -244,3 +244,25 @@ dag:
     - {id: edges, type: EFFECT, config: {effect: dog}, inputs: [soft]}
   output: edges
 """
+
+
+async def test_intermediates_stay_out_of_the_library(client: Client, auth: dict[str, str]) -> None:
+    """After a two-step run, the media listing (and the pickers and /media) show the upload and
+    the run's output, not the first step's intermediate; intermediates=true shows it too."""
+    recipe = await client.post("/recipes/upload", data=TIMED_RECIPE, headers=auth)
+    image = await upload(client, auth, png_bytes(255 - PIXELS))
+    run = await start(client, auth, {"recipe": (await recipe.json())["id"], "inputs": [image["cid"]]})
+    assert (await sse(client, run["run_id"]))[-1][1] == "run_completed"
+    shown = await (await client.get(f"/runs/{run['run_id']}")).json()
+    intermediate, output = shown["steps"]["soft"]["cid"], shown["output"]["cid"]
+
+    async def listed(query: str) -> set[str]:
+        return {item["cid"] for item in (await (await client.get(f"/cache?{query}")).json())["items"]}
+
+    library = await listed("kind=media")
+    assert {image["cid"], output} <= library and intermediate not in library
+    assert intermediate in await listed("kind=image&intermediates=true")
+    assert intermediate in await listed("")  # the store's own listing holds everything
+    page = await (await client.get("/media")).text()
+    assert output in page and intermediate not in page
+    assert intermediate in await (await client.get("/media?intermediates=true")).text()

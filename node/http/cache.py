@@ -449,6 +449,12 @@ LISTING_KINDS = ("media", *MEDIA_KINDS)  # media: images, video and audio togeth
             {"enum": list(LISTING_KINDS)},
             "only media (images, video and audio) or only one of those kinds; all content if absent",
         ),
+        query(
+            "intermediates",
+            {"enum": ["true", "false"]},
+            "with kind: also the intermediate outputs of steps (false, the default: only uploads, "
+            "imports and runs' outputs)",
+        ),
     ),
 )
 async def listing(request: web.Request) -> web.Response:
@@ -459,11 +465,17 @@ async def listing(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind is not None and kind not in LISTING_KINDS:
         raise InvalidInput(f"query parameter 'kind' must be one of {', '.join(LISTING_KINDS)}", field="kind")
+    intermediates = request.query.get("intermediates", "false")
+    if intermediates not in ("true", "false"):
+        raise InvalidInput("query parameter 'intermediates' must be true or false", field="intermediates")
     index = request.app[NODE].store.index
     if kind is None:
         content_ids, total = await index.newest(offset, limit)
     else:
-        content_ids, total = await index.newest_media(None if kind == "media" else kind, offset, limit)
+        media_kind = None if kind == "media" else kind
+        content_ids, total = await index.newest_media(
+            media_kind, offset, limit, intermediates=intermediates == "true"
+        )
     entries = await index.get_many(content_ids)
     return web.json_response(
         {"items": [entry_json(entry) for entry in entries], "total": total, "offset": offset, "limit": limit}

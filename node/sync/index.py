@@ -222,16 +222,37 @@ class ContentIndex:
                 ids, total = await pipe.execute()
         return list(ids), int(total)
 
-    async def newest_media(self, kind: str | None, offset: int, limit: int) -> tuple[list[str], int]:
+    async def newest_media(
+        self, kind: str | None, offset: int, limit: int, *, intermediates: bool = True
+    ) -> tuple[list[str], int]:
         """A page of the ids of images, videos and audio (None) or of one of those kinds,
-        newest first, and the total count."""
+        newest first, and the total count. Without ``intermediates``, only the library: content
+        someone uploaded or imported (it has an owner) or a run's output; a step's intermediate
+        output has neither. That reads every id's owners and runs (one round trip; a few
+        milliseconds for thousands)."""
         key = self._keys.media if kind is None else self._keys.media_of_kind(kind)
+        if not intermediates:
+            library = await self._in_library(await self._all_newest(key))
+            return library[offset : offset + limit], len(library)
         with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrevrange(key, offset, offset + limit - 1)
                 pipe.zcard(key)
                 ids, total = await pipe.execute()
         return list(ids), int(total)
+
+    async def _all_newest(self, key: str) -> list[str]:
+        with redis_errors():
+            return [str(content_id) for content_id in await self._redis.zrevrange(key, 0, -1)]
+
+    async def _in_library(self, content_ids: list[str]) -> list[str]:
+        """The ids, in order, of content with an owner or a run."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for content_id in content_ids:
+                    pipe.exists(self._keys.content_owners(content_id), self._keys.content_runs(content_id))
+                held = await pipe.execute()
+        return [content_id for content_id, count in zip(content_ids, held, strict=True) if count]
 
     async def add_owner(self, content_id: str, owner: str) -> None:
         with redis_errors():

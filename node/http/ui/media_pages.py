@@ -23,8 +23,9 @@ async def media_page(request: web.Request) -> dict[str, Any]:
     if kind is not None and kind not in MEDIA_KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(MEDIA_KINDS)}", field="kind")
     offset = int_param(request, "offset", 0, 0, 10**9)
+    intermediates = request.query.get("intermediates") == "true"  # steps' outputs: hidden unless asked
     index = request.app[NODE].store.index
-    content_ids, total = await index.newest_media(kind, offset, PAGE_SIZE)
+    content_ids, total = await index.newest_media(kind, offset, PAGE_SIZE, intermediates=intermediates)
     entries = await index.get_many(content_ids)
     names = await index.names_by_content()
     user = await current_user(request)
@@ -40,6 +41,8 @@ async def media_page(request: web.Request) -> dict[str, Any]:
         ],
         "kinds": MEDIA_KINDS,
         "kind": kind or "",
+        "intermediates": intermediates,
+        "extra": "?intermediates=true" if intermediates else "",
         "offset": offset,
         "total": total,
         "page_size": PAGE_SIZE,
