@@ -130,6 +130,8 @@ async def test_docs_load_with_nothing_from_outside(client: Client) -> None:
         assert len(await loaded.read()) > 0
     script = await (await client.get("/docs/init.js")).text()
     assert 'url: "/openapi.json"' in script and "validatorUrl: null" in script
+    paths = (await (await client.get("/openapi.json")).json())["paths"]
+    assert "/docs" in paths and not [path for path in paths if path.startswith("/docs/")]  # files, not API
 
 
 class Conformance:

@@ -266,3 +266,28 @@ async def test_intermediates_stay_out_of_the_library(client: Client, auth: dict[
     page = await (await client.get("/media")).text()
     assert output in page and intermediate not in page
     assert intermediate in await (await client.get("/media?intermediates=true")).text()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "body", "said"),
+    [
+        ("GET /cache/bafkreicat", None, "a CID"),
+        ("GET /cache/QmNotBase58IlO0", None, "a CID"),
+        ("POST /runs", {"recipe": "dog", "inputs": ["bafyreicat"]}, "no content or asset"),
+        ("POST /recipes/upload", "dag: {nodes: [], output: x}", "name: is missing"),
+        ("POST /recipes/upload", "name: 'a b'\ndag: {nodes: [], output: x}", "1-64 letters, digits"),
+    ],
+)
+async def test_errors_say_what_to_do_without_library_internals(
+    client: Client, auth: dict[str, str], request_line: str, body: Any, said: str
+) -> None:
+    """Parser internals never reach users: no 'Pad bits must be zero', StringAlphabet(...),
+    'got None' or an exception's class name; the message says what a valid value looks like."""
+    method, path = request_line.split()
+    options: dict[str, Any] = {"json": body} if isinstance(body, dict) else {"data": body}
+    response = await client.request(method, path, headers=auth, **({} if body is None else options))
+    assert 400 <= response.status < 500
+    message = (await response.json())["error"]["message"]
+    assert said in message, message
+    for internal in ("Pad bits", "StringAlphabet", "got None", "Error:", "[A-Za-z"):
+        assert internal not in message, message

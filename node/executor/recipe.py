@@ -35,6 +35,7 @@ MAX_RECIPE_BYTES = 256 * 1024
 MAX_NODES = 1000
 MAX_INPUTS = 1000
 NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SHAPES = {NODE_ID.pattern: "1-64 letters, digits, _ . or -, starting with a letter or digit"}
 SOURCE_KINDS = ("input", "asset", "cid")
 
 
@@ -173,8 +174,10 @@ def builtin_document(effect_name: str, params: Mapping[str, Any] | None = None) 
 def _string(
     value: Any, field_name: str, pattern: re.Pattern[str] | None = None, node: str | None = None
 ) -> str:
+    if value is None:
+        raise RecipeError("is missing", node=node, field=field_name)
     if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
-        shape = f" matching {pattern.pattern}" if pattern is not None else ""
+        shape = f" of {SHAPES.get(pattern.pattern, 'the allowed characters')}" if pattern is not None else ""
         raise RecipeError(f"must be a string{shape}, got {value!r}", node=node, field=field_name)
     return value
 

@@ -101,8 +101,14 @@ def answer(job: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:  # the kernel's limit refused an allocation halfway
         error = ran_out(_job_name(job))
         return {"job": job.get("job"), "ok": False, "code": OUT_OF_MEMORY, "error": error}
+    except ValueError as exc:  # the node's own errors (MediaError too): written for the artist
+        return {"job": job.get("job"), "ok": False, "error": str(exc)}
     except Exception as exc:  # report every failure of a job; the worker lives on
-        return {"job": job.get("job"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "job": job.get("job"),
+            "ok": False,
+            "error": f"unexpected error ({type(exc).__name__}): {exc}",
+        }
 
 
 def _reporter(job: dict[str, Any]) -> Report:

@@ -69,12 +69,9 @@ async def docs(request: web.Request) -> web.Response:
     )
 
 
-@operation(
-    "The script that starts Swagger UI on /openapi.json",
-    "node",
-    {200: {"description": "JavaScript", "content": {"text/javascript": {"schema": {"type": "string"}}}}},
-)
 async def docs_script(request: web.Request) -> web.Response:
+    """``/docs/init.js``: the script that starts Swagger UI on /openapi.json (a file of the
+    docs page, not an operation of the API)."""
     return web.Response(text=DOCS_SCRIPT, content_type="text/javascript")
 
 

@@ -115,9 +115,10 @@ def described(handler: Any) -> Operation | None:
 
 
 def is_api_route(route: web.AbstractRoute) -> bool:
-    """Whether a route is part of the API: not the docs' or the web UI's assets, nor a page."""
+    """Whether a route is part of the API: not the docs' files (their script and assets) or the
+    web UI's, nor a page."""
     path = route.resource.canonical if route.resource is not None else ""
-    return bool(path) and not path.startswith(("/docs/assets", "/static")) and not is_page(route.handler)
+    return bool(path) and not path.startswith(("/docs/", "/static")) and not is_page(route.handler)
 
 
 def document(app: web.Application) -> dict[str, Any]:

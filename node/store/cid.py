@@ -56,7 +56,10 @@ def _normalized_cid(text: str) -> str:
     try:
         cid = CID.decode(text.strip())
     except Exception as exc:  # the parser raises KeyError/ValueError subclasses, among others
-        raise InvalidCid(f"not a CID: {text[:80]!r} ({exc})", ref=text[:80]) from exc
+        raise InvalidCid(
+            f"not a CID: {text[:80]!r}; a CID looks like bafy... or bafk... (CIDv1) or Qm... (CIDv0)",
+            ref=text[:80],
+        ) from exc
     normalized = str(cid.set(version=1).encode("base32"))
     if len(normalized) > _MAX_NORMALIZED_LENGTH:  # identity or exotic hashes: not content we add
         raise InvalidCid(f"CID too long: {text[:80]!r}", ref=text[:80])
