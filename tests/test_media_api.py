@@ -124,3 +124,45 @@ async def test_corrupt_video_fails_its_step_with_a_clear_error(
     error = record["steps"]["invert"]["error"]
     assert "input 1 is not a readable image, video or audio file" in error
     assert str(tmp_path) not in error and "/cache/" not in error
+
+
+CROSSFADED = """
+name: fade
+dag:
+  nodes:
+    - {id: a, type: SOURCE, config: {input: true}}
+    - {id: b, type: SOURCE, config: {input: true}}
+    - {id: dark, type: EFFECT, config: {effect: invert}, inputs: [b]}
+    - {id: out, type: SEQUENCE, config: {crossfade: CROSSFADE}, inputs: [a, dark]}
+  output: out
+"""
+
+
+async def test_a_crossfade_longer_than_a_clip_is_refused_at_submission(
+    client: Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Clips of 1 s and 0.6 s (the second through an effect, which keeps its length): a 0.8 s
+    crossfade is a 400 naming the node, the field and the clip, with no run queued; 0.4 s runs."""
+    clips = [
+        await asyncio.to_thread(solid, tmp_path / "a.mp4", RED, seconds=1.0),
+        await asyncio.to_thread(solid, tmp_path / "b.mp4", BLUE, seconds=0.6),
+    ]
+    refs = [(await upload(client, auth, await asyncio.to_thread(clip.read_bytes)))["cid"] for clip in clips]
+
+    async def fade(crossfade: str) -> Any:
+        recipe = await client.post(
+            "/recipes/upload", data=CROSSFADED.replace("CROSSFADE", crossfade), headers=auth
+        )
+        return await client.post(
+            "/runs", json={"recipe": (await recipe.json())["id"], "inputs": refs}, headers=auth
+        )
+
+    refused = await fade("0.8")
+    assert refused.status == 400
+    error = (await refused.json())["error"]
+    assert error["code"] == "invalid_recipe" and error["details"]["field"] == "config.crossfade"
+    assert "node 'out'" in error["message"] and "input 'dark' (0.60 s)" in error["message"]
+    assert (await (await client.get("/runs")).json())["items"] == []
+    accepted = await fade("0.4")
+    assert accepted.status == 202, await accepted.text()
+    assert (await sse(client, (await accepted.json())["run_id"]))[-1][1] == "run_completed"

@@ -13,6 +13,7 @@ from typing import Any
 
 from node.canonical import canonical_json
 from node.errors import InvalidInput
+from node.executor.media_checks import check_crossfades
 from node.executor.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -26,6 +27,7 @@ from node.pixels.params import normalize_params
 from node.store.cid import is_content_id
 from node.store.content import ContentStore
 from node.store.errors import ContentNotFound, InvalidCid
+from node.store.local_cache import LocalCache
 from node.sync.index import ContentEntry
 from node.sync.keys import ASSET_NAME
 
@@ -92,8 +94,11 @@ async def bind(
     inputs: Any,
     owner: str,
     output_name: str,
+    cache: LocalCache | None = None,
 ) -> Submission:
-    """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe."""
+    """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe.
+    With ``cache``, what the recipe asks of its media is checked against the inputs now
+    (``node.executor.media_checks``: a crossfade longer than a clip is a 400, not a failed run)."""
     variables = {node.variable: node.id for node in recipe.nodes if node.variable is not None}
     refs = _input_refs(list(variables), inputs)
     entries: dict[str, ContentEntry] = {}
@@ -102,6 +107,8 @@ async def bind(
     for node in recipe.nodes:
         if node.type == "SOURCE" and node.variable is None:
             entries[node.id] = await _fixed_source(store, recipe, node.config)
+    if cache is not None:
+        await check_crossfades(recipe, entries, cache)
     return Submission(
         recipe,
         recipe_entry,

@@ -109,6 +109,7 @@ async def run(request: web.Request) -> web.Response:
         inputs=body.get("inputs", []),
         owner=user.name,
         output_name=output_name,
+        cache=request.app[NODE].cache,
     )
     return run_response(await request.app[NODE].run_manager.submit(submission))
 

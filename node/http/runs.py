@@ -73,7 +73,13 @@ async def create(request: web.Request) -> web.Response:
     named = await recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
     recipe, recipe_entry = await resolve_recipe(store, named or recipe_ref, body.get("params"))
     submission = await bind(
-        store, recipe, recipe_entry, inputs=body.get("inputs", []), owner=user.name, output_name=output_name
+        store,
+        recipe,
+        recipe_entry,
+        inputs=body.get("inputs", []),
+        owner=user.name,
+        output_name=output_name,
+        cache=request.app[NODE].cache,
     )
     return run_response(await request.app[NODE].run_manager.submit(submission))
 
