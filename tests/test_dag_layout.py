@@ -101,8 +101,8 @@ def test_edges_run_from_right_middle_to_left_middle() -> None:
     for edge in picture.edges:
         assert edge.path.startswith("M ") and " C " in edge.path
         numbers = [float(number) for number in NUMBER.findall(edge.path)]
-        assert len(numbers) == 8
         source, target = boxes[edge.source], boxes[edge.target]
+        assert len(numbers) == 8 * (target.level - source.level)  # a curve, and one per column crossed
         assert numbers[:2] == pytest.approx([source.x + source.width, source.y + source.height / 2], abs=0.05)
         assert numbers[-2:] == pytest.approx([target.x, target.y + target.height / 2], abs=0.05)
 
@@ -207,3 +207,58 @@ def unordered_picture(nodes: list[DagNode]) -> DagPicture:
         rows[box.level] = row + 1
         boxes.append(Box(**{**box.__dict__, "y": float(row)}))
     return DagPicture(boxes=tuple(boxes), edges=picture.edges, width=picture.width, height=picture.height)
+
+
+def points_along(path: str, steps: int = 24) -> list[tuple[float, float]]:
+    """Points along an SVG path of M, C and L commands, each curve sampled ``steps`` times."""
+    tokens = re.findall(r"[MCL]|-?\d+(?:\.\d+)?", path)
+    points: list[tuple[float, float]] = []
+    here = (0.0, 0.0)
+    index = 0
+    while index < len(tokens):
+        command = tokens[index]
+        count = {"M": 2, "L": 2, "C": 6}[command]
+        values = [float(token) for token in tokens[index + 1 : index + 1 + count]]
+        index += 1 + count
+        if command == "C":
+            (x1, y1), (x2, y2), (x3, y3) = zip(values[::2], values[1::2], strict=True)
+            for t in (i / steps for i in range(steps + 1)):
+                u = 1 - t
+                points.append((
+                    u**3 * here[0] + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * x3,
+                    u**3 * here[1] + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t**3 * y3,
+                ))  # fmt: skip
+        elif command == "L":
+            (x0, y0), (x1, y1) = here, (values[0], values[1])
+            points.extend((x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps) for i in range(steps + 1))
+        here = (values[-2], values[-1])
+        points.append(here)
+    return points
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        [step("a"), step("b", "a"), step("c", "b"), step("d", "a", "c")],  # a -> d skips b and c's columns
+        [
+            step("src"),
+            step("x", "src"),
+            step("y", "x"),
+            step("z", "y"),
+            step("mix", "src", "z"),
+            step("out", "mix", "x"),
+        ],
+        layered(seed=5, columns=5, per_column=5),
+    ],
+)
+def test_no_edge_runs_through_another_box(nodes: list[DagNode]) -> None:
+    """An edge that skips columns passes between the boxes of the columns it crosses (before,
+    a -> d was drawn straight through b and c)."""
+    picture = layout(nodes)
+    for edge in picture.edges:
+        others = [box for box in picture.boxes if box.id not in (edge.source, edge.target)]
+        for x, y in points_along(edge.path):
+            inside = [
+                box.id for box in others if box.x < x < box.x + box.width and box.y < y < box.y + box.height
+            ]
+            assert not inside, f"{edge.source} -> {edge.target} runs through {inside} at ({x:.0f}, {y:.0f})"

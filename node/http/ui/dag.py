@@ -78,15 +78,16 @@ def layout(nodes: Sequence[DagNode], output: str | None = None) -> DagPicture:
     if not by_id:
         return DagPicture(boxes=(), edges=(), width=2 * MARGIN, height=2 * MARGIN)
     inputs = {node.id: tuple(dict.fromkeys(node.inputs)) for node in nodes}
-    readers = _readers(inputs)
-    levels = _levels(inputs, readers)
-    columns = _columns(nodes, levels)
-    _untangle(columns, inputs, readers)
+    levels = _levels(inputs, _readers(inputs))
+    routed, waypoints = _through_columns(inputs, levels)
+    columns = _columns([*by_id, *(point for chain in waypoints.values() for point in chain)], levels)
+    _untangle(columns, routed, _readers(routed))
     tallest = max(len(column) for column in columns)
     boxes = tuple(_boxes(columns, by_id, tallest, output))
     box_of = {box.id: box for box in boxes}
+    centre = _row_centres(columns, tallest)
     edges = tuple(
-        Edge(source=source, target=box.id, path=_curve(box_of[source], box))
+        Edge(source, box.id, _route(box_of[source], box, waypoints[source, box.id], centre))
         for box in boxes
         for source in inputs[box.id]
     )
@@ -154,10 +155,34 @@ def _cycle(stuck: Sequence[str], inputs: Mapping[str, Sequence[str]]) -> list[st
     return cycle[::-1]
 
 
-def _columns(nodes: Sequence[DagNode], levels: Mapping[str, int]) -> list[list[str]]:
+def _through_columns(
+    inputs: Mapping[str, Sequence[str]], levels: dict[str, int]
+) -> tuple[dict[str, tuple[str, ...]], dict[tuple[str, str], list[str]]]:
+    """An edge that skips columns gets a waypoint in each column it crosses: a slot of its own,
+    ordered with the boxes, so it passes between them instead of through one. Returns the
+    inputs with waypoints in place of the long edges, and each edge's waypoints (added to
+    ``levels``), keyed by (source, target); an edge to the next column has none."""
+    routed: dict[str, tuple[str, ...]] = {}
+    waypoints: dict[tuple[str, str], list[str]] = {}
+    for target, sources in inputs.items():
+        direct: list[str] = []
+        for source in sources:
+            previous, chain = source, []
+            for level in range(levels[source] + 1, levels[target]):
+                point = f"\0{source}\0{target}\0{level}"  # never a step id: ids are printable
+                levels[point], routed[point] = level, (previous,)
+                chain.append(point)
+                previous = point
+            waypoints[source, target] = chain
+            direct.append(previous)
+        routed[target] = tuple(direct)
+    return routed, waypoints
+
+
+def _columns(ids: Sequence[str], levels: Mapping[str, int]) -> list[list[str]]:
     columns: list[list[str]] = [[] for _ in range(max(levels.values()) + 1)]
-    for node in nodes:
-        columns[levels[node.id]].append(node.id)
+    for step in ids:
+        columns[levels[step]].append(step)
     return columns
 
 
@@ -208,12 +233,22 @@ def _column_top(size: int, tallest: int) -> float:
     return (tallest - size) * _ROW_STEP / 2
 
 
+def _row_centres(columns: Sequence[Sequence[str]], tallest: int) -> dict[str, float]:
+    """Each slot's vertical centre in the drawing (boxes and waypoints alike)."""
+    centre: dict[str, float] = {}
+    for column in columns:
+        _set_centres(column, tallest, centre)
+    return {step: MARGIN + y for step, y in centre.items()}
+
+
 def _boxes(
     columns: Sequence[Sequence[str]], by_id: Mapping[str, DagNode], tallest: int, output: str | None
 ) -> Iterable[Box]:
     for level, column in enumerate(columns):
         top = MARGIN + _column_top(len(column), tallest)
         for row, step in enumerate(column):
+            if step not in by_id:
+                continue  # a waypoint: a slot an edge passes through, not drawn
             node = by_id[step]
             yield Box(
                 id=step,
@@ -228,8 +263,20 @@ def _boxes(
             )
 
 
-def _curve(source: Box, target: Box) -> str:
-    x1, y1 = source.x + source.width, source.y + source.height / 2
-    x2, y2 = target.x, target.y + target.height / 2
+def _route(source: Box, target: Box, waypoints: Sequence[str], centre: Mapping[str, float]) -> str:
+    """From the source's right middle to the target's left middle: a curve across each gap
+    between columns, and straight through each waypoint's slot in the columns between."""
+    x, y = source.x + source.width, source.y + source.height / 2
+    path = [f"M {x:.1f} {y:.1f}"]
+    for level, point in zip(range(source.level + 1, target.level), waypoints, strict=True):
+        left = MARGIN + level * _COLUMN_STEP
+        path.append(_curve(x, y, left, centre[point]))
+        x, y = left + BOX_WIDTH, centre[point]
+        path.append(f"L {x:.1f} {y:.1f}")
+    path.append(_curve(x, y, target.x, target.y + target.height / 2))
+    return " ".join(path)
+
+
+def _curve(x1: float, y1: float, x2: float, y2: float) -> str:
     bend = (x2 - x1) / 2
-    return f"M {x1:.1f} {y1:.1f} C {x1 + bend:.1f} {y1:.1f}, {x2 - bend:.1f} {y2:.1f}, {x2:.1f} {y2:.1f}"
+    return f"C {x1 + bend:.1f} {y1:.1f}, {x2 - bend:.1f} {y2:.1f}, {x2:.1f} {y2:.1f}"
