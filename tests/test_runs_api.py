@@ -291,3 +291,20 @@ async def test_errors_say_what_to_do_without_library_internals(
     assert said in message, message
     for internal in ("Pad bits", "StringAlphabet", "got None", "Error:", "[A-Za-z"):
         assert internal not in message, message
+
+
+async def test_a_run_s_output_name_names_its_output(client: Client, auth: dict[str, str]) -> None:
+    """output_name labels the output (on /media) and is an input name: the newest run of that
+    name's output; an asset of the same name, uploaded, wins."""
+    image = await upload(client, auth, png_bytes(PIXELS))
+    outputs = []
+    for effect in ("invert", "sepia"):
+        run = await start(client, auth, {"recipe": effect, "inputs": [image["cid"]], "output_name": "poster"})
+        assert (await sse(client, run["run_id"]))[-1][1] == "run_completed"
+        outputs.append((await (await client.get(f"/runs/{run['run_id']}")).json())["output"])
+    again = await start(client, auth, {"recipe": "identity", "inputs": ["poster"]})
+    assert again["inputs"][0]["content_id"] == outputs[-1]["content_id"]  # the newest of that name
+    assert "poster" in await (await client.get("/media")).text()
+    named = await upload(client, auth, png_bytes(255 - PIXELS), name="poster")
+    chosen = await start(client, auth, {"recipe": "identity", "inputs": ["poster"]})
+    assert chosen["inputs"][0]["content_id"] == named["content_id"]

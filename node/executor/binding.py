@@ -71,11 +71,13 @@ async def read_recipe(store: ContentStore, entry: ContentEntry, ref: str, field:
 
 
 async def resolve_input(store: ContentStore, ref: Any, field: str) -> ContentEntry:
-    """The content an input ref names: CID, SHA3-256 hex, or asset name."""
+    """The content an input ref names: CID, SHA3-256 hex, asset name, or a run's output name
+    (the newest output of that name; an asset name of the same spelling wins)."""
     if not isinstance(ref, str) or not ref:
         raise InvalidInput("an input is a CID, a SHA3-256 hex or an asset name", field=field)
     if ASSET_NAME.fullmatch(ref) and not is_content_id(ref):
-        content_id = await store.index.asset(ref)  # an asset name wins over an odd CID spelling
+        # a name wins over an odd CID spelling
+        content_id = await store.index.asset(ref) or await store.index.output_named(ref)
         if content_id is not None:
             ref = content_id
     try:

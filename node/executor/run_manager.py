@@ -26,6 +26,7 @@ from node.executor.scheduler import Scheduler
 from node.store.content import ContentStore
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry, StepEntry, StepIndex
+from node.sync.keys import ASSET_NAME
 from node.sync.notices import Notices
 from node.sync.run_events import REPORTED_ONCE, STEP_PROGRESS, final_event
 from node.sync.run_index import RunIndex, RunNotFound
@@ -380,6 +381,8 @@ class RunManager:
                 "media_type": output.media_type,
             }
             await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
+            if ASSET_NAME.fullmatch(record["output_name"]):  # its label names it as an input too
+                await self._store.index.name_output(record["output_name"], output.content_id)
             await self._finish(run_id, RunStatus.COMPLETED, output=output_json, provenance_cid=provenance_cid)
         except BaseException as exc:
             error = exc.message if isinstance(exc, NodeError) and not isinstance(exc, Unavailable) else ""

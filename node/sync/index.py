@@ -187,12 +187,28 @@ class ContentIndex:
             }
 
     async def names_by_content(self) -> dict[str, list[str]]:
-        """Each named content id and its asset names, sorted (the other way round from
-        :meth:`assets`)."""
+        """Each named content id and its names, sorted (the other way round from
+        :meth:`assets`): asset names, then the output names of runs that made it."""
         names: dict[str, list[str]] = {}
         for name, content_id in sorted((await self.assets()).items()):
             names.setdefault(content_id, []).append(name)
+        with redis_errors():
+            outputs = await self._redis.hgetall(self._keys.output_names)
+        for name, content_id in sorted((str(key), str(value)) for key, value in outputs.items()):
+            if name not in names.get(content_id, []):
+                names.setdefault(content_id, []).append(name)
         return names
+
+    async def name_output(self, name: str, content_id: str) -> None:
+        """Make ``name`` stand for a run's output: the newest run of that output name wins."""
+        with redis_errors():
+            await self._redis.hset(self._keys.output_names, name, content_id)
+
+    async def output_named(self, name: str) -> str | None:
+        """The content id of the newest run output named ``name``."""
+        with redis_errors():
+            value = await self._redis.hget(self._keys.output_names, name)
+        return str(value) if value is not None else None
 
     async def asset(self, name: str) -> str | None:
         """The content id an asset name stands for."""

@@ -88,6 +88,12 @@ class Keys:
         """Hash: asset name -> content id (names given at upload, used by recipes and runs)."""
         return f"{self.prefix}assets"
 
+    @property
+    def output_names(self) -> str:
+        """Hash: a run's output name -> the content id of the newest output of that name (an
+        input may name it; an asset name of the same spelling wins)."""
+        return f"{self.prefix}output-names"
+
     def content_lock(self, content_id: str) -> str:
         """Short lock held while content is pinned, indexed or unpinned, so those never interleave."""
         return f"{self.prefix}lock:content:{_checked('content id', content_id, _HEX64)}"
