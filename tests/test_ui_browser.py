@@ -204,9 +204,18 @@ def test_upload_render_watch_verify(page: Page, ui_node: NodeProcess, tmp_path: 
     plan = api(ui_node, "GET", f"/cache/{record['plan_cid']}")
     assert [step["config"]["params"]["sigma"] for step in plan["steps"] if step["type"] == "EFFECT"] == [1.5]
     expect(page.locator("#run-output")).to_contain_text(record["output"]["cid"])
+    page.reload()  # what happened, as the page shows it once the run is done
+    row = page.locator('[data-step-row="dog"]')
+    expect(row).to_contain_text("dog: sigma 1.5, k 1.6, gain 10")
+    expect(row.locator("[data-ran-cell]")).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    expect(page.locator("[data-run-times]")).to_contain_text("took")
     page.get_by_role("link", name="Verify").click()
     expect(page.locator("[data-verdict]")).to_contain_text("Verified: signed by")
     screenshot(page, "run-completed")
+    page.goto(f"{ui_node.url}/runs")
+    listed = page.locator(f'tr[data-run="{run_id}"]')
+    expect(listed.locator("[data-run-progress]")).to_contain_text("100%")
+    expect(listed.locator("[data-run-took]")).to_have_text(re.compile(r"\d+(\.\d)? s"))
 
 
 def test_runs_list_updates_live(page: Page, ui_node: NodeProcess, tmp_path: Path) -> None:
