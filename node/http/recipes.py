@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.executor.binding import bind
 from node.executor.recipe import MAX_RECIPE_BYTES
 from node.executor.recipe_store import RecipeStore
 from node.http.appkeys import NODE
@@ -13,7 +12,7 @@ from node.http.bodies import read_small_body
 from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
 from node.http.params import path_parameter, ref_param
-from node.http.runs import checked_output_name, read_json, run_response
+from node.http.runs import checked_output_name, read_json, submit_run
 from node.http.schemas import RECIPE_LINKS, RUN_LINKS, answer, json_body, page, ref
 from node.http.ui.recipe_pages import recipes_page
 from node.http.ui.templating import negotiated
@@ -102,16 +101,8 @@ async def run(request: web.Request) -> web.Response:
     summary, recipe, _ = await request.app[NODE].recipes.get(ref_param(request, "id"))
     entry = await request.app[NODE].store.resolve(summary["id"])
     output_name = checked_output_name(body, {"inputs", "output_name"})
-    submission = await bind(
-        request.app[NODE].store,
-        recipe,
-        entry,
-        inputs=body.get("inputs", []),
-        owner=user.name,
-        output_name=output_name,
-        cache=request.app[NODE].cache,
-    )
-    return run_response(await request.app[NODE].run_manager.submit(submission))
+    inputs = body.get("inputs", [])
+    return await submit_run(request, user, recipe, entry, inputs=inputs, output_name=output_name)
 
 
 def add_routes(app: web.Application) -> None:

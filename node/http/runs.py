@@ -14,6 +14,7 @@ from node.auth.local import User
 from node.errors import Conflict, Forbidden, InvalidInput, NodeError
 from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
+from node.executor.recipe import Recipe
 from node.executor.recipe_store import is_recipe_name
 from node.http.appkeys import NODE
 from node.http.auth import require_user
@@ -23,6 +24,7 @@ from node.http.hot import HOT
 from node.http.openapi import operation
 from node.http.schemas import RECORD_LINKS, RUN_LINKS, answer, json_body, page, query, ref
 from node.records import verify_record
+from node.sync.index import ContentEntry
 from node.sync.run_events import FINAL_EVENTS
 from node.sync.run_status import RunRecord, RunStatus, is_final
 
@@ -72,16 +74,32 @@ async def create(request: web.Request) -> web.Response:
     recipes = request.app[NODE].recipes
     named = await recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
     recipe, recipe_entry = await resolve_recipe(store, named or recipe_ref, body.get("params"))
+    inputs = body.get("inputs", [])
+    return await submit_run(request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name)
+
+
+async def submit_run(
+    request: web.Request,
+    user: User,
+    recipe: Recipe,
+    recipe_entry: ContentEntry,
+    *,
+    inputs: Any,
+    output_name: str,
+) -> web.Response:
+    """Bind ``inputs`` to ``recipe`` (checking what it asks of its media) and submit the
+    run: 202 with it (``POST /runs`` and ``POST /recipes/{id}/run``)."""
+    node = request.app[NODE]
     submission = await bind(
-        store,
+        node.store,
         recipe,
         recipe_entry,
-        inputs=body.get("inputs", []),
+        inputs=inputs,
         owner=user.name,
         output_name=output_name,
-        cache=request.app[NODE].cache,
+        cache=node.cache,
     )
-    return run_response(await request.app[NODE].run_manager.submit(submission))
+    return run_response(await node.run_manager.submit(submission))
 
 
 def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
