@@ -282,3 +282,13 @@ dag:
     - {id: out, type: BLEND, config: {mode: screen}, inputs: [base, top]}
   output: out
 """
+
+
+def test_retry_a_cancelled_run(running_node: NodeProcess, image: Path) -> None:
+    """artdag retry: a cancelled run runs again as a new run, which completes."""
+    run = as_json(artdag(running_node, "--json", "render", "wait", str(image), "--param", "seconds=5"))
+    assert artdag(running_node, "cancel", run["run_id"]).returncode == 0
+    retried = as_json(artdag(running_node, "--json", "retry", run["run_id"]))
+    assert retried["retry_of"] == run["run_id"] and retried["status"] == "queued"
+    done = artdag(running_node, "status", retried["run_id"])
+    assert done.returncode == 0 and retried["run_id"] in done.stdout

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from node.config import Settings
 from node.http.appkeys import NODE
 from node.pixels.effects import EFFECTS
 from node.pixels.imaging import png_bytes
 from node.pixels.params import normalize_params
-from tests.helpers import Client, sse, start, upload
+from tests.helpers import Client, NodeClient, sse, start, upload
 
 RNG = np.random.default_rng(21)
 PIXELS = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
@@ -308,3 +309,45 @@ async def test_a_run_s_output_name_names_its_output(client: Client, auth: dict[s
     named = await upload(client, auth, png_bytes(255 - PIXELS), name="poster")
     chosen = await start(client, auth, {"recipe": "identity", "inputs": ["poster"]})
     assert chosen["inputs"][0]["content_id"] == named["content_id"]
+
+
+FAILS_SECOND = """
+name: grows
+dag:
+  nodes:
+    - {id: photo, type: SOURCE, config: {input: true, name: photo}}
+    - {id: flip, type: EFFECT, config: {effect: invert}, inputs: [photo]}
+    - {id: huge, type: RESIZE, config: {width: 6000, height: 6000, fit: stretch}, inputs: [flip]}
+  output: huge
+"""
+
+
+async def test_a_failed_run_is_retried_as_a_new_run(
+    settings: Settings, node_client: NodeClient, auth: dict[str, str]
+) -> None:
+    """A run whose second step cannot fit the workers' memory fails; its retry is a new run
+    (retry_of it) that reuses the first step and tries the second afresh (its own attempts),
+    not failed at once on the old run's counters. A completed run is 409."""
+    client = await node_client(settings.replace(worker_memory=512 * 1024**2))
+    recipe = await client.post("/recipes/upload", data=FAILS_SECOND, headers=auth)
+    image = await upload(client, auth, png_bytes(PIXELS))
+    failed = await start(client, auth, {"recipe": (await recipe.json())["id"], "inputs": [image["cid"]]})
+    assert (await sse(client, failed["run_id"]))[-1][1] == "run_failed"
+    answer = await client.post(f"/runs/{failed['run_id']}/retry", headers=auth)
+    assert answer.status == 202, await answer.text()
+    retried = await answer.json()
+    assert retried["retry_of"] == failed["run_id"] and retried["run_id"] != failed["run_id"]
+    assert retried["inputs"] == failed["inputs"] and retried["plan_id"] == failed["plan_id"]
+    events = await sse(client, retried["run_id"])
+    kinds = [(data.get("step"), kind) for _, kind, data in events]
+    assert ("flip", "step_cached") in kinds and ("huge", "step_started") in kinds  # tried again
+    assert events[-1][1] == "run_failed" and "out_of_memory" in events[-1][2]["error"]
+    assert "Retry of" in await (await client.get(f"/run/{retried['run_id']}")).text()
+    done = await start(client, auth, {"recipe": "invert", "inputs": [image["cid"]]})
+    assert (await sse(client, done["run_id"]))[-1][1] == "run_completed"
+    refused = await client.post(f"/runs/{done['run_id']}/retry", headers=auth)
+    assert (
+        refused.status == 409
+        and "only a failed or cancelled run" in (await refused.json())["error"]["message"]
+    )
+    assert (await client.post(f"/runs/{failed['run_id']}/retry")).status == 401

@@ -276,8 +276,10 @@ async def test_run_page_previews_video_and_audio_and_shows_errors(
     failed = await start(client, auth, {"recipe": "invert", "inputs": [broken["cid"]]})
     record = await client.app[NODE].run_manager.wait(failed["run_id"])
     assert record["status"] == "failed"
+    await client.get(f"/auth?auth_token={auth['Authorization'].split()[1]}", allow_redirects=False)
     body = await page_text(client, f"/run/{failed['run_id']}")
     assert 'id="error-heading"' in body and str(escape(record["error"])) in body
+    assert f'data-api="/runs/{failed["run_id"]}/retry"' in body  # its owner may retry it
     assert re.search(
         r'data-step-row="invert">.*?state-failed.*?not a readable image, video or audio file', body, re.S
     )

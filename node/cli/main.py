@@ -53,6 +53,10 @@ def _cancel(api: Api, args: argparse.Namespace) -> Any:
     return api.call("POST", f"/runs/{args.run}/cancel")
 
 
+def _retry(api: Api, args: argparse.Namespace) -> Any:
+    return api.call("POST", f"/runs/{args.run}/retry")
+
+
 def _verify(api: Api, args: argparse.Namespace) -> Any:
     if not args.trust and not args.any_signer:  # the rule of artdag-node verify too
         raise UsageError(TRUST_RULE)
@@ -81,6 +85,7 @@ COMMANDS: dict[str, Command] = {
     "runs": _runs,
     "status": _status,
     "cancel": _cancel,
+    "retry": _retry,
     "fetch": _fetch,
     "verify": _verify,
     "recipes": _recipes,
@@ -120,7 +125,12 @@ def parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--status", choices=("queued", "running", "completed", "failed", "cancelled"))
     runs.add_argument("--limit", type=int, default=20)
-    for name, text in (("status", "show a run"), ("cancel", "stop a run")):
+    runs_by_id = (
+        ("status", "show a run"),
+        ("cancel", "stop a run"),
+        ("retry", "try a failed or cancelled run again (a new run; the steps done are reused)"),
+    )
+    for name, text in runs_by_id:
         commands.add_parser(name, help=text).add_argument("run", metavar="RUN")
     fetch_ = commands.add_parser("fetch", help="download content (from ARTDAG_IPFS_API if set)")
     fetch_.add_argument("cid", metavar="CID")
@@ -242,6 +252,7 @@ TEXT: dict[str, Callable[[Any], str]] = {
     "runs": _listing(_run_line, "no runs"),
     "status": _run_text,
     "cancel": _run_text,
+    "retry": _run_text,
     "render": _run_text,
     "upload": lambda entry: f"{entry['cid']}  {entry['size']} bytes  {entry['media_type']}",
     "verify": _verdict,

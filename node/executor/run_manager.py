@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Unpack
 
 from node.canonical import canonical_id
-from node.errors import NodeError, NotFound, Unavailable
+from node.errors import Conflict, NodeError, NotFound, Unavailable
 from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
-from node.executor.recipe import Recipe
+from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
 from node.executor.run_detail import run_times, step_details
 from node.executor.scheduler import Scheduler
 from node.store.content import ContentStore
@@ -62,6 +62,7 @@ class Submission:
     owner: str
     output_name: str = ""
     media_types: dict[str, str] = field(default_factory=dict)  # content id -> media type
+    retry_of: str = ""  # the failed or cancelled run this one tries again
 
 
 class RunManager:
@@ -142,6 +143,8 @@ class RunManager:
                 "provenance_cid": None,
                 "error": None,
             }
+            if submission.retry_of:
+                record["retry_of"] = submission.retry_of
             await self._runs.add(record, plan.record())
         except BaseException:
             await self._release(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
@@ -253,6 +256,42 @@ class RunManager:
         await self._stop_local(run_id)
         await self._announce(run_id)  # the other nodes stop their part of it
         return final
+
+    async def retry(self, run_id: str) -> RunRecord:
+        """Try a failed or cancelled run again, as a new run (a run's final status stands) of
+        the same recipe bytes, inputs, owner and output name, with ``retry_of`` naming it.
+        The steps already done are reused from the step index; a step's attempts are counted per
+        run, so the failed ones start afresh and nothing else's counters change. Conflict (409)
+        for a run that is not failed or cancelled."""
+        record = await self.get(run_id)
+        if record["status"] not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            raise Conflict(
+                f"run {run_id} is {record['status']}: only a failed or cancelled run can be retried",
+                run_id=run_id,
+            )
+        plan_record = await self._runs.plan(record["plan_id"])
+        recipe_entry = await self._store.index.get(record["recipe_content_id"])
+        if plan_record is None or recipe_entry is None:
+            raise NotFound(
+                f"run {run_id}'s plan or recipe is no longer on this node: submit it again", run_id=run_id
+            )
+        recipe = await asyncio.to_thread(
+            parse_recipe, await self._store.read_all(recipe_entry, MAX_RECIPE_BYTES)
+        )
+        sources = {
+            step["node_id"]: step["cache_id"] for step in plan_record["steps"] if step["type"] == "SOURCE"
+        }
+        entries = await self._store.index.get_many(list(sources.values()))
+        submission = Submission(
+            recipe,
+            recipe_entry,
+            sources,
+            owner=record["owner"],
+            output_name=record["output_name"],
+            media_types={entry.content_id: entry.media_type for entry in entries},
+            retry_of=run_id,
+        )
+        return await self.submit(submission)
 
     async def adopt(self, run_id: str) -> None:
         """A notice about a run: work on it if it is unfinished, stop working on it if not."""

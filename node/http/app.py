@@ -52,6 +52,7 @@ def create_app(node: Node) -> web.Application:
     app.router.add_get("/runs/{run_id}", runs.detail, name="run")
     app.router.add_delete("/runs/{run_id}", runs.delete, name="run-delete")
     app.router.add_post("/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
+    app.router.add_post("/runs/{run_id}/retry", runs.retry, name="run-retry")
     app.router.add_get("/runs/{run_id}/events", runs.events, name="run-events")
     app.router.add_get("/runs/{run_id}/provenance", runs.provenance, name="run-provenance")
     app.router.add_get("/auth", login.login, name="auth")

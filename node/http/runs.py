@@ -172,6 +172,20 @@ async def _owned(request: web.Request) -> tuple[User, RunRecord]:
 
 
 @operation(
+    "Try a failed or cancelled run again, as a new run: done steps reused, failed ones afresh",
+    "runs",
+    {202: answer("The new run, queued; follow it at url or events", ref("RunStarted"), RUN_LINKS)},
+    errors=(403, 409),
+    auth=True,
+)
+async def retry(request: web.Request) -> web.Response:
+    """``POST /runs/{run_id}/retry``: a new run of the same recipe, inputs and output name,
+    ``retry_of`` this one; 409 unless this one failed or was cancelled."""
+    _, record = await _owned(request)
+    return run_response(await request.app[NODE].run_manager.retry(record["run_id"]))
+
+
+@operation(
     "Stop a run; its running steps' workers are killed",
     "runs",
     {200: answer("The run as it is now", ref("Run"))},

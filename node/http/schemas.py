@@ -54,6 +54,7 @@ RUN_LINKS = {
     "GetRun": link("get_run", "Its status, progress and steps", run_id=_RUN_ID),
     "FollowRun": link("get_run_events", "Follow it to its end", run_id=_RUN_ID),
     "CancelRun": link("post_run_cancel", "Stop it", run_id=_RUN_ID),
+    "RetryRun": link("post_run_retry", "Try it again once it failed or was cancelled", run_id=_RUN_ID),
     "DeleteRun": link("delete_run_delete", "Delete it (once finished)", run_id=_RUN_ID),
     "ProvenanceOfRun": link("get_run_provenance", "Its signed provenance (once completed)", run_id=_RUN_ID),
 }
@@ -264,6 +265,7 @@ COMPONENTS: dict[str, Schema] = {
             "output": {"oneOf": [{"type": "null"}, ref("RunOutput")]},
             "provenance_cid": NULLABLE_STRING,
             "error": NULLABLE_STRING,
+            "retry_of": {**STRING, "description": "the failed or cancelled run this one tries again"},
         },
     ),
     "RunOutput": _object(

@@ -94,3 +94,4 @@ class RunRecord(TypedDict):
     error: str | None
     started: NotRequired[str]  # when a node began rendering it (absent in records from before)
     finished: NotRequired[str]  # when it reached its final status
+    retry_of: NotRequired[str]  # the failed or cancelled run this one tries again
