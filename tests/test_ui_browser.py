@@ -212,10 +212,23 @@ def test_upload_render_watch_verify(page: Page, ui_node: NodeProcess, tmp_path: 
     page.get_by_role("link", name="Verify").click()
     expect(page.locator("[data-verdict]")).to_contain_text("Verified: signed by")
     screenshot(page, "run-completed")
+    run_again_with_other_parameters(page, run_id)
     page.goto(f"{ui_node.url}/runs")
     listed = page.locator(f'tr[data-run="{run_id}"]')
     expect(listed.locator("[data-run-progress]")).to_contain_text("100%")
     expect(listed.locator("[data-run-took]")).to_have_text(re.compile(r"\d+(\.\d)? s"))
+
+
+def run_again_with_other_parameters(page: Page, run_id: str) -> None:
+    """A completed run's page offers its effect again, from its input and parameters: sigma 3
+    instead of 1.5 renders a new run that shows sigma 3."""
+    again = page.locator("#run-again")
+    expect(again.get_by_label("sigma (px)")).to_have_value("1.5")
+    again.get_by_label("sigma (px)").fill("3")
+    again.get_by_role("button", name="Render").click()
+    page.wait_for_url(lambda url: "/run/run-" in url and run_id not in url)
+    expect(page.locator("h1 [data-status]")).to_have_text("completed")
+    expect(page.locator('[data-step-row="dog"]')).to_contain_text("dog: sigma 3, k 1.6, gain 10")
 
 
 def test_runs_list_updates_live(page: Page, ui_node: NodeProcess, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from node.executor.recipe import Recipe
 from node.executor.recipe_store import summary as recipe_summary
 from node.http.appkeys import NODE
 from node.http.cache import int_param
+from node.http.ui.choices import media_choices
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.run_pages import step_detail, user_may_change
 from node.http.ui.templating import page
@@ -24,7 +25,6 @@ from node.http.ui.users import current_user
 from node.pixels.effects import EFFECTS
 
 PAGE_SIZE = 50
-MEDIA_CHOICES = 200  # newest media offered in an input's list; older ones by CID or upload
 
 
 @page("recipes.html")
@@ -82,13 +82,3 @@ def recipe_picture(recipe: Recipe) -> DagPicture:
         for node in recipe.nodes
     ]
     return layout(nodes, recipe.output)
-
-
-async def media_choices(app: web.Application) -> list[dict[str, Any]]:
-    """The newest media of the library (uploads, imports, runs' outputs; not steps'
-    intermediates), named by asset name where they have one, for an input's list."""
-    index = app[NODE].store.index
-    content_ids, _ = await index.newest_media(None, 0, MEDIA_CHOICES, intermediates=False)
-    entries = await index.get_many(content_ids)
-    names = await index.names_by_content()
-    return [{"entry": entry, "name": names.get(entry.content_id, [""])[0]} for entry in entries]

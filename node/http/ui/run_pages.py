@@ -13,10 +13,12 @@ from node.errors import InvalidInput
 from node.http.appkeys import NODE
 from node.http.cache import int_param
 from node.http.runs import STATUSES
+from node.http.ui.choices import media_choices
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.formats import media_kind
 from node.http.ui.templating import page
 from node.http.ui.users import current_user
+from node.pixels.effects import EFFECTS
 from node.sync.run_status import is_final
 
 PAGE_SIZE = 25
@@ -63,6 +65,26 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "output_kind": media_kind(output["media_type"] if (output := record["output"]) else None),
         "finished": finished,
         "may_change": user_may_change(user, record["owner"]),
+        "again": run_again(record),
+        "media": await media_choices(app) if finished and user else [],
+    }
+
+
+def run_again(record: dict[str, Any]) -> dict[str, Any] | None:
+    """For a finished run of a built-in effect: the effect, its parameters' schema and this
+    run's values and input, for a form that renders it again with other parameters."""
+    step = record["steps"].get(record["recipe"]["name"])
+    if step is None or step.get("type") != "EFFECT" or record["recipe"]["name"] not in EFFECTS:
+        return None
+    if not is_final(record["status"]) or len(record["inputs"]) != 1:
+        return None
+    effect = EFFECTS[record["recipe"]["name"]]
+    inputs = record["inputs"][0]["content_id"]
+    return {
+        "effect": effect.name,
+        "params": effect.schema()["params"],
+        "values": dict((step.get("config") or {}).get("params") or {}),
+        "input": inputs,
     }
 
 
