@@ -22,6 +22,7 @@ from node.identity import public_key_from_node_id
 from node.memory import default_limit as default_memory_limit
 
 MIN_WORKER_MEMORY = 256 * 1024**2
+BATCH_CEILING = 10_000  # the most ARTDAG_MAX_BATCH may be (the document's bound on a batch's items)
 
 ENV_PREFIX = "ARTDAG_"
 CONFIG_FILE_VAR = "ARTDAG_CONFIG"
@@ -80,6 +81,7 @@ class Settings:
     # again of their own, so they never starve requests.
     redis_connections: int = 64
     max_queued: int = 10_000  # unfinished runs the cluster holds before POST /runs answers 503
+    max_batch: int = 100  # runs one POST /runs/batch may submit
     retry_max: float = 30.0  # the longest wait between tries of a run an outage interrupted
     peers: tuple[str, ...] = ()  # NODE_ID@LOCATION: a trusted peer's key and where its state is
     peer_poll: float = 30.0  # seconds between polls of each peer's /state and IPNS name
@@ -364,6 +366,7 @@ _FIELDS = (
     _Field("attempts", _int_range(1, 100)),
     _Field("redis_connections", _int_range(4, 10_000)),
     _Field("max_queued", _int_range(1, 100_000_000)),
+    _Field("max_batch", _int_range(1, BATCH_CEILING)),
     _Field("retry_max", _seconds_up_to(3600)),
     _Field("peers", _peers),
     _Field("peer_poll", _seconds_up_to(86400)),

@@ -351,3 +351,45 @@ async def test_a_failed_run_is_retried_as_a_new_run(
         and "only a failed or cancelled run" in (await refused.json())["error"]["message"]
     )
     assert (await client.post(f"/runs/{failed['run_id']}/retry")).status == 401
+
+
+async def test_a_batch_runs_one_recipe_over_many_inputs(client: Client, auth: dict[str, str]) -> None:
+    """POST /runs/batch: a run per item, answered together, each output named name-1, name-2."""
+    images = [
+        await upload(client, auth, png_bytes(RNG.integers(0, 256, (8, 8, 3), np.uint8))) for _ in range(3)
+    ]
+    body = {
+        "recipe": "blur",
+        "params": {"sigma": 3},
+        "items": [[image["cid"]] for image in images],
+        "output_name": "soft",
+    }
+    answer = await client.post("/runs/batch", json=body, headers=auth)
+    assert answer.status == 202, await answer.text()
+    runs = (await answer.json())["runs"]
+    assert [run["output_name"] for run in runs] == ["soft-1", "soft-2", "soft-3"]
+    assert [run["inputs"][0]["content_id"] for run in runs] == [image["content_id"] for image in images]
+    for run in runs:
+        assert run["url"] == f"/runs/{run['run_id']}"
+        assert (await sse(client, run["run_id"]))[-1][1] == "run_completed"
+
+
+async def test_a_batch_with_a_bad_item_submits_nothing(
+    client: Client, auth: dict[str, str], settings: Settings
+) -> None:
+    """Any bad item is a 400 listing each bad one by index; no run is submitted. Beyond
+    ARTDAG_MAX_BATCH items is a 400 naming the setting."""
+    image = await upload(client, auth, png_bytes(PIXELS))
+    items = [[image["cid"]], ["no-such-asset"], [image["cid"], image["cid"]], [image["cid"]]]
+    answer = await client.post("/runs/batch", json={"recipe": "invert", "items": items}, headers=auth)
+    assert answer.status == 400
+    error = (await answer.json())["error"]
+    assert [problem["item"] for problem in error["details"]["problems"]] == [1, 2]
+    assert "2 of 4 items are not valid, so no run was submitted" in error["message"]
+    assert (await (await client.get("/runs")).json())["items"] == []
+    too_many = [[image["cid"]]] * (settings.max_batch + 1)
+    refused = await client.post("/runs/batch", json={"recipe": "invert", "items": too_many}, headers=auth)
+    assert refused.status == 400 and "ARTDAG_MAX_BATCH" in (await refused.json())["error"]["message"]
+    assert (
+        await client.post("/runs/batch", json={"recipe": "invert", "items": [[image["cid"]]]})
+    ).status == 401

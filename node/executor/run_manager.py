@@ -97,10 +97,11 @@ class RunManager:
         if notices is not None:
             notices.on("run", self.adopt)
 
-    async def check_capacity(self) -> None:
-        """QueueFull (503 with Retry-After) if the cluster holds ``max_queued`` unfinished runs:
-        asked before a submission writes anything (a recipe's bytes included)."""
-        if await self._runs.active_count() >= self._max_queued:
+    async def check_capacity(self, adding: int = 1) -> None:
+        """QueueFull (503 with Retry-After) if ``adding`` more runs would take the cluster past
+        ``max_queued`` unfinished ones: asked before a submission writes anything (a recipe's
+        bytes included)."""
+        if await self._runs.active_count() + adding > self._max_queued:
             raise QueueFull(
                 f"the node's queue is full ({self._max_queued} unfinished runs); try again later",
                 headers={"Retry-After": str(QUEUE_FULL_RETRY_S)},

@@ -11,11 +11,12 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from node.auth.local import User
-from node.errors import Conflict, Forbidden, InvalidInput, NodeError
+from node.errors import Conflict, Forbidden, InvalidInput, NodeError, NotFound
 from node.executor.binding import bind, resolve_recipe
 from node.executor.provenance import RECORD_MAX_BYTES
 from node.executor.recipe import Recipe
 from node.executor.recipe_store import is_recipe_name
+from node.executor.run_manager import Submission
 from node.http.appkeys import NODE
 from node.http.auth import require_user
 from node.http.bodies import read_small_body
@@ -64,18 +65,56 @@ async def create(request: web.Request) -> web.Response:
     user = await require_user(request)
     await request.app[NODE].run_manager.check_capacity()  # before a recipe's bytes are stored
     body = await read_json(request)
-    recipe_ref = body.get("recipe")
-    if not isinstance(recipe_ref, str) or not recipe_ref:
-        raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
     output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name"})
-    if "params" in body and not isinstance(body["params"], dict):
-        raise InvalidInput("params are an object: a built-in effect's parameters", field="params")
-    store = request.app[NODE].store
-    recipes = request.app[NODE].recipes
-    named = await recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
-    recipe, recipe_entry = await resolve_recipe(store, named or recipe_ref, body.get("params"))
+    recipe, recipe_entry = await _recipe_of(request, user, body)
     inputs = body.get("inputs", [])
     return await submit_run(request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name)
+
+
+@operation(
+    "Start one run per item: one recipe over a list of inputs, validated as a whole",
+    "runs",
+    {202: answer("Every run, queued", ref("BatchStarted"))},
+    errors=(400, 404, 409, 503),
+    auth=True,
+    body=json_body(ref("BatchRequest")),
+)
+async def create_batch(request: web.Request) -> web.Response:
+    """``POST /runs/batch`` ``{"recipe": ..., "items": [INPUTS, ...], "params": {...},
+    "output_name": ...}``: a run per item, each item the ``inputs`` of ``POST /runs``. Every item
+    is bound (and its media checked) before any run is submitted: one bad item is a 400 listing
+    each bad one, and nothing is submitted. The output names get ``-1``, ``-2``, ... in order."""
+    user = await require_user(request)
+    node = request.app[NODE]
+    body = await read_json(request)
+    output_name = checked_output_name(body, {"recipe", "items", "params", "output_name"})
+    items = body.get("items")
+    if not isinstance(items, list) or not 1 <= len(items) <= node.settings.max_batch:
+        raise InvalidInput(
+            f"items is a list of 1 to {node.settings.max_batch} inputs (ARTDAG_MAX_BATCH), one per run",
+            field="items",
+        )
+    await node.run_manager.check_capacity(adding=len(items))
+    recipe, recipe_entry = await _recipe_of(request, user, body)
+    submissions, problems = [], []
+    for index, inputs in enumerate(items):
+        named = f"{output_name or recipe.name + '-output'}-{index + 1}"
+        try:
+            submissions.append(
+                await _bound(request, user, recipe, recipe_entry, inputs=inputs, output_name=named)
+            )
+        except (InvalidInput, NotFound) as exc:  # the item's own fault; an outage stays a 503
+            field = exc.details.get("field")
+            problems.append({"item": index, "field": field, "message": exc.message})
+    if problems:
+        listed = "; ".join(f"item {problem['item']}: {problem['message']}" for problem in problems[:20])
+        raise InvalidInput(
+            f"{len(problems)} of {len(items)} items are not valid, so no run was submitted: {listed}",
+            field="items",
+            problems=problems,
+        )
+    runs = [await node.run_manager.submit(submission) for submission in submissions]
+    return web.json_response({"runs": [_with_links(record) for record in runs]}, status=202)
 
 
 async def submit_run(
@@ -87,10 +126,24 @@ async def submit_run(
     inputs: Any,
     output_name: str,
 ) -> web.Response:
-    """Bind ``inputs`` to ``recipe`` (checking what it asks of its media) and submit the
-    run: 202 with it (``POST /runs`` and ``POST /recipes/{id}/run``)."""
+    """Bind ``inputs`` to ``recipe`` and submit the run: 202 with it (``POST /runs`` and
+    ``POST /recipes/{id}/run``)."""
+    submission = await _bound(request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name)
+    return run_response(await request.app[NODE].run_manager.submit(submission))
+
+
+async def _bound(
+    request: web.Request,
+    user: User,
+    recipe: Recipe,
+    recipe_entry: ContentEntry,
+    *,
+    inputs: Any,
+    output_name: str,
+) -> Submission:
+    """The submission of ``recipe`` on ``inputs``, its media checked (nothing written yet)."""
     node = request.app[NODE]
-    submission = await bind(
+    return await bind(
         node.store,
         recipe,
         recipe_entry,
@@ -99,7 +152,19 @@ async def submit_run(
         output_name=output_name,
         cache=node.cache,
     )
-    return run_response(await node.run_manager.submit(submission))
+
+
+async def _recipe_of(request: web.Request, user: User, body: dict[str, Any]) -> tuple[Recipe, ContentEntry]:
+    """The recipe a run request names (a built-in effect with ``params``, or an uploaded
+    recipe's name, id or CID) and the entry of its bytes."""
+    recipe_ref = body.get("recipe")
+    if not isinstance(recipe_ref, str) or not recipe_ref:
+        raise InvalidInput("recipe is required: a built-in effect name, a recipe id or CID", field="recipe")
+    if "params" in body and not isinstance(body["params"], dict):
+        raise InvalidInput("params are an object: a built-in effect's parameters", field="params")
+    node = request.app[NODE]
+    named = await node.recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
+    return await resolve_recipe(node.store, named or recipe_ref, body.get("params"))
 
 
 def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
@@ -117,9 +182,13 @@ def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:
 
 def run_response(record: RunRecord) -> web.Response:
     """202 with the queued run and where to follow it."""
+    shown = _with_links(record)
+    return web.json_response(shown, status=202, headers={"Location": shown["url"]})
+
+
+def _with_links(record: RunRecord) -> dict[str, Any]:
     run_id = record["run_id"]
-    links = {"url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
-    return web.json_response({**record, **links}, status=202, headers={"Location": links["url"]})
+    return {**record, "url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
 
 
 @operation(

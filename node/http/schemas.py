@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.config import BATCH_CEILING
 from node.store.cid import CID_SPELLING, REF_SPELLING
 from node.sync.keys import ASSET_NAME_PATTERN, CONTENT_ID_PATTERN, USER_PATTERN
 from node.sync.run_events import EVENT_KINDS
@@ -238,6 +239,34 @@ COMPONENTS: dict[str, Schema] = {
             "output_name": OUTPUT_NAME_SCHEMA,
         },
     },
+    "BatchRequest": {
+        "type": "object",
+        "required": ["recipe", "items"],
+        "additionalProperties": False,
+        "properties": {
+            "recipe": {
+                **STRING,
+                "minLength": 1,
+                "description": "a built-in effect name, or an uploaded recipe's name, id or CID",
+            },
+            "items": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": BATCH_CEILING,
+                "items": INPUTS,
+                "description": "one run per item, each the inputs of POST /runs (at most ARTDAG_MAX_BATCH)",
+            },
+            "params": {
+                "type": "object",
+                "description": "a built-in effect's parameters (see GET /effects), for every run",
+            },
+            "output_name": {
+                **OUTPUT_NAME_SCHEMA,
+                "description": "each run's output name is it, then -1, -2, ...",
+            },
+        },
+    },
+    "BatchStarted": _object(["runs"], {"runs": {"type": "array", "items": ref("RunStarted")}}),
     "RecipeRunRequest": {
         "type": "object",
         "additionalProperties": False,
