@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from node.http.appkeys import NODE
 from tests.helpers import Client, sse, start, upload
 from tests.media import BLUE, GREEN, RED, WHITE, facts, frames, mean_colour, near, pattern_clip, solid
 
@@ -166,3 +167,16 @@ async def test_a_crossfade_longer_than_a_clip_is_refused_at_submission(
     accepted = await fade("0.4")
     assert accepted.status == 202, await accepted.text()
     assert (await sse(client, (await accepted.json())["run_id"]))[-1][1] == "run_completed"
+
+
+async def test_a_video_step_keeps_its_log(client: Client, auth: dict[str, str], tmp_path: Path) -> None:
+    """A video step's log (GET /runs/{id} and the run page) holds the ffmpeg command it ran,
+    without the node's directories."""
+    clip = await asyncio.to_thread(pattern_clip, tmp_path / "clip.mp4", seconds=0.4)
+    source = await upload(client, auth, await asyncio.to_thread(clip.read_bytes))
+    run = await start(client, auth, {"recipe": "invert", "inputs": [source["cid"]]})
+    shown = await completed(client, run["run_id"])
+    log = shown["steps"]["invert"]["log"]
+    assert log.startswith("$ ffmpeg ") and "negate" in log
+    assert str(client.app[NODE].settings.data_dir) not in log
+    assert 'class="step-log"' in await (await client.get(f"/run/{run['run_id']}")).text()

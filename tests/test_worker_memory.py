@@ -152,6 +152,7 @@ async def test_ffmpeg_inherits_the_limit_and_a_failed_allocation_is_out_of_memor
             await pool.run(job, timeout_s=120)
         assert stopped.value.message.startswith("out_of_memory: ffmpeg needed more memory than the 512 MiB")
         assert "ARTDAG_WORKER_MEMORY" in stopped.value.message
+        assert stopped.value.details["log"].startswith("$ ffmpeg ")  # the step's log, kept with its error
         assert not (tmp_path / "out.mkv").exists()
     finally:
         await pool.close()

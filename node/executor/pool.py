@@ -157,10 +157,10 @@ class WorkerPool:
             self._busy.discard(worker)
             self._idle.append(worker)
         if not answer.get("ok"):
-            error = str(answer.get("error", "step failed"))
+            error, log = str(answer.get("error", "step failed")), str(answer.get("log", ""))
             if answer.get("code") == StepOutOfMemory.code:
-                raise StepOutOfMemory(f"{StepOutOfMemory.code}: {error}")
-            raise StepFailed(error)
+                raise StepOutOfMemory(f"{StepOutOfMemory.code}: {error}", log=log)
+            raise StepFailed(error, log=log)
         return answer
 
     async def _take_idle(self) -> Worker | None:

@@ -21,6 +21,7 @@ from node.sync.run_status import RunRecord
 
 Event = tuple[str, dict[str, Any]]  # (stream id, event) as RunEvents.read gives them
 PROGRESS_FIELDS = ("frames", "total_frames", "percent", "eta_s")
+OUTCOME_FIELDS = ("cid", "error", "fused", "node", "cache_id", "log")  # copied from a step's events
 
 
 def run_times(record: RunRecord, now: float) -> dict[str, float | None]:
@@ -73,10 +74,12 @@ def _apply(steps: dict[str, dict[str, Any]], at: float, event: dict[str, Any]) -
         return
     step = steps.setdefault(name, {"state": "pending"})  # a step of an older plan's events
     step["state"] = STEP_STATES[kind]
-    step.update({key: event[key] for key in ("cid", "error", "fused", "node", "cache_id") if key in event})
+    step.update(
+        {key: event[key] for key in ("cid", "error", "fused", "node", "cache_id", "log") if key in event}
+    )
     if kind == "step_started":
         step["started"] = at
-        for stale in ("finished", "error", "progress"):
+        for stale in ("finished", "error", "progress", "log"):
             step.pop(stale, None)
     else:
         step["finished"] = at

@@ -154,6 +154,7 @@ class Scheduler:
         self._in_flight: dict[str, asyncio.Task[ContentEntry]] = {}  # cache id -> its computation
         self._kills: dict[str, int] = {}  # cache id -> its worker's kills in a row
         self._retry_in: dict[str, float] = {}  # cache id -> seconds to wait before its next try
+        self._logs: dict[str, str] = {}  # cache id -> the tail of its tools' log, until reported
         self._abandoned: dict[str, list[tuple[str, str]]] = {}  # cache id -> (token, scope) unreleased
 
     async def execute(self, plan: Plan, emit: Emit, *, scope: str = "") -> ContentEntry:
@@ -268,7 +269,14 @@ class Scheduler:
                     await noticed()  # its notice, or a poll interval: then check again
                     continue
             if claim.outcome == "failed":
-                await emit("step_failed", step=step.node_id, cache_id=step.cache_id, error=claim.detail)
+                said = failure.details.get("log", "") if failure is not None else ""
+                await emit(
+                    "step_failed",
+                    step=step.node_id,
+                    cache_id=step.cache_id,
+                    error=claim.detail,
+                    **_said(said),
+                )
                 raise (
                     failure
                     if failure is not None and failure.message == claim.detail
@@ -353,7 +361,15 @@ class Scheduler:
         self._kills.pop(step.cache_id, None)
         if receipt and self._published:  # into IPFS in the background, off the step's path
             self._published(receipt.cid)  # (not written if the step was recorded already: skipped)
-        await emit("step_finished", step=step.node_id, cache_id=step.cache_id, cid=entry.cid, node=node)
+        said = self._logs.pop(step.cache_id, "")
+        await emit(
+            "step_finished",
+            step=step.node_id,
+            cache_id=step.cache_id,
+            cid=entry.cid,
+            node=node,
+            **_said(said),
+        )
         return entry
 
     async def _discard(self, step: Step, entry: ContentEntry) -> None:
@@ -418,6 +434,8 @@ class Scheduler:
                 await emit(STEP_PROGRESS, step=step.node_id, cache_id=step.cache_id, **fields)
 
             answer = await self._pool.run(job, self._step_timeout_s, progress)
+            if answer.get("log"):  # reported with the step's outcome
+                self._logs[step.cache_id] = str(answer["log"])
             stored = await self._store.put_file(output, media_type=str(answer.get("media_type", "")))
             await self._keep_in_cache(output, stored.entry)
         finally:
@@ -430,6 +448,10 @@ class Scheduler:
         target = self._cache.path_for(entry.content_id)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(os.replace, output, target)
+
+
+def _said(said: str) -> dict[str, str]:
+    return {"log": said} if said else {}  # the tail of what the step's tools said (step_log)
 
 
 def _fused(step: Step) -> dict[str, Any]:

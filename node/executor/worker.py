@@ -23,6 +23,7 @@ from PIL import UnidentifiedImageError
 
 from node.media.progress import Report
 from node.media.render import render, write_atomically
+from node.media.step_log import collecting, tail
 from node.memory import OutOfMemory, ensure_fits, ran_out
 from node.pixels import image_ops
 from node.pixels.effects import EFFECTS
@@ -92,8 +93,16 @@ def _what(kind: str, config: dict[str, Any], sizes: list[Size]) -> str:
 
 
 def answer(job: dict[str, Any]) -> dict[str, Any]:
-    """The answer to one job: its output's media type, or its error; a failed allocation, or
-    work refused because it would not fit, is ``code: out_of_memory``."""
+    """The answer to one job, with the tail of its tools' log when they said anything
+    (``node.media.step_log``)."""
+    with collecting() as lines:
+        reply = _answer(job)
+    return {**reply, "log": tail(lines)} if lines else reply
+
+
+def _answer(job: dict[str, Any]) -> dict[str, Any]:
+    """Its output's media type, or its error; a failed allocation, or work refused because it
+    would not fit, is ``code: out_of_memory``."""
     try:
         return {"job": job.get("job"), "ok": True, "media_type": compute(job, _reporter(job))}
     except OutOfMemory as exc:  # refused before it started, or ffmpeg could not allocate

@@ -319,6 +319,10 @@ COMPONENTS: dict[str, Schema] = {
             "queued_s": NULLABLE_SECONDS,
             "running_s": NULLABLE_SECONDS,
             "progress": STEP_PROGRESS,
+            "log": {
+                **STRING,
+                "description": "the tail of what its tools said: each ffmpeg command, its warnings",
+            },
         },
     ),
     "RunTimes": _object(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.media.errors import MediaError
+from node.media.step_log import note, scrub
 from node.memory import OutOfMemory, ffmpeg_ran_out, ran_out
 
 Progress = Callable[[Iterable[bytes]], None]  # reads ffmpeg's -progress lines as they come
@@ -89,7 +90,7 @@ def run_ffmpeg(
 ) -> None:
     """Run ``ffmpeg ARGS OUTPUT`` (quiet, never asking); MediaError with ffmpeg's reason. With
     ``progress``, ffmpeg's own progress lines are read as it works and passed to it."""
-    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args, str(output)]
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning", "-y", *args, str(output)]
     try:
         if progress is None:
             done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)  # noqa: S603
@@ -98,6 +99,7 @@ def run_ffmpeg(
             code, stderr = _run_following(command, progress)
     except FileNotFoundError:
         raise MediaError("ffmpeg is not installed on this node") from None
+    note(command, stderr)
     if code != 0:
         raise failure("ffmpeg failed", stderr)
 
@@ -130,9 +132,7 @@ def failure(what: str, stderr: bytes) -> MediaError | OutOfMemory:
 def stderr_tail(stderr: bytes) -> str:
     """The last lines of a tool's complaint, short enough for an error message, without the
     node's directories or memory addresses (clients read it)."""
-    text = stderr.decode("utf-8", "replace").strip() or "no message"
-    text = re.sub(r" @ 0x[0-9a-f]+", "", text)
-    text = re.sub(r"(?<![\w.])/(?:[^/:'\n]+/)+", "", text)  # /work/ca che/ab/abcd.out -> abcd.out
+    text = scrub(stderr.decode("utf-8", "replace").strip() or "no message")
     return text[-STDERR_TAIL:].replace("\n", "; ")
 
 

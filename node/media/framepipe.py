@@ -20,6 +20,7 @@ from node.media.errors import MediaError
 from node.media.ffmpeg import BITEXACT, SAFE_INPUT, SWS_FLAGS, THREADS, Encoding, failure
 from node.media.probe import MediaInfo
 from node.media.progress import Report, Tracker
+from node.media.step_log import note
 from node.memory import ensure_fits
 from node.pixels.effects import Effect
 from node.pixels.footprint import video_frame_bytes
@@ -50,7 +51,7 @@ def run_effect(
         "ffmpeg",
         "-nostdin",
         "-loglevel",
-        "error",
+        "warning",
         "-threads",
         str(THREADS),
         *SAFE_INPUT,
@@ -64,7 +65,7 @@ def run_effect(
         "ffmpeg",
         "-nostdin",
         "-loglevel",
-        "error",
+        "warning",
         "-y",
         "-f",
         "rawvideo",
@@ -96,6 +97,9 @@ def run_effect(
             encoder.stdin.close()
             decoder.stdout.close()
             decoded, encoded = decoder.wait(), encoder.wait()
+        for command, log in ((decode, decode_log), (encode, encode_log)):
+            log.seek(0)
+            note(command, log.read())
         # The encoder first: when it fails, the decoder only reports the pipe it broke.
         for code, log, what in ((encoded, encode_log, "encoding"), (decoded, decode_log, "decoding")):
             if code != 0:

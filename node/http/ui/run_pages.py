@@ -146,6 +146,7 @@ def _step_rows(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> list[
                 "cache_id": step["cache_id"],
                 "settings": step_settings(step["type"], step.get("config") or {}),
                 "fused": state.get("fused", []),
+                "log": state.get("log", ""),
                 "queued_s": state.get("queued_s"),
                 "running_s": state.get("running_s"),
             }
