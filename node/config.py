@@ -82,6 +82,7 @@ class Settings:
     redis_connections: int = 64
     max_queued: int = 10_000  # unfinished runs the cluster holds before POST /runs answers 503
     max_batch: int = 100  # runs one POST /runs/batch may submit
+    priority_without_admin: int = 0  # the highest run priority a user who is not the admin may ask for
     retry_max: float = 30.0  # the longest wait between tries of a run an outage interrupted
     peers: tuple[str, ...] = ()  # NODE_ID@LOCATION: a trusted peer's key and where its state is
     peer_poll: float = 30.0  # seconds between polls of each peer's /state and IPNS name
@@ -367,6 +368,7 @@ _FIELDS = (
     _Field("redis_connections", _int_range(4, 10_000)),
     _Field("max_queued", _int_range(1, 100_000_000)),
     _Field("max_batch", _int_range(1, BATCH_CEILING)),
+    _Field("priority_without_admin", _int_range(-10, 10)),
     _Field("retry_max", _seconds_up_to(3600)),
     _Field("peers", _peers),
     _Field("peer_poll", _seconds_up_to(86400)),

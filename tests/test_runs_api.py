@@ -322,13 +322,12 @@ dag:
 """
 
 
-async def test_a_failed_run_is_retried_as_a_new_run(
-    settings: Settings, node_client: NodeClient, auth: dict[str, str]
-) -> None:
+async def test_a_failed_run_is_retried_as_a_new_run(settings: Settings, node_client: NodeClient) -> None:
     """A run whose second step cannot fit the workers' memory fails; its retry is a new run
     (retry_of it) that reuses the first step and tries the second afresh (its own attempts),
     not failed at once on the old run's counters. A completed run is 409."""
-    client = await node_client(settings.replace(worker_memory=512 * 1024**2))
+    client = await node_client(settings.replace(worker_memory=512 * 1024**2))  # alone on its prefix
+    auth = {"Authorization": f"Bearer {(settings.data_dir / 'admin_token').read_text().strip()}"}
     recipe = await client.post("/recipes/upload", data=FAILS_SECOND, headers=auth)
     image = await upload(client, auth, png_bytes(PIXELS))
     failed = await start(client, auth, {"recipe": (await recipe.json())["id"], "inputs": [image["cid"]]})

@@ -97,6 +97,7 @@ async def bind(
     owner: str,
     output_name: str,
     cache: LocalCache | None = None,
+    priority: int = 0,
 ) -> Submission:
     """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe.
     With ``cache``, what the recipe asks of its media is checked against the inputs now
@@ -118,6 +119,7 @@ async def bind(
         owner=owner,
         output_name=output_name,
         media_types={entry.content_id: entry.media_type for entry in entries.values()},
+        priority=priority,
     )
 
 

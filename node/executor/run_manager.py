@@ -63,6 +63,7 @@ class Submission:
     output_name: str = ""
     media_types: dict[str, str] = field(default_factory=dict)  # content id -> media type
     retry_of: str = ""  # the failed or cancelled run this one tries again
+    priority: int = 0  # -10 to 10: every node gives a free worker to higher-priority runs' steps first
 
 
 class RunManager:
@@ -146,6 +147,7 @@ class RunManager:
             }
             if submission.retry_of:
                 record["retry_of"] = submission.retry_of
+            record["priority"] = submission.priority
             await self._runs.add(record, plan.record())
         except BaseException:
             await self._release(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
@@ -291,6 +293,7 @@ class RunManager:
             output_name=record["output_name"],
             media_types={entry.content_id: entry.media_type for entry in entries},
             retry_of=run_id,
+            priority=record.get("priority", 0),
         )
         return await self.submit(submission)
 
@@ -395,7 +398,8 @@ class RunManager:
             else:
                 await self._events.append(run_id, kind, **fields)
 
-        output = await self._scheduler.execute(plan, emit, scope=run_id)
+        rank = (-record.get("priority", 0), record["created"])  # higher priority, then first come
+        output = await self._scheduler.execute(plan, emit, scope=run_id, rank=rank)
         await self._finish_claimed(record, plan, output)
 
     async def _finish_claimed(self, record: RunRecord, plan: Plan, output: ContentEntry) -> None:

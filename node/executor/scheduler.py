@@ -27,6 +27,7 @@ from node.errors import NodeError, Unavailable
 from node.executor.errors import StepFailed, WorkerKilled
 from node.executor.planner import CHAIN, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
+from node.executor.slots import PrioritySlots, Rank
 from node.pixels.effects import EFFECTS
 from node.records import SignedRecord
 from node.store.content import ContentStore, Stored
@@ -45,6 +46,7 @@ Adopt = Callable[[Step], Awaitable[ContentEntry | None]]
 
 
 _scope: ContextVar[str] = ContextVar("attempt_scope", default="")  # the try (run) being executed
+_rank: ContextVar[Rank] = ContextVar("run_rank", default=(0, ""))  # its run's place for a worker
 KILLED_RETRY_S = 1.0  # before a step whose worker was killed from outside is tried again; doubles
 KILLED_RETRY_MAX_S = 16.0
 KILLS_MAX = 5  # kills in a row of one step's worker before the step fails (counted)
@@ -147,7 +149,7 @@ class Scheduler:
         self._work_dir = work_dir
         self._step_timeout_s = step_timeout_s
         self.claims: Claims = claims or LocalClaims(steps)
-        self._slots = asyncio.Semaphore(pool.size)  # steps computing here at once
+        self._slots = PrioritySlots(pool.size)  # steps computing here at once, by run priority
         self._receipt = receipt  # signs a step's receipt (its CID computed, not yet in IPFS)
         self._published = published  # adds a committed receipt to IPFS soon
         self._adopt = adopt  # fetches a step's output a trusted peer computed, if one did
@@ -157,14 +159,16 @@ class Scheduler:
         self._logs: dict[str, str] = {}  # cache id -> the tail of its tools' log, until reported
         self._abandoned: dict[str, list[tuple[str, str]]] = {}  # cache id -> (token, scope) unreleased
 
-    async def execute(self, plan: Plan, emit: Emit, *, scope: str = "") -> ContentEntry:
+    async def execute(self, plan: Plan, emit: Emit, *, scope: str = "", rank: Rank = (0, "")) -> ContentEntry:
         """Run every step of ``plan`` not yet computed; the output's content entry. ``scope``
-        (the run) is the try a step's own failures count against (see ``node.sync.claims``)."""
-        reset = _scope.set(scope)  # the steps' tasks, started from here, inherit it
+        (the run) is the try a step's own failures count against (see ``node.sync.claims``);
+        ``rank`` (-priority, submitted) orders its steps' wait for a worker (``slots``)."""
+        reset, reset_rank = _scope.set(scope), _rank.set(rank)  # the steps' tasks inherit them
         try:
             return await self._execute(plan, emit)
         finally:
             _scope.reset(reset)
+            _rank.reset(reset_rank)
 
     async def _execute(self, plan: Plan, emit: Emit) -> ContentEntry:
         done = {step.cache_id: await self._source(step) for step in plan.steps if step.type == "SOURCE"}
@@ -252,7 +256,7 @@ class Scheduler:
             if delay := self._retry_in.pop(step.cache_id, 0.0):
                 await asyncio.sleep(delay)
             async with self.claims.watch(step.cache_id) as noticed:
-                async with self._slots:  # claim only what a free worker can start now
+                async with self._slots.held(_rank.get()):  # claim only what a free worker can start now
                     claim = await self.claims.claim(step.cache_id, recompute=recompute, scope=_scope.get())
                     if claim.outcome == "won":
                         try:

@@ -55,7 +55,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     "Start a render: a recipe (or effect name) and its inputs",
     "runs",
     {202: answer("Queued; follow it at url or events", ref("RunStarted"), RUN_LINKS)},
-    errors=(400, 404, 409, 503),
+    errors=(400, 403, 404, 409, 503),
     auth=True,
     body=json_body(ref("RunRequest")),
 )
@@ -65,17 +65,20 @@ async def create(request: web.Request) -> web.Response:
     user = await require_user(request)
     await request.app[NODE].run_manager.check_capacity()  # before a recipe's bytes are stored
     body = await read_json(request)
-    output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name"})
+    output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name", "priority"})
+    priority = checked_priority(request, user, body)
     recipe, recipe_entry = await _recipe_of(request, user, body)
     inputs = body.get("inputs", [])
-    return await submit_run(request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name)
+    return await submit_run(
+        request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name, priority=priority
+    )
 
 
 @operation(
     "Start one run per item: one recipe over a list of inputs, validated as a whole",
     "runs",
     {202: answer("Every run, queued", ref("BatchStarted"))},
-    errors=(400, 404, 409, 503),
+    errors=(400, 403, 404, 409, 503),
     auth=True,
     body=json_body(ref("BatchRequest")),
 )
@@ -87,7 +90,8 @@ async def create_batch(request: web.Request) -> web.Response:
     user = await require_user(request)
     node = request.app[NODE]
     body = await read_json(request)
-    output_name = checked_output_name(body, {"recipe", "items", "params", "output_name"})
+    output_name = checked_output_name(body, {"recipe", "items", "params", "output_name", "priority"})
+    priority = checked_priority(request, user, body)
     items = body.get("items")
     if not isinstance(items, list) or not 1 <= len(items) <= node.settings.max_batch:
         raise InvalidInput(
@@ -101,7 +105,9 @@ async def create_batch(request: web.Request) -> web.Response:
         named = f"{output_name or recipe.name + '-output'}-{index + 1}"
         try:
             submissions.append(
-                await _bound(request, user, recipe, recipe_entry, inputs=inputs, output_name=named)
+                await _bound(
+                    request, user, recipe, recipe_entry, inputs=inputs, output_name=named, priority=priority
+                )
             )
         except (InvalidInput, NotFound) as exc:  # the item's own fault; an outage stays a 503
             field = exc.details.get("field")
@@ -125,10 +131,13 @@ async def submit_run(
     *,
     inputs: Any,
     output_name: str,
+    priority: int = 0,
 ) -> web.Response:
     """Bind ``inputs`` to ``recipe`` and submit the run: 202 with it (``POST /runs`` and
     ``POST /recipes/{id}/run``)."""
-    submission = await _bound(request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name)
+    submission = await _bound(
+        request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name, priority=priority
+    )
     return run_response(await request.app[NODE].run_manager.submit(submission))
 
 
@@ -140,6 +149,7 @@ async def _bound(
     *,
     inputs: Any,
     output_name: str,
+    priority: int = 0,
 ) -> Submission:
     """The submission of ``recipe`` on ``inputs``, its media checked (nothing written yet)."""
     node = request.app[NODE]
@@ -151,6 +161,7 @@ async def _bound(
         owner=user.name,
         output_name=output_name,
         cache=node.cache,
+        priority=priority,
     )
 
 
@@ -165,6 +176,20 @@ async def _recipe_of(request: web.Request, user: User, body: dict[str, Any]) -> 
     node = request.app[NODE]
     named = await node.recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
     return await resolve_recipe(node.store, named or recipe_ref, body.get("params"))
+
+
+def checked_priority(request: web.Request, user: User, body: dict[str, Any]) -> int:
+    """The body's ``priority``: an integer from -10 to 10 (default 0); above
+    ARTDAG_PRIORITY_WITHOUT_ADMIN (0) only the admin may ask for it."""
+    priority = body.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -10 <= priority <= 10:
+        raise InvalidInput("priority is an integer from -10 to 10 (0 by default)", field="priority")
+    ceiling = request.app[NODE].settings.priority_without_admin
+    if priority > ceiling and not user.is_admin:
+        raise Forbidden(
+            f"a priority above {ceiling} needs the admin (ARTDAG_PRIORITY_WITHOUT_ADMIN)", field="priority"
+        )
+    return int(priority)
 
 
 def checked_output_name(body: dict[str, Any], allowed: set[str]) -> str:

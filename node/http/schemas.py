@@ -134,6 +134,12 @@ OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]
 INTEGER: Schema = {"type": "integer"}
 NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 NULLABLE_SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
+PRIORITY_SCHEMA: Schema = {
+    "type": "integer",
+    "minimum": -10,
+    "maximum": 10,
+    "description": "a higher run's steps get free workers first (0 by default; above 0 needs the admin)",
+}
 STEP_PROGRESS: Schema = _object(
     [], {"frames": INTEGER, "total_frames": INTEGER, "percent": INTEGER, "eta_s": NULLABLE_SECONDS}
 )
@@ -237,6 +243,7 @@ COMPONENTS: dict[str, Schema] = {
                 "description": "a built-in effect's parameters (see GET /effects); the rest keep defaults",
             },
             "output_name": OUTPUT_NAME_SCHEMA,
+            "priority": PRIORITY_SCHEMA,
         },
     },
     "BatchRequest": {
@@ -264,6 +271,7 @@ COMPONENTS: dict[str, Schema] = {
                 **OUTPUT_NAME_SCHEMA,
                 "description": "each run's output name is it, then -1, -2, ...",
             },
+            "priority": PRIORITY_SCHEMA,
         },
     },
     "BatchStarted": _object(["runs"], {"runs": {"type": "array", "items": ref("RunStarted")}}),
@@ -295,6 +303,7 @@ COMPONENTS: dict[str, Schema] = {
             "provenance_cid": NULLABLE_STRING,
             "error": NULLABLE_STRING,
             "retry_of": {**STRING, "description": "the failed or cancelled run this one tries again"},
+            "priority": PRIORITY_SCHEMA,
         },
     ),
     "RunOutput": _object(

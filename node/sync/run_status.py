@@ -95,3 +95,4 @@ class RunRecord(TypedDict):
     started: NotRequired[str]  # when a node began rendering it (absent in records from before)
     finished: NotRequired[str]  # when it reached its final status
     retry_of: NotRequired[str]  # the failed or cancelled run this one tries again
+    priority: NotRequired[int]  # -10 to 10, 0 by default (and for records from before)
