@@ -52,6 +52,9 @@ async def test_slots_go_to_the_best_rank_then_the_first_come() -> None:
     release.set()
     await asyncio.gather(first, *waiting)
     assert order == ["high", "old", "new", "low"]
+    async with slots.held((0, "z")):  # a cancelled waiter left nothing behind: the slot is free
+        order.append("after")
+    assert order[-1] == "after"
 
 
 async def test_a_higher_priority_run_gets_the_next_free_worker(

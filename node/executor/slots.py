@@ -31,12 +31,16 @@ class PrioritySlots:
             self._free -= 1
         else:
             granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiting, (rank, next(self._arrivals), granted))
+            waiter = (rank, next(self._arrivals), granted)
+            heapq.heappush(self._waiting, waiter)
             try:
                 await granted
             except asyncio.CancelledError:
                 if granted.done() and not granted.cancelled():  # handed a slot, then cancelled
                     self._release()
+                elif waiter in self._waiting:  # gone before its turn: not a waiter any more
+                    self._waiting.remove(waiter)
+                    heapq.heapify(self._waiting)
                 raise
         try:
             yield
