@@ -16,13 +16,15 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from node import __version__
 from node.auth.deletion import DeletionRules
 from node.auth.l2 import L2Verifier
 from node.auth.local import Authenticator, load_or_create_admin_token
@@ -46,6 +48,7 @@ from node.federation.publisher import IpnsNames, StatePublisher
 from node.federation.recovery import recover
 from node.federation.refill import refill
 from node.identity import NodeIdentity, load_or_create
+from node.media.ffmpeg import cpu_class
 from node.services import REFILL_MARKER, EmbeddedServices
 from node.store.content import ContentStore
 from node.store.gone import Gone
@@ -128,6 +131,7 @@ class Node(NodeCore):
             auth, publications = await stack.enter_async_context(_auth(core))
             federation = await stack.enter_async_context(_federation(core))
             executor = await stack.enter_async_context(_executor(core, federation))
+            federation.peering.describe = _describing(settings, executor)  # for the cluster view
             stack.push_async_callback(core.notices.close)  # before the runs close: no notice adopts one
             node = cls(
                 **vars(core),
@@ -150,6 +154,23 @@ class Node(NodeCore):
             core.notices.start()
             await stack.enter_async_context(_adopting(executor.run_manager))
             yield node
+
+
+def _describing(settings: Settings, executor: _Executor) -> Callable[[], dict[str, Any]]:
+    """What this node says of itself in the cluster's registry at each peering round."""
+    cpu = cpu_class()
+
+    def describe() -> dict[str, Any]:
+        busy = len(executor.pool.busy_pids)
+        return {
+            "url": settings.public_url,
+            "version": __version__,
+            "cpu": cpu,
+            "workers": {"busy": busy, "total": executor.pool.size},
+            "steps": executor.scheduler.running(),
+        }
+
+    return describe
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from node.federation.peering import REFRESH_S
+from node.federation.peering import NODE_FIELD, REFRESH_S
 from node.services import ManagedProcess, free_port
 from node.sync.keys import Keys
 from node.testing import NodeProcess
@@ -205,7 +205,7 @@ def pair(lab: Lab, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         nodes.append(_start(lab, lab.a, where, redis_url, keys.prefix))
         nodes[0].wait_healthy()
-        wait_until(lambda: client.hlen(keys.daemons) == 1, timeout_s=30, interval_s=0.1)
+        wait_until(lambda: len(_daemons(client.hgetall(keys.daemons))) == 1, timeout_s=30, interval_s=0.1)
         nodes.append(_start(lab, lab.b, where, redis_url, keys.prefix))
         nodes[1].wait_healthy()
         yield Pair(nodes[0], nodes[1], client, keys)
@@ -241,7 +241,7 @@ def test_daemons_register_swarm_link_addresses_and_peer(lab: Lab, pair: Pair) ->
     """Each daemon is in the Redis registry with only its swarm-link addresses, and each keeps
     the other in its peering set, with nothing configured but the shared Redis."""
     a_id, b_id = _peer_id(lab, pair.a), _peer_id(lab, pair.b)
-    registry = pair.redis.hgetall(pair.keys.daemons)
+    registry = _daemons(pair.redis.hgetall(pair.keys.daemons))
     assert set(registry) == {a_id, b_id}
     for peer_id, ns in ((a_id, lab.a), (b_id, lab.b)):
         addresses = json.loads(registry[peer_id])["addresses"]
@@ -262,3 +262,8 @@ def test_bytes_uploaded_to_one_node_are_served_by_the_other(lab: Lab, pair: Pair
     peers = kubo(lab, pair.b, "swarm/peers").get("Peers") or []
     [address] = [str(peer["Addr"]) for peer in peers if peer["Peer"] == a_id]
     assert address.startswith(f"/ip4/{lab.a.swarm}/tcp/")
+
+
+def _daemons(registry: dict[Any, Any]) -> dict[Any, Any]:
+    """The registry's daemons (its other fields are the nodes' status, for the cluster view)."""
+    return {field: value for field, value in registry.items() if not str(field).startswith(NODE_FIELD)}

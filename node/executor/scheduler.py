@@ -36,6 +36,7 @@ from node.store.local_cache import LocalCache
 from node.sync.claims import Claim
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.run_events import STEP_PROGRESS
+from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Scheduler:
         self._kills: dict[str, int] = {}  # cache id -> its worker's kills in a row
         self._retry_in: dict[str, float] = {}  # cache id -> seconds to wait before its next try
         self._logs: dict[str, str] = {}  # cache id -> the tail of its tools' log, until reported
+        self._running: dict[str, dict[str, str]] = {}  # cache id -> its run, step and start, while computed
         self._abandoned: dict[str, list[tuple[str, str]]] = {}  # cache id -> (token, scope) unreleased
 
     async def execute(self, plan: Plan, emit: Emit, *, scope: str = "", rank: Rank = (0, "")) -> ContentEntry:
@@ -387,8 +389,19 @@ class Scheduler:
         except NodeError as exc:
             log.warning("step %s: fenced output %s not discarded (%s)", step.node_id, entry.cid, exc.message)
 
+    def running(self) -> list[dict[str, str]]:
+        """The steps this node is computing now: run, step, since when (the cluster view)."""
+        return list(self._running.values())
+
     async def _owned(self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit) -> Stored:
         """Compute while heartbeating the claim; LeaseLost (the work killed) if it is lost."""
+        self._running[step.cache_id] = {"run": _scope.get(), "step": step.node_id, "since": utc_now()}
+        try:
+            return await self._heartbeating(step, token, inputs, emit)
+        finally:
+            self._running.pop(step.cache_id, None)
+
+    async def _heartbeating(self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit) -> Stored:
         work = asyncio.create_task(self._compute(step, inputs, emit))
         renewed = time.monotonic()
         try:

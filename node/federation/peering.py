@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +27,14 @@ from node.errors import NodeError
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
 from node.sync.keys import Keys
+from node.timestamps import utc_text
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 15.0  # how often a node re-registers its daemon and re-reads the registry
-STALE_S = 10 * 60.0  # a daemon not re-registered for this long has gone: dropped
+STALE_S = 10 * 60.0  # a daemon (or node) not re-registered for this long has gone: dropped
+SILENT_AFTER_S = 3 * REFRESH_S  # a node not heard from for this long is marked silent
+NODE_FIELD = "node:"  # the registry's fields for nodes (their status), beside the daemons' peer ids
 MAX_ADDRESSES = 16
 
 
@@ -89,6 +93,9 @@ class DaemonPeering:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
+        # What this node says of itself in the registry (workers, steps running): set once the
+        # executor is open, so the cluster view (GET /cluster) shows every node at work.
+        self.describe: Callable[[], dict[str, Any]] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_peered(), name="daemon-peering")
@@ -111,8 +118,17 @@ class DaemonPeering:
         with redis_errors():
             now = _seconds(await self._redis.time())  # one clock for every machine: Redis's
             entry = {"addresses": list(own.addresses), "node": self._node_id, "seen": now}
+            status = {
+                **(self.describe() if self.describe else {}),
+                "node": self._node_id,
+                "daemon": own.peer_id,
+            }
             await self._redis.hset(
-                self._keys.daemons, own.peer_id, json.dumps({**entry, "refilling": self.refilling})
+                self._keys.daemons,
+                mapping={
+                    own.peer_id: json.dumps({**entry, "refilling": self.refilling}),
+                    NODE_FIELD + self._node_id: json.dumps({**status, "seen": now}),
+                },
             )
             raw = await self._redis.hgetall(self._keys.daemons)
         registry, stale = _read_registry(raw, own.peer_id, now, self._node_id)
@@ -129,6 +145,33 @@ class DaemonPeering:
         self._from_registry |= named
         await self._forget(self._from_registry - named)
         return registry
+
+    async def cluster(self) -> list[dict[str, Any]]:
+        """Every node registered here, as it last described itself, with when it was last seen
+        (``seen_s`` ago) and whether it is ``live`` or ``silent`` (not heard from for
+        SILENT_AFTER_S); a node gone for STALE_S is dropped from the registry."""
+        with redis_errors():
+            now = _seconds(await self._redis.time())
+            raw = await self._redis.hgetall(self._keys.daemons)
+        nodes, gone = [], []
+        for field, value in raw.items():
+            if not str(field).startswith(NODE_FIELD):
+                continue
+            try:
+                status = dict(json.loads(value))
+                age = max(0.0, now - float(status["seen"]))
+            except (ValueError, TypeError, KeyError):
+                gone.append(str(field))
+                continue
+            if age > STALE_S:
+                gone.append(str(field))
+                continue
+            nodes.append({**status, "seen": utc_text(float(status["seen"])), "seen_s": round(age, 1),
+                          "state": "live" if age <= SILENT_AFTER_S else "silent"})  # fmt: skip
+        if gone:
+            with redis_errors():
+                await self._redis.hdel(self._keys.daemons, *gone)
+        return sorted(nodes, key=lambda node: str(node.get("node", "")))
 
     async def peer_with(self, daemon: DaemonAddress) -> bool:
         """Keep ``daemon`` in this daemon's peering set (a no-op for this daemon itself, or when
@@ -199,6 +242,8 @@ def _read_registry(
     refilling: set[str] = set()
     stale: list[str] = []
     for peer_id, value in raw.items():
+        if str(peer_id).startswith(NODE_FIELD):
+            continue  # a node's status, not a daemon (GET /cluster reads those)
         entry = _Entry.parse(str(peer_id), value)
         if entry is None or entry.seen < now - STALE_S or (entry.node == node_id and peer_id != own_peer_id):
             stale.append(str(peer_id))

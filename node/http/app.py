@@ -10,12 +10,12 @@ from aiohttp.typedefs import Handler
 
 from node.assembly import STATE_NOTICE, Node
 from node.errors import NodeError
-from node.http import cache, catalog, docs, health, login, recipes, runs, state
+from node.http import cache, catalog, cluster, docs, health, login, recipes, runs, state
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
 from node.http.params import path_parameter
-from node.http.ui import home, run_pages
+from node.http.ui import cluster_page, home, run_pages
 from node.http.ui import routes as ui_routes
 from node.http.ui.templating import negotiated
 
@@ -39,6 +39,7 @@ def create_app(node: Node) -> web.Application:
     app.on_cleanup.append(stop)
     app.router.add_get("/", negotiated(health.index, home.home), name="index")
     app.router.add_get("/health", health.health, name="health")
+    app.router.add_get("/cluster", negotiated(cluster.cluster, cluster_page.cluster_page), name="cluster")
     ref = path_parameter("ref", "upload", "import")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")
     app.router.add_get("/cache", cache.listing, name="cache-list")

@@ -274,6 +274,34 @@ COMPONENTS: dict[str, Schema] = {
             "priority": PRIORITY_SCHEMA,
         },
     },
+    "Cluster": _object(
+        ["nodes"],
+        {
+            "nodes": {
+                "type": "array",
+                "items": _object(
+                    ["node", "seen", "seen_s", "state"],
+                    {
+                        "node": STRING,
+                        "daemon": STRING,
+                        "url": STRING,
+                        "version": STRING,
+                        "cpu": STRING,
+                        "workers": _object(["busy", "total"], {"busy": INTEGER, "total": INTEGER}),
+                        "steps": {
+                            "type": "array",
+                            "items": _object(
+                                ["run", "step", "since"], {"run": STRING, "step": STRING, "since": STRING}
+                            ),
+                        },
+                        "seen": STRING,
+                        "seen_s": {"type": "number", "minimum": 0},
+                        "state": {"enum": ["live", "silent"]},
+                    },
+                ),
+            }
+        },
+    ),
     "BatchStarted": _object(["runs"], {"runs": {"type": "array", "items": ref("RunStarted")}}),
     "RecipeRunRequest": {
         "type": "object",

@@ -169,7 +169,8 @@ class Keys:
     @property
     def daemons(self) -> str:
         """Hash: IPFS peer id -> JSON {addresses, node, seen}: the daemons of the nodes sharing
-        this Redis, which each node keeps its own daemon peered with (``federation/peering.py``)."""
+        this Redis, which each node keeps its own daemon peered with (``federation/peering.py``);
+        and ``node:{node_id}`` -> what that node said of itself at its last round (the cluster view)."""
         return f"{self.prefix}daemons"
 
     def peer(self, node_id: str) -> str:

@@ -44,6 +44,7 @@ NAV = (
     ("/runs", "Runs"),
     ("/recipes", "Recipes"),
     ("/media", "Media"),
+    ("/cluster", "Cluster"),
     ("/download/client", "Client"),
 )
 PageHandler = Callable[[web.Request], Awaitable[Mapping[str, Any]]]
