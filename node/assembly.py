@@ -35,6 +35,7 @@ from node.auth.sessions import Sessions
 from node.config import Settings
 from node.errors import NodeError
 from node.executor.adoption import PeerAdoption
+from node.executor.callbacks import Notifier
 from node.executor.claiming import RedisClaims
 from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
@@ -56,6 +57,7 @@ from node.store.ipfs import IpfsClient
 from node.store.local_cache import LocalCache
 from node.store.thumbnail_cache import Thumbnails
 from node.sync.activities import Activities
+from node.sync.callbacks import CallbackQueue
 from node.sync.claims import ClaimBoard
 from node.sync.connection import connect
 from node.sync.index import ContentIndex, StepIndex
@@ -388,7 +390,11 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
         claims=RedisClaims(board, core.notices, heartbeat_s=settings.heartbeat),
         adopt=adopt if peer_sync.peers else None,
     )
+    notifier = Notifier(
+        CallbackQueue(core.redis, core.keys), core.identity, core.http_session, settings.callback_hosts
+    )
     run_manager = RunManager(
+        notifier=notifier,
         activities=core.activities,
         runs=core.runs,
         scheduler=scheduler,
@@ -400,9 +406,11 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
         retry_max_s=settings.retry_max,
     )
     await _take_back_claims(board)
+    notifier.start()
     try:
         yield _Executor(pool, writer, scheduler, run_manager)
     finally:
+        await notifier.close()
         await run_manager.close()
         await writer.close()
         await pool.close()

@@ -83,6 +83,7 @@ class Settings:
     max_queued: int = 10_000  # unfinished runs the cluster holds before POST /runs answers 503
     max_batch: int = 100  # runs one POST /runs/batch may submit
     priority_without_admin: int = 0  # the highest run priority a user who is not the admin may ask for
+    callback_hosts: tuple[str, ...] = ()  # hosts runs' callbacks may go to; none: any public host
     retry_max: float = 30.0  # the longest wait between tries of a run an outage interrupted
     peers: tuple[str, ...] = ()  # NODE_ID@LOCATION: a trusted peer's key and where its state is
     peer_poll: float = 30.0  # seconds between polls of each peer's /state and IPNS name
@@ -244,6 +245,14 @@ def _http_url(value: Any) -> str:
     return text
 
 
+def _hosts(value: Any) -> tuple[str, ...]:
+    hosts = tuple(item.lower() for item in _items(value))
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9.:-]{1,253}", host):
+            raise ValueError(f"each host must be a host name or IP address, got {host!r}")
+    return hosts
+
+
 def _http_urls(value: Any) -> tuple[str, ...]:
     return tuple(_http_url(item) for item in _items(value))
 
@@ -369,6 +378,7 @@ _FIELDS = (
     _Field("max_queued", _int_range(1, 100_000_000)),
     _Field("max_batch", _int_range(1, BATCH_CEILING)),
     _Field("priority_without_admin", _int_range(-10, 10)),
+    _Field("callback_hosts", _hosts),
     _Field("retry_max", _seconds_up_to(3600)),
     _Field("peers", _peers),
     _Field("peer_poll", _seconds_up_to(86400)),

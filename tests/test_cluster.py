@@ -56,7 +56,7 @@ async def test_two_nodes_show_what_each_is_doing(
     assert (await sse(first, run["run_id"]))[-1][1] == "run_completed"
 
     key, field = Keys(settings.redis_prefix).daemons, NODE_FIELD + second.app[NODE].identity.node_id
-    entry = json.loads(await redis_client.hget(key, field))
+    entry = json.loads(str(await redis_client.hget(key, field)))
     await redis_client.hset(key, field, json.dumps({**entry, "seen": entry["seen"] - SILENT_AFTER_S - 1}))
     states = {item["node"]: item["state"] for item in (await (await first.get("/cluster")).json())["nodes"]}
     assert states[second.app[NODE].identity.node_id] == "silent"

@@ -98,6 +98,7 @@ async def bind(
     output_name: str,
     cache: LocalCache | None = None,
     priority: int = 0,
+    callback: str = "",
 ) -> Submission:
     """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe.
     With ``cache``, what the recipe asks of its media is checked against the inputs now
@@ -120,6 +121,7 @@ async def bind(
         output_name=output_name,
         media_types={entry.content_id: entry.media_type for entry in entries.values()},
         priority=priority,
+        callback=callback,
     )
 
 

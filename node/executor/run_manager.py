@@ -17,6 +17,7 @@ from typing import Any, Unpack
 
 from node.canonical import canonical_id
 from node.errors import Conflict, NodeError, NotFound, Unavailable
+from node.executor.callbacks import Notifier
 from node.executor.errors import RecipeError
 from node.executor.planner import Plan, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
@@ -64,6 +65,7 @@ class Submission:
     media_types: dict[str, str] = field(default_factory=dict)  # content id -> media type
     retry_of: str = ""  # the failed or cancelled run this one tries again
     priority: int = 0  # -10 to 10: every node gives a free worker to higher-priority runs' steps first
+    callback: str = ""  # a URL told when the run ends (``node.executor.callbacks``)
 
 
 class RunManager:
@@ -81,8 +83,10 @@ class RunManager:
         activities: Activities | None = None,
         max_queued: int = 10_000,
         retry_max_s: float = 30.0,
+        notifier: Notifier | None = None,
     ) -> None:
         self._runs = runs
+        self._notifier = notifier
         self._max_queued = max_queued  # unfinished runs in the cluster before submit says 503
         self._retry_max_s = retry_max_s
         self._retries: dict[str, tuple[int, float]] = {}  # run id -> (outages so far, try again at)
@@ -148,6 +152,8 @@ class RunManager:
             if submission.retry_of:
                 record["retry_of"] = submission.retry_of
             record["priority"] = submission.priority
+            if submission.callback:
+                record["callback"] = submission.callback
             await self._runs.add(record, plan.record())
         except BaseException:
             await self._release(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
@@ -294,6 +300,7 @@ class RunManager:
             media_types={entry.content_id: entry.media_type for entry in entries},
             retry_of=run_id,
             priority=record.get("priority", 0),
+            callback=record.get("callback", ""),
         )
         return await self.submit(submission)
 
@@ -496,6 +503,8 @@ class RunManager:
         if not written:
             return in_force
         await self._events.append(run_id, final_event(status), status=status, **ending)
+        if wanted.get("callback") and self._notifier is not None:  # told once: by the node that wrote it
+            await self._notifier.queue(run_id, wanted["callback"], dict(wanted))
         log.info("run %s %s", run_id, status)
         output, provenance_cid = wanted["output"], wanted["provenance_cid"]
         if status == RunStatus.COMPLETED and self._activities is not None and output and provenance_cid:

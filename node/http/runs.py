@@ -13,6 +13,7 @@ from aiohttp_sse import sse_response
 from node.auth.local import User
 from node.errors import Conflict, Forbidden, InvalidInput, NodeError, NotFound
 from node.executor.binding import bind, resolve_recipe
+from node.executor.callbacks import checked_callback
 from node.executor.provenance import RECORD_MAX_BYTES
 from node.executor.recipe import Recipe
 from node.executor.recipe_store import is_recipe_name
@@ -65,12 +66,21 @@ async def create(request: web.Request) -> web.Response:
     user = await require_user(request)
     await request.app[NODE].run_manager.check_capacity()  # before a recipe's bytes are stored
     body = await read_json(request)
-    output_name = checked_output_name(body, {"recipe", "inputs", "params", "output_name", "priority"})
-    priority = checked_priority(request, user, body)
+    output_name = checked_output_name(
+        body, {"recipe", "inputs", "params", "output_name", "priority", "callback"}
+    )
+    priority, callback = checked_priority(request, user, body), await _callback_of(request, body)
     recipe, recipe_entry = await _recipe_of(request, user, body)
     inputs = body.get("inputs", [])
     return await submit_run(
-        request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name, priority=priority
+        request,
+        user,
+        recipe,
+        recipe_entry,
+        inputs=inputs,
+        output_name=output_name,
+        priority=priority,
+        callback=callback,
     )
 
 
@@ -90,8 +100,10 @@ async def create_batch(request: web.Request) -> web.Response:
     user = await require_user(request)
     node = request.app[NODE]
     body = await read_json(request)
-    output_name = checked_output_name(body, {"recipe", "items", "params", "output_name", "priority"})
-    priority = checked_priority(request, user, body)
+    output_name = checked_output_name(
+        body, {"recipe", "items", "params", "output_name", "priority", "callback"}
+    )
+    priority, callback = checked_priority(request, user, body), await _callback_of(request, body)
     items = body.get("items")
     if not isinstance(items, list) or not 1 <= len(items) <= node.settings.max_batch:
         raise InvalidInput(
@@ -106,7 +118,14 @@ async def create_batch(request: web.Request) -> web.Response:
         try:
             submissions.append(
                 await _bound(
-                    request, user, recipe, recipe_entry, inputs=inputs, output_name=named, priority=priority
+                    request,
+                    user,
+                    recipe,
+                    recipe_entry,
+                    inputs=inputs,
+                    output_name=named,
+                    priority=priority,
+                    callback=callback,
                 )
             )
         except (InvalidInput, NotFound) as exc:  # the item's own fault; an outage stays a 503
@@ -132,11 +151,19 @@ async def submit_run(
     inputs: Any,
     output_name: str,
     priority: int = 0,
+    callback: str = "",
 ) -> web.Response:
     """Bind ``inputs`` to ``recipe`` and submit the run: 202 with it (``POST /runs`` and
     ``POST /recipes/{id}/run``)."""
     submission = await _bound(
-        request, user, recipe, recipe_entry, inputs=inputs, output_name=output_name, priority=priority
+        request,
+        user,
+        recipe,
+        recipe_entry,
+        inputs=inputs,
+        output_name=output_name,
+        priority=priority,
+        callback=callback,
     )
     return run_response(await request.app[NODE].run_manager.submit(submission))
 
@@ -150,6 +177,7 @@ async def _bound(
     inputs: Any,
     output_name: str,
     priority: int = 0,
+    callback: str = "",
 ) -> Submission:
     """The submission of ``recipe`` on ``inputs``, its media checked (nothing written yet)."""
     node = request.app[NODE]
@@ -162,6 +190,7 @@ async def _bound(
         output_name=output_name,
         cache=node.cache,
         priority=priority,
+        callback=callback,
     )
 
 
@@ -176,6 +205,13 @@ async def _recipe_of(request: web.Request, user: User, body: dict[str, Any]) -> 
     node = request.app[NODE]
     named = await node.recipes.by_name(recipe_ref, user.name) if is_recipe_name(recipe_ref) else None
     return await resolve_recipe(node.store, named or recipe_ref, body.get("params"))
+
+
+async def _callback_of(request: web.Request, body: dict[str, Any]) -> str:
+    """The body's ``callback`` URL, checked against where this node may call (400 otherwise)."""
+    if "callback" not in body:
+        return ""
+    return await checked_callback(body["callback"], request.app[NODE].settings.callback_hosts)
 
 
 def checked_priority(request: web.Request, user: User, body: dict[str, Any]) -> int:

@@ -134,6 +134,12 @@ OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]
 INTEGER: Schema = {"type": "integer"}
 NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 NULLABLE_SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
+CALLBACK_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": "^https?://[^/?#\\s]+",
+    "maxLength": 2048,
+    "description": "a URL that gets a signed POST of the run when it ends (ARTDAG_CALLBACK_HOSTS)",
+}
 PRIORITY_SCHEMA: Schema = {
     "type": "integer",
     "minimum": -10,
@@ -244,6 +250,7 @@ COMPONENTS: dict[str, Schema] = {
             },
             "output_name": OUTPUT_NAME_SCHEMA,
             "priority": PRIORITY_SCHEMA,
+            "callback": CALLBACK_SCHEMA,
         },
     },
     "BatchRequest": {
@@ -272,6 +279,7 @@ COMPONENTS: dict[str, Schema] = {
                 "description": "each run's output name is it, then -1, -2, ...",
             },
             "priority": PRIORITY_SCHEMA,
+            "callback": CALLBACK_SCHEMA,
         },
     },
     "Cluster": _object(
@@ -332,6 +340,7 @@ COMPONENTS: dict[str, Schema] = {
             "error": NULLABLE_STRING,
             "retry_of": {**STRING, "description": "the failed or cancelled run this one tries again"},
             "priority": PRIORITY_SCHEMA,
+            "callback": CALLBACK_SCHEMA,
         },
     ),
     "RunOutput": _object(

@@ -89,6 +89,12 @@ class Keys:
         return f"{self.prefix}assets"
 
     @property
+    def callbacks(self) -> str:
+        """Sorted set: a run's callback to deliver (JSON: run, url, body, attempt) -> when to try
+        it next; any node delivers it, and it outlives a node's restart."""
+        return f"{self.prefix}callbacks"
+
+    @property
     def output_names(self) -> str:
         """Hash: a run's output name -> the content id of the newest output of that name (an
         input may name it; an asset name of the same spelling wins)."""

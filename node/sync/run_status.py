@@ -96,3 +96,4 @@ class RunRecord(TypedDict):
     finished: NotRequired[str]  # when it reached its final status
     retry_of: NotRequired[str]  # the failed or cancelled run this one tries again
     priority: NotRequired[int]  # -10 to 10, 0 by default (and for records from before)
+    callback: NotRequired[str]  # a URL told when the run ends
