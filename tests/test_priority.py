@@ -93,3 +93,26 @@ async def test_a_high_priority_needs_the_admin(l2_node: Client, l2: TestL2) -> N
     assert (await l2_node.post("/runs", json={**body, "priority": -3}, headers=alice)).status == 202
     bad = await l2_node.post("/runs", json={**body, "priority": 11}, headers=alice)
     assert bad.status == 400 and (await bad.json())["error"]["details"]["field"] == "priority"
+
+
+async def test_two_nodes_take_the_higher_priority_run_first(
+    settings: Settings, node_client: NodeClient
+) -> None:
+    """Two nodes of one worker each, both held by slow runs; a low-priority run, then a
+    high-priority one: whichever worker frees first takes the high one's step."""
+    first = await node_client(settings.replace(workers=1))
+    second = await node_client(settings.replace(workers=1, data_dir=settings.data_dir.parent / "second"))
+    auth = admin(settings)
+    image = await upload(
+        first, auth, png_bytes(np.random.default_rng(3).integers(0, 256, (16, 16, 3), np.uint8))
+    )
+    for seconds in (1.5, 1.6):  # one slow run for each node's worker
+        await start(first, auth, {"recipe": "wait", "inputs": [image["cid"]], "params": {"seconds": seconds}})
+    await wait_until_async(lambda: all(c.app[NODE].pool.busy_pids for c in (first, second)), timeout_s=30)
+    low = await start(first, auth, {"recipe": "invert", "inputs": [image["cid"]], "priority": -5})
+    high = await start(first, auth, {"recipe": "sepia", "inputs": [image["cid"]], "priority": 5})
+    for run in (low, high):
+        assert (await sse(first, run["run_id"]))[-1][1] == "run_completed"
+    low_step = (await (await first.get(f"/runs/{low['run_id']}")).json())["steps"]["invert"]
+    high_step = (await (await first.get(f"/runs/{high['run_id']}")).json())["steps"]["sepia"]
+    assert high_step["started"] < low_step["started"]
