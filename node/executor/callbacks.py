@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
 from typing import Any
@@ -36,6 +37,7 @@ from node.sync.callbacks import Callback, CallbackQueue
 log = logging.getLogger(__name__)
 
 MAX_URL = 2048
+HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|[0-9a-f:.]{2,45}")  # a DNS name or an IP
 MAX_ATTEMPTS = 12  # 1 s doubling to an hour: about two hours of tries in all
 FIRST_RETRY_S = 1.0
 LONGEST_RETRY_S = 3600.0
@@ -49,10 +51,17 @@ async def checked_callback(url: object, allowed_hosts: tuple[str, ...]) -> str:
     """The callback URL if it may be used; InvalidInput (400) saying why not."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL:
         raise InvalidInput(f"callback is an http(s) URL of at most {MAX_URL} characters", field="callback")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("callback is an http:// or https:// URL with a host", field="callback")
-    host = parts.hostname.lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise InvalidInput("callback is an http:// or https:// URL with a host", field="callback") from None
+    if parts.scheme not in ("http", "https") or not HOST.fullmatch(host):
+        raise InvalidInput(
+            "callback is an http:// or https:// URL whose host is a DNS name or an IP address",
+            field="callback",
+        )
     if allowed_hosts:
         if host not in allowed_hosts:
             raise InvalidInput(
@@ -77,7 +86,7 @@ async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Ad
         pass
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):
         raise InvalidInput(f"callback host {host!r} does not resolve", field="callback") from None
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
 
