@@ -106,11 +106,17 @@ async def test_two_nodes_take_the_higher_priority_run_first(
     image = await upload(
         first, auth, png_bytes(np.random.default_rng(3).integers(0, 256, (16, 16, 3), np.uint8))
     )
-    for seconds in (1.5, 1.6):  # one slow run for each node's worker
+    for seconds in (3.0, 3.1):  # one slow run for each node's worker
         await start(first, auth, {"recipe": "wait", "inputs": [image["cid"]], "params": {"seconds": seconds}})
     await wait_until_async(lambda: all(c.app[NODE].pool.busy_pids for c in (first, second)), timeout_s=30)
     low = await start(first, auth, {"recipe": "invert", "inputs": [image["cid"]], "priority": -5})
     high = await start(first, auth, {"recipe": "sepia", "inputs": [image["cid"]], "priority": 5})
+    # Both nodes know both runs, their steps waiting for a worker, before the slow ones end.
+    await wait_until_async(
+        lambda: all({-5, 5} <= set(c.app[NODE].scheduler.waiting_priorities) for c in (first, second)),
+        timeout_s=30,
+    )
+    assert all(c.app[NODE].pool.busy_pids for c in (first, second)), "a slow step ended too soon for the test"
     for run in (low, high):
         assert (await sse(first, run["run_id"]))[-1][1] == "run_completed"
     low_step = (await (await first.get(f"/runs/{low['run_id']}")).json())["steps"]["invert"]

@@ -389,6 +389,12 @@ class Scheduler:
         except NodeError as exc:
             log.warning("step %s: fenced output %s not discarded (%s)", step.node_id, entry.cid, exc.message)
 
+    @property
+    def waiting_priorities(self) -> list[int]:
+        """The run priorities of the steps waiting here for a free worker (for tests and
+        diagnostics)."""
+        return [-rank[0] for rank in self._slots.waiting]
+
     def running(self) -> list[dict[str, str]]:
         """The steps this node is computing now: run, step, since when (the cluster view)."""
         return list(self._running.values())

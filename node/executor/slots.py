@@ -24,6 +24,11 @@ class PrioritySlots:
         self._waiting: list[tuple[Rank, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
 
+    @property
+    def waiting(self) -> list[Rank]:
+        """The ranks of those waiting for a slot now (for tests and diagnostics)."""
+        return [rank for rank, _, granted in self._waiting if not granted.done()]
+
     @contextlib.asynccontextmanager
     async def held(self, rank: Rank) -> AsyncIterator[None]:
         """Hold a slot for the block, waiting behind better-ranked (and earlier) waiters."""

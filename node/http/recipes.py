@@ -12,7 +12,7 @@ from node.http.bodies import read_small_body
 from node.http.cache import int_param, read_upload_field
 from node.http.openapi import operation
 from node.http.params import path_parameter, ref_param
-from node.http.runs import checked_output_name, read_json, submit_run
+from node.http.runs import bound_submission, checked_output_name, read_json, run_response
 from node.http.schemas import RECIPE_LINKS, RUN_LINKS, answer, json_body, page, ref
 from node.http.ui.recipe_pages import recipes_page
 from node.http.ui.templating import negotiated
@@ -102,7 +102,8 @@ async def run(request: web.Request) -> web.Response:
     entry = await request.app[NODE].store.resolve(summary["id"])
     output_name = checked_output_name(body, {"inputs", "output_name"})
     inputs = body.get("inputs", [])
-    return await submit_run(request, user, recipe, entry, inputs=inputs, output_name=output_name)
+    submission = await bound_submission(request, user, recipe, entry, inputs=inputs, output_name=output_name)
+    return run_response(await request.app[NODE].run_manager.submit(submission))
 
 
 def add_routes(app: web.Application) -> None:

@@ -72,7 +72,7 @@ async def create(request: web.Request) -> web.Response:
     priority, callback = checked_priority(request, user, body), await _callback_of(request, body)
     recipe, recipe_entry = await _recipe_of(request, user, body)
     inputs = body.get("inputs", [])
-    return await submit_run(
+    submission = await bound_submission(
         request,
         user,
         recipe,
@@ -82,6 +82,7 @@ async def create(request: web.Request) -> web.Response:
         priority=priority,
         callback=callback,
     )
+    return run_response(await request.app[NODE].run_manager.submit(submission))
 
 
 @operation(
@@ -117,7 +118,7 @@ async def create_batch(request: web.Request) -> web.Response:
         named = f"{output_name or recipe.name + '-output'}-{index + 1}"
         try:
             submissions.append(
-                await _bound(
+                await bound_submission(
                     request,
                     user,
                     recipe,
@@ -142,33 +143,7 @@ async def create_batch(request: web.Request) -> web.Response:
     return web.json_response({"runs": [_with_links(record) for record in runs]}, status=202)
 
 
-async def submit_run(
-    request: web.Request,
-    user: User,
-    recipe: Recipe,
-    recipe_entry: ContentEntry,
-    *,
-    inputs: Any,
-    output_name: str,
-    priority: int = 0,
-    callback: str = "",
-) -> web.Response:
-    """Bind ``inputs`` to ``recipe`` and submit the run: 202 with it (``POST /runs`` and
-    ``POST /recipes/{id}/run``)."""
-    submission = await _bound(
-        request,
-        user,
-        recipe,
-        recipe_entry,
-        inputs=inputs,
-        output_name=output_name,
-        priority=priority,
-        callback=callback,
-    )
-    return run_response(await request.app[NODE].run_manager.submit(submission))
-
-
-async def _bound(
+async def bound_submission(
     request: web.Request,
     user: User,
     recipe: Recipe,
@@ -179,7 +154,8 @@ async def _bound(
     priority: int = 0,
     callback: str = "",
 ) -> Submission:
-    """The submission of ``recipe`` on ``inputs``, its media checked (nothing written yet)."""
+    """The submission of ``recipe`` on ``inputs``, its media checked (nothing written yet):
+    ``POST /runs``, each item of ``POST /runs/batch``, ``POST /recipes/{id}/run``."""
     node = request.app[NODE]
     return await bind(
         node.store,
