@@ -389,8 +389,9 @@ def _outputs(worker: subprocess.Popen[str], outputs: list[Path]) -> list[Path]:
     """Wait for the worker; every job must have succeeded."""
     assert worker.stdout is not None
     with worker.stdout:
-        answers = [json.loads(line) for line in worker.stdout]
+        lines = [json.loads(line) for line in worker.stdout]
     assert worker.wait(timeout=300) == 0
+    answers = [line for line in lines if "ok" in line]  # a long job's progress lines come first
     assert [answer["ok"] for answer in answers] == [True] * len(outputs), answers
     return outputs
 
