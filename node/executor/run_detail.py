@@ -66,17 +66,13 @@ def step_details(plan: Plan, events: list[Event], run_started: str | None, node_
 def _apply(steps: dict[str, dict[str, Any]], at: float, event: dict[str, Any]) -> None:
     kind, name = event["kind"], str(event.get("step", ""))
     if kind == STEP_PROGRESS and name in steps:
-        steps[name]["progress"] = {
-            key: event[key] for key in ("frames", "total_frames", "percent", "eta_s") if key in event
-        }
+        steps[name]["progress"] = {key: event[key] for key in PROGRESS_FIELDS if key in event}
         return
     if kind not in STEP_STATES:
         return
     step = steps.setdefault(name, {"state": "pending"})  # a step of an older plan's events
     step["state"] = STEP_STATES[kind]
-    step.update(
-        {key: event[key] for key in ("cid", "error", "fused", "node", "cache_id", "log") if key in event}
-    )
+    step.update({key: event[key] for key in OUTCOME_FIELDS if key in event})
     if kind == "step_started":
         step["started"] = at
         for stale in ("finished", "error", "progress", "log"):

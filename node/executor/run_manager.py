@@ -200,9 +200,7 @@ class RunManager:
             {
                 **record,
                 **run_times(record, now),
-                "progress": 100
-                if record["status"] == RunStatus.COMPLETED
-                else percents.get(record["run_id"], 0),
+                "progress": _progress(record, percents.get(record["run_id"], 0)),
             }
             for record in records
         ]
@@ -211,6 +209,14 @@ class RunManager:
         """The run as ``GET /runs/{id}`` shows it: its record, its times, its progress, and
         each work step of its plan with what it does and what happened to it
         (``node.executor.run_detail``); ``node_id`` is the node asked."""
+        shown, _ = await self.detail_and_plan(run_id, node_id)
+        return shown
+
+    async def detail_and_plan(
+        self, run_id: str, node_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """:meth:`detail`, and the plan's record it was read from (None if this node no longer
+        has it), for a page that also draws the plan."""
         record = await self.get(run_id)
         events = await self._events.read(run_id)
         plan_record = await self._runs.plan(record["plan_id"])
@@ -220,12 +226,13 @@ class RunManager:
         )
         steps = step_details(plan, events, record.get("started"), node_id)
         await self._fill_silent(steps, record["status"])
-        return {
+        shown = {
             **record,
             **run_times(record, time.time()),
             "progress": _progress(record, percent),
             "steps": steps,
         }
+        return shown, plan_record
 
     async def _fill_silent(self, steps: dict[str, dict[str, Any]], status: RunStatus) -> None:
         """States for steps the run's events do not tell (a run restored from a published

@@ -334,7 +334,10 @@ class Scheduler:
             **_fused(step),
         )
         try:
-            stored = await self._owned(step, token, inputs, emit)
+            try:
+                stored = await self._owned(step, token, inputs, emit)
+            finally:  # kept for step_finished only: an attempt that ends otherwise leaves none behind
+                said = self._logs.pop(step.cache_id, "")
             entry = stored.entry
             receipt = await self._receipt(step, entry) if self._receipt else None
         except LeaseLost:
@@ -367,7 +370,6 @@ class Scheduler:
         self._kills.pop(step.cache_id, None)
         if receipt and self._published:  # into IPFS in the background, off the step's path
             self._published(receipt.cid)  # (not written if the step was recorded already: skipped)
-        said = self._logs.pop(step.cache_id, "")
         await emit(
             "step_finished",
             step=step.node_id,

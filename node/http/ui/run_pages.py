@@ -49,13 +49,15 @@ async def runs_page(request: web.Request) -> dict[str, Any]:
 async def run_page(request: web.Request) -> dict[str, Any]:
     """One run: its plan drawn with each step's state and node, its output and provenance."""
     app = request.app
-    record = await app[NODE].run_manager.detail(request.match_info["run_id"], app[NODE].identity.node_id)
+    record, plan = await app[NODE].run_manager.detail_and_plan(
+        request.match_info["run_id"], app[NODE].identity.node_id
+    )
     states = record["steps"]
-    plan = await app[NODE].runs.plan(record["plan_id"])
     entries = await app[NODE].store.index.get_many([item["content_id"] for item in record["inputs"]])
     by_id = {entry.content_id: entry for entry in entries}
     user = await current_user(request)
     finished = is_final(record["status"])
+    again = run_again(record)
     return {
         "run": record,
         "progress": record["progress"],
@@ -65,8 +67,8 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "output_kind": media_kind(output["media_type"] if (output := record["output"]) else None),
         "finished": finished,
         "may_change": user_may_change(user, record["owner"]),
-        "again": run_again(record),
-        "media": await media_choices(app) if finished and user else [],
+        "again": again,
+        "media": await media_choices(app) if again and user else [],  # for the form of "Run again"
     }
 
 
