@@ -133,7 +133,7 @@ class Node(NodeCore):
             auth, publications = await stack.enter_async_context(_auth(core))
             federation = await stack.enter_async_context(_federation(core))
             executor = await stack.enter_async_context(_executor(core, federation))
-            federation.peering.describe = _describing(settings, executor)  # for the cluster view
+            federation.peering.describe_with(_describing(settings, executor))  # for the cluster view
             stack.push_async_callback(core.notices.close)  # before the runs close: no notice adopts one
             node = cls(
                 **vars(core),

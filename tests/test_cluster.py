@@ -15,7 +15,7 @@ from node.federation.peering import NODE_FIELD, SILENT_AFTER_S, STALE_S
 from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from node.sync.keys import Keys
-from tests.helpers import NodeClient, sse, start, upload, wait_until_async
+from tests.helpers import NodeClient, poll_async, sse, start, upload, wait_until_async
 
 
 async def test_two_nodes_show_what_each_is_doing(
@@ -63,3 +63,18 @@ async def test_two_nodes_show_what_each_is_doing(
     await redis_client.hset(key, field, json.dumps({**entry, "seen": entry["seen"] - STALE_S - 1}))
     left = {item["node"] for item in (await (await first.get("/cluster")).json())["nodes"]}
     assert left == {first.app[NODE].identity.node_id} and not await redis_client.hexists(key, field)
+
+
+async def test_a_node_describes_itself_as_soon_as_it_is_open(
+    settings: Settings, node_client: NodeClient
+) -> None:
+    """The first peering round comes before the executor; once that is open the node has a
+    round at once, so the cluster view shows its workers without waiting the 15 s between rounds."""
+    client = await node_client(settings)
+
+    async def described() -> dict[str, object] | None:
+        nodes = (await (await client.get("/cluster")).json())["nodes"]
+        return next((item for item in nodes if "workers" in item), None)
+
+    item = await poll_async(described, timeout_s=10)
+    assert item["node"] == client.app[NODE].identity.node_id

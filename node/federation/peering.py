@@ -92,10 +92,17 @@ class DaemonPeering:
         self._from_registry: set[str] = set()  # peered because the registry named them
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._round_now = asyncio.Event()  # ends the wait between rounds early
         self._lock = asyncio.Lock()
-        # What this node says of itself in the registry (workers, steps running): set once the
-        # executor is open, so the cluster view (GET /cluster) shows every node at work.
+        # What this node says of itself in the registry (workers, steps running), for the
+        # cluster view (GET /cluster): given once the executor is open (``describe_with``).
         self.describe: Callable[[], dict[str, Any]] | None = None
+
+    def describe_with(self, describe: Callable[[], dict[str, Any]]) -> None:
+        """Say this in the registry from now on, starting with a round at once (the first round,
+        at start, came before the executor could say anything)."""
+        self.describe = describe
+        self._round_now.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_peered(), name="daemon-peering")
@@ -105,6 +112,7 @@ class DaemonPeering:
         a Redis call waiting for a connection can swallow a cancellation, and a loop that
         swallowed it would sleep and refresh on for ever."""
         self._stopping.set()
+        self._round_now.set()  # out of its wait at once
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,8 +229,9 @@ class DaemonPeering:
                 log.warning("daemon peering not refreshed (%s)", exc.message)
             except Exception:  # a bug must not end peering for good
                 log.exception("daemon peering round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
+            with contextlib.suppress(TimeoutError):  # woken early to stop, or for a round now
+                await asyncio.wait_for(self._round_now.wait(), self._refresh_s)
+            self._round_now.clear()
 
 
 @dataclass(frozen=True)
