@@ -74,7 +74,8 @@ class LocalCache:
         try:
             return await self._ipfs.add(file_chunks(handle), pin=pin)
         finally:
-            await asyncio.to_thread(handle.close)
+            handle.close()  # a read-only file: closing is one syscall, and an await here
+            # could be skipped by a task destroyed at shutdown, leaking the descriptor
 
     async def _fetch(self, cid: str, tmp_path: Path, offline: bool) -> str:
         hasher = hashlib.sha3_256()
