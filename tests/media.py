@@ -4,6 +4,7 @@ readers for what the node makes: decoded frames, decoded samples, probe facts.""
 from __future__ import annotations
 
 import subprocess
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,39 @@ def mean_colour(frame: np.ndarray) -> Colour:
 
 def near(colour: Colour, expected: Colour, tolerance: int = 6) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
+
+
+def click_track(path: Path, *, bpm: float = 120.0, seconds: float = 8.0, first_s: float = 0.25) -> Path:
+    """Noise-burst clicks at ``bpm`` from ``first_s`` on, 22050 Hz mono WAV; the click times
+    are ``first_s + k * 60 / bpm``."""
+    rate = 22050
+    rng = np.random.default_rng(7)
+    length = int(0.03 * rate)
+    burst = rng.standard_normal(length) * np.exp(-np.arange(length) / (0.005 * rate)) * 0.5
+    sound = np.zeros(int(seconds * rate))
+    time = first_s
+    while time < seconds - 0.03:
+        start = round(time * rate)
+        sound[start : start + length] += burst
+        time += 60.0 / bpm
+    pcm = (np.clip(sound, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+def quiet_then_loud(path: Path, *, seconds_each: float = 1.0) -> Path:
+    """testsrc2 for twice ``seconds_each``: silent at first, then a loud tone."""
+    total = seconds_each * 2
+    return make(
+        path,
+        *("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=25:duration={total}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={total}"),
+        "-af",
+        f"volume=enable='lt(t,{seconds_each})':volume=0",
+        *H264,
+        *("-c:a", "pcm_s16le", "-shortest"),
+    )

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from node.executor.bindings import FEATURES, analyses_of, normalize_at, split_bindings
 from node.executor.errors import RecipeError
 from node.pixels.effects import EFFECTS
 from node.pixels.params import Param, normalize_params
@@ -30,6 +31,12 @@ BLEND_MODES = (
 )
 IMAGE_RUNTIME = ("numpy", "pillow", "zlib")  # tools whose versions decide image bytes
 MEDIA_RUNTIME = ("ffmpeg",)  # and video and audio bytes
+ANALYSIS_RUNTIME = ("ffmpeg", "librosa", "numba", "numpy", "scipy")  # and an analysis record's
+# Parameters with no per-frame form in their ffmpeg filter (see node.media.curves).
+FIXED_TRANSFORM = {
+    "speed": "a clip's speed decides its length, which must be known before it runs",
+    "sharpen": "ffmpeg's unsharp filter takes no per-frame value",
+}
 
 
 @dataclass(frozen=True)
@@ -55,20 +62,30 @@ class NodeType:
 
     def normalize(self, node_id: str, config: Mapping[str, Any], input_count: int = 1) -> dict[str, Any]:
         """The canonical config of a node of this type; RecipeError naming the first bad field."""
+        if self.name == "ANALYZE":
+            return _analysis_features(node_id, config)
+        if self.name == "SEGMENT" and "at" in config:
+            return _segment_at(node_id, config)
         if self.name == "SEGMENT":
             config = _segment_bounds(node_id, config)
+        bound: dict[str, Any] = {}
+        if self.name == "TRANSFORM":
+            config, bound = split_bindings(node_id, self.params, config, fixed=FIXED_TRANSFORM)
         values, problems = normalize_params(self.params, config)
         if problems:
             field, problem = next(iter(sorted(problems.items())))
             raise RecipeError(problem, node=node_id, field=f"config.{field}")
         _check_values(self.name, node_id, values, input_count)
-        return values
+        return _with_analyses({**values, **bound})
 
 
 def _check_values(type_name: str, node_id: str, values: dict[str, Any], input_count: int) -> None:
     """Rules across fields, and fields that depend on the number of inputs."""
     if type_name == "RESIZE" and not (values["width"] or values["height"]):
         raise RecipeError("RESIZE needs a width or a height above 0", node=node_id, field="config.width")
+    if type_name == "SEGMENT" and input_count != 1:
+        raise RecipeError("SEGMENT cuts one clip; several are cut between with at: {from: ...}",
+                          node=node_id, field="inputs")  # fmt: skip
     if type_name == "SEGMENT" and values["end"] and values["end"] <= values["start"]:
         raise RecipeError("SEGMENT must end after it starts", node=node_id, field="config.end")
     if type_name == "AUDIO_MIX" and values["gains"] and len(values["gains"]) != input_count:
@@ -106,6 +123,39 @@ def _segment_bounds(node_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         given["start"] = offset
         given["end"] = offset + duration if duration else 0.0
     return given
+
+
+def _segment_at(node_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """SEGMENT with ``at``: cut between its clips at an analysis's events (no start or end)."""
+    others = sorted(set(config) - {"at"})
+    if others:
+        raise RecipeError("give at, or start and end, not both", node=node_id, field=f"config.{others[0]}")
+    return _with_analyses({"at": normalize_at(node_id, config["at"])})
+
+
+def _analysis_features(node_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """ANALYZE's ``features``: a non-empty list of known names, kept in one order."""
+    given = dict(config)
+    features = given.pop("features", None)
+    if not isinstance(features, list) or not features or not all(isinstance(name, str) for name in features):
+        raise RecipeError(
+            f"must be a list of any of {', '.join(FEATURES)}", node=node_id, field="config.features"
+        )
+    unknown = [name for name in features if name not in FEATURES]
+    if unknown:
+        raise RecipeError(f"unknown feature {unknown[0]!r}; known: {', '.join(FEATURES)}", node=node_id,
+                          field="config.features")  # fmt: skip
+    normalized, problems = normalize_params(NODE_TYPES["ANALYZE"].params, given)
+    if problems:
+        field, problem = next(iter(sorted(problems.items())))
+        raise RecipeError(problem, node=node_id, field=f"config.{field}")
+    return {**normalized, "features": [name for name in FEATURES if name in features]}
+
+
+def _with_analyses(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with ``analyses`` (the ANALYZE nodes it reads, its extra inputs) when any."""
+    analyses = analyses_of(config)
+    return {**config, "analyses": list(analyses)} if analyses else config
 
 
 def _px(name: str, default: int, description: str, low: int = 0) -> Param:
@@ -203,13 +253,15 @@ NODE_TYPES: dict[str, NodeType] = {
             "SEGMENT",
             "1",
             1,
-            1,
+            8,
             (
                 _seconds("start", 0.0, "first instant kept (or give offset)"),
                 _seconds("end", 0.0, "first instant dropped; 0: to the end (or give duration)"),
             ),
             "A frame-exact cut: frames round(start * fps) up to round(end * fps), sound cut at the same "
-            "instants. offset/duration are accepted as another spelling of start/end.",
+            "instants. offset/duration are accepted as another spelling of start/end. With "
+            "at: {from: ANALYSIS.beats, every: N} instead, cuts between its clips (1 to 8) at those "
+            "events, piece i from clip i mod n, joined.",
             ("video", "audio"),
         ),
         NodeType(
@@ -228,6 +280,35 @@ NODE_TYPES: dict[str, NodeType] = {
                 Param("speed", "float", 1.0, "playback speed; sound keeps its pitch", 0.25, 4.0, unit="x"),
             ),
             "Colour, sharpness and speed of a clip; on audio only speed applies.",
+            ("video", "audio"),
+        ),
+        NodeType(
+            "ANALYZE",
+            "1",
+            1,
+            1,
+            (
+                Param(
+                    "fps",
+                    "float",
+                    0.0,
+                    "frames per second of a sound's timeline; 0: 30 (a clip: its own)",
+                    0.0,
+                    240.0,
+                    unit="1/s",
+                ),
+                Param(
+                    "scene_threshold",
+                    "float",
+                    10.0,
+                    "scdet score above which a frame starts a scene",
+                    0.1,
+                    100.0,
+                    unit="%",
+                ),
+            ),
+            "A JSON analysis record of a clip or sound: features (any of beats, tempo, onsets, energy, "
+            "bands, loudness, scenes) on the input's frame timeline.",
             ("video", "audio"),
         ),
         NodeType(
@@ -298,8 +379,9 @@ def normalize_effect_config(node_id: str, config: Mapping[str, Any]) -> dict[str
         raise RecipeError(
             "give parameters flat or under params, not both", node=node_id, field=f"config.{extra}"
         )
+    given, bound = split_bindings(node_id, effect.params, given, fixed={})
     values, problems = normalize_params(effect.params, given)
     if problems:
         field, problem = next(iter(sorted(problems.items())))
         raise RecipeError(problem, node=node_id, field=f"config.{field}")
-    return {"effect": name, "effect_version": effect.version, "params": values}
+    return _with_analyses({"effect": name, "effect_version": effect.version, "params": {**values, **bound}})

@@ -24,9 +24,10 @@ ffmpeg pass: one decode, one encode); its ``fused`` field names the recipe nodes
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy
@@ -34,7 +35,7 @@ from PIL import features
 
 from node.canonical import canonical_id
 from node.executor.errors import RecipeError
-from node.executor.nodetypes import IMAGE_RUNTIME, MEDIA_RUNTIME, NODE_TYPES
+from node.executor.nodetypes import ANALYSIS_RUNTIME, IMAGE_RUNTIME, MEDIA_RUNTIME, NODE_TYPES
 from node.executor.recipe import Recipe, RecipeNode
 from node.media.ffmpeg import ffmpeg_version
 from node.media.kinds import Kind, kind_of
@@ -43,6 +44,8 @@ from node.sync.keys import check_content_id
 
 CHAIN = "CHAIN"
 CHAIN_VERSION = "1"
+EXPAND = "EXPAND"  # a SEGMENT's cuts from an analysis: the steps it adds (node.executor.expansion)
+EXPAND_VERSION = "1"
 FUSABLE = ("EFFECT", "RESIZE", "TRANSFORM", "SEGMENT")  # single-input types that are filter chains
 FILTER_EFFECTS = frozenset(VIDEO_EFFECTS)  # the others run on raw frames through numpy
 
@@ -60,6 +63,27 @@ class Step:
     runtime: Mapping[str, str]
     level: int
     fused: tuple[str, ...] = ()  # a CHAIN's recipe nodes, in order
+
+    @classmethod
+    def from_record(cls, step: Mapping[str, Any]) -> Step:
+        """The step a stored record describes (inverse of :meth:`record`)."""
+        return cls(
+            cache_id=step["cache_id"],
+            node_id=step["node_id"],
+            type=step["type"],
+            type_version=step["type_version"],
+            config=step["config"],
+            inputs=tuple(step["inputs"]),
+            runtime=step["runtime"],
+            level=step["level"],
+            fused=tuple(step.get("fused", ())),
+        )
+
+    @property
+    def expansion(self) -> str:
+        """For a SEGMENT cut at an analysis's events: the cache id of the EXPAND step whose
+        record adds the pieces; its output is their join's (zero-copy). Else empty."""
+        return str(self.config.get("expansion", ""))
 
     def record(self) -> dict[str, Any]:
         """The step as stored in a plan record."""
@@ -89,20 +113,7 @@ class Plan:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Plan:
         """The plan a stored record describes (inverse of :meth:`record`)."""
-        steps = tuple(
-            Step(
-                cache_id=step["cache_id"],
-                node_id=step["node_id"],
-                type=step["type"],
-                type_version=step["type_version"],
-                config=step["config"],
-                inputs=tuple(step["inputs"]),
-                runtime=step["runtime"],
-                level=step["level"],
-                fused=tuple(step.get("fused", ())),
-            )
-            for step in record["steps"]
-        )
+        steps = tuple(Step.from_record(step) for step in record["steps"])
         return cls(record["plan_id"], record["recipe_id"], steps, record["output"])
 
     def record(self) -> dict[str, Any]:
@@ -129,7 +140,15 @@ def _tool_versions() -> tuple[tuple[str, str], ...]:
         ("pillow", version("pillow")),
         ("zlib", features.version("zlib") or "none"),
         ("ffmpeg", ffmpeg_version()),
+        *((name, _installed(name)) for name in ("librosa", "numba", "scipy")),
     )
+
+
+def _installed(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
 
 
 def make_plan(
@@ -167,10 +186,7 @@ class _Planner:
         self._tools = tools
         self._media_types = media_types
         self._output = recipe.output
-        self._consumers = {node.id: 0 for node in recipe.nodes}
-        for node in recipe.nodes:
-            for input_id in node.inputs:
-                self._consumers[input_id] += 1
+        self._consumers = Counter(input_id for node in recipe.nodes for input_id in node.depends_on)
         self.steps: list[Step] = []
         self.cache_ids: dict[str, str] = {}  # node id -> its (final) step's cache id
         self._levels: dict[str, int] = {}  # cache id -> level
@@ -183,10 +199,24 @@ class _Planner:
             return
         inputs = [self.cache_ids[i] for i in node.inputs]
         kind = output_kind(node, [self._kinds[input_id] for input_id in inputs])
-        if node.type == "SEQUENCE" and len(inputs) > 2:
+        if node.analyses and kind == "image":
+            raise RecipeError(
+                "bindings and cuts from an analysis animate clips, but this node's input is a still image",
+                node=node.id,
+                field="inputs",
+            )
+        inputs += [self.cache_ids[i] for i in node.analyses]
+        if node.type == "SEGMENT" and "at" in node.config:
+            self.cache_ids[node.id] = self._expandable(node, inputs, kind)
+        elif node.type == "SEQUENCE" and len(inputs) > 2:
             self.cache_ids[node.id] = self._sequence_tree(node, inputs, "", kind)
         else:
             self.cache_ids[node.id] = self._step(node.id, node, inputs, kind)
+
+    def known(self, cache_id: str, kind: Kind) -> None:
+        """A step planned elsewhere that nodes added here may read."""
+        self._kinds[cache_id] = kind
+        self._levels[cache_id] = 0
 
     def _add_source(self, node: RecipeNode) -> None:
         content_id = self._sources.get(node.id)
@@ -228,7 +258,7 @@ class _Planner:
         self, step_id: str, node: RecipeNode, inputs: list[str], kind: Kind, *, final: bool = True
     ) -> str:
         config = dict(node.config)
-        if kind != "image":
+        if kind in ("video", "audio"):
             config["encode"] = "delivery" if final and node.id == self._output else "lossless"
         ops = [{"type": node.type, "type_version": NODE_TYPES[node.type].version, "config": config}]
         fused: tuple[str, ...] = ()
@@ -253,7 +283,20 @@ class _Planner:
             encode = ops[-1]["config"]["encode"]
             chain = [{**op, "config": {k: v for k, v in op["config"].items() if k != "encode"}} for op in ops]
             type_name, type_version, config = CHAIN, CHAIN_VERSION, {"ops": chain, "encode": encode}
-        tools = _runtime_tools(kind, ops)
+        return self._raw_step(
+            step_id, type_name, type_version, config, inputs, _runtime_tools(kind, ops), fused
+        )
+
+    def _raw_step(  # noqa: PLR0917 - a step's fields
+        self,
+        step_id: str,
+        type_name: str,
+        type_version: str,
+        config: Mapping[str, Any],
+        inputs: list[str],
+        tools: tuple[str, ...],
+        fused: tuple[str, ...] = (),
+    ) -> Step:
         runtime = {tool: self._tools.get(tool, "unknown") for tool in tools}
         cache_id = canonical_id(
             {
@@ -266,6 +309,21 @@ class _Planner:
         )
         level = 1 + max(self._levels[input_id] for input_id in inputs)
         return Step(cache_id, step_id, type_name, type_version, config, tuple(inputs), runtime, level, fused)
+
+    def _expandable(self, node: RecipeNode, inputs: list[str], kind: Kind) -> str:
+        """A SEGMENT cut at an analysis's events: an EXPAND step (which, once the analysis is
+        done, plans the pieces and their join) and the node's own step, which is the join's
+        output. Both cache ids are known now, so every step after them is planned as usual."""
+        config = {"node": node.id, "at": node.config["at"], "kind": kind, "output": node.id == self._output}
+        expand = self._raw_step(f"{node.id}#cuts", EXPAND, EXPAND_VERSION, config, inputs, MEDIA_RUNTIME)
+        self._append(expand)
+        cut_config = {**node.config, "expansion": expand.cache_id}
+        step = self._raw_step(
+            node.id, node.type, NODE_TYPES[node.type].version, cut_config, [expand.cache_id], ()
+        )
+        self._append(step)
+        self._kinds[step.cache_id] = kind
+        return step.cache_id
 
     def _drop(self, step: Step) -> None:
         """A step taken into a CHAIN is no longer computed on its own."""
@@ -290,7 +348,7 @@ def _ops_of(step: Step) -> list[dict[str, Any]]:
 
 
 def _fusable(node: RecipeNode, kind: Kind) -> bool:
-    if kind != "video" or node.type not in FUSABLE:
+    if kind != "video" or node.type not in FUSABLE or node.analyses:
         return False
     return node.type != "EFFECT" or node.config["effect"] in FILTER_EFFECTS
 
@@ -300,8 +358,12 @@ def _runtime_tools(kind: Kind, ops: list[dict[str, Any]]) -> tuple[str, ...]:
     that run on raw frames), numpy, Pillow and zlib for images."""
     if kind == "image":
         return IMAGE_RUNTIME
+    if kind == "analysis":
+        return ANALYSIS_RUNTIME
     raw_frames = any(
-        op["type"] == "EFFECT" and op["config"]["effect"] not in FILTER_EFFECTS | {"identity"} for op in ops
+        op["type"] == "EFFECT"
+        and (op["config"]["effect"] not in FILTER_EFFECTS | {"identity"} or op["config"].get("analyses"))
+        for op in ops
     )
     return (*MEDIA_RUNTIME, "numpy") if raw_frames else MEDIA_RUNTIME
 
@@ -319,6 +381,11 @@ def output_kind(node: RecipeNode, kinds: list[Kind]) -> Kind:
             )
     if node.type == "AUDIO_MIX":
         return "audio"
+    if node.type == "ANALYZE":
+        return "analysis"
+    if node.type == "SEGMENT" and len(set(kinds)) > 1:
+        raise RecipeError("SEGMENT cuts between clips of one kind: all video or all audio", node=node.id,
+                          field="inputs")  # fmt: skip
     if node.type == "SEQUENCE" and len(set(kinds)) > 1:
         raise RecipeError(
             "SEQUENCE joins clips of one kind: all video or all audio", node=node.id, field="inputs"
@@ -339,3 +406,19 @@ def _mux_kind(node: RecipeNode, kinds: list[Kind]) -> Kind:
             field="config.video",
         )
     return "video"
+
+
+def plan_fragment(
+    nodes: list[RecipeNode], known: Mapping[str, tuple[str, Kind]], output: str, tools: Mapping[str, str]
+) -> list[Step]:
+    """Steps for ``nodes`` (in topological order) over steps already planned: ``known`` maps
+    the node ids they read to (cache id, kind). ``output`` names the node whose step makes the
+    delivery encode, or is empty. An expansion's pieces are planned so (``node.executor.expansion``)."""
+    recipe = Recipe(name="fragment", version="", description="", nodes=tuple(nodes), output=output)
+    planner = _Planner(recipe, {}, tools, {})
+    for node_id, (cache_id, kind) in known.items():
+        planner.cache_ids[node_id] = cache_id
+        planner.known(cache_id, kind)
+    for node in nodes:
+        planner.add(node)
+    return planner.steps

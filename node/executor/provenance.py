@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -168,6 +169,7 @@ class RunFacts:
     plan_cid: str
     plan: Plan
     receipts: list[str]
+    expansions: list[str] = field(default_factory=list)  # CIDs of the plan's expansion records
 
 
 async def write_provenance(writer: RecordWriter, facts: RunFacts) -> str:
@@ -189,6 +191,7 @@ async def write_provenance(writer: RecordWriter, facts: RunFacts) -> str:
             "plan": {"plan_id": facts.plan.plan_id, "cid": facts.plan_cid},
             "infrastructure": await writer.descriptors(),
             "receipts": facts.receipts,
+            **({"expansions": facts.expansions} if facts.expansions else {}),
         }
     )
 
@@ -283,6 +286,7 @@ async def _check_receipts(
     steps = {
         str(step.get("cache_id")): step for step in plan.get("steps", []) if step.get("type") != "SOURCE"
     }
+    expansions = await _expansions(ipfs, record, steps, verdict)
     receipts: dict[str, dict[str, Any]] = {}
     for receipt_cid in record.get("receipts", []) if isinstance(record.get("receipts"), list) else []:
         receipt = await _verified(
@@ -299,9 +303,39 @@ async def _check_receipts(
     for cache_id, receipt in receipts.items():
         if cache_id in steps and list(receipt.get("inputs", [])) != list(steps[cache_id].get("inputs", [])):
             verdict.problems.append(f"receipt for {cache_id} names other inputs than the plan")
+    for cache_id, cid in expansions.items():
+        if _field(receipts.get(cache_id, {}), "output").get("cid") != cid:
+            verdict.problems.append(f"expansion {cid} is not what its step {cache_id} produced")
     final = receipts.get(str(plan.get("output")), {})
     if _field(final, "output").get("cid") != _field(record, "output").get("cid"):
         verdict.problems.append("the output is not what the plan's last step produced")
+
+
+async def _expansions(
+    ipfs: IpfsClient, record: dict[str, Any], steps: dict[str, dict[str, Any]], verdict: Verdict
+) -> dict[str, str]:
+    """Splice the steps each expansion record added into ``steps`` (``node.executor.expansion``);
+    {EXPAND step cache id: the record's CID}."""
+    found: dict[str, str] = {}
+    cids = record.get("expansions", [])
+    for cid in cids if isinstance(cids, list) else []:
+        try:
+            expansion = json.loads(await _fetch(ipfs, normalize_cid(str(cid))))
+            added, expand_id, output = (
+                expansion["steps"],
+                str(expansion["expansion"]),
+                str(expansion["output"]),
+            )
+        except (NodeError, ValueError, KeyError, TypeError) as exc:
+            verdict.problems.append(f"expansion {cid} is not readable: {exc}")
+            continue
+        found[expand_id] = str(cid)
+        steps.update({str(item.get("cache_id")): item for item in added if isinstance(item, dict)})
+        for step in steps.values():
+            if isinstance(step.get("config"), dict) and step["config"].get("expansion") == expand_id:
+                step["inputs"] = [expand_id, output]
+        verdict.checked.append(f"expansion {cid}: {len(added)} steps added to the plan")
+    return found
 
 
 async def _fetch(ipfs: IpfsClient, cid: str) -> bytes:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from node.executor.bindings import check_references
 from node.executor.errors import RecipeError
 from node.executor.nodetypes import NODE_TYPES, normalize_effect_config
 from node.pixels.effects import EFFECTS
@@ -47,6 +48,15 @@ class RecipeNode:
     type: str
     config: Mapping[str, Any]
     inputs: tuple[str, ...] = ()
+
+    @property
+    def analyses(self) -> tuple[str, ...]:
+        """The ANALYZE nodes its bindings or cuts read: extra inputs, after ``inputs``."""
+        return tuple(self.config.get("analyses", ()))
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return (*self.inputs, *self.analyses)
 
     @property
     def variable(self) -> str | None:
@@ -124,6 +134,9 @@ def _validated(document: Mapping[str, Any]) -> Recipe:
         raise RecipeError(f"at most {MAX_NODES} nodes", field="dag.nodes")
     nodes = [_node(raw, index, assets) for index, raw in enumerate(raw_nodes)]
     output = dag.get("output")
+    analyzers = {node.id: node.config for node in nodes if node.type == "ANALYZE"}
+    for node in nodes:
+        check_references(node.id, node.config, analyzers)
     ordered = _topological(nodes)
     if not isinstance(output, str) or output not in {node.id for node in nodes}:
         raise RecipeError(f"must name a node of the dag, got {output!r}", field="dag.output")
@@ -257,7 +270,7 @@ def _topological(nodes: list[RecipeNode]) -> list[RecipeNode]:
     """Kahn's algorithm in O(nodes + edges); ready nodes are taken in recipe order, so the
     order is deterministic."""
     by_id, users = _edges(nodes)
-    waiting = {node.id: len(set(node.inputs)) for node in nodes}
+    waiting = {node.id: len(set(node.depends_on)) for node in nodes}
     position = {node.id: index for index, node in enumerate(nodes)}
     ready = [node.id for node in nodes if waiting[node.id] == 0]
     ordered: list[RecipeNode] = []
@@ -285,7 +298,7 @@ def _edges(nodes: list[RecipeNode]) -> tuple[dict[str, RecipeNode], dict[str, li
         by_id[node.id] = node
     users: dict[str, list[str]] = {node.id: [] for node in nodes}
     for node in nodes:
-        for input_id in dict.fromkeys(node.inputs):
+        for input_id in dict.fromkeys(node.depends_on):
             if input_id not in by_id:
                 raise RecipeError(f"unknown input id {input_id!r}", node=node.id, field="inputs")
             users[input_id].append(node.id)

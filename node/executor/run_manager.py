@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -19,17 +20,18 @@ from node.canonical import canonical_id
 from node.errors import Conflict, NodeError, NotFound, Unavailable
 from node.executor.callbacks import Notifier
 from node.executor.errors import RecipeError
-from node.executor.planner import Plan, make_plan
+from node.executor.expansion import completed
+from node.executor.planner import EXPAND, Plan, make_plan
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
 from node.executor.run_detail import run_times, step_details
-from node.executor.scheduler import Scheduler
+from node.executor.scheduler import MAX_EXPANSION_BYTES, Scheduler
 from node.store.content import ContentStore
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.keys import ASSET_NAME
 from node.sync.notices import Notices
-from node.sync.run_events import REPORTED_ONCE, STEP_PROGRESS, final_event
+from node.sync.run_events import PLAN_EXPANDED, REPORTED_ONCE, STEP_PROGRESS, final_event
 from node.sync.run_index import RunIndex, RunNotFound
 from node.sync.run_status import RunEnding, RunOutput, RunRecord, RunStatus, is_final
 from node.timestamps import utc_now
@@ -221,6 +223,7 @@ class RunManager:
         events = await self._events.read(run_id)
         plan_record = await self._runs.plan(record["plan_id"])
         plan = Plan.from_record(plan_record) if plan_record else Plan(record["plan_id"], "", (), "")
+        plan = await completed(plan, self._expansion)  # with the steps its expansions added so far
         percent = max(
             (int(event["percent"]) for _, event in events if event["kind"] == "progress"), default=0
         )
@@ -402,9 +405,16 @@ class RunManager:
         plan = Plan.from_record(plan_record)
         await self._runs.start(run_id, utc_now())
 
+        plan = await completed(plan, self._expansion)  # a run resumed: what was added before
         work = max(1, sum(1 for step in plan.steps if step.type != "SOURCE"))
+        counted = {step.cache_id for step in plan.steps}
 
         async def emit(kind: str, **fields: Any) -> None:
+            nonlocal work
+            if kind == PLAN_EXPANDED:  # counted once, whichever node reports it first
+                work += sum(1 for added in fields["added"] if added["cache_id"] not in counted)
+                counted.update(added["cache_id"] for added in fields["added"])
+                fields = {**fields, "added": len(fields["added"])}
             if kind in REPORTED_ONCE:
                 await self._events.report(run_id, work, kind, fields)
             elif kind == STEP_PROGRESS:
@@ -414,7 +424,16 @@ class RunManager:
 
         rank = (-record.get("priority", 0), record["created"])  # higher priority, then first come
         output = await self._scheduler.execute(plan, emit, scope=run_id, rank=rank)
-        await self._finish_claimed(record, plan, output)
+        await self._finish_claimed(record, await completed(plan, self._expansion), output)
+
+    async def _expansion(self, cache_id: str) -> dict[str, Any] | None:
+        """The record an EXPAND step made, if it is done (``node.executor.expansion``)."""
+        hit = await self._steps.get(cache_id)
+        entry = await self._store.index.get(hit.content_id) if hit is not None else None
+        if entry is None:
+            return None
+        record: dict[str, Any] = json.loads(await self._store.read_all(entry, MAX_EXPANSION_BYTES))
+        return record
 
     async def _finish_claimed(self, record: RunRecord, plan: Plan, output: ContentEntry) -> None:
         """Write the provenance and the final status, if this node wins the finishing claim;
@@ -470,13 +489,15 @@ class RunManager:
             if entry is None:
                 raise NotFound(f"input {item['name']} ({item['content_id']}) is no longer on this node")
             inputs.append((str(item["name"]), entry))
-        receipts = []
+        receipts, expansions = [], []
         for step in plan.steps:
             if step.type != "SOURCE":
                 hit = await self._steps.get(step.cache_id)
                 if hit is None or not hit.receipt_cid:
                     raise NotFound(f"step {step.node_id} ({step.cache_id}) has no signed receipt")
                 receipts.append(hit.receipt_cid)
+                if step.type == EXPAND:
+                    expansions.append(hit.cid)
         await self._writer.publish(receipts)
         recipe_entry = await index.get(record["recipe_content_id"])
         if recipe_entry is None:
@@ -492,6 +513,7 @@ class RunManager:
             plan_cid=record["plan_cid"],
             plan=plan,
             receipts=receipts,
+            expansions=expansions,
         )
         return await write_provenance(self._writer, facts)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -23,11 +24,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
+from node.canonical import canonical_json
 from node.errors import NodeError, Unavailable
 from node.executor.errors import StepFailed, WorkerKilled
-from node.executor.planner import CHAIN, Plan, Step, tool_versions
+from node.executor.expansion import expansion_record, spliced
+from node.executor.planner import CHAIN, EXPAND, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.slots import PrioritySlots, Rank
+from node.media.analysis import ANALYSIS_TYPE
 from node.pixels.effects import EFFECTS
 from node.records import SignedRecord
 from node.store.content import ContentStore, Stored
@@ -35,7 +39,7 @@ from node.store.errors import ContentNotFound
 from node.store.local_cache import LocalCache
 from node.sync.claims import Claim
 from node.sync.index import ContentEntry, StepEntry, StepIndex
-from node.sync.run_events import STEP_PROGRESS
+from node.sync.run_events import PLAN_EXPANDED, STEP_PROGRESS
 from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ _scope: ContextVar[str] = ContextVar("attempt_scope", default="")  # the try (ru
 _rank: ContextVar[Rank] = ContextVar("run_rank", default=(0, ""))  # its run's place for a worker
 KILLED_RETRY_S = 1.0  # before a step whose worker was killed from outside is tried again; doubles
 KILLED_RETRY_MAX_S = 16.0
+MAX_EXPANSION_BYTES = 64 * 1024 * 1024  # an analysis or expansion record read into memory
 KILLS_MAX = 5  # kills in a row of one step's worker before the step fails (counted)
 
 
@@ -178,6 +183,7 @@ class Scheduler:
         running: dict[asyncio.Task[ContentEntry], Step] = {}
         try:
             while pending or running:
+                await self._grow(pending, done, emit)
                 await self._start_ready(plan, pending, running, done, emit)
                 if running:
                     finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -211,6 +217,28 @@ class Scheduler:
                 continue
             done[step.cache_id] = entry
             await self._cached(step, hit.cid, emit)
+
+    async def _grow(self, pending: list[Step], done: dict[str, ContentEntry], emit: Emit) -> None:
+        """Splice in the steps of each expansion done (``node.executor.expansion``): the pieces
+        of a SEGMENT cut at an analysis's events, then the SEGMENT's own step, reading their join."""
+        for position, step in enumerate(pending):
+            if not step.expansion or len(step.inputs) > 1 or step.expansion not in done:
+                continue
+            record = json.loads(await self._store.read_all(done[step.expansion], MAX_EXPANSION_BYTES))
+            grown, added = spliced(step, record)
+            known = {item.cache_id for item in pending} | set(done)
+            new = [item for item in added if item.cache_id not in known]
+            pending[position] = grown
+            pending.extend(new)
+            await emit(
+                PLAN_EXPANDED,
+                step=step.node_id,
+                cache_id=step.expansion,
+                added=[
+                    {"step": item.node_id, "type": item.type, "cache_id": item.cache_id} for item in added
+                ],
+            )
+            log.info("step %s: %d steps added by its expansion", step.node_id, len(added))
 
     def _start_or_join(
         self, step: Step, done: dict[str, ContentEntry], emit: Emit
@@ -447,6 +475,10 @@ class Scheduler:
     async def _compute(self, step: Step, inputs: list[ContentEntry], emit: Emit) -> Stored:
         if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
             return Stored(inputs[0], existed=True)  # identity: same bytes, same CID, nothing added
+        if step.expansion:
+            return Stored(inputs[-1], existed=True)  # a cut at an analysis's events: its join's output
+        if step.type == EXPAND:
+            return await self._expand(step, inputs[-1])
         # not offline: in a cluster, an input may be on another node's daemon
         paths = [str(await self._cache.materialize(entry, offline=False)) for entry in inputs]
         await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
@@ -467,6 +499,19 @@ class Scheduler:
             await asyncio.to_thread(_unlink, output)
         log.info("step %s (%s) computed: %s", step.node_id, step.cache_id, stored.entry.cid)
         return stored
+
+    async def _expand(self, step: Step, analysis: ContentEntry) -> Stored:
+        """An EXPAND step: its expansion record, planned from the analysis (small JSON: read
+        and planned in a thread)."""
+        record = json.loads(await self._store.read_all(analysis, MAX_EXPANSION_BYTES))
+        planned = await asyncio.to_thread(expansion_record, step, record, tool_versions())
+        await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
+        output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
+        try:
+            await asyncio.to_thread(output.write_bytes, canonical_json(planned))
+            return await self._store.put_file(output, media_type=ANALYSIS_TYPE)
+        finally:
+            await asyncio.to_thread(_unlink, output)
 
     async def _keep_in_cache(self, output: Path, entry: ContentEntry) -> None:
         """The output was hashed on its way into IPFS: move it into the local cache as it is."""

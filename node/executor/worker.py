@@ -21,6 +21,7 @@ from typing import Any
 
 from PIL import UnidentifiedImageError
 
+from node.media.analysis import analyze
 from node.media.progress import Report
 from node.media.render import render, write_atomically
 from node.media.step_log import collecting, tail
@@ -38,6 +39,9 @@ def compute(job: dict[str, Any], report: Report | None = None) -> str:
     """Run one job; returns the output's media type. Raises on bad input or unsupported work.
     ``report`` hears a long video or audio step's progress, about once a second."""
     config = job["config"]
+    if job["type"] == "ANALYZE":
+        source = Path(job["inputs"][0])
+        return write_atomically(lambda path: analyze(source, config, path), Path(job["output"]))
     if "encode" in config:
         return write_atomically(lambda path: render(job, path, report), Path(job["output"]))
     kind = job["type"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +26,8 @@ from node.memory import ensure_fits
 from node.pixels.effects import Effect
 from node.pixels.footprint import video_frame_bytes
 
+ParamsAt = Callable[[int], dict[str, object]]  # a frame's index -> the effect's parameters for it
+
 
 def run_effect(
     effect: Effect,
@@ -35,9 +38,11 @@ def run_effect(
     encoding: Encoding,
     output: Path,
     report: Report | None = None,
+    params_at: ParamsAt | None = None,
 ) -> None:
     """Apply ``effect`` to every frame of ``source`` (probed as ``info``) into ``output``;
-    ``report`` hears the frames done about once a second."""
+    ``report`` hears the frames done about once a second. ``params_at`` gives each frame its own
+    parameters (bound to an analysis); ``params`` are then the largest, for the memory estimate."""
     video = info.video
     if video is None or effect.apply is None:
         raise MediaError(f"effect {effect.name} needs a picture, but this input has only audio")
@@ -90,7 +95,7 @@ def run_effect(
                 frame_bytes,
                 (video.height, video.width),
                 effect,
-                params,
+                params_at or (lambda _: params),
                 tracker,
             )
         finally:
@@ -113,7 +118,7 @@ def _pump(  # noqa: PLR0917 - a private loop's plumbing
     frame_bytes: int,
     shape: tuple[int, int],
     effect: Effect,
-    params: dict[str, object],
+    params_at: ParamsAt,
     tracker: Tracker,
 ) -> None:
     assert effect.apply is not None  # noqa: S101 - checked by the caller
@@ -124,7 +129,7 @@ def _pump(  # noqa: PLR0917 - a private loop's plumbing
             return  # the end (a short read at the end is ffmpeg stopping mid-frame: its error says why)
         pixels = np.frombuffer(raw, dtype=np.uint8).reshape(*shape, 3)
         try:
-            frames_out.write(np.ascontiguousarray(effect.apply(pixels, params)).tobytes())
+            frames_out.write(np.ascontiguousarray(effect.apply(pixels, params_at(done))).tobytes())
         except BrokenPipeError:
             return  # the encoder stopped; its exit code and log say why
         done += 1

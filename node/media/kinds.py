@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Kind = Literal["image", "video", "audio"]
+Kind = Literal["image", "video", "audio", "analysis"]  # analysis: an ANALYZE step's JSON record
 
 # Containers that hold video or audio but are not named so by their media type.
 _AV_CONTAINERS: dict[str, Kind] = {

@@ -26,6 +26,15 @@ EXACT = "+accurate_rnd+bitexact+full_chroma_int"  # the same bytes on every CPU
 SCALE_FLAGS = {"lanczos": "lanczos" + EXACT, "bilinear": "bilinear" + EXACT, "nearest": "neighbor" + EXACT}
 FFMPEG_BLEND_MODES = {"add": "addition"}  # our name -> ffmpeg's, where they differ
 DEFAULT_SAMPLE_RATE = 48000
+BOUND_NAME = "@bound"  # the instance name per-frame commands address (one TRANSFORM per step)
+COMMANDS = {  # TRANSFORM parameter -> (filter, its command) for per-frame values
+    "brightness": ("eq", "brightness"),
+    "contrast": ("eq", "contrast"),
+    "saturation": ("eq", "saturation"),
+    "gamma": ("eq", "gamma"),
+    "hue": ("hue", "h"),
+    "blur": ("gblur", "sigma"),
+}
 
 
 def _needs_video(av: Av, what: str) -> str:
@@ -82,14 +91,17 @@ def transform(graph: Graph, av: Av, config: Mapping[str, Any]) -> Av:
 
 
 def _picture_filters(config: Mapping[str, Any]) -> list[str]:
-    filters = []
+    """eq, hue, blur and sharpen as filters; parameters bound to an analysis (``sendcmd``: a file
+    of per-frame commands, ``node.media.curves``) keep their filter, named, to be sent values."""
+    bound = set(config.get("bound", ()))
+    filters = [f"sendcmd=f={config['sendcmd']}"] if bound else []
     eq = {key: config[key] for key in ("brightness", "contrast", "saturation", "gamma")}
-    if eq != {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "gamma": 1.0}:
-        filters.append("eq=" + ":".join(f"{key}={value:.6g}" for key, value in eq.items()))
-    if config["hue"]:
-        filters.append(f"hue=h={config['hue']:.6g}")
-    if config["blur"]:
-        filters += [RGB, f"gblur=sigma={config['blur']:.6g}:steps=3"]
+    if eq != {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "gamma": 1.0} or bound & set(eq):
+        filters.append(f"eq{BOUND_NAME}=" + ":".join(f"{key}={value:.6g}" for key, value in eq.items()))
+    if config["hue"] or "hue" in bound:
+        filters.append(f"hue{BOUND_NAME}=h={config['hue']:.6g}")
+    if config["blur"] or "blur" in bound:
+        filters += [RGB, f"gblur{BOUND_NAME}=sigma={config['blur']:.6g}:steps=3"]
     if config["sharpen"]:
         filters.append(f"unsharp=5:5:{config['sharpen']:.6g}:5:5:0")
     return filters

@@ -8,6 +8,7 @@ delivery encode. The answer is the output's media type.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -15,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from node.media import ops
+from node.media.analysis import RECORD_KIND
+from node.media.curves import frame_values
 from node.media.errors import MediaError
 from node.media.ffmpeg import Encoding, Progress, run_ffmpeg
 from node.media.framepipe import run_effect
 from node.media.graph import Av, Graph
 from node.media.kinds import kind_of
+from node.media.ops import BOUND_NAME, COMMANDS
 from node.media.probe import MediaInfo, count_frames, probe_file
 from node.media.progress import Report, Tracker, follow_ffmpeg
 from node.media.video_effects import VIDEO_EFFECTS
@@ -42,31 +46,108 @@ MANY: dict[str, ManyOp] = {"MUX": ops.mux, "AUDIO_MIX": ops.audio_mix}
 def render(job: Mapping[str, Any], output: Path, report: Report | None = None) -> str:
     """Compute ``job`` into ``output``; the output's media type. MediaError says what went wrong.
     ``report`` hears its progress (``node.media.progress``) about once a second."""
-    paths = [Path(path) for path in job["inputs"]]
-    media_types = job.get("media_types") or [""] * len(paths)
-    infos = [probe_file(path, f"input {index + 1}") for index, path in enumerate(paths)]
     config = job["config"]
+    every_path = [Path(path) for path in job["inputs"]]
+    analyses = list(config.get("analyses", ()))  # bound steps are never fused: one op
+    paths = every_path[: len(every_path) - len(analyses)]
+    records = {name: read_record(path) for name, path in zip(analyses, every_path[len(paths) :], strict=True)}
+    media_types = (job.get("media_types") or [""] * len(every_path))[: len(paths)]
+    infos = [probe_file(path, f"input {index + 1}") for index, path in enumerate(paths)]
     steps = config["ops"] if job["type"] == "CHAIN" else [{"type": job["type"], "config": config}]
     delivery = config["encode"] == "delivery"
     if _raw_frames(steps):
-        effect = EFFECTS[steps[0]["config"]["effect"]]
-        encoding = Encoding(delivery, has_video=True, has_audio=infos[0].audio is not None)
-        run_effect(
-            effect,
-            steps[0]["config"]["params"],
-            paths[0],
-            infos[0],
-            encoding=encoding,
-            output=output,
-            report=report,
-        )
-        return encoding.media_type
+        _effect_on_frames(steps[0]["config"], paths[0], infos[0], records, delivery, output, report)
+        return Encoding(delivery, has_video=True, has_audio=infos[0].audio is not None).media_type
     graph = Graph()
     clips = _inputs(graph, paths, infos, media_types)
-    result = _apply(graph, clips, steps)
-    encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
-    run_ffmpeg(graph.command(result, encoding), output, progress=_following(result, report))
+    commands = output.with_name(output.name + ".cmd")
+    try:
+        if records:
+            steps = [{**steps[0], "config": _commanded(steps[0]["config"], clips[0], records, commands)}]
+        result = _apply(graph, clips, steps)
+        encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
+        run_ffmpeg(graph.command(result, encoding), output, progress=_following(result, report))
+    finally:
+        commands.unlink(missing_ok=True)
     return encoding.media_type
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """An analysis record an input holds (``node.media.analysis``)."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        raise MediaError("an analysis input is not an analysis record (JSON)") from None
+    if not isinstance(record, dict) or record.get("kind") != RECORD_KIND:
+        raise MediaError("an analysis input is not an analysis record")
+    return record
+
+
+def _bound(values: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {name: value for name, value in values.items() if isinstance(value, Mapping) and "bind" in value}
+
+
+def _curves(
+    bound: Mapping[str, Mapping[str, Any]], records: Mapping[str, Any], fps: float, frames: int
+) -> dict[str, list[float]]:
+    return {
+        name: frame_values(binding, records[str(binding["bind"]).split(".", 1)[0]], fps, frames)
+        for name, binding in bound.items()
+    }
+
+
+def _effect_on_frames(  # noqa: PLR0917 - the step, its input and where it goes
+    config: Mapping[str, Any],
+    path: Path,
+    info: MediaInfo,
+    records: Mapping[str, Any],
+    delivery: bool,
+    output: Path,
+    report: Report | None,
+) -> None:
+    """An effect on raw frames; with bound parameters, each frame gets its own values."""
+    effect = EFFECTS[config["effect"]]
+    params = dict(config["params"])
+    encoding = Encoding(delivery, has_video=True, has_audio=info.audio is not None)
+    bound = _bound(params)
+    if not bound:
+        run_effect(effect, params, path, info, encoding=encoding, output=output, report=report)
+        return
+    frames = count_frames(path, info, "input 1")
+    curves = _curves(bound, records, float(info.fps), max(1, frames))
+    whole = {param.name for param in effect.params if param.kind == "int"}
+    constants = {name: value for name, value in params.items() if name not in bound}
+
+    def params_at(frame: int) -> dict[str, object]:
+        values = {name: curve[min(frame, len(curve) - 1)] for name, curve in curves.items()}
+        return {**constants, **{name: round(v) if name in whole else v for name, v in values.items()}}
+
+    largest = {**constants, **{name: max(curve) for name, curve in curves.items()}}
+    run_effect(
+        effect, largest, path, info, encoding=encoding, output=output, report=report, params_at=params_at
+    )
+
+
+def _commanded(
+    config: Mapping[str, Any], clip: Av, records: Mapping[str, Any], commands: Path
+) -> dict[str, Any]:
+    """A TRANSFORM's config with its bound parameters at their first frame's values, and the
+    file of per-frame commands (``sendcmd``) that sets the rest."""
+    bound = _bound(config)
+    curves = _curves(bound, records, float(clip.fps), max(1, clip.frames))
+    lines, previous = [], None
+    for frame in range(max(1, clip.frames)):
+        values = tuple(curve[min(frame, len(curve) - 1)] for curve in curves.values())
+        if values != previous:
+            sends = ", ".join(
+                f"[enter] {COMMANDS[name][0]}{BOUND_NAME} {COMMANDS[name][1]} {value:.6g}"
+                for name, value in zip(curves, values, strict=True)
+            )
+            lines.append(f"{float(frame / clip.fps):.6f} {sends};")
+            previous = values
+    commands.write_text("\n".join(lines) + "\n")
+    first = {name: curve[0] for name, curve in curves.items()}
+    return {**config, **first, "bound": sorted(bound), "sendcmd": "'" + str(commands) + "'"}
 
 
 def _following(result: Av, report: Report | None) -> Progress | None:
@@ -84,8 +165,10 @@ def _following(result: Av, report: Report | None) -> Progress | None:
 
 def _raw_frames(steps: list[Mapping[str, Any]]) -> bool:
     first = steps[0]
-    if first["type"] != "EFFECT" or first["config"]["effect"] in VIDEO_EFFECTS:
+    if first["type"] != "EFFECT":
         return False
+    if first["config"]["effect"] in VIDEO_EFFECTS and not first["config"].get("analyses"):
+        return False  # bound parameters change frame by frame: the raw-frame path takes them
     if len(steps) > 1:  # the planner never fuses these
         raise MediaError(f"effect {first['config']['effect']} cannot run inside a fused chain")
     return True

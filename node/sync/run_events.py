@@ -22,6 +22,7 @@ from node.sync.run_status import RunStatus
 EVENTS_MAX_LEN = 10_000
 PERCENT_LOOKBACK = 64  # the latest events a listing reads of a running run for its progress
 STEP_PROGRESS = "step_progress"  # frames done in a long step, with its percent and ETA
+PLAN_EXPANDED = "plan_expanded"  # steps an expansion added to the plan (node.executor.expansion)
 REPORTED_ONCE = ("step_finished", "step_cached")
 STEP_STATES = {
     "step_started": "running",
@@ -77,7 +78,7 @@ def final_event(status: RunStatus) -> str:
 
 FINAL_EVENTS = frozenset(final_event(status) for status in RunStatus.finals())
 # every kind there is
-EVENT_KINDS = ("run_queued", *STEP_STATES, STEP_PROGRESS, "progress", *sorted(FINAL_EVENTS))
+EVENT_KINDS = ("run_queued", *STEP_STATES, STEP_PROGRESS, PLAN_EXPANDED, "progress", *sorted(FINAL_EVENTS))
 
 
 def entry(kind: str, fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
