@@ -35,6 +35,7 @@ from tests.media import (
     solid,
 )
 from tests.test_media_api import completed, fetch
+from tests.test_ui_pages import page_text
 
 EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
 ALL = {
@@ -231,6 +232,10 @@ async def test_beat_cut_switches_clips_on_every_fourth_beat(
     assert provenance["record"]["expansions"] == [expansion_cid]
     verdict = await (await client.get(f"/provenance/{record['provenance_cid']}/verify")).json()
     assert verdict["ok"], verdict
+    assert any(line.startswith(f"expansion {expansion_cid}") for line in verdict["checked"])
+    page = await page_text(client, f"/run/{run['run_id']}")
+    assert 'data-step-row="cut~0"' in page  # the plan as grown
+    assert '<svg class="analysis"' in page and 'class="analysis-beat"' in page
 
 
 async def test_scene_flip_negates_every_other_scene(

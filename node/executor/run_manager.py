@@ -217,8 +217,8 @@ class RunManager:
     async def detail_and_plan(
         self, run_id: str, node_id: str
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """:meth:`detail`, and the plan's record it was read from (None if this node no longer
-        has it), for a page that also draws the plan."""
+        """:meth:`detail`, and the plan it was read from with the steps its expansions added
+        so far (None if this node no longer has it), for a page that also draws the plan."""
         record = await self.get(run_id)
         events = await self._events.read(run_id)
         plan_record = await self._runs.plan(record["plan_id"])
@@ -235,7 +235,7 @@ class RunManager:
             "progress": _progress(record, percent),
             "steps": steps,
         }
-        return shown, plan_record
+        return shown, (plan.record() if plan_record else None)
 
     async def _fill_silent(self, steps: dict[str, dict[str, Any]], status: RunStatus) -> None:
         """States for steps the run's events do not tell (a run restored from a published

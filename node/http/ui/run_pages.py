@@ -3,16 +3,18 @@ plan's DAG, followed live (``static/app.js`` reads the run's SSE stream)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from node.auth.local import User
-from node.errors import InvalidInput
+from node.errors import InvalidInput, NodeError
 from node.http.appkeys import NODE
 from node.http.cache import int_param
 from node.http.runs import STATUSES
+from node.http.ui.analysis_svg import analysis_svg
 from node.http.ui.choices import media_choices
 from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.formats import media_kind
@@ -22,6 +24,7 @@ from node.pixels.effects import EFFECTS
 from node.sync.run_status import is_final
 
 PAGE_SIZE = 25
+MAX_DRAWN_BYTES = 16 * 1024 * 1024  # an analysis record read to be drawn
 HIDDEN_SETTINGS = frozenset({"encode", "effect_version", "input", "cid"})  # plumbing, not choices
 
 
@@ -69,7 +72,25 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "may_change": user_may_change(user, record["owner"]),
         "again": again,
         "media": await media_choices(app) if again and user else [],  # for the form of "Run again"
+        "analyses": await _analyses(app, states),
     }
+
+
+async def _analyses(app: web.Application, states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each done ANALYZE step's record drawn (``analysis_svg``), with a link to its JSON."""
+    drawn = []
+    for name, step in states.items():
+        if step.get("type") != "ANALYZE" or not step.get("cid"):
+            continue
+        try:
+            entry = await app[NODE].store.resolve(str(step["cid"]))
+            record = json.loads(await app[NODE].store.read_all(entry, MAX_DRAWN_BYTES))
+        except (NodeError, ValueError):  # gone, too large or unreadable: the table still links it
+            continue
+        tempo = (record.get("tempo") or {}).get("bpm")
+        drawn.append({"step": name, "cid": step["cid"], "svg": analysis_svg(record, f"Analysis {name}"),
+                      "tempo": tempo, "features": record.get("features", [])})  # fmt: skip
+    return drawn
 
 
 def run_again(record: dict[str, Any]) -> dict[str, Any] | None:
