@@ -20,7 +20,8 @@ from node.executor.planner import make_plan
 from node.executor.recipe import parse_recipe
 from node.media.analysis import analyze
 from node.media.errors import MediaError
-from tests.helpers import Client, start, upload
+from node.media.render import render
+from tests.helpers import Client, sse, start, upload
 from tests.media import (
     BLUE,
     GREEN,
@@ -233,6 +234,14 @@ async def test_beat_cut_switches_clips_on_every_fourth_beat(
     verdict = await (await client.get(f"/provenance/{record['provenance_cid']}/verify")).json()
     assert verdict["ok"], verdict
     assert any(line.startswith(f"expansion {expansion_cid}") for line in verdict["checked"])
+    events = await sse(client, run["run_id"])
+    again = await start(client, auth, {"recipe": recipe["cid"], "inputs": refs})
+    await sse(client, again["run_id"])
+    repeat = dict(await (await client.get(f"/runs/{again['run_id']}")).json())
+    assert repeat["output"]["cid"] == record["output"]["cid"]
+    assert {step["state"] for step in repeat["steps"].values()} == {"cached"}  # analysis and pieces too
+    assert [data["added"] for _, kind, data in events if kind == "plan_expanded"] == [len(pieces) + len(
+        [name for name in record["steps"] if name.startswith("cut~join")])]  # fmt: skip
     page = await page_text(client, f"/run/{run['run_id']}")
     assert 'data-step-row="cut~0"' in page  # the plan as grown
     assert '<svg class="analysis"' in page and 'class="analysis-beat"' in page
@@ -254,3 +263,43 @@ async def test_scene_flip_negates_every_other_scene(
     assert {index: near(mean_colour(pictures[index]), colour, 10) for index, colour in expected.items()} == {
         index: True for index in expected
     }
+
+
+def test_a_binding_on_a_still_image_is_refused() -> None:
+    recipe = parse_recipe(
+        "name: still\ndag:\n  nodes:\n    - {id: s, type: SOURCE, config: {input: true}}\n"
+        "    - {id: i, type: SOURCE, config: {input: true}}\n"
+        "    - {id: m, type: ANALYZE, config: {features: [energy]}, inputs: [s]}\n"
+        "    - {id: o, type: EFFECT, config: {effect: blur, sigma: {bind: m.energy}}, inputs: [i]}\n"
+        "  output: o\n"
+    )
+    media_types = {"1" * 64: "audio/wav", "2" * 64: "image/png"}
+    with pytest.raises(RecipeError, match="animate clips, but this node's input is a still image"):
+        make_plan(recipe, "0" * 64, {"s": "1" * 64, "i": "2" * 64}, media_types=media_types)
+
+
+def test_a_bound_transform_changes_frame_by_frame(tmp_path: Path) -> None:
+    """TRANSFORM brightness bound to energy: ffmpeg's eq gets per-frame values (sendcmd), so
+    the silent first second stays as it is and the loud second is brighter."""
+    clip = quiet_then_loud(tmp_path / "clip.mkv")
+    analysis = tmp_path / "analysis.json"
+    analyze(clip, {**ALL, "features": ["energy"]}, analysis)
+    recipe = parse_recipe(
+        "name: bright\ndag:\n  nodes:\n    - {id: s, type: SOURCE, config: {input: true}}\n"
+        "    - {id: m, type: ANALYZE, config: {features: [energy]}, inputs: [s]}\n"
+        "    - {id: o, type: TRANSFORM, inputs: [s],\n"
+        "       config: {brightness: {bind: m.energy, range: [0, 0.5]}}}\n"
+        "  output: o\n"
+    )
+    plan = make_plan(recipe, "0" * 64, {"s": "1" * 64}, media_types={"1" * 64: "video/x-matroska"})
+    step = plan.steps[-1]
+    assert step.runtime.keys() == {"ffmpeg"}  # stays in ffmpeg's filters
+    output = tmp_path / "out.mp4"
+    job = {"type": step.type, "config": dict(step.config), "inputs": [str(clip), str(analysis)],
+           "media_types": ["video/x-matroska", "application/json"]}  # fmt: skip
+    render(job, output)
+    original, bright = frames(clip), frames(output)
+    assert len(bright) == len(original) == 50
+    assert abs(float(bright[10].mean()) - float(original[10].mean())) < 3
+    assert float(bright[40].mean()) > float(original[40].mean()) + 40
+    assert not list(tmp_path.glob("*.cmd"))  # the command file goes with the step

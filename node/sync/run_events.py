@@ -33,14 +33,23 @@ STEP_STATES = {
 
 # Report a step's outcome (step_finished or step_cached) in the run's stream once per run,
 # whichever node learns it first, then the progress it makes: the share of the plan's steps
-# reported. A node that finds a result another node computed for this run adds nothing.
+# reported, unless the stream already says more (a plan that grew by an expansion has more steps
+# than when the earlier percents were counted: the percent never goes back). A node that finds
+# a result another node computed for this run adds nothing.
 # KEYS: events, reported. ARGV: kind, data, cache id, steps in the plan, stream length.
 _REPORT = """
 local first = redis.call('SADD', KEYS[2], ARGV[3])
 if first == 0 and ARGV[1] == 'step_cached' then return 0 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'kind', ARGV[1], 'data', ARGV[2])
 if first == 1 then
-  local percent = math.floor(100 * redis.call('SCARD', KEYS[2]) / tonumber(ARGV[4]))
+  local percent = math.min(100, math.floor(100 * redis.call('SCARD', KEYS[2]) / tonumber(ARGV[4])))
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 64)) do
+    local fields = entry[2]
+    if fields[2] == 'progress' then
+      if cjson.decode(fields[4])['percent'] > percent then return 1 end
+      break
+    end
+  end
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'kind', 'progress',
              'data', '{"percent": ' .. string.format('%d', percent) .. '}')
 end
