@@ -414,7 +414,8 @@ class RunManager:
             if kind == PLAN_EXPANDED:  # counted once, whichever node reports it first
                 work += sum(1 for added in fields["added"] if added["cache_id"] not in counted)
                 counted.update(added["cache_id"] for added in fields["added"])
-                fields = {**fields, "added": len(fields["added"])}
+                first = fields["added"][0]["step"] if fields["added"] else ""
+                fields = {**fields, "added": len(fields["added"]), "first": first}
             if kind in REPORTED_ONCE:
                 await self._events.report(run_id, work, kind, fields)
             elif kind == STEP_PROGRESS:

@@ -259,6 +259,12 @@
         if (kind === "step_started") setStatus("running");
       });
     });
+    // An expansion added steps (cuts from an analysis): draw the plan again, once (the stream
+    // replays this event after the reload, when the page already has the steps).
+    stream.addEventListener("plan_expanded", function (message) {
+      const first = JSON.parse(message.data).first;
+      if (first && !root.querySelector('[data-step-row="' + CSS.escape(first) + '"]')) window.location.reload();
+    });
     stream.addEventListener("progress", function (message) {
       const percent = JSON.parse(message.data).percent;
       root.querySelector("#run-progress").value = percent;
