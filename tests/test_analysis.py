@@ -178,7 +178,7 @@ def test_a_bound_step_covers_its_analysis_in_its_cache_id() -> None:
     assert pulse.inputs == ("1" * 64, analysis.cache_id)
     assert pulse.config["params"]["sigma"] == {"bind": "music.energy", "range": [0.5, 8.0], "smooth": 0.1,
                                                "offset": 0.0}  # fmt: skip
-    assert "numpy" in pulse.runtime  # per-frame values run on raw frames
+    assert pulse.runtime.keys() == {"ffmpeg"}  # gblur takes sigma frame by frame (sendcmd)
 
 
 async def _bytes(path: Path) -> bytes:
@@ -303,3 +303,30 @@ def test_a_bound_transform_changes_frame_by_frame(tmp_path: Path) -> None:
     assert abs(float(bright[10].mean()) - float(original[10].mean())) < 3
     assert float(bright[40].mean()) > float(original[40].mean()) + 40
     assert not list(tmp_path.glob("*.cmd"))  # the command file goes with the step
+
+
+def test_a_bound_effect_without_commands_runs_on_raw_frames(tmp_path: Path) -> None:
+    """brightness (ffmpeg's lut takes no commands) bound to energy: the raw-frame path gives each
+    frame its own factor: 1 while silent, 2 when loud."""
+    clip = quiet_then_loud(tmp_path / "clip.mkv")
+    analysis = tmp_path / "analysis.json"
+    analyze(clip, {**ALL, "features": ["energy"]}, analysis)
+    recipe = parse_recipe(
+        "name: bright\ndag:\n  nodes:\n    - {id: s, type: SOURCE, config: {input: true}}\n"
+        "    - {id: m, type: ANALYZE, config: {features: [energy]}, inputs: [s]}\n"
+        "    - {id: o, type: EFFECT, inputs: [s],\n"
+        "       config: {effect: brightness, factor: {bind: m.energy, range: [1, 2]}}}\n"
+        "  output: o\n"
+    )
+    plan = make_plan(recipe, "0" * 64, {"s": "1" * 64}, media_types={"1" * 64: "video/x-matroska"})
+    step = plan.steps[-1]
+    assert "numpy" in step.runtime
+    output = tmp_path / "out.mkv"
+    media_types = ["video/x-matroska", "application/json"]
+    job = {"type": step.type, "config": {**step.config, "encode": "lossless"},
+           "inputs": [str(clip), str(analysis)], "media_types": media_types}  # fmt: skip
+    render(job, output)
+    original, bright = frames(clip), frames(output)
+    assert len(bright) == 50
+    assert abs(float(bright[10].mean()) - float(original[10].mean())) < 1
+    assert float(bright[40].mean()) > float(original[40].mean()) + 15  # brighter (bright pixels clip)

@@ -18,7 +18,7 @@ from typing import Any
 
 from node.media.errors import MediaError
 from node.media.graph import Av, Graph
-from node.media.video_effects import VIDEO_EFFECTS
+from node.media.video_effects import BOUND_NAME, VIDEO_EFFECTS
 from node.pixels.image_ops import resize_sizes
 
 RGB = "format=rgb24,format=gbrp"  # via rgb24: the same YUV->RGB conversion as raw frames
@@ -26,8 +26,7 @@ EXACT = "+accurate_rnd+bitexact+full_chroma_int"  # the same bytes on every CPU
 SCALE_FLAGS = {"lanczos": "lanczos" + EXACT, "bilinear": "bilinear" + EXACT, "nearest": "neighbor" + EXACT}
 FFMPEG_BLEND_MODES = {"add": "addition"}  # our name -> ffmpeg's, where they differ
 DEFAULT_SAMPLE_RATE = 48000
-BOUND_NAME = "@bound"  # the instance name per-frame commands address (one TRANSFORM per step)
-COMMANDS = {  # TRANSFORM parameter -> (filter, its command) for per-frame values
+TRANSFORM_COMMANDS = {  # TRANSFORM parameter -> (filter, its command) for per-frame values
     "brightness": ("eq", "brightness"),
     "contrast": ("eq", "contrast"),
     "saturation": ("eq", "saturation"),

@@ -23,10 +23,10 @@ from node.media.ffmpeg import Encoding, Progress, run_ffmpeg
 from node.media.framepipe import run_effect
 from node.media.graph import Av, Graph
 from node.media.kinds import kind_of
-from node.media.ops import BOUND_NAME, COMMANDS
+from node.media.ops import TRANSFORM_COMMANDS
 from node.media.probe import MediaInfo, count_frames, probe_file
 from node.media.progress import Report, Tracker, follow_ffmpeg
-from node.media.video_effects import VIDEO_EFFECTS
+from node.media.video_effects import BOUND_NAME, COMMANDS, VIDEO_EFFECTS, commanded
 from node.pixels.effects import EFFECTS
 
 SingleOp = Callable[[Graph, Av, Mapping[str, Any]], Av]
@@ -63,7 +63,7 @@ def render(job: Mapping[str, Any], output: Path, report: Report | None = None) -
     commands = output.with_name(output.name + ".cmd")
     try:
         if records:
-            steps = [{**steps[0], "config": _commanded(steps[0]["config"], clips[0], records, commands)}]
+            steps = [{**steps[0], "config": _with_commands(steps[0], clips[0], records, commands)}]
         result = _apply(graph, clips, steps)
         encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
         run_ffmpeg(graph.command(result, encoding), output, progress=_following(result, report))
@@ -128,26 +128,42 @@ def _effect_on_frames(  # noqa: PLR0917 - the step, its input and where it goes
     )
 
 
-def _commanded(
-    config: Mapping[str, Any], clip: Av, records: Mapping[str, Any], commands: Path
+def _with_commands(
+    step: Mapping[str, Any], clip: Av, records: Mapping[str, Any], commands: Path
 ) -> dict[str, Any]:
-    """A TRANSFORM's config with its bound parameters at their first frame's values, and the
-    file of per-frame commands (``sendcmd``) that sets the rest."""
-    bound = _bound(config)
+    """A bound EFFECT's or TRANSFORM's config, its bound parameters given by command."""
+    config = step["config"]
+    if step["type"] == "EFFECT":
+        table = COMMANDS[config["effect"]]
+        return {**config, "params": _commanded(config["params"], table, clip, records, commands)}
+    return _commanded(config, TRANSFORM_COMMANDS, clip, records, commands)
+
+
+def _commanded(
+    values: Mapping[str, Any],
+    table: Mapping[str, tuple[str, str]],
+    clip: Av,
+    records: Mapping[str, Any],
+    commands: Path,
+) -> dict[str, Any]:
+    """``values`` with the bound parameters at their first frame's values, and the file of
+    per-frame commands (``sendcmd``) that sets the rest (``table``: parameter -> filter and
+    command)."""
+    bound = _bound(values)
     curves = _curves(bound, records, float(clip.fps), max(1, clip.frames))
     lines, previous = [], None
     for frame in range(max(1, clip.frames)):
-        values = tuple(curve[min(frame, len(curve) - 1)] for curve in curves.values())
-        if values != previous:
+        now = tuple(curve[min(frame, len(curve) - 1)] for curve in curves.values())
+        if now != previous:
             sends = ", ".join(
-                f"[enter] {COMMANDS[name][0]}{BOUND_NAME} {COMMANDS[name][1]} {value:.6g}"
-                for name, value in zip(curves, values, strict=True)
+                f"[enter] {table[name][0]}{BOUND_NAME} {table[name][1]} {value:.6g}"
+                for name, value in zip(curves, now, strict=True)
             )
             lines.append(f"{float(frame / clip.fps):.6f} {sends};")
-            previous = values
+            previous = now
     commands.write_text("\n".join(lines) + "\n")
     first = {name: curve[0] for name, curve in curves.items()}
-    return {**config, **first, "bound": sorted(bound), "sendcmd": "'" + str(commands) + "'"}
+    return {**values, **first, "bound": sorted(bound), "sendcmd": "'" + str(commands) + "'"}
 
 
 def _following(result: Av, report: Report | None) -> Progress | None:
@@ -167,8 +183,9 @@ def _raw_frames(steps: list[Mapping[str, Any]]) -> bool:
     first = steps[0]
     if first["type"] != "EFFECT":
         return False
-    if first["config"]["effect"] in VIDEO_EFFECTS and not first["config"].get("analyses"):
-        return False  # bound parameters change frame by frame: the raw-frame path takes them
+    name, params = first["config"]["effect"], first["config"]["params"]
+    if name in VIDEO_EFFECTS and (not first["config"].get("analyses") or commanded(name, _bound(params))):
+        return False  # a filter; its bound parameters, if any, get their values by command
     if len(steps) > 1:  # the planner never fuses these
         raise MediaError(f"effect {first['config']['effect']} cannot run inside a fused chain")
     return True

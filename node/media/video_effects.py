@@ -10,7 +10,7 @@ frames piped through (``node.media.framepipe``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from node.media.graph import Graph
@@ -20,6 +20,10 @@ from node.pixels.effects import SEPIA
 VideoEffect = Callable[[Graph, str, Mapping[str, Any]], str]
 
 LUMA = (0.299, 0.587, 0.114)
+BOUND_NAME = "@bound"  # the filter instance per-frame commands address (one per step)
+# Effect parameters whose filter takes per-frame values by command (``sendcmd``): parameter ->
+# (filter, command). A binding on any other parameter runs the effect on raw frames.
+COMMANDS: dict[str, dict[str, tuple[str, str]]] = {"blur": {"sigma": ("gblur", "sigma")}}
 GBLUR_STEPS = 3  # more steps: closer to a true Gaussian, slower
 
 
@@ -51,6 +55,9 @@ def _sepia(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
 
 
 def _blur(graph: Graph, source: str, params: Mapping[str, Any]) -> str:
+    if params.get("sendcmd"):  # sigma bound to an analysis: per-frame values by command
+        named = f"gblur{BOUND_NAME}=sigma={params['sigma']:.6g}:steps={GBLUR_STEPS}"
+        return graph.filter(source, f"sendcmd=f={params['sendcmd']},{named}")
     return graph.filter(source, _gblur(params["sigma"]))
 
 
@@ -91,3 +98,9 @@ VIDEO_EFFECTS: dict[str, VideoEffect] = {
     "sepia": _sepia,
     "dog": _dog,
 }
+
+
+def commanded(effect: str, bound: Iterable[str]) -> bool:
+    """Whether every bound parameter of ``effect`` can be sent to its ffmpeg filter per frame."""
+    names = set(bound)
+    return effect in VIDEO_EFFECTS and bool(names) and names <= set(COMMANDS.get(effect, {}))
