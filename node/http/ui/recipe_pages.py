@@ -77,8 +77,12 @@ def _as_yaml(data: bytes) -> str:
 
 
 def recipe_picture(recipe: Recipe) -> DagPicture:
+    """The recipe as a DAG picture; the ANALYZE nodes a node's bindings or cuts read are its
+    inputs too."""
     nodes = [
-        DagNode(id=node.id, kind=node.type, inputs=node.inputs, detail=step_detail(node.type, node.config))
+        DagNode(
+            id=node.id, kind=node.type, inputs=node.depends_on, detail=step_detail(node.type, node.config)
+        )
         for node in recipe.nodes
     ]
     return layout(nodes, recipe.output)

@@ -25,7 +25,9 @@ from node.sync.run_status import is_final
 
 PAGE_SIZE = 25
 MAX_DRAWN_BYTES = 16 * 1024 * 1024  # an analysis record read to be drawn
-HIDDEN_SETTINGS = frozenset({"encode", "effect_version", "input", "cid"})  # plumbing, not choices
+HIDDEN_SETTINGS = frozenset(
+    {"encode", "effect_version", "input", "cid", "expansion", "analyses", "node", "output"}
+)  # plumbing, not choices
 
 
 @page("runs.html")
@@ -135,6 +137,10 @@ def step_detail(kind: str, config: Mapping[str, Any]) -> str:
         return str(config.get("effect", ""))
     if kind == "SOURCE":
         return str(config["name"]) if config.get("input") else "fixed"
+    if kind == "ANALYZE":
+        return ", ".join(config.get("features") or [])
+    if isinstance(config.get("at"), Mapping):
+        return f"at {config['at']['from']} / {config['at']['every']}"
     return ""
 
 
@@ -146,11 +152,20 @@ def step_settings(kind: str, config: Mapping[str, Any]) -> str:
     if kind == "CHAIN":
         return " -> ".join(step_settings(op["type"], op.get("config") or {}) for op in config.get("ops", []))
     if kind == "EFFECT":
-        params = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
-                           for name, value in (config.get("params") or {}).items())  # fmt: skip
+        params = ", ".join(f"{name} {_value(value)}" for name, value in (config.get("params") or {}).items())
         return f"{config.get('effect', '')}: {params}" if params else str(config.get("effect", ""))
     shown = {name: value for name, value in config.items() if name not in HIDDEN_SETTINGS}
-    return ", ".join(f"{name} {value}" for name, value in shown.items())
+    return ", ".join(f"{name} {_value(value)}" for name, value in shown.items())
+
+
+def _value(value: Any) -> str:
+    """A setting as the table shows it: ``8``, or ``music.energy -> 0.5..8`` for a binding."""
+    if isinstance(value, Mapping) and "bind" in value:
+        low, high = value["range"]
+        return f"{value['bind']} -> {low:g}..{high:g}"
+    if isinstance(value, Mapping) and "from" in value:
+        return f"{value['from']} every {value['every']}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _step_rows(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
