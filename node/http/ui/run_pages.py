@@ -118,17 +118,30 @@ def plan_picture(plan: dict[str, Any], states: dict[str, dict[str, Any]]) -> Dag
     node_of: dict[str, str] = {}
     for step in plan["steps"]:
         node_of.setdefault(step["cache_id"], step["node_id"])
+    # The steps an expansion added (NODE~0, NODE~join, ...) are drawn after the EXPAND step
+    # that planned them, though they read only the clips.
+    expanders = {
+        step["node_id"]: node_of.get(str((step.get("config") or {}).get("expansion")), "")
+        for step in plan["steps"]
+        if (step.get("config") or {}).get("expansion")
+    }
     nodes = [
         DagNode(
             id=step["node_id"],
             kind=step["type"],
-            inputs=tuple(node_of[cache_id] for cache_id in step["inputs"] if cache_id in node_of),
+            inputs=tuple(node_of[cache_id] for cache_id in step["inputs"] if cache_id in node_of)
+            + _planned_by(step["node_id"], expanders),
             detail=step_detail(step["type"], step.get("config") or {}),
         )
         for step in plan["steps"]
     ]
     output = next((step["node_id"] for step in plan["steps"] if step["cache_id"] == plan["output"]), None)
     return layout(nodes, output)
+
+
+def _planned_by(node_id: str, expanders: Mapping[str, str]) -> tuple[str, ...]:
+    expander = expanders.get(node_id.split("~", 1)[0], "") if "~" in node_id else ""
+    return (expander,) if expander else ()
 
 
 def step_detail(kind: str, config: Mapping[str, Any]) -> str:
@@ -165,6 +178,8 @@ def _value(value: Any) -> str:
         return f"{value['bind']} -> {low:g}..{high:g}"
     if isinstance(value, Mapping) and "from" in value:
         return f"{value['from']} every {value['every']}"
+    if isinstance(value, list):
+        return ", ".join(_value(item) for item in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
