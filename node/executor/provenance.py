@@ -320,7 +320,7 @@ async def _expansions(
     cids = record.get("expansions", [])
     for cid in cids if isinstance(cids, list) else []:
         try:
-            expansion = json.loads(await _fetch(ipfs, normalize_cid(str(cid))))
+            expansion = await asyncio.to_thread(json.loads, await _fetch(ipfs, normalize_cid(str(cid))))
             added, expand_id, output = (
                 expansion["steps"],
                 str(expansion["expansion"]),

@@ -433,7 +433,9 @@ class RunManager:
         entry = await self._store.index.get(hit.content_id) if hit is not None else None
         if entry is None:
             return None
-        record: dict[str, Any] = json.loads(await self._store.read_all(entry, MAX_EXPANSION_BYTES))
+        record: dict[str, Any] = await asyncio.to_thread(
+            json.loads, await self._store.read_all(entry, MAX_EXPANSION_BYTES)
+        )
         return record
 
     async def _finish_claimed(self, record: RunRecord, plan: Plan, output: ContentEntry) -> None:

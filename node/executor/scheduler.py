@@ -224,7 +224,9 @@ class Scheduler:
         for position, step in enumerate(pending):
             if not step.expansion or len(step.inputs) > 1 or step.expansion not in done:
                 continue
-            record = json.loads(await self._store.read_all(done[step.expansion], MAX_EXPANSION_BYTES))
+            record = await asyncio.to_thread(
+                json.loads, await self._store.read_all(done[step.expansion], MAX_EXPANSION_BYTES)
+            )
             grown, added = spliced(step, record)
             known = {item.cache_id for item in pending} | set(done)
             new = [item for item in added if item.cache_id not in known]
@@ -503,7 +505,9 @@ class Scheduler:
     async def _expand(self, step: Step, analysis: ContentEntry) -> Stored:
         """An EXPAND step: its expansion record, planned from the analysis (small JSON: read
         and planned in a thread)."""
-        record = json.loads(await self._store.read_all(analysis, MAX_EXPANSION_BYTES))
+        record = await asyncio.to_thread(
+            json.loads, await self._store.read_all(analysis, MAX_EXPANSION_BYTES)
+        )
         planned = await asyncio.to_thread(expansion_record, step, record, tool_versions())
         await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
         output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
