@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from node.executor.errors import RecipeError
@@ -278,27 +279,35 @@ def test_a_binding_on_a_still_image_is_refused() -> None:
         make_plan(recipe, "0" * 64, {"s": "1" * 64, "i": "2" * 64}, media_types=media_types)
 
 
-def test_a_bound_transform_changes_frame_by_frame(tmp_path: Path) -> None:
-    """TRANSFORM brightness bound to energy: ffmpeg's eq gets per-frame values (sendcmd), so
-    the silent first second stays as it is and the loud second is brighter."""
+def _bound_render(tmp_path: Path, node: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Render the one step ``node`` (YAML, id o, reading s and the energy analysis m) on a clip
+    silent for a second then loud; (its step, the clip's frames, the output's frames)."""
     clip = quiet_then_loud(tmp_path / "clip.mkv")
     analysis = tmp_path / "analysis.json"
     analyze(clip, {**ALL, "features": ["energy"]}, analysis)
     recipe = parse_recipe(
-        "name: bright\ndag:\n  nodes:\n    - {id: s, type: SOURCE, config: {input: true}}\n"
+        "name: bound\ndag:\n  nodes:\n    - {id: s, type: SOURCE, config: {input: true}}\n"
         "    - {id: m, type: ANALYZE, config: {features: [energy]}, inputs: [s]}\n"
-        "    - {id: o, type: TRANSFORM, inputs: [s],\n"
-        "       config: {brightness: {bind: m.energy, range: [0, 0.5]}}}\n"
-        "  output: o\n"
+        f"    - {node}\n  output: o\n"
     )
     plan = make_plan(recipe, "0" * 64, {"s": "1" * 64}, media_types={"1" * 64: "video/x-matroska"})
     step = plan.steps[-1]
-    assert step.runtime.keys() == {"ffmpeg"}  # stays in ffmpeg's filters
-    output = tmp_path / "out.mp4"
-    job = {"type": step.type, "config": dict(step.config), "inputs": [str(clip), str(analysis)],
-           "media_types": ["video/x-matroska", "application/json"]}  # fmt: skip
+    output = tmp_path / "out.mkv"
+    media_types = ["video/x-matroska", "application/json"]
+    job = {"type": step.type, "config": {**step.config, "encode": "lossless"},
+           "inputs": [str(clip), str(analysis)], "media_types": media_types}  # fmt: skip
     render(job, output)
-    original, bright = frames(clip), frames(output)
+    return step, frames(clip), frames(output)
+
+
+def test_a_bound_transform_changes_frame_by_frame(tmp_path: Path) -> None:
+    """TRANSFORM brightness bound to energy: ffmpeg's eq gets per-frame values (sendcmd), so
+    the silent first second stays as it is and the loud second is brighter."""
+    step, original, bright = _bound_render(
+        tmp_path,
+        "{id: o, type: TRANSFORM, inputs: [s], config: {brightness: {bind: m.energy, range: [0, 0.5]}}}",
+    )
+    assert step.runtime.keys() == {"ffmpeg"}  # stays in ffmpeg's filters
     assert len(bright) == len(original) == 50
     assert abs(float(bright[10].mean()) - float(original[10].mean())) < 3
     assert float(bright[40].mean()) > float(original[40].mean()) + 40
@@ -308,25 +317,12 @@ def test_a_bound_transform_changes_frame_by_frame(tmp_path: Path) -> None:
 def test_a_bound_effect_without_commands_runs_on_raw_frames(tmp_path: Path) -> None:
     """brightness (ffmpeg's lut takes no commands) bound to energy: the raw-frame path gives each
     frame its own factor: 1 while silent, 2 when loud."""
-    clip = quiet_then_loud(tmp_path / "clip.mkv")
-    analysis = tmp_path / "analysis.json"
-    analyze(clip, {**ALL, "features": ["energy"]}, analysis)
-    recipe = parse_recipe(
-        "name: bright\ndag:\n  nodes:\n    - {id: s, type: SOURCE, config: {input: true}}\n"
-        "    - {id: m, type: ANALYZE, config: {features: [energy]}, inputs: [s]}\n"
-        "    - {id: o, type: EFFECT, inputs: [s],\n"
-        "       config: {effect: brightness, factor: {bind: m.energy, range: [1, 2]}}}\n"
-        "  output: o\n"
+    step, original, bright = _bound_render(
+        tmp_path,
+        "{id: o, type: EFFECT, inputs: [s],\n"
+        "       config: {effect: brightness, factor: {bind: m.energy, range: [1, 2]}}}",
     )
-    plan = make_plan(recipe, "0" * 64, {"s": "1" * 64}, media_types={"1" * 64: "video/x-matroska"})
-    step = plan.steps[-1]
     assert "numpy" in step.runtime
-    output = tmp_path / "out.mkv"
-    media_types = ["video/x-matroska", "application/json"]
-    job = {"type": step.type, "config": {**step.config, "encode": "lossless"},
-           "inputs": [str(clip), str(analysis)], "media_types": media_types}  # fmt: skip
-    render(job, output)
-    original, bright = frames(clip), frames(output)
     assert len(bright) == 50
     assert abs(float(bright[10].mean()) - float(original[10].mean())) < 1
     assert float(bright[40].mean()) > float(original[40].mean()) + 15  # brighter (bright pixels clip)
