@@ -404,6 +404,8 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
         notices=core.notices,
         max_queued=settings.max_queued,
         retry_max_s=settings.retry_max,
+        cache=cache,
+        segment_s=settings.segment_seconds,
     )
     await _take_back_claims(board)
     notifier.start()

@@ -82,6 +82,9 @@ class Settings:
     redis_connections: int = 64
     max_queued: int = 10_000  # unfinished runs the cluster holds before POST /runs answers 503
     max_batch: int = 100  # runs one POST /runs/batch may submit
+    # A per-frame video chain over a clip longer than this is rendered as parts of this length,
+    # a step each, joined (node.executor.segments); 0: never.
+    segment_seconds: float = 0.0
     priority_without_admin: int = 0  # the highest run priority a user who is not the admin may ask for
     callback_hosts: tuple[str, ...] = ()  # hosts runs' callbacks may go to; none: any public host
     retry_max: float = 30.0  # the longest wait between tries of a run an outage interrupted
@@ -201,6 +204,16 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
         if not re.fullmatch(r"[+-]?\d+", text) or not low <= int(text) <= high:
             raise ValueError(f"must be an integer from {low} to {high}, got {value!r}")
         return int(text)
+
+    return parse
+
+
+def _seconds_or_never(limit: float) -> Callable[[Any], float]:
+    """Seconds above 0 up to ``limit``, or 0 for never."""
+    positive = _seconds_up_to(limit)
+
+    def parse(value: Any) -> float:
+        return 0.0 if _text(value).strip() in ("0", "0.0") else positive(value)
 
     return parse
 
@@ -377,6 +390,7 @@ _FIELDS = (
     _Field("redis_connections", _int_range(4, 10_000)),
     _Field("max_queued", _int_range(1, 100_000_000)),
     _Field("max_batch", _int_range(1, BATCH_CEILING)),
+    _Field("segment_seconds", _seconds_or_never(86400)),
     _Field("priority_without_admin", _int_range(-10, 10)),
     _Field("callback_hosts", _hosts),
     _Field("retry_max", _seconds_up_to(3600)),

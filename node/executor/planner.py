@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -168,10 +168,12 @@ def make_plan(
         planner.add(node)
     steps = tuple(planner.steps)
     output = planner.cache_ids[recipe.output]
-    plan_id = canonical_id(
-        {"recipe": recipe_id, "steps": [step.cache_id for step in steps], "output": output}
-    )
-    return Plan(plan_id, recipe_id, steps, output)
+    return Plan(plan_id_of(recipe_id, steps, output), recipe_id, steps, output)
+
+
+def plan_id_of(recipe_id: str, steps: Sequence[Step], output: str) -> str:
+    """The plan id: the recipe's content id, every step's cache id in order, and the output's."""
+    return canonical_id({"recipe": recipe_id, "steps": [step.cache_id for step in steps], "output": output})
 
 
 class _Planner:

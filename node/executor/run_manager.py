@@ -21,12 +21,14 @@ from node.errors import Conflict, NodeError, NotFound, Unavailable
 from node.executor.callbacks import Notifier
 from node.executor.errors import RecipeError
 from node.executor.expansion import completed
-from node.executor.planner import EXPAND, Plan, make_plan
+from node.executor.planner import EXPAND, Plan, make_plan, tool_versions
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
 from node.executor.run_detail import run_times, step_details
 from node.executor.scheduler import MAX_EXPANSION_BYTES, Scheduler
+from node.executor.segments import clip_facts, segmented
 from node.store.content import ContentStore
+from node.store.local_cache import LocalCache
 from node.sync.activities import Activities
 from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.keys import ASSET_NAME
@@ -86,11 +88,15 @@ class RunManager:
         max_queued: int = 10_000,
         retry_max_s: float = 30.0,
         notifier: Notifier | None = None,
+        cache: LocalCache | None = None,
+        segment_s: float = 0.0,
     ) -> None:
         self._runs = runs
         self._notifier = notifier
         self._max_queued = max_queued  # unfinished runs in the cluster before submit says 503
         self._retry_max_s = retry_max_s
+        self._cache = cache  # where inputs are probed, for segmented plans
+        self._segment_s = segment_s  # a per-frame chain over a longer clip is rendered in parts
         self._retries: dict[str, tuple[int, float]] = {}  # run id -> (outages so far, try again at)
         self._events = runs.events
         self._activities = activities
@@ -126,6 +132,9 @@ class RunManager:
         plan = make_plan(
             recipe, submission.recipe_entry.content_id, submission.sources, media_types=submission.media_types
         )
+        if self._segment_s > 0 and self._cache is not None:
+            facts = await clip_facts(submission.media_types, self._store, self._cache)
+            plan = segmented(plan, facts, self._segment_s, tool_versions())
         plan_cid = await self._writer.plan(plan)
         run_id = f"run-{secrets.token_hex(8)}"
         await self._hold(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])

@@ -28,7 +28,7 @@ from node.canonical import canonical_json
 from node.errors import NodeError, Unavailable
 from node.executor.errors import StepFailed, WorkerKilled
 from node.executor.expansion import expansion_record, spliced
-from node.executor.planner import CHAIN, EXPAND, Plan, Step, tool_versions
+from node.executor.planner import EXPAND, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.slots import PrioritySlots, Rank
 from node.media.analysis import ANALYSIS_TYPE
@@ -536,7 +536,9 @@ def _check_runtime(step: Step) -> None:
     """A node computes only steps whose output it reproduces: same tools, same effect version."""
     here = tool_versions()
     wanted = {tool: version for tool, version in step.runtime.items() if here.get(tool) != version}
-    ops: list[Mapping[str, Any]] = step.config["ops"] if step.type == CHAIN else [step.record()]
+    ops: list[Mapping[str, Any]] = (
+        step.config["ops"] if "ops" in step.config else [step.record()]
+    )  # CHAIN, PART
     for op in ops:
         config = op["config"]
         if op["type"] == "EFFECT" and EFFECTS[config["effect"]].version != config["effect_version"]:

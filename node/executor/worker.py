@@ -22,6 +22,7 @@ from typing import Any
 from PIL import UnidentifiedImageError
 
 from node.media.analysis import analyze
+from node.media.parts import JOIN, PART, SOUND, render_part_step
 from node.media.progress import Report
 from node.media.render import render, write_atomically
 from node.media.step_log import collecting, tail
@@ -32,6 +33,7 @@ from node.pixels.footprint import Size, image_step_bytes
 from node.pixels.imaging import Array, image_size, png_bytes, read_image
 
 PNG = "image/png"
+PART_STEPS = (PART, SOUND, JOIN)
 OUT_OF_MEMORY = "out_of_memory"  # the answer's code for work that did not fit the worker's limit
 
 
@@ -42,6 +44,8 @@ def compute(job: dict[str, Any], report: Report | None = None) -> str:
     if job["type"] == "ANALYZE":
         source = Path(job["inputs"][0])
         return write_atomically(lambda path: analyze(source, config, path), Path(job["output"]))
+    if job["type"] in PART_STEPS:
+        return write_atomically(lambda path: render_part_step(job, path, report), Path(job["output"]))
     if "encode" in config:
         return write_atomically(lambda path: render(job, path, report), Path(job["output"]))
     kind = job["type"]

@@ -62,6 +62,7 @@ class Encoding:
     delivery: bool
     has_video: bool
     has_audio: bool
+    part: bool = False  # a part of a segmented render: the delivery codecs in Matroska, to be joined
 
     def args(self) -> list[str]:
         """Codec and container arguments (after the ``-map`` options)."""
@@ -71,14 +72,14 @@ class Encoding:
         if self.has_audio:
             args += DELIVERY_AUDIO if self.delivery else LOSSLESS_AUDIO
         args += ["-threads", str(THREADS), *BITEXACT]
-        if self.delivery:
+        if self.delivery and not self.part:
             return [*args, "-movflags", "+faststart", "-f", "mp4"]
         return [*args, "-f", "matroska"]
 
     @property
     def media_type(self) -> str:
         main = "video" if self.has_video else "audio"
-        return f"{main}/mp4" if self.delivery else f"{main}/x-matroska"
+        return f"{main}/mp4" if self.delivery and not self.part else f"{main}/x-matroska"
 
     def even_size_filter(self) -> str:
         """H.264 in 4:2:0 needs even sizes: pad odd ones by one black row or column."""

@@ -61,13 +61,21 @@ class Graph:
         return f"s{self._count}"
 
     def add_input(
-        self, path: Path, info: MediaInfo, *, video_frames: int, loop_fps: Fraction | None = None
+        self,
+        path: Path,
+        info: MediaInfo,
+        *,
+        video_frames: int,
+        loop_fps: Fraction | None = None,
+        seek_s: float = 0.0,
     ) -> Av:
         """An input file as streams. A still image (``loop_fps`` given) repeats its first frame
         at that rate until the graph stops it; a variable-frame-rate clip is resampled to its
-        average rate with an exact frame count, so lengths computed from frames hold."""
+        average rate with an exact frame count, so lengths computed from frames hold. ``seek_s``
+        starts decoding there (an accurate input seek: earlier frames are dropped)."""
         index = len(self._inputs)
-        self._inputs.append([*SAFE_INPUT, "-i", str(path)])
+        seek = ["-ss", f"{seek_s:.6f}"] if seek_s > 0 else []
+        self._inputs.append([*SAFE_INPUT, *seek, "-i", str(path)])
         video, audio = info.video, info.audio
         sample_rate = audio.sample_rate if audio else 0
         audio_s = (audio.duration_s or info.duration_s) if audio else 0.0

@@ -207,6 +207,11 @@ def _inputs(graph: Graph, paths: list[Path], infos: list[MediaInfo], media_types
     ]
 
 
+def apply_ops(graph: Graph, clips: list[Av], steps: list[Mapping[str, Any]]) -> Av:
+    """The steps (a node type, then single-input ones) applied to ``clips`` in ``graph``."""
+    return _apply(graph, clips, steps)
+
+
 def _apply(graph: Graph, clips: list[Av], steps: list[Mapping[str, Any]]) -> Av:
     first = steps[0]
     kind, config = first["type"], first["config"]

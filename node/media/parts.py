@@ -1,0 +1,102 @@
+"""The steps of a segmented render in a worker (``node.executor.segments``): a part's frames,
+the sound once, and the join.
+
+- ``PART``: frames ``[a, b)`` of the input through the chain's filters. The input is opened
+  with an accurate seek to half a frame before frame ``a`` (so frame ``a`` is the first kept,
+  on a constant frame rate) and trimmed to ``b - a`` frames; the picture is the lossless
+  intermediate or the delivery video (every part with the same settings; each part's encoder
+  starts a closed GOP on its first frame) in Matroska, without sound;
+- ``SOUND``: the input's sound cut or padded to exactly the picture's length, encoded once;
+- ``JOIN``: the parts by stream copy (ffmpeg's concat demuxer on a list the step writes), the
+  sound muxed in: MP4 with the index at the front for delivery, else Matroska.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from node.media.errors import MediaError
+from node.media.ffmpeg import (
+    BITEXACT,
+    DELIVERY_AUDIO,
+    LOSSLESS_AUDIO,
+    SAFE_INPUT,
+    THREADS,
+    Encoding,
+    run_ffmpeg,
+)
+from node.media.graph import Graph
+from node.media.probe import probe_file
+from node.media.progress import Report, Tracker, follow_ffmpeg
+from node.media.render import apply_ops
+
+PART, SOUND, JOIN = "PART", "SOUND", "JOIN"
+
+
+def render_part_step(job: Mapping[str, Any], output: Path, report: Report | None = None) -> str:
+    """Compute a PART, SOUND or JOIN job into ``output``; the output's media type."""
+    config, paths = job["config"], [Path(path) for path in job["inputs"]]
+    delivery = config["encode"] == "delivery"
+    if job["type"] == PART:
+        return _part(paths[0], config, delivery, output, report)
+    if job["type"] == SOUND:
+        return _sound(paths[0], config, delivery, output)
+    return _join(paths, config, delivery, output)
+
+
+def _part(path: Path, config: Mapping[str, Any], delivery: bool, output: Path, report: Report | None) -> str:
+    info = probe_file(path, "input 1")
+    if info.video is None:
+        raise MediaError("a part of a segmented render needs a picture, but the input has none")
+    first, end = config["frames"]
+    seek = float((first - Fraction(1, 2)) / info.fps) if first else 0.0
+    graph = Graph()
+    clip = graph.add_input(path, info, video_frames=end - first, seek_s=seek)
+    trimmed = graph.filter(str(clip.video), f"trim=end_frame={end - first},setpts=PTS-STARTPTS")
+    clip = clip.with_(video=trimmed, audio=None)
+    result = apply_ops(graph, [clip], config["ops"])
+    encoding = Encoding(delivery, has_video=True, has_audio=False, part=True)
+    following = None
+    if report is not None:
+        tracker = Tracker(report, end - first, frames=end - first)
+        following = lambda lines: follow_ffmpeg(lines, tracker, seconds=False)  # noqa: E731
+    run_ffmpeg(graph.command(result, encoding), output, progress=following)
+    return encoding.media_type
+
+
+def _sound(path: Path, config: Mapping[str, Any], delivery: bool, output: Path) -> str:
+    info = probe_file(path, "input 1")
+    if info.audio is None:
+        raise MediaError("the input has no sound to carry over")
+    samples = round(config["frames"] * info.audio.sample_rate / Fraction(config["fps"]))
+    codec = DELIVERY_AUDIO if delivery else LOSSLESS_AUDIO
+    args = [*SAFE_INPUT, "-i", str(path), "-map", "0:a:0"]
+    args += ["-af", f"apad=whole_len={samples},atrim=end_sample={samples}", *codec]
+    run_ffmpeg([*args, "-threads", str(THREADS), *BITEXACT, "-f", "matroska"], output)
+    return "audio/x-matroska"
+
+
+def _join(paths: list[Path], config: Mapping[str, Any], delivery: bool, output: Path) -> str:
+    """The parts (all inputs but the sound, which is last when there is one) joined."""
+    has_sound = len(paths) > 1 and _is_sound(paths[-1])
+    parts = paths[:-1] if has_sound else paths
+    listing = output.with_name(output.name + ".parts")
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    try:
+        args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", str(listing)]
+        if has_sound:
+            args += [*SAFE_INPUT, "-i", str(paths[-1])]
+        args += ["-map", "0:v:0", *(["-map", "1:a:0"] if has_sound else []), "-c", "copy", *BITEXACT]
+        container = ["-movflags", "+faststart", "-f", "mp4"] if delivery else ["-f", "matroska"]
+        run_ffmpeg([*args, *container], output)
+    finally:
+        listing.unlink(missing_ok=True)
+    return Encoding(delivery, has_video=True, has_audio=has_sound).media_type
+
+
+def _is_sound(path: Path) -> bool:
+    info = probe_file(path, "the sound")
+    return info.video is None and info.audio is not None
