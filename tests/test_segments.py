@@ -17,10 +17,9 @@ from node.config import Settings
 from node.executor.planner import Plan, make_plan
 from node.executor.recipe import parse_recipe
 from node.executor.segments import ClipFacts, segmented
-from node.media.parts import render_part_step
-from node.media.render import render
+from node.executor.worker import compute
 from tests.helpers import NodeClient, sse, start, upload
-from tests.media import facts, frames, pattern_clip, samples
+from tests.media import facts, frames, pattern_clip, quiet_then_loud, samples
 from tests.test_media_api import fetch
 
 CHAIN = """
@@ -84,7 +83,7 @@ def _jobs(plan: Any, clip: Path, tmp_path: Path) -> Path:
             "config": dict(step.config),
             "inputs": [str(outputs[i]) for i in step.inputs],
         }
-        (render_part_step if step.type in ("PART", "SOUND", "JOIN") else render)(job, output)
+        compute({**job, "output": str(output)})
         outputs[step.cache_id] = output
     return outputs[plan.output]
 
@@ -173,3 +172,32 @@ async def test_two_nodes_render_the_parts_of_one_run_into_the_same_bytes(
     here = await asyncio.to_thread(_jobs, Plan.from_record(plan), clip, tmp_path / "here")
     assert await asyncio.to_thread(output.read_bytes) == await asyncio.to_thread(here.read_bytes)
     assert (await asyncio.to_thread(facts, output))["frames"] == 50
+
+
+def test_a_bound_effect_is_split_with_its_slice_of_the_curve(tmp_path: Path) -> None:
+    """A blur bound to the clip's energy: each part reads the analysis too, takes the curve at
+    its absolute frames, and the joined lossless parts equal the unsegmented render frame for
+    frame."""
+    clip = quiet_then_loud(tmp_path / "clip.mkv")
+    text = (
+        "name: pulse\ndag:\n  nodes:\n    - {id: src, type: SOURCE, config: {input: true}}\n"
+        "    - {id: music, type: ANALYZE, config: {features: [energy]}, inputs: [src]}\n"
+        "    - {id: out, type: EFFECT, inputs: [src],\n"
+        "       config: {effect: blur, sigma: {bind: music.energy, range: [0.5, 6], smooth: 0.2}}}\n"
+        "    - {id: m, type: MUX, inputs: [out, src]}\n  output: m\n"
+    )
+    whole = make_plan(parse_recipe(text), "0" * 64, {"src": CLIP_ID}, TOOLS, {CLIP_ID: "video/x-matroska"})
+    parts = segmented(whole, {CLIP_ID: ClipFacts(50, Fraction(25), 48000)}, 0.6, TOOLS)
+    analysis = next(step for step in whole.steps if step.type == "ANALYZE")
+    pieces = [step for step in parts.steps if step.type == "PART"]
+    assert [step.inputs for step in pieces] == [(CLIP_ID, analysis.cache_id)] * 4
+    assert len({step.cache_id for step in pieces}) == 4
+    bound = next(step for step in whole.steps if step.node_id == "out")
+    joined = next(step for step in parts.steps if step.type == "JOIN")
+    for name in ("w", "p"):
+        (tmp_path / name).mkdir()
+    whole_out = _jobs(Plan("w", "r", (whole.steps[0], analysis, bound), bound.cache_id), clip, tmp_path / "w")
+    steps = tuple(step for step in parts.steps if step.type != "MUX")
+    parts_out = _jobs(Plan("p", "r", steps, joined.cache_id), clip, tmp_path / "p")
+    expected, got = frames(whole_out), frames(parts_out)
+    assert got.shape == expected.shape and np.array_equal(got, expected)

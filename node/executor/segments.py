@@ -11,7 +11,9 @@ length is planned as (docs/recipes-and-media.md "Segments"):
   as the output's (a per-part AAC would click at the joins);
 - a ``JOIN`` step, named as the chain was: the parts joined by stream copy, the sound muxed in.
 
-Each is an ordinary claimed step with its own cache id, so every node of a cluster takes some,
+A parameter bound to an analysis (sent to its filter by command) is evaluated at the absolute
+frame index: each part reads the analysis too, and takes its slice of the curve. Each is an
+ordinary claimed step with its own cache id, so every node of a cluster takes some,
 a node that dies loses only the part it held, and a render started again reuses the parts done.
 Steps after the chain read the join instead; their cache ids are computed again from it.
 """
@@ -29,6 +31,7 @@ from node.executor.planner import CHAIN, FILTER_EFFECTS, Plan, Step, plan_id_of
 from node.media.errors import MediaError
 from node.media.kinds import kind_of
 from node.media.probe import count_frames, probe_file
+from node.media.video_effects import commanded
 from node.store.content import ContentStore
 from node.store.local_cache import LocalCache
 
@@ -83,7 +86,7 @@ def segmented(plan: Plan, facts: Mapping[str, ClipFacts], segment_s: float, tool
     sources = {step.cache_id for step in plan.steps if step.type == "SOURCE"}
     for planned in plan.steps:
         step = _reading(planned, renamed)
-        clip = facts.get(step.inputs[0]) if len(step.inputs) == 1 and step.inputs[0] in sources else None
+        clip = facts.get(step.inputs[0]) if _one_clip(step, sources) else None
         size = max(1, round(segment_s * clip.fps)) if clip is not None else 0
         if clip is None or not segmentable(step) or clip.frames <= size:
             steps.append(step)
@@ -96,9 +99,15 @@ def segmented(plan: Plan, facts: Mapping[str, ClipFacts], segment_s: float, tool
     return Plan(plan_id_of(plan.recipe_id, steps, output), plan.recipe_id, tuple(steps), output)
 
 
+def _one_clip(step: Step, sources: set[str]) -> bool:
+    """The step reads one SOURCE clip (and, if bound, its analyses)."""
+    clips = len(step.inputs) - len(step.config.get("analyses", ()))
+    return clips == 1 and step.inputs[0] in sources
+
+
 def segmentable(step: Step) -> bool:
     """A video step of per-frame filters on one input, whose frames map one to one."""
-    if step.config.get("encode") not in ("lossless", "delivery") or step.config.get("analyses"):
+    if step.config.get("encode") not in ("lossless", "delivery"):
         return False
     ops: list[Mapping[str, Any]] = (
         step.config["ops"] if step.type == CHAIN else [{"type": step.type, "config": step.config}]
@@ -107,12 +116,10 @@ def segmentable(step: Step) -> bool:
 
 
 def _per_frame(kind: str, config: Mapping[str, Any]) -> bool:
-    if kind == "EFFECT":
-        return (
-            config["effect"] in FILTER_EFFECTS
-            and not config.get("analyses")
-            and config["effect"] != "identity"
-        )
+    if kind == "EFFECT":  # an ffmpeg filter; bound parameters, if any, sent to it by command
+        params = config["params"]
+        bound = [name for name, value in params.items() if isinstance(value, Mapping) and "bind" in value]
+        return config["effect"] in FILTER_EFFECTS and (not bound or commanded(config["effect"], bound))
     if kind == "TRANSFORM":
         return bool(config["speed"] == 1.0)
     return kind == "RESIZE"
@@ -144,7 +151,7 @@ def _parts(step: Step, clip: ClipFacts, size: int, tools: Mapping[str, str]) -> 
             PART,
             PARTS_VERSION,
             {"ops": ops, "frames": [first, end], "encode": encode},
-            (source,),
+            (source, *step.inputs[1:]),  # the clip, and the analyses bound parameters read
             step.runtime,
             step.level,
             step.fused,

@@ -26,13 +26,15 @@ EXACT = "+accurate_rnd+bitexact+full_chroma_int"  # the same bytes on every CPU
 SCALE_FLAGS = {"lanczos": "lanczos" + EXACT, "bilinear": "bilinear" + EXACT, "nearest": "neighbor" + EXACT}
 FFMPEG_BLEND_MODES = {"add": "addition"}  # our name -> ffmpeg's, where they differ
 DEFAULT_SAMPLE_RATE = 48000
-TRANSFORM_COMMANDS = {  # TRANSFORM parameter -> (filter, its command) for per-frame values
+# TRANSFORM parameter -> (its filter, the commands that set it) for per-frame values. gblur's
+# vertical sigma is its own option: set once, it would stay at the first frame's value.
+TRANSFORM_COMMANDS: dict[str, tuple[str, ...]] = {
     "brightness": ("eq", "brightness"),
     "contrast": ("eq", "contrast"),
     "saturation": ("eq", "saturation"),
     "gamma": ("eq", "gamma"),
     "hue": ("hue", "h"),
-    "blur": ("gblur", "sigma"),
+    "blur": ("gblur", "sigma", "sigmaV"),
 }
 
 

@@ -1,7 +1,9 @@
 """The steps of a segmented render in a worker (``node.executor.segments``): a part's frames,
 the sound once, and the join.
 
-- ``PART``: frames ``[a, b)`` of the input through the chain's filters. The input is opened
+- ``PART``: frames ``[a, b)`` of the input through the chain's filters (a parameter bound to an
+  analysis, the analysis being the part's next input, takes its values at the absolute frame
+  indexes ``a`` to ``b``, by command). The input is opened
   with an accurate seek to half a frame before frame ``a`` (so frame ``a`` is the first kept,
   on a constant frame rate) and trimmed to ``b - a`` frames; the picture is the lossless
   intermediate or the delivery video (every part with the same settings; each part's encoder
@@ -31,7 +33,7 @@ from node.media.ffmpeg import (
 from node.media.graph import Graph
 from node.media.probe import probe_file
 from node.media.progress import Report, Tracker, follow_ffmpeg
-from node.media.render import apply_ops
+from node.media.render import apply_ops, read_record, with_commands
 
 PART, SOUND, JOIN = "PART", "SOUND", "JOIN"
 
@@ -41,13 +43,22 @@ def render_part_step(job: Mapping[str, Any], output: Path, report: Report | None
     config, paths = job["config"], [Path(path) for path in job["inputs"]]
     delivery = config["encode"] == "delivery"
     if job["type"] == PART:
-        return _part(paths[0], config, delivery, output, report)
+        names = config["ops"][0]["config"].get("analyses", [])
+        records = {name: read_record(path) for name, path in zip(names, paths[1:], strict=True)}
+        return _part(paths[0], config, records, delivery, output, report)
     if job["type"] == SOUND:
         return _sound(paths[0], config, delivery, output)
     return _join(paths, config, delivery, output)
 
 
-def _part(path: Path, config: Mapping[str, Any], delivery: bool, output: Path, report: Report | None) -> str:
+def _part(  # noqa: PLR0917 - the part and its inputs
+    path: Path,
+    config: Mapping[str, Any],
+    analyses: Mapping[str, Any],
+    delivery: bool,
+    output: Path,
+    report: Report | None,
+) -> str:
     info = probe_file(path, "input 1")
     if info.video is None:
         raise MediaError("a part of a segmented render needs a picture, but the input has none")
@@ -57,13 +68,18 @@ def _part(path: Path, config: Mapping[str, Any], delivery: bool, output: Path, r
     clip = graph.add_input(path, info, video_frames=end - first, seek_s=seek)
     trimmed = graph.filter(str(clip.video), f"trim=end_frame={end - first},setpts=PTS-STARTPTS")
     clip = clip.with_(video=trimmed, audio=None)
-    result = apply_ops(graph, [clip], config["ops"])
+    ops, commands = list(config["ops"]), output.with_name(output.name + ".cmd")
     encoding = Encoding(delivery, has_video=True, has_audio=False, part=True)
     following = None
     if report is not None:
         tracker = Tracker(report, end - first, frames=end - first)
         following = lambda lines: follow_ffmpeg(lines, tracker, seconds=False)  # noqa: E731
-    run_ffmpeg(graph.command(result, encoding), output, progress=following)
+    try:
+        if analyses:  # one op, bound to an analysis: this part's slice of the curve, by command
+            ops = [{**ops[0], "config": with_commands(ops[0], clip, analyses, commands, first)}]
+        run_ffmpeg(graph.command(apply_ops(graph, [clip], ops), encoding), output, progress=following)
+    finally:
+        commands.unlink(missing_ok=True)
     return encoding.media_type
 
 

@@ -63,7 +63,7 @@ def render(job: Mapping[str, Any], output: Path, report: Report | None = None) -
     commands = output.with_name(output.name + ".cmd")
     try:
         if records:
-            steps = [{**steps[0], "config": _with_commands(steps[0], clips[0], records, commands)}]
+            steps = [{**steps[0], "config": with_commands(steps[0], clips[0], records, commands)}]
         result = _apply(graph, clips, steps)
         encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
         run_ffmpeg(graph.command(result, encoding), output, progress=_following(result, report))
@@ -81,6 +81,11 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("kind") != RECORD_KIND:
         raise MediaError("an analysis input is not an analysis record")
     return record
+
+
+def bound_params(values: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The parameters of ``values`` bound to an analysis."""
+    return _bound(values)
 
 
 def _bound(values: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -128,36 +133,40 @@ def _effect_on_frames(  # noqa: PLR0917 - the step, its input and where it goes
     )
 
 
-def _with_commands(
-    step: Mapping[str, Any], clip: Av, records: Mapping[str, Any], commands: Path
+def with_commands(
+    step: Mapping[str, Any], clip: Av, records: Mapping[str, Any], commands: Path, first: int = 0
 ) -> dict[str, Any]:
-    """A bound EFFECT's or TRANSFORM's config, its bound parameters given by command."""
+    """A bound EFFECT's or TRANSFORM's config, its bound parameters given by command; ``clip``
+    starts at frame ``first`` of the timeline the curves are on (a part of a segmented render)."""
     config = step["config"]
     if step["type"] == "EFFECT":
         table = COMMANDS[config["effect"]]
-        return {**config, "params": _commanded(config["params"], table, clip, records, commands)}
-    return _commanded(config, TRANSFORM_COMMANDS, clip, records, commands)
+        return {**config, "params": _commanded(config["params"], table, clip, records, commands, first)}
+    return _commanded(config, TRANSFORM_COMMANDS, clip, records, commands, first)
 
 
-def _commanded(
+def _commanded(  # noqa: PLR0917 - the values, how to send them, and for which frames
     values: Mapping[str, Any],
-    table: Mapping[str, tuple[str, str]],
+    table: Mapping[str, tuple[str, ...]],
     clip: Av,
     records: Mapping[str, Any],
     commands: Path,
+    start: int = 0,
 ) -> dict[str, Any]:
     """``values`` with the bound parameters at their first frame's values, and the file of
-    per-frame commands (``sendcmd``) that sets the rest (``table``: parameter -> filter and
-    command)."""
+    per-frame commands (``sendcmd``) that sets the rest (``table``: parameter -> its filter
+    and the commands that set it). The curves are evaluated at absolute frame indexes, from ``start``."""
     bound = _bound(values)
-    curves = _curves(bound, records, float(clip.fps), max(1, clip.frames))
+    whole = _curves(bound, records, float(clip.fps), start + max(1, clip.frames))
+    curves = {name: curve[start:] for name, curve in whole.items()}
     lines, previous = [], None
     for frame in range(max(1, clip.frames)):
         now = tuple(curve[min(frame, len(curve) - 1)] for curve in curves.values())
         if now != previous:
             sends = ", ".join(
-                f"[enter] {table[name][0]}{BOUND_NAME} {table[name][1]} {value:.6g}"
+                f"[enter] {table[name][0]}{BOUND_NAME} {command} {value:.6g}"
                 for name, value in zip(curves, now, strict=True)
+                for command in table[name][1:]
             )
             lines.append(f"{float(frame / clip.fps):.6f} {sends};")
             previous = now

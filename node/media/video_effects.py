@@ -22,8 +22,9 @@ VideoEffect = Callable[[Graph, str, Mapping[str, Any]], str]
 LUMA = (0.299, 0.587, 0.114)
 BOUND_NAME = "@bound"  # the filter instance per-frame commands address (one per step)
 # Effect parameters whose filter takes per-frame values by command (``sendcmd``): parameter ->
-# (filter, command). A binding on any other parameter runs the effect on raw frames.
-COMMANDS: dict[str, dict[str, tuple[str, str]]] = {"blur": {"sigma": ("gblur", "sigma")}}
+# (its filter, the commands that set it; gblur's vertical sigma is its own). A binding on any other
+# parameter runs the effect on raw frames.
+COMMANDS: dict[str, dict[str, tuple[str, ...]]] = {"blur": {"sigma": ("gblur", "sigma", "sigmaV")}}
 GBLUR_STEPS = 3  # more steps: closer to a true Gaussian, slower
 
 
