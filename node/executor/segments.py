@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from cachetools import LRUCache
+
 from node.canonical import canonical_id
 from node.executor.planner import CHAIN, FILTER_EFFECTS, Plan, Step, plan_id_of
 from node.media.errors import MediaError
@@ -34,6 +36,7 @@ from node.media.probe import count_frames, probe_file
 from node.media.video_effects import commanded
 from node.store.content import ContentStore
 from node.store.local_cache import LocalCache
+from node.sync.index import ContentEntry
 
 PART, SOUND, JOIN = "PART", "SOUND", "JOIN"
 PARTS_VERSION = "1"
@@ -49,26 +52,34 @@ class ClipFacts:
     sample_rate: int  # 0: no sound
 
 
+_known: LRUCache[str, ClipFacts | None] = LRUCache(maxsize=4096)  # content never changes
+
+
 async def clip_facts(
     media_types: Mapping[str, str], store: ContentStore, cache: LocalCache
 ) -> dict[str, ClipFacts]:
     """The constant-frame-rate video clips among the sources (content id -> its facts); a clip
-    that cannot be probed, or whose frame rate varies, is left out (it is not segmented)."""
+    that cannot be probed, or whose frame rate varies, is left out (it is not segmented). A
+    clip is probed once (counting its frames reads it whole), then remembered."""
     facts = {}
     for content_id, media_type in media_types.items():
         if kind_of(media_type) != "video":
             continue
-        entry = await store.index.get(content_id)
-        if entry is None:
-            continue
-        try:
-            path = await cache.materialize(entry)
-            probed = await asyncio.to_thread(_probe, path)
-        except MediaError:
-            continue
-        if probed is not None:
-            facts[content_id] = probed
+        if content_id not in _known:
+            entry = await store.index.get(content_id)
+            if entry is None:  # gone meanwhile: the run's submission will say so
+                continue
+            _known[content_id] = await _probed(entry, cache)
+        if (known := _known[content_id]) is not None:
+            facts[content_id] = known
     return facts
+
+
+async def _probed(entry: ContentEntry, cache: LocalCache) -> ClipFacts | None:
+    try:
+        return await asyncio.to_thread(_probe, await cache.materialize(entry))
+    except MediaError:
+        return None
 
 
 def _probe(path: Any) -> ClipFacts | None:
