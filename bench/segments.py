@@ -35,24 +35,28 @@ included), Kubo and Redis. A summary block ends the output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import redis
 
 from bench.media import RECIPE, make_clip, raw_command
-from bench.procs import CpuMeter, redis_alone
+from bench.procs import CpuMeter, cpu_seconds, machine_busy_seconds, redis_alone
 from node.config import Settings
 from node.services import EmbeddedServices
 from node.testing import NodeProcess
@@ -60,7 +64,7 @@ from node.testing import NodeProcess
 GAIN = 10.0
 STATUS_POLL_S = 1.0
 KILL_POLL_S = 0.25
-LEFTOVER_WAIT_S = 3.0
+LEFTOVER_POLL_S = 0.2
 FINAL = ("completed", "failed", "cancelled")
 FINAL_EVENTS = ("run_completed", "run_failed", "run_cancelled")
 PART, SOUND, JOIN, CHAIN = "PART", "SOUND", "JOIN", "CHAIN"
@@ -238,20 +242,30 @@ def measure(cluster: Cluster, scenario: Scenario) -> Render:
     return render
 
 
-def time_raw(clip: Path, keep_threads: bool = False) -> tuple[float, float, list[str]]:
-    """Wall and CPU seconds of the raw ffmpeg command, and the command (``-threads 4`` dropped
-    unless ``keep_threads``: ffmpeg then picks its own thread counts)."""
+@dataclass(frozen=True)
+class Raw:
+    """One raw ffmpeg render: wall and CPU seconds, what the rest of the machine used meanwhile."""
+
+    wall_s: float
+    cpu_s: float
+    rest_s: float
+    command: list[str]
+
+
+def time_raw(clip: Path, keep_threads: bool = False) -> Raw:
+    """Time the raw ffmpeg command (``-threads 4`` dropped unless ``keep_threads``: ffmpeg then
+    picks its own thread counts)."""
     command = raw_command(clip, GAIN, clip.with_name("raw.mp4"))
     if not keep_threads:
         at = command.index("-threads")
         command = command[:at] + command[at + 2 :]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, busy = resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy_seconds()
     started = time.perf_counter()
     subprocess.run(command, check=True)
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after, busy = resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy_seconds() - busy
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return wall, cpu, command
+    return Raw(wall, cpu, max(0.0, busy - cpu), command)
 
 
 # --- printing ---------------------------------------------------------------------------------
@@ -270,7 +284,7 @@ def print_render(render: Render) -> None:
           flush=True)  # fmt: skip
 
 
-def phases(render: Render) -> dict[str, float]:
+def phases(render: Render) -> dict[str, float | int]:
     """Where a segmented run's wall time went, from its events (seconds)."""
     start = render.events[0].at
     begun = [e.at for e in render.events if e.kind == "step_started" and _is_part(e)]
@@ -278,15 +292,21 @@ def phases(render: Render) -> dict[str, float]:
     joined = [
         e.at for e in render.events if e.kind == "step_finished" and e.data.get("step") == _join(render)
     ]
+    sound = {e.kind: e.at for e in render.events if str(e.data.get("step", "")).endswith("@sound")}
     end = render.events[-1].at
     if not begun or not ended or not joined:
         return {}
-    return {
+    found: dict[str, float | int] = {
         "run queued -> first part started": min(begun) - start,
         "first part started -> last part finished": max(ended) - min(begun),
         "last part finished -> join finished": max(joined) - max(ended),
         "join finished -> run completed": end - max(joined),
     }
+    if "step_started" in sound and "step_finished" in sound:
+        found["run queued -> SOUND started"] = sound["step_started"] - start
+        found["run queued -> SOUND finished"] = sound["step_finished"] - start
+        found["parts finished before SOUND started"] = sum(1 for at in ended if at <= sound["step_started"])
+    return found
 
 
 def _is_part(event: Event) -> bool:
@@ -322,8 +342,8 @@ def print_costs(render: Render, whole: Render | None) -> dict[str, float]:
     print(f"    overhead per segment = (wall {render.wall_s:.2f} - {summed:.2f} / {workers}) / {count} "
           f"= {overhead:.3f} s; all segments' overhead = {100 * overhead * count / render.wall_s:.1f} % "
           "of the wall time")  # fmt: skip
-    for name, seconds in phases(render).items():
-        print(f"    {name}: {seconds:.2f} s")
+    for name, value in phases(render).items():
+        print(f"    {name}: {value:.2f} s" if isinstance(value, float) else f"    {name}: {value}")
     return {"overhead_s": overhead, "share": overhead * count / render.wall_s}
 
 
@@ -341,7 +361,7 @@ class KillResult:
     finished: dict[str, list[str]]  # part -> nodes that finished it
     held: list[str]  # parts the killed node was computing when killed
     retaken_after_s: float | None  # from the kill to the survivor starting a held part
-    leftovers: list[str]  # processes of the killed node still alive after the kill
+    leftovers: list[str]  # processes of the killed node that outlived it
 
 
 def part_states(events: list[Event]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -376,18 +396,52 @@ def kill_moment(cluster: Cluster, prefix: str, run_id: str, victim: str, want_do
         time.sleep(KILL_POLL_S)
 
 
-def alive(pids: set[int]) -> list[str]:
-    """The processes among ``pids`` still running (not zombies): 'pid name'."""
-    found = []
-    for pid in sorted(pids):
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        name, state = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2]
-        if state != "Z":
-            found.append(f"{pid} {name}")
-    return found
+def process_name(pid: int) -> str | None:
+    """The command name of a live (not zombie) process; None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return None if text[text.rindex(")") + 2] == "Z" else text[text.index("(") + 1 : text.rindex(")")]
+
+
+class Leftovers(threading.Thread):
+    """Watches the processes of a killed node that outlived it: how long each lived after the
+    kill and the CPU seconds it used meanwhile."""
+
+    def __init__(self, pids: set[int], killed_at: float) -> None:
+        super().__init__(daemon=True)
+        self.killed_at = killed_at
+        self.names = {pid: name for pid in sorted(pids) if (name := process_name(pid)) is not None}
+        self.first = {pid: cpu_seconds(pid) for pid in self.names}
+        self.last = dict(self.first)
+        self.ended: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(LEFTOVER_POLL_S):
+            for pid in self.names:
+                if pid in self.ended:
+                    continue
+                if process_name(pid) is None:
+                    self.ended[pid] = time.time() - self.killed_at
+                else:
+                    self.last[pid] = cpu_seconds(pid)
+
+    def finish(self) -> list[str]:
+        """Stop watching, SIGKILL (by pid) what still lives; a line per leftover."""
+        self.done.set()
+        self.join()
+        lines = []
+        for pid, name in self.names.items():
+            used = self.last[pid] - self.first[pid]
+            if pid in self.ended:
+                lines.append(f"{pid} {name}: ended {self.ended[pid]:.1f} s after the kill, {used:.1f} cpu s")
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                lines.append(f"{pid} {name}: still alive when the run ended ({used:.1f} cpu s), killed now")
+        return lines
 
 
 def descendants(pid: int) -> set[int]:
@@ -425,9 +479,10 @@ def kill_test(cluster: Cluster, segment_s: float, share: float) -> tuple[KillRes
         victim.popen.send_signal(signal.SIGKILL)
         victim.popen.wait()
         killed_at = time.time()
-        time.sleep(LEFTOVER_WAIT_S)
-        leftovers = alive(tree - {victim.pid})
+        watcher = Leftovers(tree - {victim.pid}, killed_at)
+        watcher.start()
         render = finish(cluster, survivor, scenario, run_id, started)
+        leftovers = watcher.finish()
     finally:
         stop_nodes(nodes)
     return kill_result(render, held, killed_at - started, started, leftovers), names
@@ -468,8 +523,9 @@ def print_kill(result: KillResult, names: dict[str, str]) -> None:
           f"{'ok' if set(restarted) <= set(result.held) else 'MORE'})")  # fmt: skip
     retaken = "never" if result.retaken_after_s is None else f"{result.retaken_after_s:.2f} s"
     print(f"    the killed node's part was started again by the survivor {retaken} after the kill")
-    print(f"    processes of the killed node alive {LEFTOVER_WAIT_S:.0f} s after SIGKILL: "
-          f"{result.leftovers or 'none'}")  # fmt: skip
+    print(f"    processes of the killed node that outlived it: {len(result.leftovers) or 'none'}")
+    for line in result.leftovers:
+        print(f"      {line}")
 
 
 def _part_index(name: str) -> int:
@@ -480,19 +536,23 @@ def _part_index(name: str) -> int:
 # --- sections -------------------------------------------------------------------------------------
 
 
+def print_raw(label: str, raw: Raw) -> None:
+    print(f"  {label}: wall {raw.wall_s:.2f} s; cpu s: ffmpeg {raw.cpu_s:.1f}, "
+          f"rest of machine {raw.rest_s:.1f}", flush=True)  # fmt: skip
+
+
 def section_a(cluster: Cluster, args: argparse.Namespace, summary: dict[str, str]) -> dict[str, Render]:
     """(a): raw ffmpeg, the node segmented, the node unsegmented."""
     print(f"(a) one node vs raw ffmpeg, {cluster.clip.name}", flush=True)
-    raw_s, raw_cpu, command = time_raw(cluster.clip)
-    print("  raw command (ffmpeg's default threads):", " ".join(command))
-    print(f"  raw ffmpeg, default threads: wall {raw_s:.2f} s, cpu {raw_cpu:.1f} s", flush=True)
+    raw = time_raw(cluster.clip)
+    raw_s = raw.wall_s
+    print("  raw command (ffmpeg's default threads):", " ".join(raw.command))
+    print_raw("raw ffmpeg, default threads", raw)
     summary["raw ffmpeg (default threads) s"] = f"{raw_s:.2f}"
     if args.raw_threads4:
-        fixed_s, fixed_cpu, _ = time_raw(cluster.clip, keep_threads=True)
-        print(
-            f"  raw ffmpeg, -threads 4 (as the node): wall {fixed_s:.2f} s, cpu {fixed_cpu:.1f} s", flush=True
-        )
-        summary["raw ffmpeg (-threads 4) s"] = f"{fixed_s:.2f}"
+        fixed = time_raw(cluster.clip, keep_threads=True)
+        print_raw("raw ffmpeg, -threads 4 (as the node)", fixed)
+        summary["raw ffmpeg (-threads 4) s"] = f"{fixed.wall_s:.2f}"
     seg = Scenario("a-seg", f"1 node x {args.workers} workers, {args.segment:g} s segments", 1,
                    args.workers, args.segment)  # fmt: skip
     whole = Scenario("a-whole", f"1 node x {args.workers} workers, segmenting off", 1, args.workers, 0.0)
@@ -581,6 +641,10 @@ def run(cluster: Cluster, args: argparse.Namespace) -> None:
     print_summary(f"summary: dog -> sepia on {cluster.clip.name}, {args.segment:g} s segments", summary)
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=300, help="the clip's length")
@@ -592,6 +656,7 @@ def main() -> None:
     parser.add_argument("--kill-part-share", type=float, default=0.33, help="(d): parts done before the kill")
     parser.add_argument("--raw-threads4", action="store_true", help="(a): also time raw with -threads 4")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # ``timeout``: stop the nodes and daemons first
     with tempfile.TemporaryDirectory() as scratch, redis_alone(Path(scratch)) as redis_services:
         settings = Settings(data_dir=Path(scratch) / "kubo", redis_url=redis_services.settings.redis_url,
                             log_level="WARNING")  # fmt: skip

@@ -43,13 +43,13 @@ def _plan(recipe_text: str, frames_: int = 50, segment_s: float = 0.6) -> Any:
 def test_a_long_chain_is_planned_as_parts_sound_and_a_join() -> None:
     plan = _plan(CHAIN)
     kinds = [(step.node_id, step.type) for step in plan.steps]
-    assert kinds == [("src", "SOURCE"), ("out@0", "PART"), ("out@1", "PART"), ("out@2", "PART"),
-                     ("out@3", "PART"), ("out@sound", "SOUND"), ("out", "JOIN")]  # fmt: skip
+    assert kinds == [("src", "SOURCE"), ("out@sound", "SOUND"), ("out@0", "PART"), ("out@1", "PART"),
+                     ("out@2", "PART"), ("out@3", "PART"), ("out", "JOIN")]  # fmt: skip
     ranges = [step.config["frames"] for step in plan.steps if step.type == "PART"]
     assert ranges == [[0, 15], [15, 30], [30, 45], [45, 50]]
     join = plan.steps[-1]
     assert plan.output == join.cache_id and join.fused == ("dog", "out")
-    assert join.inputs == tuple(step.cache_id for step in plan.steps[1:6])
+    assert join.inputs == tuple(step.cache_id for step in (*plan.steps[2:6], plan.steps[1]))  # parts, sound
     assert {step.config["encode"] for step in plan.steps[1:]} == {"delivery"}
 
 

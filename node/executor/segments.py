@@ -177,7 +177,7 @@ def _parts(step: Step, clip: ClipFacts, size: int, tools: Mapping[str, str]) -> 
     )
     joined = (*(part.cache_id for part in parts), *(item.cache_id for item in sound))
     join = _step(step.node_id, JOIN, PARTS_VERSION, timing, joined, media, step.level + 1, step.fused)
-    return [*parts, *sound, join]
+    return [*sound, *parts, join]  # the sound first: it gets a worker early, not after the last part
 
 
 def _op(step: Step) -> dict[str, Any]:
