@@ -5,8 +5,14 @@ which part."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -201,3 +207,46 @@ def test_a_bound_effect_is_split_with_its_slice_of_the_curve(tmp_path: Path) -> 
     parts_out = _jobs(Plan("p", "r", steps, joined.cache_id), clip, tmp_path / "p")
     expected, got = frames(whole_out), frames(parts_out)
     assert got.shape == expected.shape and np.array_equal(got, expected)
+
+
+def _group(pgid: int) -> list[str]:
+    """The commands of the live processes in process group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if int(rest[2]) == pgid and rest[0] != "Z":
+            found.append(name)
+    return found
+
+
+def test_a_worker_told_to_end_takes_what_it_started_with_it() -> None:
+    """SIGTERM (the parent-death signal a worker gets when its node is killed) ends the worker's
+    whole process group: an ffmpeg that writes only to its file (no pipe back to notice the
+    worker gone; here a plain ``sleep``) would otherwise render on for nobody."""
+    code = (
+        "import subprocess, time\n"
+        "from node.executor.worker import die_with_group\n"
+        "die_with_group()\n"
+        "subprocess.Popen(['sleep', '60'])\n"
+        "time.sleep(60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "sleep" not in _group(worker.pid):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _group(worker.pid):
+            assert time.monotonic() < deadline, f"still running: {_group(worker.pid)}"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()

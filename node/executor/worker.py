@@ -15,6 +15,8 @@ and renamed, so it appears whole.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -144,9 +146,24 @@ def _job_name(job: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    # The worker leads its own process group (the pool starts it so) and dies with the node
+    # (a parent-death signal, SIGTERM); what it started (ffmpeg) is not told: take the whole
+    # group down with it, or a killed node's ffmpeg would finish its part for nobody.
+    die_with_group()
     for line in sys.stdin:
         sys.stdout.write(json.dumps(answer(json.loads(line))) + "\n")
         sys.stdout.flush()
+
+
+def die_with_group() -> None:
+    """On SIGTERM, end this process's group (the worker and what it started), if it leads one."""
+    signal.signal(signal.SIGTERM, _end_group)
+
+
+def _end_group(signum: int, frame: object) -> None:
+    if os.getpgrp() == os.getpid():  # never a group the worker does not lead
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    sys.exit(128 + signum)
 
 
 if __name__ == "__main__":
