@@ -183,3 +183,10 @@ def test_sound_only_mp4_is_audio() -> None:
     head = b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isomiso2"
     assert sniff_media_type(head) == "audio/mp4"
     assert sniff_media_type(head.replace(b"M4A ", b"isom", 1)) == "video/mp4"
+
+
+def test_bytes_that_only_start_like_json_are_not_served_as_json() -> None:
+    """Random bytes starting with "{" match JSON's magic; unless they are text, they are binary
+    (found by the API fuzzer: a client decoding the "JSON" it was served failed)."""
+    assert sniff_media_type(b"{\xb6$\xad*e\xf9\x91" + bytes(range(128, 256))) == "application/octet-stream"
+    assert sniff_media_type(b'{"frames": [1, 2]}') == "application/json"

@@ -21,12 +21,23 @@ def sniff_media_type(head: bytes) -> str:
         matches = puremagic.magic_string(head)
     except (puremagic.PureError, ValueError):
         matches = []
+    text = _is_text(head)
     for match in matches:
-        if match.mime_type:
+        # A textual match on bytes that are not text is a coincidence (random bytes starting
+        # with "{" are not JSON), and serving them as text breaks clients that decode it.
+        if match.mime_type and (text or not _textual(str(match.mime_type))):
             return str(match.mime_type)
+    return TEXT if text else OCTET_STREAM
+
+
+def _is_text(head: bytes) -> bool:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 3:  # not just a character cut off at the sniff boundary
-            return OCTET_STREAM
-    return TEXT
+        return exc.start >= len(head) - 3  # only a character cut off at the sniff boundary
+    return True
+
+
+def _textual(media_type: str) -> bool:
+    main = media_type.split(";", 1)[0].strip().lower()
+    return main.startswith("text/") or main.endswith(("json", "xml", "javascript"))
