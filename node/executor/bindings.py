@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from node.executor.errors import RecipeError
+from node.media.curves import bound, is_binding
 from node.pixels.params import Param
 
 # series name -> (the ANALYZE feature that makes it, whether it is events or one value per frame)
@@ -50,7 +51,7 @@ def split_bindings(
     known = {param.name: param for param in params}
     constants, bound = {}, {}
     for name, value in given.items():
-        if not (isinstance(value, Mapping) and "bind" in value) or name not in known:
+        if not is_binding(value) or name not in known:
             constants[name] = value
             continue
         if name in fixed:
@@ -109,16 +110,9 @@ def analyses_of(config: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
-def bindings_of(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The bound parameters of a normalized EFFECT or TRANSFORM config."""
-    return _bindings(config)
-
-
-def _bindings(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    values = config.get("params", config)
-    return {
-        name: dict(value) for name, value in values.items() if isinstance(value, Mapping) and "bind" in value
-    }
+def _bindings(config: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """The bound parameters of a normalized EFFECT (under ``params``) or TRANSFORM config."""
+    return bound(config.get("params", config))
 
 
 def check_references(

@@ -37,6 +37,7 @@ from node.canonical import canonical_id
 from node.executor.errors import RecipeError
 from node.executor.nodetypes import ANALYSIS_RUNTIME, IMAGE_RUNTIME, MEDIA_RUNTIME, NODE_TYPES
 from node.executor.recipe import Recipe, RecipeNode
+from node.media.curves import bound
 from node.media.ffmpeg import ffmpeg_version
 from node.media.kinds import Kind, kind_of
 from node.media.video_effects import VIDEO_EFFECTS, commanded
@@ -362,20 +363,18 @@ def _runtime_tools(kind: Kind, ops: list[dict[str, Any]]) -> tuple[str, ...]:
         return IMAGE_RUNTIME
     if kind == "analysis":
         return ANALYSIS_RUNTIME
-    raw_frames = any(op["type"] == "EFFECT" and _on_raw_frames(op["config"]) for op in ops)
+    raw_frames = any(op["type"] == "EFFECT" and on_raw_frames(op["config"]) for op in ops)
     return (*MEDIA_RUNTIME, "numpy") if raw_frames else MEDIA_RUNTIME
 
 
-def _on_raw_frames(config: Mapping[str, Any]) -> bool:
-    """An effect with no ffmpeg filter, or with a parameter bound to an analysis that its filter
-    cannot take by command."""
+def on_raw_frames(config: Mapping[str, Any]) -> bool:
+    """An EFFECT on video that runs on raw frames: one with no ffmpeg filter, or with a
+    parameter bound to an analysis that its filter cannot take by command."""
     name = config["effect"]
     if name not in FILTER_EFFECTS | {"identity"}:
         return True
-    bound = [
-        param for param, value in config["params"].items() if isinstance(value, Mapping) and "bind" in value
-    ]
-    return bool(bound) and not commanded(name, bound)
+    params = bound(config["params"])
+    return bool(params) and not commanded(name, params)
 
 
 def output_kind(node: RecipeNode, kinds: list[Kind]) -> Kind:

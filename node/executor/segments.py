@@ -29,11 +29,10 @@ from typing import Any
 from cachetools import LRUCache
 
 from node.canonical import canonical_id
-from node.executor.planner import CHAIN, FILTER_EFFECTS, Plan, Step, plan_id_of
+from node.executor.planner import CHAIN, Plan, Step, on_raw_frames, plan_id_of
 from node.media.errors import MediaError
 from node.media.kinds import kind_of
 from node.media.probe import count_frames, probe_file
-from node.media.video_effects import commanded
 from node.store.content import ContentStore
 from node.store.local_cache import LocalCache
 from node.sync.index import ContentEntry
@@ -128,9 +127,7 @@ def segmentable(step: Step) -> bool:
 
 def _per_frame(kind: str, config: Mapping[str, Any]) -> bool:
     if kind == "EFFECT":  # an ffmpeg filter; bound parameters, if any, sent to it by command
-        params = config["params"]
-        bound = [name for name, value in params.items() if isinstance(value, Mapping) and "bind" in value]
-        return config["effect"] in FILTER_EFFECTS and (not bound or commanded(config["effect"], bound))
+        return config["effect"] != "identity" and not on_raw_frames(config)  # identity: zero-copy
     if kind == "TRANSFORM":
         return bool(config["speed"] == 1.0)
     return kind == "RESIZE"

@@ -20,6 +20,16 @@ from node.media.errors import MediaError
 EVENT_SERIES = ("beats", "onsets", "scenes")
 
 
+def is_binding(value: Any) -> bool:
+    """Whether a parameter's value is a binding to an analysis series (``{bind: ...}``)."""
+    return isinstance(value, Mapping) and "bind" in value
+
+
+def bound(values: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The parameters of ``values`` bound to an analysis series."""
+    return {name: value for name, value in values.items() if is_binding(value)}
+
+
 def frame_values(
     binding: Mapping[str, Any], analysis: Mapping[str, Any], fps: float, frames: int
 ) -> list[float]:

@@ -32,8 +32,8 @@ from node.media.ffmpeg import (
 )
 from node.media.graph import Graph
 from node.media.probe import probe_file
-from node.media.progress import Report, Tracker, follow_ffmpeg
-from node.media.render import apply_ops, read_record, with_commands
+from node.media.progress import Report
+from node.media.render import apply_ops, following, read_record, with_commands
 
 PART, SOUND, JOIN = "PART", "SOUND", "JOIN"
 
@@ -74,14 +74,11 @@ def _part(  # noqa: PLR0917 - the part and its inputs
     clip = clip.with_(video=trimmed, audio=None)
     ops, commands = list(config["ops"]), output.with_name(output.name + ".cmd")
     encoding = Encoding(delivery, has_video=True, has_audio=False, part=True)
-    following = None
-    if report is not None:
-        tracker = Tracker(report, end - first, frames=end - first)
-        following = lambda lines: follow_ffmpeg(lines, tracker, seconds=False)  # noqa: E731
     try:
         if analyses:  # one op, bound to an analysis: this part's slice of the curve, by command
             ops = [{**ops[0], "config": with_commands(ops[0], clip, analyses, commands, first)}]
-        run_ffmpeg(graph.command(apply_ops(graph, [clip], ops), encoding), output, progress=following)
+        result = apply_ops(graph, [clip], ops)
+        run_ffmpeg(graph.command(result, encoding), output, progress=following(result, report))
     finally:
         commands.unlink(missing_ok=True)
     return encoding.media_type

@@ -17,7 +17,7 @@ from typing import Any
 
 from node.media import ops
 from node.media.analysis import RECORD_KIND
-from node.media.curves import frame_values
+from node.media.curves import bound, frame_values
 from node.media.errors import MediaError
 from node.media.ffmpeg import Encoding, Progress, run_ffmpeg
 from node.media.framepipe import run_effect
@@ -64,9 +64,9 @@ def render(job: Mapping[str, Any], output: Path, report: Report | None = None) -
     try:
         if records:
             steps = [{**steps[0], "config": with_commands(steps[0], clips[0], records, commands)}]
-        result = _apply(graph, clips, steps)
+        result = apply_ops(graph, clips, steps)
         encoding = Encoding(delivery, has_video=result.video is not None, has_audio=result.audio is not None)
-        run_ffmpeg(graph.command(result, encoding), output, progress=_following(result, report))
+        run_ffmpeg(graph.command(result, encoding), output, progress=following(result, report))
     finally:
         commands.unlink(missing_ok=True)
     return encoding.media_type
@@ -83,21 +83,12 @@ def read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def bound_params(values: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The parameters of ``values`` bound to an analysis."""
-    return _bound(values)
-
-
-def _bound(values: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {name: value for name, value in values.items() if isinstance(value, Mapping) and "bind" in value}
-
-
 def _curves(
-    bound: Mapping[str, Mapping[str, Any]], records: Mapping[str, Any], fps: float, frames: int
+    bindings: Mapping[str, Mapping[str, Any]], records: Mapping[str, Any], fps: float, frames: int
 ) -> dict[str, list[float]]:
     return {
         name: frame_values(binding, records[str(binding["bind"]).split(".", 1)[0]], fps, frames)
-        for name, binding in bound.items()
+        for name, binding in bindings.items()
     }
 
 
@@ -114,14 +105,14 @@ def _effect_on_frames(  # noqa: PLR0917 - the step, its input and where it goes
     effect = EFFECTS[config["effect"]]
     params = dict(config["params"])
     encoding = Encoding(delivery, has_video=True, has_audio=info.audio is not None)
-    bound = _bound(params)
-    if not bound:
+    bindings = bound(params)
+    if not bindings:
         run_effect(effect, params, path, info, encoding=encoding, output=output, report=report)
         return
     frames = count_frames(path, info, "input 1")
-    curves = _curves(bound, records, float(info.fps), max(1, frames))
+    curves = _curves(bindings, records, float(info.fps), max(1, frames))
     whole = {param.name for param in effect.params if param.kind == "int"}
-    constants = {name: value for name, value in params.items() if name not in bound}
+    constants = {name: value for name, value in params.items() if name not in bindings}
 
     def params_at(frame: int) -> dict[str, object]:
         values = {name: curve[min(frame, len(curve) - 1)] for name, curve in curves.items()}
@@ -156,8 +147,8 @@ def _commanded(  # noqa: PLR0917 - the values, how to send them, and for which f
     """``values`` with the bound parameters at their first frame's values, and the file of
     per-frame commands (``sendcmd``) that sets the rest (``table``: parameter -> its filter
     and the commands that set it). The curves are evaluated at absolute frame indexes, from ``start``."""
-    bound = _bound(values)
-    whole = _curves(bound, records, float(clip.fps), start + max(1, clip.frames))
+    bindings = bound(values)
+    whole = _curves(bindings, records, float(clip.fps), start + max(1, clip.frames))
     curves = {name: curve[start:] for name, curve in whole.items()}
     lines, previous = [], None
     for frame in range(max(1, clip.frames)):
@@ -172,10 +163,10 @@ def _commanded(  # noqa: PLR0917 - the values, how to send them, and for which f
             previous = now
     commands.write_text("\n".join(lines) + "\n")
     first = {name: curve[0] for name, curve in curves.items()}
-    return {**values, **first, "bound": sorted(bound), "sendcmd": "'" + str(commands) + "'"}
+    return {**values, **first, "bound": sorted(bindings), "sendcmd": "'" + str(commands) + "'"}
 
 
-def _following(result: Av, report: Report | None) -> Progress | None:
+def following(result: Av, report: Report | None) -> Progress | None:
     """What reads ffmpeg's progress for ``result``: by frames for a picture, by time for sound."""
     if report is None:
         return None
@@ -193,7 +184,7 @@ def _raw_frames(steps: list[Mapping[str, Any]]) -> bool:
     if first["type"] != "EFFECT":
         return False
     name, params = first["config"]["effect"], first["config"]["params"]
-    if name in VIDEO_EFFECTS and (not first["config"].get("analyses") or commanded(name, _bound(params))):
+    if name in VIDEO_EFFECTS and (not first["config"].get("analyses") or commanded(name, bound(params))):
         return False  # a filter; its bound parameters, if any, get their values by command
     if len(steps) > 1:  # the planner never fuses these
         raise MediaError(f"effect {first['config']['effect']} cannot run inside a fused chain")
@@ -218,10 +209,6 @@ def _inputs(graph: Graph, paths: list[Path], infos: list[MediaInfo], media_types
 
 def apply_ops(graph: Graph, clips: list[Av], steps: list[Mapping[str, Any]]) -> Av:
     """The steps (a node type, then single-input ones) applied to ``clips`` in ``graph``."""
-    return _apply(graph, clips, steps)
-
-
-def _apply(graph: Graph, clips: list[Av], steps: list[Mapping[str, Any]]) -> Av:
     first = steps[0]
     kind, config = first["type"], first["config"]
     if kind in PAIR:

@@ -21,6 +21,7 @@ from node.http.ui.dag import DagNode, DagPicture, layout
 from node.http.ui.formats import media_kind
 from node.http.ui.templating import page
 from node.http.ui.users import current_user
+from node.media.curves import is_binding
 from node.pixels.effects import EFFECTS
 from node.sync.run_status import is_final
 
@@ -176,7 +177,7 @@ def step_settings(kind: str, config: Mapping[str, Any]) -> str:
 
 def _value(value: Any) -> str:
     """A setting as the table shows it: ``8``, or ``music.energy -> 0.5..8`` for a binding."""
-    if isinstance(value, Mapping) and "bind" in value:
+    if is_binding(value):
         low, high = value["range"]
         return f"{value['bind']} -> {low:g}..{high:g}"
     if isinstance(value, Mapping) and "from" in value:
