@@ -172,6 +172,26 @@ def make_plan(
     return Plan(plan_id_of(recipe_id, steps, output), recipe_id, steps, output)
 
 
+def step_cache_id(
+    type_name: str,
+    type_version: str,
+    config: Mapping[str, Any],
+    inputs: Sequence[str],
+    runtime: Mapping[str, str],
+) -> str:
+    """A step's cache id (docs/design.md "Identifiers"): SHA3-256 of the canonical JSON of its
+    type, type version, normalized config, input cache ids in DAG order and runtime."""
+    return canonical_id(
+        {
+            "type": type_name,
+            "type_version": type_version,
+            "config": config,
+            "inputs": list(inputs),
+            "runtime": dict(runtime),
+        }
+    )
+
+
 def plan_id_of(recipe_id: str, steps: Sequence[Step], output: str) -> str:
     """The plan id: the recipe's content id, every step's cache id in order, and the output's."""
     return canonical_id({"recipe": recipe_id, "steps": [step.cache_id for step in steps], "output": output})
@@ -301,15 +321,7 @@ class _Planner:
         fused: tuple[str, ...] = (),
     ) -> Step:
         runtime = {tool: self._tools.get(tool, "unknown") for tool in tools}
-        cache_id = canonical_id(
-            {
-                "type": type_name,
-                "type_version": type_version,
-                "config": config,
-                "inputs": inputs,
-                "runtime": runtime,
-            }
-        )
+        cache_id = step_cache_id(type_name, type_version, config, inputs, runtime)
         level = 1 + max(self._levels[input_id] for input_id in inputs)
         return Step(cache_id, step_id, type_name, type_version, config, tuple(inputs), runtime, level, fused)
 

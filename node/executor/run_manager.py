@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -442,9 +441,7 @@ class RunManager:
         entry = await self._store.index.get(hit.content_id) if hit is not None else None
         if entry is None:
             return None
-        record: dict[str, Any] = await asyncio.to_thread(
-            json.loads, await self._store.read_all(entry, MAX_EXPANSION_BYTES)
-        )
+        record: dict[str, Any] = await self._store.read_json(entry, MAX_EXPANSION_BYTES)
         return record
 
     async def _finish_claimed(self, record: RunRecord, plan: Plan, output: ContentEntry) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -224,9 +223,7 @@ class Scheduler:
         for position, step in enumerate(pending):
             if not step.expansion or len(step.inputs) > 1 or step.expansion not in done:
                 continue
-            record = await asyncio.to_thread(
-                json.loads, await self._store.read_all(done[step.expansion], MAX_EXPANSION_BYTES)
-            )
+            record = await self._store.read_json(done[step.expansion], MAX_EXPANSION_BYTES)
             grown, added = spliced(step, record)
             known = {item.cache_id for item in pending} | set(done)
             new = [item for item in added if item.cache_id not in known]
@@ -483,37 +480,38 @@ class Scheduler:
             return await self._expand(step, inputs[-1])
         # not offline: in a cluster, an input may be on another node's daemon
         paths = [str(await self._cache.materialize(entry, offline=False)) for entry in inputs]
-        await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
-        output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
-        job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
-        job.update(inputs=paths, media_types=[entry.media_type for entry in inputs], output=str(output))
-        try:
 
-            async def progress(fields: dict[str, Any]) -> None:  # a long step's frames done, ETA
-                await emit(STEP_PROGRESS, step=step.node_id, cache_id=step.cache_id, **fields)
+        async def progress(fields: dict[str, Any]) -> None:  # a long step's frames done, ETA
+            await emit(STEP_PROGRESS, step=step.node_id, cache_id=step.cache_id, **fields)
 
+        async with self._scratch(step) as output:
+            job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
+            job.update(inputs=paths, media_types=[entry.media_type for entry in inputs], output=str(output))
             answer = await self._pool.run(job, self._step_timeout_s, progress)
             if answer.get("log"):  # reported with the step's outcome
                 self._logs[step.cache_id] = str(answer["log"])
             stored = await self._store.put_file(output, media_type=str(answer.get("media_type", "")))
             await self._keep_in_cache(output, stored.entry)
-        finally:
-            await asyncio.to_thread(_unlink, output)
         log.info("step %s (%s) computed: %s", step.node_id, step.cache_id, stored.entry.cid)
         return stored
 
     async def _expand(self, step: Step, analysis: ContentEntry) -> Stored:
         """An EXPAND step: its expansion record, planned from the analysis (small JSON: read
         and planned in a thread)."""
-        record = await asyncio.to_thread(
-            json.loads, await self._store.read_all(analysis, MAX_EXPANSION_BYTES)
-        )
+        record = await self._store.read_json(analysis, MAX_EXPANSION_BYTES)
         planned = await asyncio.to_thread(expansion_record, step, record, tool_versions())
+        async with self._scratch(step) as output:
+            await asyncio.to_thread(output.write_bytes, canonical_json(planned))
+            return await self._store.put_file(output, media_type=ANALYSIS_TYPE)
+
+    @contextlib.asynccontextmanager
+    async def _scratch(self, step: Step) -> AsyncIterator[Path]:
+        """A fresh path in the work directory for ``step``'s output, removed afterwards (unless
+        moved away meanwhile, into the local cache)."""
         await asyncio.to_thread(self._work_dir.mkdir, parents=True, exist_ok=True)
         output = self._work_dir / f"{step.cache_id}.{secrets.token_hex(4)}.out"
         try:
-            await asyncio.to_thread(output.write_bytes, canonical_json(planned))
-            return await self._store.put_file(output, media_type=ANALYSIS_TYPE)
+            yield output
         finally:
             await asyncio.to_thread(_unlink, output)
 

@@ -28,8 +28,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from node.canonical import canonical_id
-from node.executor.planner import CHAIN, Plan, Step, on_raw_frames, plan_id_of
+from node.executor.planner import CHAIN, Plan, Step, on_raw_frames, plan_id_of, step_cache_id
 from node.media.errors import MediaError
 from node.media.kinds import kind_of
 from node.media.probe import count_frames, probe_file
@@ -192,8 +191,5 @@ def _step(  # noqa: PLR0917 - a step's fields
     level: int,
     fused: tuple[str, ...] = (),
 ) -> Step:
-    cache_id = canonical_id(
-        {"type": type_name, "type_version": type_version, "config": config, "inputs": list(inputs),
-         "runtime": dict(runtime)}
-    )  # fmt: skip
+    cache_id = step_cache_id(type_name, type_version, config, inputs, runtime)
     return Step(cache_id, node_id, type_name, type_version, config, tuple(inputs), runtime, level, fused)

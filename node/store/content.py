@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -344,6 +345,11 @@ class ContentStore:
     async def read_all(self, entry: ContentEntry, max_bytes: int) -> bytes:
         """The whole of small indexed content (a record, a recipe), fetched as ``open`` does."""
         return await self.ipfs.cat_all(entry.cid, max_bytes, offline=False)
+
+    async def read_json(self, entry: ContentEntry, max_bytes: int) -> Any:
+        """Indexed JSON content (an analysis or expansion record), parsed off the event loop;
+        ValueError if it is not JSON."""
+        return await asyncio.to_thread(json.loads, await self.read_all(entry, max_bytes))
 
 
 class _RedisLock:

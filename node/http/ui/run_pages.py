@@ -3,8 +3,6 @@ plan's DAG, followed live (``static/app.js`` reads the run's SSE stream)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,9 +86,7 @@ async def _analyses(app: web.Application, states: Mapping[str, Mapping[str, Any]
             continue
         try:
             entry = await app[NODE].store.resolve(str(step["cid"]))
-            record = await asyncio.to_thread(
-                json.loads, await app[NODE].store.read_all(entry, MAX_DRAWN_BYTES)
-            )
+            record = await app[NODE].store.read_json(entry, MAX_DRAWN_BYTES)
         except (NodeError, ValueError):  # gone, too large or unreadable: the table still links it
             continue
         tempo = (record.get("tempo") or {}).get("bpm")
