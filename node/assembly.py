@@ -37,6 +37,7 @@ from node.errors import NodeError
 from node.executor.adoption import PeerAdoption
 from node.executor.callbacks import Notifier
 from node.executor.claiming import RedisClaims
+from node.executor.garbage import GarbageCollector
 from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
@@ -60,6 +61,7 @@ from node.sync.activities import Activities
 from node.sync.callbacks import CallbackQueue
 from node.sync.claims import ClaimBoard
 from node.sync.connection import connect
+from node.sync.eviction import StepEviction
 from node.sync.index import ContentIndex, StepIndex
 from node.sync.keys import Keys
 from node.sync.notices import Notices
@@ -121,6 +123,7 @@ class Node(NodeCore):
     recipes: RecipeStore
     deletion: DeletionRules
     redis_watch: RedisWatch
+    garbage: GarbageCollector
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -152,6 +155,7 @@ class Node(NodeCore):
                     store=core.store, checker=publications, activities=core.activities, runs=core.runs
                 ),
                 redis_watch=await stack.enter_async_context(_watching_redis(core, auth, federation)),
+                garbage=await stack.enter_async_context(_collecting(core, publications)),
             )
             core.notices.start()
             await stack.enter_async_context(_adopting(executor.run_manager))
@@ -446,6 +450,28 @@ async def _watching_redis(
         yield watch
     finally:
         await watch.close()
+
+
+@contextlib.asynccontextmanager
+async def _collecting(core: NodeCore, publications: PublicationChecker) -> AsyncIterator[GarbageCollector]:
+    """The disk budget (``ARTDAG_DISK_BUDGET``), looked at every ``ARTDAG_GC_INTERVAL``."""
+    collector = GarbageCollector(
+        budget=core.settings.disk_budget,
+        interval_s=core.settings.gc_interval,
+        node_id=core.identity.node_id,
+        store=core.store,
+        steps=core.steps,
+        eviction=StepEviction(core.redis, core.keys),
+        runs=core.runs,
+        cache=core.cache,
+        activities=core.activities,
+        published=publications.published,
+    )
+    collector.start()
+    try:
+        yield collector
+    finally:
+        await collector.close()
 
 
 @contextlib.asynccontextmanager

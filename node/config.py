@@ -99,6 +99,10 @@ class Settings:
     l2_timeout: float = 5.0  # seconds an L2 has to answer a verification
     import_roots: tuple[Path, ...] = ()
     max_upload: int = 2 * 1024**3
+    # The most the node's IPFS repository and local cache may hold; above it the least recently
+    # used intermediates go, then local cache files (node.executor.garbage). 0: no budget.
+    disk_budget: int = 0
+    gc_interval: float = 300.0  # seconds between looks at the disk budget
     body_timeout: float = 30.0  # seconds a small body (JSON, a recipe) has to arrive whole
     log_level: str = "INFO"
 
@@ -405,6 +409,8 @@ _FIELDS = (
     _Field("l2_timeout", _seconds_up_to(120)),
     _Field("import_roots", _import_roots),
     _Field("max_upload", _size),
+    _Field("disk_budget", _size),
+    _Field("gc_interval", _seconds_up_to(86400)),
     _Field("body_timeout", _seconds_up_to(3600)),
     _Field("log_level", _log_level),
 )

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from node.sync.index import ContentEntry, StepIndex
 from node.timestamps import utc_now
 
 log = logging.getLogger(__name__)
+Evicted = Callable[[list[str]], Awaitable[set[str]]]  # which intermediate output CIDs were evicted
 
 RECORD_MAX_BYTES = 16 * 1024 * 1024
 
@@ -224,17 +226,21 @@ class Verdict:
     signer: str = ""
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)  # intermediates the disk budget let go: not problems
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-async def verify_provenance(ipfs: IpfsClient, cid: str, trusted: set[str] | None = None) -> Verdict:
+async def verify_provenance(
+    ipfs: IpfsClient, cid: str, trusted: set[str] | None = None, evicted: Evicted | None = None
+) -> Verdict:
     """Check a provenance record: its signature (by a trusted node, if given); the plan, every
     receipt and descriptor (signed, of the right kind, and agreeing with each other: one receipt
     per computed step of the plan, the last one naming the output); every CID retrievable; and
-    the SHA3-256 and size of the output, the inputs and the recipe."""
+    the SHA3-256 and size of the output, the inputs and the recipe. ``evicted``, when given,
+    says which intermediate outputs a disk budget let go: reported as such, not as problems."""
     verdict = Verdict(cid)
     record = await _verified(ipfs, cid, trusted, verdict, label="provenance", kind="artdag/provenance")
     if record is None:
@@ -242,7 +248,9 @@ async def verify_provenance(ipfs: IpfsClient, cid: str, trusted: set[str] | None
     verdict.signer = str(record.get("signer", ""))
     plan = await _check_plan(ipfs, record, trusted, verdict)
     if plan is not None:
-        await _check_receipts(ipfs, record, plan, trusted, verdict)
+        receipts = await _check_receipts(ipfs, record, plan, trusted, verdict)
+        if evicted is not None:
+            await _report_evicted(receipts, str(plan.get("output")), evicted, verdict)
     for label, content in _contents(record):
         await _check_content(ipfs, label, content, verdict)
     for label, kind in (("software", "artdag/software"), ("hardware", "artdag/hardware")):
@@ -280,9 +288,26 @@ async def _check_plan(
     return plan
 
 
+async def _report_evicted(
+    receipts: dict[str, dict[str, Any]], output_step: str, evicted: Evicted, verdict: Verdict
+) -> None:
+    """The intermediate outputs (every receipt's but the last step's) a disk budget let go."""
+    outputs = {
+        str(_field(receipt, "output").get("cid")): cache_id
+        for cache_id, receipt in receipts.items()
+        if cache_id != output_step
+    }
+    for cid in sorted(await evicted(sorted(outputs))):
+        verdict.evicted.append(
+            f"step {outputs[cid]}: its output {cid} was evicted by the disk budget (its receipt "
+            "verifies; it is computed again when a run needs it)"
+        )
+
+
 async def _check_receipts(
     ipfs: IpfsClient, record: dict[str, Any], plan: dict[str, Any], trusted: set[str] | None, verdict: Verdict
-) -> None:
+) -> dict[str, dict[str, Any]]:
+    """Check the receipts against the plan; the valid ones by cache id."""
     steps = {
         str(step.get("cache_id")): step for step in plan.get("steps", []) if step.get("type") != "SOURCE"
     }
@@ -309,6 +334,7 @@ async def _check_receipts(
     final = receipts.get(str(plan.get("output")), {})
     if _field(final, "output").get("cid") != _field(record, "output").get("cid"):
         verdict.problems.append("the output is not what the plan's last step produced")
+    return receipts
 
 
 async def _expansions(

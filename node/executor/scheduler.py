@@ -469,6 +469,7 @@ class Scheduler:
         """Report a step whose result was there already (a run reports each step once: see
         ``RunManager``, so a result another node computed for this run stays "done")."""
         node = self.claims.node_id
+        await self._steps.touch(step.cache_id)
         await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=cid, node=node)
 
     async def _compute(self, step: Step, inputs: list[ContentEntry], emit: Emit) -> Stored:

@@ -70,9 +70,12 @@ async def verify(request: web.Request) -> web.Response:
     other node ids are named."""
     cid = cid_param(request, "cid")
     trusted = set(request.query.getall("trust", [])) or {request.app[NODE].identity.node_id}
-    verdict = await verify_provenance(request.app[NODE].ipfs, cid, trusted)
+    node = request.app[NODE]
+    verdict = await verify_provenance(node.ipfs, cid, trusted, node.garbage.evicted)
     body = {"cid": cid, "ok": verdict.ok, "signer": verdict.signer, "trusted": sorted(trusted)}
-    return web.json_response({**body, "problems": verdict.problems, "checked": verdict.checked})
+    return web.json_response(
+        {**body, "problems": verdict.problems, "checked": verdict.checked, "evicted": verdict.evicted}
+    )
 
 
 @operation(

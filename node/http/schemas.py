@@ -134,6 +134,12 @@ OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]
 INTEGER: Schema = {"type": "integer"}
 NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 NULLABLE_SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
+_USAGE: Schema = {
+    "type": "object",
+    "required": ["repo", "cache", "total"],
+    "properties": {"repo": INTEGER, "cache": INTEGER, "budget": INTEGER, "total": INTEGER},
+    "description": "bytes held by the IPFS repository and the local cache",
+}
 CALLBACK_SCHEMA: Schema = {
     "type": "string",
     "pattern": "^https?://[^/?#\\s]+",
@@ -568,6 +574,43 @@ COMPONENTS: dict[str, Schema] = {
             "trusted": {"type": "array", "items": STRING},
             "problems": {"type": "array", "items": STRING},
             "checked": {"type": "array", "items": STRING},
+            "evicted": {
+                "type": "array",
+                "items": STRING,
+                "description": "intermediate outputs the disk budget evicted; their receipts verify",
+            },
+        },
+    ),
+    "Storage": _object(
+        ["budget", "usage", "last_collection"],
+        {
+            "budget": {"type": "integer", "minimum": 0, "description": "bytes; 0: no budget"},
+            "interval_s": {"type": "number"},
+            "usage": _USAGE,
+            "last_collection": {"oneOf": [{"type": "null"}, ref("Collection")]},
+        },
+    ),
+    "Collection": _object(
+        ["reason", "started", "seconds", "budget", "before", "after", "reclaimed", "evicted_steps"],
+        {
+            "reason": {"enum": ["budget", "requested"]},
+            "started": STRING,
+            "seconds": {"type": "number", "minimum": 0},
+            "budget": {"type": "integer", "minimum": 0},
+            "before": _USAGE,
+            "after": _USAGE,
+            "reclaimed": {"type": "integer", "minimum": 0},
+            "over_budget": {"type": "integer", "minimum": 0},
+            "evicted_steps": {"type": "integer", "minimum": 0},
+            "evicted": {
+                "type": "array",
+                "items": _object(
+                    ["cid", "cache_ids", "size"],
+                    {"cid": STRING, "cache_ids": {"type": "array", "items": STRING}, "size": INTEGER},
+                ),
+            },
+            "cache_files_removed": {"type": "integer", "minimum": 0},
+            "kept": {"type": "object", "additionalProperties": INTEGER},
         },
     ),
 }

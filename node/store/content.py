@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +35,7 @@ from node.store.errors import (
     UploadStalled,
     UploadTooLarge,
 )
+from node.store.gate import AddGate
 from node.store.gone import Gone
 from node.store.ipfs import Added, IpfsClient, file_chunks
 from node.store.sniffing import SNIFF_BYTES, sniff_media_type
@@ -43,6 +44,7 @@ from node.sync.index import ContentEntry, ContentIndex
 from node.sync.keys import Keys
 
 log = logging.getLogger(__name__)
+Consent = Callable[[], Awaitable[bool]]
 
 COMMIT_LOCK_TIMEOUT_S = 120.0
 CLIENT_IDLE_TIMEOUT_S = 120.0  # an upload that sends nothing for this long is abandoned
@@ -129,6 +131,7 @@ class ContentStore:
         self._redis = client
         self._keys = keys
         self._gone = gone  # what else goes with content this store forgets
+        self.gate = AddGate()  # adds wait while the garbage collector runs repo/gc, and it for them
 
     async def put(
         self, chunks: AsyncIterable[bytes], *, max_size: int, owner: str = "", asset: str = ""
@@ -136,7 +139,8 @@ class ContentStore:
         """Stream ``chunks`` into IPFS, then pin and index them; all or nothing."""
         if asset:
             await self.check_asset_free(asset, owner)
-        return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
+        async with self.gate.adding():
+            return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
 
     async def put_bytes(self, data: bytes, *, max_size: int, owner: str = "") -> Stored:
         """Store a small item already in memory (a signed record, a recipe)."""
@@ -151,14 +155,15 @@ class ContentStore:
 
         ``media_type``, when given, replaces the sniffed one: the step that made the file knows
         it exactly (an audio-only Matroska file sniffs as video)."""
-        handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
-        try:
-            entry = await self.ingest(file_chunks(handle), max_size=2**62)
-        finally:
-            handle.close()  # a read-only file: closing is one syscall, and an await here
-            # could be skipped by a task destroyed at shutdown, leaking the descriptor
-        entry = replace(entry, media_type=media_type or entry.media_type)
-        return await self.commit(entry, owner=owner, undo_pin=False)
+        async with self.gate.adding():
+            handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
+            try:
+                entry = await self.ingest(file_chunks(handle), max_size=2**62)
+            finally:
+                handle.close()  # a read-only file: closing is one syscall, and an await here
+                # could be skipped by a task destroyed at shutdown, leaking the descriptor
+            entry = replace(entry, media_type=media_type or entry.media_type)
+            return await self.commit(entry, owner=owner, undo_pin=False)
 
     async def add_records(self, records: list[bytes]) -> list[ContentEntry]:
         """Store small records this node made (signed JSON): added pinned in one daemon call,
@@ -304,11 +309,14 @@ class ContentStore:
         log.info("deleted %s cid=%s", content_id, entry.cid)
         return Deleted(entry, unpinned=True, owners_left=0)
 
-    async def discard(self, entry: ContentEntry) -> bool:
+    async def discard(self, entry: ContentEntry, *, consent: Consent | None = None) -> bool:
         """Forget and unpin content nobody owns and no run holds (a fenced step's output that
-        differs from the recorded one); whether it went."""
+        differs from the recorded one, an intermediate the garbage collector evicts); whether it
+        went. ``consent``, asked under the content lock once those checks pass, may still keep it."""
         async with self.content_lock(entry.content_id):
             if await self.index.owners(entry.content_id) or await self.index.runs(entry.content_id):
+                return False
+            if consent is not None and not await consent():
                 return False
             await self._forget(entry)
         log.info("discarded %s cid=%s", entry.content_id, entry.cid)

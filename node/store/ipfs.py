@@ -38,6 +38,7 @@ IMPORT_PARAMS = {
 }
 CHUNK_SIZE = LEAF_MAX_BYTES
 CONNECT_TIMEOUT_S = 5.0
+GC_TIMEOUT_S = 600.0  # repo/gc walks every pin and block: minutes on a large repository
 _NOT_FOUND_HINTS = ("not found", "no link named", "does not exist", "could not resolve", "not pinned")
 
 
@@ -193,6 +194,17 @@ class IpfsClient:
                 if len(received) > max_bytes:
                     raise ContentTooLarge(f"{cid} is larger than {max_bytes} bytes", cid=cid, limit=max_bytes)
         return bytes(received)
+
+    # --- the repository ---------------------------------------------------------------------------
+    async def repo_size(self) -> int:
+        """Bytes the daemon's repository holds (blocks and datastore), as Kubo counts them."""
+        answer = await self.call_with("repo/stat", {"size-only": "true"})
+        return int(answer.get("RepoSize", 0))
+
+    async def collect_garbage(self, timeout_s: float = GC_TIMEOUT_S) -> None:
+        """Remove every block no pin keeps (``repo/gc``); the daemon runs with ``--enable-gc=false``,
+        so only this removes anything."""
+        await self.call_with("repo/gc", {"silent": "true"}, timeout_s=timeout_s)
 
     # --- pins -----------------------------------------------------------------------------------
     async def pin_add(self, cid: str) -> None:

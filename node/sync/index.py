@@ -248,7 +248,7 @@ class ContentIndex:
         milliseconds for thousands)."""
         key = self._keys.media if kind is None else self._keys.media_of_kind(kind)
         if not intermediates:
-            library = await self._in_library(await self._all_newest(key))
+            library = await self.in_library(await self._all_newest(key))
             return library[offset : offset + limit], len(library)
         with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -261,7 +261,7 @@ class ContentIndex:
         with redis_errors():
             return [str(content_id) for content_id in await self._redis.zrevrange(key, 0, -1)]
 
-    async def _in_library(self, content_ids: list[str]) -> list[str]:
+    async def in_library(self, content_ids: list[str]) -> list[str]:
         """The ids, in order, of content with an owner or a run."""
         with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -422,6 +422,12 @@ class StepIndex:
                     pipe.delete(self._keys.receipt(entry.receipt_cid))
                 pipe.zrem(self._keys.steps, entry.cache_id)
                 await pipe.execute()
+
+    async def touch(self, cache_id: str) -> None:
+        """A run reused the step's output now (the garbage collector evicts the least recently
+        used first: ``node.sync.eviction``)."""
+        with redis_errors():
+            await self._redis.zadd(self._keys.steps_used, {cache_id: time.time()})
 
     async def put_if_absent(self, entry: StepEntry, receipt: bytes = b"") -> bool:
         """Record a computed step (and its signed receipt's bytes, kept under the receipt's

@@ -115,6 +115,19 @@ class Keys:
         node's published step index lists (no SCAN)."""
         return f"{self.prefix}steps"
 
+    @property
+    def steps_used(self) -> str:
+        """Sorted set: cache id -> when a run last reused the step's output (its recording
+        time in ``steps`` stands in until then): the least recently used go first when a
+        node's disk budget is exceeded (``node.executor.garbage``)."""
+        return f"{self.prefix}steps:used"
+
+    @property
+    def evicted(self) -> str:
+        """Hash: the CID of an intermediate output the garbage collector evicted -> JSON
+        {cache_id, node, at}: verification reports it as evicted, not as missing."""
+        return f"{self.prefix}evicted"
+
     def peer_step(self, cache_id: str) -> str:
         """Hash {cid, content_id, size, media_type, receipt_cid, node, peer}: a step ``node``
         computed, from trusted ``peer``'s published state, fetched by CID when a run here needs it."""

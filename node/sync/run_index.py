@@ -164,9 +164,8 @@ class RunIndex:
                     break
         return matched
 
-    async def active_content(self) -> set[str]:
-        """Content ids the plans of unfinished runs use: their sources and the recorded outputs
-        of their steps (what they may be reusing right now)."""
+    async def active_plans(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """The ids of the unfinished runs, oldest first, and their plans (one each, if shared)."""
         with redis_errors():
             run_ids = await self.active_ids()
             records = (
@@ -176,7 +175,14 @@ class RunIndex:
             plans = (
                 await self._redis.mget([self._keys.plan(plan_id) for plan_id in plan_ids]) if plan_ids else []
             )
-            cache_ids = {step["cache_id"] for raw in plans if raw for step in json.loads(raw)["steps"]}
+        return run_ids, [json.loads(raw) for raw in plans if raw]
+
+    async def active_content(self) -> set[str]:
+        """Content ids the plans of unfinished runs use: their sources and the recorded outputs
+        of their steps (what they may be reusing right now)."""
+        _, plans = await self.active_plans()
+        cache_ids = {step["cache_id"] for plan in plans for step in plan["steps"]}
+        with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for cache_id in cache_ids:
                     pipe.hget(self._keys.step(cache_id), "content_id")

@@ -1,0 +1,391 @@
+"""The disk budget: garbage collection of intermediates, then of local cache files.
+
+``ARTDAG_DISK_BUDGET`` bounds what the node's IPFS repository (Kubo's ``repo/stat``) and local
+cache hold together. Every ``ARTDAG_GC_INTERVAL`` seconds, and when the admin asks
+(``POST /storage/gc``), a node above it collects, in this order, until it is under:
+
+1. **Intermediates, least recently used first**: media this node computed as a step's output
+   that nobody owns (not an upload, an import or a recipe), no run holds (not a run's final
+   output or input), no unfinished run's plan names (nor the steps its expansions added), and
+   no trusted L2 has published. Records (receipts, provenance, plans, state, analyses and
+   expansions: small JSON) are never collected. Each leaves the cluster's step index first,
+   atomically, and only if no node claims it and no run was submitted since the collector
+   looked (``node.sync.eviction``); then it is unindexed and unpinned under its content lock,
+   and its local file and thumbnail go. A run that needs it again computes it again.
+2. Kubo's ``repo/gc``, which removes the unpinned blocks (those, and blocks fetched from other
+   daemons), while no add is in flight on this node (``node.store.gate``).
+3. **Local cache files**, least recently used first (their bytes stay in IPFS), except those an
+   unfinished run uses and those touched in the last minute.
+
+The budget is soft: what must stay, stays, and a collection says how far above it still is.
+Each collection is recorded in the activity stream (``garbage_collected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.errors import NodeError
+from node.executor.planner import EXPAND
+from node.media.kinds import kind_of
+from node.store.content import ContentStore
+from node.store.local_cache import LocalCache
+from node.sync.activities import Activities
+from node.sync.eviction import StepEviction
+from node.sync.index import StepEntry, StepIndex
+from node.sync.run_index import RunIndex
+from node.timestamps import utc_now
+
+log = logging.getLogger(__name__)
+
+Published = Callable[[list[str]], Awaitable[set[str]]]
+Listener = Callable[["Collection"], None]
+CACHE_GRACE_S = 60.0  # a cache file touched this recently may be about to be read by a worker
+ROUNDS_MAX = 5  # looks again after runs were submitted meanwhile, before giving up for now
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # an expansion record read to learn the steps it added
+BATCH = 500  # step entries read per round trip
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the node's disk holds now, in bytes, against its budget (0: none)."""
+
+    repo: int
+    cache: int
+    budget: int
+
+    @property
+    def total(self) -> int:
+        return self.repo + self.cache
+
+    @property
+    def excess(self) -> int:
+        """How far above the budget (0 when under it, or when there is no budget)."""
+        return max(0, self.total - self.budget) if self.budget else 0
+
+
+@dataclass
+class Collection:
+    """One collection: what it found, what it removed, how long it took."""
+
+    reason: str  # "budget" (periodic) or "requested" (the admin route)
+    started: str
+    before: Usage
+    after: Usage | None = None
+    seconds: float = 0.0
+    evicted: list[dict[str, Any]] = field(default_factory=list)  # {cid, cache_ids, size}
+    cache_files: int = 0
+    kept: dict[str, int] = field(default_factory=dict)  # why candidates stayed -> how many
+
+    @property
+    def reclaimed(self) -> int:
+        return max(0, self.before.total - self.after.total) if self.after else 0
+
+    def report(self) -> dict[str, Any]:
+        """The collection as the admin route and the activity stream say it."""
+        after = self.after or self.before
+        return {
+            "reason": self.reason,
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "budget": self.before.budget,
+            "before": {**asdict(self.before), "total": self.before.total},
+            "after": {**asdict(after), "total": after.total},
+            "reclaimed": self.reclaimed,
+            "over_budget": after.excess,
+            "evicted_steps": sum(len(item["cache_ids"]) for item in self.evicted),
+            "evicted": self.evicted,
+            "cache_files_removed": self.cache_files,
+            "kept": self.kept,
+        }
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    content_id: str
+    cid: str
+    size: int
+    cache_ids: list[str]
+    last_used: float
+
+
+class GarbageCollector:
+    """Keeps the node's disk under its budget (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        budget: int,
+        interval_s: float,
+        node_id: str,
+        store: ContentStore,
+        steps: StepIndex,
+        eviction: StepEviction,
+        runs: RunIndex,
+        cache: LocalCache,
+        activities: Activities,
+        published: Published,
+    ) -> None:
+        self.budget = budget
+        self._interval_s = interval_s
+        self._node_id = node_id
+        self._store = store
+        self._steps = steps
+        self._eviction = eviction
+        self._runs = runs
+        self._cache = cache
+        self._activities = activities
+        self._published = published
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.last: Collection | None = None
+
+    def on_collected(self, listener: Listener) -> None:
+        """Call ``listener`` (synchronous, quick) with each collection done (metrics)."""
+        self._listeners.append(listener)
+
+    async def evicted(self, cids: list[str]) -> set[str]:
+        """Which of ``cids`` (intermediate outputs) the disk budget evicted, and are not held
+        again since (computed again by a later run)."""
+        found = list(await self._eviction.evicted(cids))
+        held = await self._store.index.content_ids_for_cids(found)
+        return {cid for cid, content_id in zip(found, held, strict=True) if content_id is None}
+
+    async def usage(self) -> Usage:
+        """The repository's and the local cache's size now."""
+        repo = await self._store.ipfs.repo_size()
+        cache = await asyncio.to_thread(_tree_size, self._cache.root)
+        return Usage(repo, cache, self.budget)
+
+    async def collect(self, *, reason: str = "requested", who: str = "") -> Collection:
+        """Collect down to the budget now (one collection at a time); with no budget, only
+        what no pin keeps (``repo/gc``)."""
+        async with self._lock:
+            started = time.monotonic()
+            collection = Collection(reason, utc_now(), await self.usage())
+            excess = collection.before.excess
+            if excess:
+                excess -= await self._evict_intermediates(excess, collection)
+            async with self._store.gate.collecting():
+                await self._store.ipfs.collect_garbage()
+            usage = await self.usage()
+            if usage.excess:
+                collection.cache_files = await self._remove_cache_files(usage.excess)
+                usage = await self.usage()
+            collection.after, collection.seconds = usage, time.monotonic() - started
+        self.last = collection
+        await self._record(collection, who or self._node_id)
+        return collection
+
+    async def _record(self, collection: Collection, who: str) -> None:
+        report = collection.report()
+        log.info(
+            "garbage collected: %d bytes reclaimed in %.1f s (%d steps evicted, %d cache files); "
+            "%d bytes held, budget %d",
+            report["reclaimed"], report["seconds"], report["evicted_steps"],
+            report["cache_files_removed"], report["after"]["total"], report["budget"],
+        )  # fmt: skip
+        cids = [item["cid"] for item in collection.evicted]
+        details = {key: value for key, value in report.items() if key != "evicted"}
+        await self._activities.record("garbage_collected", who, cids, **details)
+        for listener in self._listeners:
+            listener(collection)
+
+    # --- intermediates ------------------------------------------------------------------------
+    async def _evict_intermediates(self, excess: int, collection: Collection) -> int:
+        """Evict the least recently used intermediates until about ``excess`` bytes went; how many."""
+        freed = 0
+        for _ in range(ROUNDS_MAX):
+            active_runs, candidates = await self._candidates(collection.kept)
+            if candidates is None:
+                return freed
+            for candidate in candidates:
+                if freed >= excess:
+                    return freed
+                outcome = await self._evict(candidate, active_runs)
+                if outcome == "changed":
+                    break  # a run came or went: look again with its plan in mind
+                if outcome == "evicted":
+                    freed += candidate.size
+                    collection.evicted.append(
+                        {"cid": candidate.cid, "cache_ids": candidate.cache_ids, "size": candidate.size}
+                    )
+                else:
+                    collection.kept[outcome] = collection.kept.get(outcome, 0) + 1
+            else:
+                return freed
+        return freed
+
+    async def _evict(self, candidate: _Candidate, active_runs: list[str]) -> str:
+        """``evicted``, ``changed`` (runs came or went), or why it stayed."""
+        entry = await self._store.index.get(candidate.content_id)
+        if entry is None:
+            return "gone already"
+        outcome = "owned or held since"
+
+        async def out_of_the_index() -> bool:  # under the content lock, owners and runs checked
+            nonlocal outcome
+            result = await self._eviction.evict(
+                candidate.content_id, candidate.cid, candidate.cache_ids,
+                active_runs=active_runs, node=self._node_id,
+            )  # fmt: skip
+            outcome = "changed" if result.runs_changed else "claimed" if result.busy else "evicted"
+            return result.steps > 0
+
+        await self._store.discard(entry, consent=out_of_the_index)
+        return outcome
+
+    async def _candidates(self, kept: dict[str, int]) -> tuple[list[str], list[_Candidate] | None]:
+        """The unfinished runs now, and the intermediates that may go, least recently used
+        first (None: none may go now, e.g. an L2 cannot be asked)."""
+        active_runs, plans = await self._runs.active_plans()
+        needed = await self._needed(plans)
+        last_used = await self._eviction.last_used()
+        by_content: dict[str, list[StepEntry]] = {}
+        for entry in await self._entries(list(last_used)):
+            by_content.setdefault(entry.content_id, []).append(entry)
+        wanted = {
+            content_id: entries
+            for content_id, entries in by_content.items()
+            if self._evictable(content_id, entries, needed)
+        }
+        free = set(await self._free(list(wanted)))
+        try:
+            published = await self._published(sorted(free))
+        except NodeError as exc:  # an L2 down: what it may have published stays
+            log.warning("no intermediate evicted: %s", exc.message)
+            kept["an L2 could not be asked"] = len(free)
+            return active_runs, None
+        candidates = [
+            _Candidate(
+                content_id,
+                entries[0].cid,
+                entries[0].size,
+                sorted(entry.cache_id for entry in entries),
+                max(last_used[entry.cache_id] for entry in entries),
+            )
+            for content_id, entries in wanted.items()
+            if content_id in free and content_id not in published
+        ]
+        return active_runs, sorted(candidates, key=lambda item: (item.last_used, item.content_id))
+
+    def _evictable(self, content_id: str, entries: list[StepEntry], needed: set[str]) -> bool:
+        """Media this node computed, that no unfinished run's plan names."""
+        return (
+            content_id not in needed
+            and kind_of(entries[0].media_type) is not None
+            and any(entry.node == self._node_id for entry in entries)
+            and not any(entry.cache_id in needed for entry in entries)
+        )
+
+    async def _free(self, content_ids: list[str]) -> list[str]:
+        """Those nobody owns and no run holds."""
+        held = set()
+        for start in range(0, len(content_ids), BATCH):
+            held |= set(await self._store.index.in_library(content_ids[start : start + BATCH]))
+        return [content_id for content_id in content_ids if content_id not in held]
+
+    async def _entries(self, cache_ids: list[str]) -> list[StepEntry]:
+        entries: list[StepEntry] = []
+        for start in range(0, len(cache_ids), BATCH):
+            entries += await self._steps.get_many(cache_ids[start : start + BATCH])
+        return entries
+
+    async def _needed(self, plans: list[dict[str, Any]]) -> set[str]:
+        """Cache ids and content ids the unfinished runs' plans name, with the steps their
+        expansions added."""
+        needed: set[str] = set()
+        for plan in plans:
+            for step in plan["steps"]:
+                needed.add(step["cache_id"])
+                if step["type"] == EXPAND:
+                    needed |= await self._expanded(step["cache_id"])
+        for entry in await self._entries(sorted(needed)):
+            needed.add(entry.content_id)
+        return needed
+
+    async def _expanded(self, cache_id: str) -> set[str]:
+        hit = await self._steps.get(cache_id)
+        entry = await self._store.index.get(hit.content_id) if hit is not None else None
+        if entry is None:
+            return set()  # not expanded yet: its steps are not known, nor recorded by this run
+        record = await self._store.read_json(entry, MAX_RECORD_BYTES)
+        return {str(step["cache_id"]) for step in record.get("steps", [])}
+
+    # --- local cache files --------------------------------------------------------------------
+    async def _remove_cache_files(self, excess: int) -> int:
+        """Remove the least recently used local cache files until ``excess`` bytes went; how many."""
+        _, plans = await self._runs.active_plans()
+        needed = await self._needed(plans)
+        files = await asyncio.to_thread(_cache_files, self._cache.root, time.time() - CACHE_GRACE_S)
+        removed = freed = 0
+        for path, size, _ in files:
+            if freed >= excess:
+                break
+            if path.name in needed:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(path.unlink)
+                removed, freed = removed + 1, freed + size
+        return removed
+
+    # --- the periodic look --------------------------------------------------------------------
+    def start(self) -> None:
+        """Look at the budget every interval (only with a budget)."""
+        if self.budget and self._task is None:
+            self._task = asyncio.create_task(self._every_interval(), name="garbage-collector")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                if (await self.usage()).excess:
+                    await self.collect(reason="budget")
+            except NodeError as exc:  # Redis or IPFS away: the next look tries again
+                log.warning("garbage collection put off: %s", exc.message)
+            except Exception:  # a bug: logged; the node serves on
+                log.exception("garbage collection failed")
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes the files under ``root`` hold."""
+    total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _cache_files(root: Path, touched_before: float) -> list[tuple[Path, int, float]]:
+    """The cache's content files not touched since ``touched_before``, least recently used first:
+    (path, size, last access or change)."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.startswith("."):  # a file being written
+                continue
+            path = Path(folder, name)
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            used = max(info.st_atime, info.st_mtime)
+            if used < touched_before:
+                found.append((path, info.st_size, used))
+    return sorted(found, key=lambda item: item[2])

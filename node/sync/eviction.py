@@ -1,0 +1,100 @@
+"""Evicting computed steps from the step index, for the garbage collector (``node.executor.garbage``).
+
+A step whose output is evicted leaves the step index of the whole cluster first, in one Lua
+script, and only then are its bytes unpinned: so no node is ever sent to fetch bytes the index
+still promises. The script refuses while any node holds a claim on one of the steps, or while
+the unfinished runs are not the ones the collector looked at (a run submitted meanwhile may
+plan to reuse the step: the collector looks again). The steps' receipts stay: provenance names
+them, and verification reports the evicted output as ``evicted`` (``Keys.evicted``).
+
+Least recently used: ``steps:used`` holds when a run last reused each step (``StepIndex.touch``);
+a step never reused since it was recorded counts from its recording time (``steps``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from node.sync.connection import redis_errors, scored_members
+from node.sync.keys import Keys
+
+# KEYS: runs:active, steps listing, steps:used, evicted, then each step's hash and claim.
+# ARGV: content id, CID, the evicted record (JSON), n, n active run ids, then the cache ids.
+# Returns -1 if the unfinished runs changed, 0 if a step is claimed or names other content
+# (nothing written), else how many steps left the index.
+_EVICT = """
+local known = {}
+local count = tonumber(ARGV[4])
+for i = 1, count do known[ARGV[4 + i]] = true end
+for _, run in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not known[run] then return -1 end
+end
+local steps = (#KEYS - 4) / 2
+for i = 1, steps do
+  if redis.call('EXISTS', KEYS[4 + 2 * i]) == 1 then return 0 end
+  if redis.call('HGET', KEYS[3 + 2 * i], 'content_id') ~= ARGV[1] then return 0 end
+end
+for i = 1, steps do
+  local cache_id = ARGV[4 + count + i]
+  redis.call('DEL', KEYS[3 + 2 * i])
+  redis.call('ZREM', KEYS[2], cache_id)
+  redis.call('ZREM', KEYS[3], cache_id)
+end
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+return steps
+"""
+
+
+@dataclass(frozen=True)
+class Evicted:
+    """What became of one eviction: how many steps left the index, or why none did."""
+
+    steps: int = 0
+    runs_changed: bool = False  # a run was submitted or finished since the snapshot: look again
+    busy: bool = False  # a step is claimed, or its entry changed: skipped this time
+
+
+class StepEviction:
+    """The step index's side of garbage collection: use times, and atomic eviction."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._evict = client.register_script(_EVICT)
+
+    async def last_used(self) -> dict[str, float]:
+        """Every recorded step -> when it was last reused, or else recorded."""
+        used = dict(await scored_members(self._redis, self._keys.steps_used))
+        return {
+            cache_id: max(recorded, used.get(cache_id, 0.0))
+            for cache_id, recorded in await scored_members(self._redis, self._keys.steps)
+        }
+
+    async def evict(
+        self, content_id: str, cid: str, cache_ids: list[str], *, active_runs: list[str], node: str
+    ) -> Evicted:
+        """Drop the steps whose output is ``content_id`` from the index, all or none, unless
+        one is claimed or the unfinished runs are no longer ``active_runs``."""
+        keys = [self._keys.runs_active, self._keys.steps, self._keys.steps_used, self._keys.evicted]
+        for cache_id in cache_ids:
+            keys += [self._keys.step(cache_id), self._keys.claim(cache_id)]
+        record = json.dumps({"cache_ids": cache_ids, "node": node, "at": time.time()})
+        args = [content_id, cid, record, str(len(active_runs)), *active_runs, *cache_ids]
+        with redis_errors():
+            done = int(await self._evict(keys=keys, args=args))
+        if done < 0:
+            return Evicted(runs_changed=True)
+        return Evicted(steps=done, busy=done == 0)
+
+    async def evicted(self, cids: list[str]) -> dict[str, dict[str, Any]]:
+        """Which of ``cids`` the collector evicted: CID -> {cache_ids, node, at}."""
+        if not cids:
+            return {}
+        with redis_errors():
+            found = await self._redis.hmget(self._keys.evicted, cids)
+        return {cid: json.loads(raw) for cid, raw in zip(cids, found, strict=True) if raw}

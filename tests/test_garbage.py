@@ -1,0 +1,217 @@
+"""The disk budget (node.executor.garbage): intermediates evicted least recently used first,
+never what must stay, atomically against claims and new runs; verification says ``evicted``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from node.config import Settings
+from node.http.appkeys import NODE
+from node.pixels.imaging import png_bytes
+from node.services import EmbeddedServices
+from node.sync.connection import connect
+from node.sync.eviction import StepEviction
+from node.sync.index import StepEntry, StepIndex
+from node.sync.keys import Keys
+from tests.helpers import Client, NodeClient, poll_async, sse, start, upload
+
+THREE_STEPS = """
+name: soft-edges-small
+dag:
+  nodes:
+    - {id: photo, type: SOURCE, config: {input: true, name: photo}}
+    - {id: soft, type: EFFECT, config: {effect: blur, params: {sigma: 3}}, inputs: [photo]}
+    - {id: edges, type: EFFECT, config: {effect: dog}, inputs: [soft]}
+    - {id: small, type: RESIZE, config: {width: 100, height: 80, fit: stretch}, inputs: [edges]}
+  output: small
+"""
+SLOW_AFTER = (
+    THREE_STEPS.replace("name: soft-edges-small", "name: soft-edges-then-wait")
+    .replace("output: small", "output: slow")
+    .replace(
+        "  output:",
+        "    - {id: slow, type: EFFECT, config: {effect: wait, seconds: 10}, inputs: [small]}\n  output:",
+    )
+)
+INTERMEDIATES = ("soft", "edges")
+RNG = np.random.default_rng(26)
+
+
+def photo() -> bytes:
+    return png_bytes(RNG.integers(0, 256, (240, 320, 3), np.uint8))
+
+
+def admin(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {(settings.data_dir / 'admin_token').read_text().strip()}"}
+
+
+async def render(client: Client, auth: dict[str, str], recipe: str, image_cid: str) -> dict[str, Any]:
+    """Run the recipe to completion; its detail, with the events it sent."""
+    uploaded = await client.post("/recipes/upload", data=recipe, headers=auth)
+    run = await start(client, auth, {"recipe": (await uploaded.json())["id"], "inputs": [image_cid]})
+    events = await sse(client, run["run_id"])
+    assert events[-1][1] == "run_completed", events[-3:]
+    detail = dict(await (await client.get(f"/runs/{run['run_id']}")).json())
+    detail["events"] = events
+    return detail
+
+
+def steps_by_event(events: list[tuple[str, str, dict[str, Any]]], kind: str) -> set[str]:
+    return {str(data["step"]) for _, name, data in events if name == kind and isinstance(data, dict)}
+
+
+async def _pins(client: Client, cid: str) -> set[str]:
+    found: set[str] = await client.server.app[NODE].ipfs.pin_ls(cid)  # type: ignore[attr-defined]
+    return found
+
+
+async def test_a_budget_below_a_run_s_intermediates_evicts_them_and_keeps_the_output(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
+) -> None:
+    """The run completes; a collection evicts its two intermediates (step index, pin, local
+    file), keeps the upload, the recipe, the output and the records; verification reports the
+    intermediates as evicted, not as failures; running it again computes only what was evicted."""
+    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600)
+    client = await node_client(settings)
+    auth = admin(settings)
+    image = await upload(client, auth, photo())
+    first = await render(client, auth, THREE_STEPS, image["cid"])
+    steps = first["steps"]
+    gone = {steps[name]["cid"] for name in INTERMEDIATES}
+
+    response = await client.post("/storage/gc", headers=auth)
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    assert report["reason"] == "requested" and report["evicted_steps"] == 2
+    assert {item["cid"] for item in report["evicted"]} == gone
+    assert report["reclaimed"] > 0 and report["after"]["total"] < report["before"]["total"]
+    assert report["over_budget"] > 0  # soft: what must stay, stays
+
+    for cid in gone:
+        assert (await client.get(f"/cache/{cid}")).status == 404
+        assert not await _pins(client, cid)
+    for cid in (image["cid"], first["output"]["cid"], first["provenance_cid"]):
+        assert await _pins(client, cid), cid
+        assert (await client.get(f"/cache/{cid}")).status == 200
+
+    verdict = await (await client.get(f"/provenance/{first['provenance_cid']}/verify")).json()
+    assert verdict["ok"], verdict["problems"]
+    assert len(verdict["evicted"]) == 2 and all(
+        "evicted by the disk budget" in line for line in verdict["evicted"]
+    )
+
+    again = await render(client, auth, THREE_STEPS, image["cid"])
+    assert again["output"]["cid"] == first["output"]["cid"]
+    assert steps_by_event(again["events"], "step_finished") == set(INTERMEDIATES)
+    assert steps_by_event(again["events"], "step_cached") == {"small"}
+    verdict = await (await client.get(f"/provenance/{first['provenance_cid']}/verify")).json()
+    assert verdict["ok"] and verdict["evicted"] == []  # held again: no longer evicted
+
+    activity = (await (await client.get("/activities?limit=20")).json())["items"]
+    collected = next(item for item in activity if item["kind"] == "garbage_collected")
+    assert set(collected["cids"]) == gone and collected["reclaimed"] == report["reclaimed"]
+
+
+async def test_uploads_and_what_an_unfinished_run_needs_stay(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
+) -> None:
+    """While a run whose plan names the intermediates is unfinished, they stay; so do uploads."""
+    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600)
+    client = await node_client(settings)
+    auth = admin(settings)
+    image = await upload(client, auth, photo())
+    first = await render(client, auth, THREE_STEPS, image["cid"])
+    uploaded = await client.post("/recipes/upload", data=SLOW_AFTER, headers=auth)
+    assert uploaded.status == 201, await uploaded.text()
+    waiting = await start(client, auth, {"recipe": (await uploaded.json())["id"], "inputs": [image["cid"]]})
+
+    report = await (await client.post("/storage/gc", headers=auth)).json()
+    assert report["evicted_steps"] == 0
+    for name in INTERMEDIATES:
+        assert (await client.get(f"/cache/{first['steps'][name]['cid']}")).status == 200
+    assert await _pins(client, image["cid"])
+    assert (await client.post(f"/runs/{waiting['run_id']}/cancel", headers=auth)).status == 200
+
+    async def evicted_once_finished() -> bool:
+        report = await (await client.post("/storage/gc", headers=auth)).json()
+        return bool(report["evicted_steps"])
+
+    await poll_async(evicted_once_finished)
+
+
+async def test_eviction_is_refused_while_a_step_is_claimed_or_runs_changed(settings: Settings) -> None:
+    """The Lua script evicts nothing while a node claims a step, nor once a run was submitted
+    since the collector looked; otherwise the steps leave the index together and are recorded."""
+    assert settings.redis_url is not None
+    client: aioredis.Redis = connect(settings.redis_url, 8)
+    keys = Keys(settings.redis_prefix)
+    steps, eviction = StepIndex(client, keys), StepEviction(client, keys)
+    content_id, cid = "c" * 64, "bafkreievicted"
+    cache_ids = ["a" * 64, "b" * 64]
+    try:
+        for cache_id in cache_ids:
+            await steps.put_if_absent(StepEntry(cache_id, cid, content_id, 10, "image/png"))
+        await client.set(keys.claim(cache_ids[1]), "node:token", px=30_000)
+        assert (await eviction.evict(content_id, cid, cache_ids, active_runs=[], node="n")).busy
+        await client.delete(keys.claim(cache_ids[1]))
+        await client.zadd(keys.runs_active, {"run-0000000000000001": 1.0})
+        assert (await eviction.evict(content_id, cid, cache_ids, active_runs=[], node="n")).runs_changed
+        assert len(await steps.get_many(cache_ids)) == 2
+        done = await eviction.evict(
+            content_id, cid, cache_ids, active_runs=["run-0000000000000001"], node="n"
+        )
+        assert done.steps == 2 and await steps.get_many(cache_ids) == []
+        assert {member for member, _ in await steps.listed()} == set()
+        assert json.loads(str(await client.hget(keys.evicted, cid)))["cache_ids"] == cache_ids
+    finally:
+        await client.aclose()
+
+
+async def test_the_node_collects_by_itself_above_its_budget(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
+) -> None:
+    """Every ARTDAG_GC_INTERVAL, a node above its budget collects; GET /storage says so."""
+    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=0.2)
+    client = await node_client(settings)
+    auth = admin(settings)
+    image = await upload(client, auth, photo())
+    await render(client, auth, THREE_STEPS, image["cid"])
+
+    async def collected() -> dict[str, Any] | None:
+        shown = await (await client.get("/storage", headers=auth)).json()
+        last = shown["last_collection"]
+        return shown if last and last["reason"] == "budget" and last["evicted_steps"] else None
+
+    shown = await poll_async(collected)
+    assert shown["budget"] == 1 and shown["usage"]["total"] > 0
+    assert (await client.get("/storage")).status == 401
+
+
+async def test_local_cache_files_go_last_and_content_stays_readable(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
+) -> None:
+    """Still above the budget once the intermediates went, the node removes local cache files
+    not touched for a minute, least recently used first; their content is read from IPFS again."""
+    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600)
+    client = await node_client(settings)
+    auth = admin(settings)
+    image = await upload(client, auth, photo())
+    done = await render(client, auth, THREE_STEPS, image["cid"])
+    cache = settings.data_dir / "cache"
+    files = [path for path in cache.rglob("*") if path.is_file()]
+    assert files
+    an_hour_ago = time.time() - 3600
+    for path in files:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    report = await (await client.post("/storage/gc", headers=auth)).json()
+    assert report["cache_files_removed"] >= len(files) - 2  # the two intermediates' went with them
+    assert report["after"]["cache"] == 0
+    response = await client.get(f"/cache/{done['output']['cid']}")
+    assert response.status == 200 and await response.read()
