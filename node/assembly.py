@@ -466,6 +466,7 @@ async def _collecting(core: NodeCore, publications: PublicationChecker) -> Async
         cache=core.cache,
         activities=core.activities,
         published=publications.published,
+        changed=functools.partial(core.notices.publish, STATE_NOTICE),
     )
     collector.start()
     try:

@@ -218,12 +218,19 @@ def test_verify_command_without_a_daemon_says_how_to_name_one(tmp_path: Path) ->
     assert "ARTDAG_IPFS_API=http://127.0.0.1:PORT" in done.stderr
 
 
-async def test_node_process_resumes_a_run_left_unfinished(client: Client, settings: Settings) -> None:
+async def test_node_process_resumes_a_run_left_unfinished(
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run left running by a node that stopped is finished by the next node process that
     starts on the same Redis and IPFS (resume at start-up, in the node's own wiring)."""
     run_id = await submit(client, slow_recipe(15), pixels=RNG.integers(0, 256, (600, 600, 3), np.uint8))
     runs = client.app[NODE].run_manager
     await wait_until_async(lambda: client.app[NODE].pool.busy_pids, timeout_s=60)
+
+    async def stopped() -> list[str]:  # this node's adoption loop must not start it again
+        return []
+
+    monkeypatch.setattr(runs, "resume", stopped)
     await runs.close()
     env = {
         "ARTDAG_REDIS_URL": str(settings.redis_url),

@@ -133,6 +133,7 @@ class GarbageCollector:
         cache: LocalCache,
         activities: Activities,
         published: Published,
+        changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.budget = budget
         self._interval_s = interval_s
@@ -144,6 +145,7 @@ class GarbageCollector:
         self._cache = cache
         self._activities = activities
         self._published = published
+        self._changed = changed  # tells every node of the cluster its published state changed
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
@@ -183,6 +185,8 @@ class GarbageCollector:
                 usage = await self.usage()
             collection.after, collection.seconds = usage, time.monotonic() - started
         self.last = collection
+        if collection.evicted and self._changed is not None:
+            await self._changed()
         await self._record(collection, who or self._node_id)
         return collection
 

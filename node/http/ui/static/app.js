@@ -168,10 +168,12 @@
     const result = await send("GET", link.dataset.verify, null);
     if (result.ok && result.body.ok) {
       verdict.classList.add("ok");
-      verdict.textContent = "Verified: signed by " + short(result.body.signer, 12) + "; " + result.body.checked.length + " checks passed.";
+      const evicted = result.body.evicted || [];
+      verdict.textContent = "Verified: signed by " + short(result.body.signer, 12) + "; " + result.body.checked.length + " checks passed" +
+        (evicted.length ? "; " + evicted.length + " intermediate outputs evicted by the disk budget (their receipts verify)." : ".");
       const list = document.createElement("ul");
       list.className = "checks";
-      result.body.checked.forEach(function (check) {
+      result.body.checked.concat(evicted).forEach(function (check) {
         const item = document.createElement("li");
         item.textContent = check;
         list.append(item);
