@@ -19,7 +19,9 @@ from node.sync.connection import connect
 from node.sync.eviction import StepEviction
 from node.sync.index import StepEntry, StepIndex
 from node.sync.keys import Keys
+from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, NodeClient, poll_async, sse, start, upload
+from tests.l2_server import TestL2
 
 THREE_STEPS = """
 name: soft-edges-small
@@ -215,3 +217,28 @@ async def test_local_cache_files_go_last_and_content_stays_readable(
     assert report["after"]["cache"] == 0
     response = await client.get(f"/cache/{done['output']['cid']}")
     assert response.status == 200 and await response.read()
+
+
+async def test_what_an_l2_published_stays_and_an_unreachable_l2_evicts_nothing(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient, l2: TestL2
+) -> None:
+    """An intermediate a trusted L2 has published is kept; while an L2 cannot be asked, no
+    intermediate is evicted (it may have published any of them)."""
+    trusting = settings.replace(
+        ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600,
+        l2_trusted=(l2.url,), public_url=L2_PUBLIC_URL,
+    )  # fmt: skip
+    client = await node_client(trusting)
+    auth = admin(trusting)
+    image = await upload(client, auth, photo())
+    done = await render(client, auth, THREE_STEPS, image["cid"])
+    soft = done["steps"]["soft"]["cid"]
+    soft_id = (await (await client.get(f"/cache/{soft}/probe")).json())["content_id"]
+    l2.down = True
+    report = await (await client.post("/storage/gc", headers=auth)).json()
+    assert report["evicted_steps"] == 0 and report["kept"] == {"an L2 could not be asked": 2}
+    l2.down = False
+    l2.published.add(soft_id)
+    report = await (await client.post("/storage/gc", headers=auth)).json()
+    assert [item["cid"] for item in report["evicted"]] == [done["steps"]["edges"]["cid"]]
+    assert (await client.get(f"/cache/{soft}")).status == 200
