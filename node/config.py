@@ -37,6 +37,20 @@ _SIZE_UNITS = {
 }  # fmt: skip
 
 
+_RATE = re.compile(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+RATE_COUNT_MAX = 10_000  # requests a rate may let through per period (each is remembered that long)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` requests in any ``period_s`` seconds (``ARTDAG_RATE_LIMIT``)."""
+
+    count: int
+    period_s: float
+    text: str  # as the setting wrote it: what error messages and ``GET /`` show
+
+
 class ConfigError(ValueError):
     """Raised when settings are invalid; the message names every offending variable."""
 
@@ -103,6 +117,10 @@ class Settings:
     # used intermediates go, then local cache files (node.executor.garbage). 0: no budget.
     disk_budget: int = 0
     gc_interval: float = 300.0  # seconds between looks at the disk budget
+    # Per user, never the admin (docs/operations.md "Quotas and rate limits"); 0 / None: none.
+    quota_bytes: int = 0  # bytes a user may hold: what they own plus their kept runs' outputs
+    max_runs_per_user: int = 0  # a user's unfinished runs, cluster-wide
+    rate_limit: RateLimit | None = None  # a user's writes (POST, PUT, PATCH, DELETE), cluster-wide
     body_timeout: float = 30.0  # seconds a small body (JSON, a recipe) has to arrive whole
     log_level: str = "INFO"
 
@@ -333,6 +351,30 @@ def _size(value: Any) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def _size_or_none(value: Any) -> int:
+    """A size (``_size``), or 0 for none."""
+    return 0 if _text(value) == "0" else _size(value)
+
+
+def _rate(value: Any) -> RateLimit | None:
+    """``COUNT/PERIOD`` (``120/min``, ``10/s``, ``1000/h``, ``5/10s``), or ``off`` / 0 for none."""
+    text = _text(value).lower()
+    if text in ("", "0", "off", "none"):
+        return None
+    match = _RATE.fullmatch(text)
+    unit = _RATE_UNITS.get(match.group(3)) if match else None
+    if match is None or unit is None:
+        raise ValueError(
+            f"must be COUNT/PERIOD such as 120/min, 10/s, 1000/h or 5/10s (or off), got {value!r}"
+        )
+    count, period_s = int(match.group(1)), float(match.group(2) or 1) * unit
+    if not 1 <= count <= RATE_COUNT_MAX or not 0 < period_s <= 86400:
+        raise ValueError(
+            f"allows 1 to {RATE_COUNT_MAX} requests in a period above 0 s and at most a day, got {value!r}"
+        )
+    return RateLimit(count, period_s, _text(value))
+
+
 def _memory(value: Any) -> int:
     size = _size(value)
     if size < MIN_WORKER_MEMORY:
@@ -411,6 +453,9 @@ _FIELDS = (
     _Field("max_upload", _size),
     _Field("disk_budget", _size),
     _Field("gc_interval", _seconds_up_to(86400)),
+    _Field("quota_bytes", _size_or_none),
+    _Field("max_runs_per_user", _int_range(0, 1_000_000)),
+    _Field("rate_limit", _rate),
     _Field("body_timeout", _seconds_up_to(3600)),
     _Field("log_level", _log_level),
 )
