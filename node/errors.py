@@ -61,6 +61,13 @@ class Unavailable(NodeError):
     default_headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}  # seconds: try again then
 
 
+class TooManyRequests(NodeError):
+    """The caller asks more than it may now (a rate, a number of things at once); it may ask
+    again after ``Retry-After`` seconds."""
+
+    code = "too_many_requests"
+
+
 class UnsupportedMedia(NodeError):
     """Content that is not media this node reads (where media is needed)."""
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -104,6 +105,17 @@ async def upload(
     response = await client.post("/cache/upload", data=form, headers=auth)
     assert response.status in (200, 201), await response.text()
     return dict(await response.json())
+
+
+CHUNKED_FORM_TYPE = "multipart/form-data; boundary=B"  # the Content-Type of ``chunked_form``
+
+
+async def chunked_form(chunks: int, chunk_size: int = 10_000) -> AsyncIterator[bytes]:
+    """A multipart body whose 'file' is ``chunks`` random chunks, sent chunked: no Content-Length."""
+    yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+    for _ in range(chunks):
+        yield os.urandom(chunk_size)
+    yield b"\r\n--B--\r\n"
 
 
 async def start(client: Client, auth: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:

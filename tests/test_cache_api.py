@@ -16,7 +16,7 @@ from multiformats import CID
 from node.config import Settings
 from node.http.appkeys import NODE
 from node.store.ipfs import IpfsClient
-from tests.helpers import Client, NodeClient, closed_port
+from tests.helpers import CHUNKED_FORM_TYPE, Client, NodeClient, chunked_form, closed_port
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -340,17 +340,10 @@ async def test_too_large_is_413_when_streamed(
     """A chunked body (no Content-Length) is cut off at the limit: 413, nothing pinned or indexed."""
     token = (settings.data_dir / "admin_token").read_text().strip()
     pins_before = await ipfs.pin_ls()
-
-    async def chunked_body() -> AsyncIterator[bytes]:
-        yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
-        for _ in range(20):
-            yield os.urandom(10_000)
-        yield b"\r\n--B--\r\n"
-
     response = await small_limit_client.post(
         "/cache/upload",
-        data=chunked_body(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=B"},
+        data=chunked_form(20),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": CHUNKED_FORM_TYPE},
     )
     assert response.status == 413
     assert await ipfs.pin_ls() == pins_before

@@ -13,6 +13,7 @@ from typing import Any
 
 from node.canonical import canonical_json
 from node.errors import InvalidInput
+from node.executor.admission import NO_LIMITS, OwnerLimits
 from node.executor.media_checks import check_crossfades
 from node.executor.recipe import (
     MAX_RECIPE_BYTES,
@@ -99,6 +100,7 @@ async def bind(
     cache: LocalCache | None = None,
     priority: int = 0,
     callback: str = "",
+    limits: OwnerLimits = NO_LIMITS,
 ) -> Submission:
     """A Submission with every SOURCE bound: variables from ``inputs``, others from the recipe.
     With ``cache``, what the recipe asks of its media is checked against the inputs now
@@ -122,6 +124,7 @@ async def bind(
         media_types={entry.content_id: entry.media_type for entry in entries.values()},
         priority=priority,
         callback=callback,
+        limits=limits,
     )
 
 

@@ -35,11 +35,12 @@ class RecipeStore:
         self._redis = client
         self._keys = keys
 
-    async def add(self, data: bytes, owner: str) -> dict[str, Any]:
-        """Validate (RecipeError naming node and field), store, index; the recipe's summary."""
+    async def add(self, data: bytes, owner: str, quota: int = 0) -> dict[str, Any]:
+        """Validate (RecipeError naming node and field), store (within ``owner``'s ``quota``
+        bytes, 0: none), index; the recipe's summary."""
         recipe = await asyncio.to_thread(parse_recipe, data)  # up to 256 KiB of YAML: not on the loop
 
-        entry = (await self._store.put_bytes(data, max_size=MAX_RECIPE_BYTES, owner=owner)).entry
+        entry = (await self._store.put_bytes(data, max_size=MAX_RECIPE_BYTES, owner=owner, quota=quota)).entry
         info = {
             "name": recipe.name,
             "version": recipe.version,

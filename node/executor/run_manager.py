@@ -17,6 +17,7 @@ from typing import Any, Unpack
 
 from node.canonical import canonical_id
 from node.errors import Conflict, NodeError, NotFound, Unavailable
+from node.executor.admission import NO_LIMITS, OwnerLimits, TooManyRuns, check_owner
 from node.executor.callbacks import Notifier
 from node.executor.errors import RecipeError
 from node.executor.expansion import completed
@@ -33,7 +34,7 @@ from node.sync.index import ContentEntry, StepEntry, StepIndex
 from node.sync.keys import ASSET_NAME
 from node.sync.notices import Notices
 from node.sync.run_events import PLAN_EXPANDED, REPORTED_ONCE, STEP_PROGRESS, final_event
-from node.sync.run_index import RunIndex, RunNotFound
+from node.sync.run_index import OwnerBusy, RunIndex, RunNotFound
 from node.sync.run_status import RunEnding, RunOutput, RunRecord, RunStatus, is_final
 from node.timestamps import utc_now
 
@@ -69,6 +70,7 @@ class Submission:
     retry_of: str = ""  # the failed or cancelled run this one tries again
     priority: int = 0  # -10 to 10: every node gives a free worker to higher-priority runs' steps first
     callback: str = ""  # a URL told when the run ends (``node.executor.callbacks``)
+    limits: OwnerLimits = NO_LIMITS  # the submitting user's (``node.executor.admission``)
 
 
 class RunManager:
@@ -109,20 +111,23 @@ class RunManager:
         if notices is not None:
             notices.on("run", self.adopt)
 
-    async def check_capacity(self, adding: int = 1) -> None:
+    async def check_capacity(self, adding: int = 1, owner: str = "", limits: OwnerLimits = NO_LIMITS) -> None:
         """QueueFull (503 with Retry-After) if ``adding`` more runs would take the cluster past
-        ``max_queued`` unfinished ones: asked before a submission writes anything (a recipe's
-        bytes included)."""
+        ``max_queued`` unfinished ones; TooManyRuns (429) or QuotaExceeded (413) past ``owner``'s
+        ``limits``: asked before a submission writes anything (a recipe's bytes included)."""
         if await self._runs.active_count() + adding > self._max_queued:
             raise QueueFull(
                 f"the node's queue is full ({self._max_queued} unfinished runs); try again later",
                 headers={"Retry-After": str(QUEUE_FULL_RETRY_S)},
             )
+        if owner:
+            await check_owner(self._store.index.usage, owner, limits, adding)
 
     async def submit(self, submission: Submission) -> RunRecord:
         """Plan and store a run, then start it; the run record (status ``queued``). QueueFull
-        (503, before anything is written) when the cluster already holds ``max_queued``."""
-        await self.check_capacity()
+        (503) when the cluster already holds ``max_queued``, TooManyRuns (429) when its owner
+        has as many unfinished runs as they may: nothing written but a plan's record (IPFS)."""
+        await self.check_capacity(owner=submission.owner, limits=submission.limits)
         recipe = submission.recipe
         sources = {node.id for node in recipe.nodes if node.type == "SOURCE"}
         for node_id in submission.sources:
@@ -164,7 +169,10 @@ class RunManager:
             record["priority"] = submission.priority
             if submission.callback:
                 record["callback"] = submission.callback
-            await self._runs.add(record, plan.record())
+            await self._runs.add(record, plan.record(), run_limit=submission.limits.max_runs)
+        except OwnerBusy as busy:  # another node took the owner's last slot meanwhile
+            await self._release(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
+            raise TooManyRuns.at(busy.unfinished, submission.limits.max_runs) from None
         except BaseException:
             await self._release(run_id, [*submission.sources.values(), submission.recipe_entry.content_id])
             raise
@@ -284,7 +292,7 @@ class RunManager:
         await self._announce(run_id)  # the other nodes stop their part of it
         return final
 
-    async def retry(self, run_id: str) -> RunRecord:
+    async def retry(self, run_id: str, limits: OwnerLimits = NO_LIMITS) -> RunRecord:
         """Try a failed or cancelled run again, as a new run (a run's final status stands) of
         the same recipe bytes, inputs, owner and output name, with ``retry_of`` naming it.
         The steps already done are reused from the step index; a step's attempts are counted per
@@ -319,6 +327,7 @@ class RunManager:
             retry_of=run_id,
             priority=record.get("priority", 0),
             callback=record.get("callback", ""),
+            limits=limits,
         )
         return await self.submit(submission)
 
@@ -359,8 +368,9 @@ class RunManager:
         for run_id in run_ids:
             if run_id in self._tasks or self._retries.get(run_id, (0, now))[1] > now:
                 continue  # running here, or waiting out an outage
-            if is_final((await self.get(run_id))["status"]):  # finished, then the node died
-                await self._runs.drop_active(run_id)
+            record = await self.get(run_id)
+            if is_final(record["status"]):  # finished, then the node died
+                await self._runs.drop_active(run_id, record["owner"])
                 continue
             self._start(run_id)
             resumed.append(run_id)

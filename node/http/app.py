@@ -14,6 +14,7 @@ from node.http import cache, catalog, cluster, docs, health, login, recipes, run
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
+from node.http.limits import add_rate_limiter
 from node.http.params import path_parameter
 from node.http.ui import cluster_page, home, run_pages
 from node.http.ui import routes as ui_routes
@@ -29,6 +30,7 @@ def create_app(node: Node) -> web.Application:
     app[NODE] = node
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
+    add_rate_limiter(app)
     app[health.HEALTH] = health.HealthReports()
     # Content deleted: no ref resolves to it from memory. The node may outlive the app.
     stop_hearing = node.gone.on_gone(app[HOT].forget_content)

@@ -16,6 +16,7 @@ from aiohttp import web
 from node.auth.errors import AuthRequired, CsrfRefused
 from node.auth.local import User
 from node.http.appkeys import NODE
+from node.http.limits import check_rate
 
 SESSION_COOKIE = "artdag_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -33,7 +34,8 @@ def presented_token(request: web.Request) -> tuple[str, bool]:
 
 async def require_user(request: web.Request) -> User:
     """The authenticated user; 401 (before any body is read) when there is none, 403 for a
-    cookie-borne change from another site, 503 when the token's L2 cannot be asked."""
+    cookie-borne change from another site, 503 when the token's L2 cannot be asked, 429 for a
+    write past the user's rate (``node.http.limits``)."""
     token, from_cookie = presented_token(request)
     if not token:
         raise AuthRequired(
@@ -44,6 +46,8 @@ async def require_user(request: web.Request) -> User:
     user, why_not = await request.app[NODE].auth.check(token)
     if user is None:
         raise AuthRequired(f"the token is not accepted: {why_not}")
+    if request.method not in SAFE_METHODS:
+        await check_rate(request, user)
     return user
 
 

@@ -20,6 +20,7 @@ from node.errors import Forbidden, InvalidInput, NodeError, NotFound, RequestTim
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.auth import require_user
 from node.http.hot import HOT
+from node.http.limits import quota_of
 from node.http.openapi import operation
 from node.http.params import ref_param
 from node.http.ranges import parse_range
@@ -93,14 +94,11 @@ def entry_json(entry: ContentEntry, asset: str | None = None) -> dict[str, Any]:
 async def upload(request: web.Request) -> web.Response:
     """``POST /cache/upload``: multipart ``file`` (and optional ``name``: make it an asset)."""
     user = await require_user(request)
-    max_upload = request.app[NODE].settings.max_upload
-    if request.content_length is not None and request.content_length > max_upload + MULTIPART_SLACK:
-        raise UploadTooLarge(
-            f"upload exceeds the limit of {max_upload} bytes (ARTDAG_MAX_UPLOAD)", limit=max_upload
-        )
+    store = request.app[NODE].store
+    room = await store.room(request.app[NODE].settings.max_upload, user.name, quota_of(request, user))
+    room.check(request.content_length, MULTIPART_SLACK)  # before a byte of the body is read
     if request.content_type != "multipart/form-data":
         raise InvalidUpload("send the file as multipart/form-data in a field named 'file'", field="file")
-    store = request.app[NODE].store
     await store.check_ready()
     name = request.query.get("name", "")
     entry: ContentEntry | None = None
@@ -111,14 +109,15 @@ async def upload(request: web.Request) -> web.Response:
         elif field.name == "file" and entry is None:
             if name:
                 await store.check_asset_free(_checked_asset(name), user.name)
-            entry = await store.ingest(_part_chunks(field, idle_s), max_size=max_upload)
+            entry = await store.ingest(_part_chunks(field, idle_s), room)
         else:
             raise InvalidUpload(
                 f"unexpected form field {field.name!r}; send 'file' once and optionally 'name'"
             )
     if entry is None:
         raise InvalidUpload("no file: send it in a form field named 'file'", field="file")
-    stored = await store.commit(entry, owner=user.name, asset=_checked_asset(name) if name else "")
+    asset = _checked_asset(name) if name else ""
+    stored = await store.commit(entry, owner=user.name, asset=asset, quota=room.quota)
     return _stored_response(stored, name)
 
 
@@ -186,7 +185,9 @@ async def import_file(request: web.Request) -> web.Response:
         await store.check_asset_free(_checked_asset(name), user.name)
     handle = await asyncio.to_thread(open_importable, request.query.get("path", ""), settings.import_roots)
     try:
-        stored = await store.put_handle(handle, max_size=settings.max_upload, owner=user.name, asset=name)
+        stored = await store.put_handle(
+            handle, max_size=settings.max_upload, owner=user.name, asset=name, quota=quota_of(request, user)
+        )
     finally:
         handle.close()  # read-only: one syscall; an await here could be skipped at shutdown
     return _stored_response(stored, name)

@@ -21,6 +21,7 @@ from node.errors import (
     RangeNotSatisfiable,
     RequestTimeout,
     TooLarge,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     UnsupportedMedia,
@@ -39,6 +40,7 @@ STATUS_BY_KIND: dict[type[NodeError], int] = {
     TooLarge: 413,
     UnsupportedMedia: 415,
     RangeNotSatisfiable: 416,
+    TooManyRequests: 429,
     Upstream: 502,
     Unavailable: 503,
 }

@@ -9,10 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from node import __version__
+from node.auth.local import User
 from node.errors import NodeError
 from node.http.appkeys import NODE
 from node.http.auth import optional_user
 from node.http.errors import error_response
+from node.http.limits import usage_json
 from node.http.openapi import operation
 from node.http.schemas import ERROR, answer, ref
 from node.sync.connection import server_version
@@ -137,9 +139,19 @@ async def index(request: web.Request) -> web.Response:
             "node_id": app[NODE].identity.node_id,
             "public_url": app[NODE].settings.public_url,
             "user": user.name if user else None,
+            "usage": await _usage(request, user),
             **report,
         }
     )
+
+
+async def _usage(request: web.Request, user: User | None) -> dict[str, Any] | None:
+    """What the user stores and runs against their limits; None when not logged in or when
+    Redis cannot say (the page still says what the node is)."""
+    try:
+        return await usage_json(request, user) if user is not None else None
+    except NodeError:
+        return None
 
 
 @operation(

@@ -28,11 +28,16 @@ ERROR_DESCRIPTIONS = {
     404: "No such thing on this node.",
     408: "The client stopped sending its request.",
     409: "Conflicts with the current state (in use, running, name taken).",
-    413: "Over a size limit.",
+    413: "Over a size limit (too_large), or past the user's stored-bytes quota (quota_exceeded).",
     415: "Not media this node reads.",
     416: "The range is outside the content.",
+    429: "Over a per-user limit (rate_limited, too_many_runs); try again after Retry-After seconds.",
     502: "A dependency answered wrongly.",
     503: "Redis or IPFS is unavailable.",
+}
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}
 }
 _PATH_PARAMETER = re.compile(r"{(\w+)}")
 HEAD_DOCUMENTED = {"cache-get"}  # routes whose HEAD clients use (size and type before download)
@@ -52,7 +57,7 @@ class Operation:
     headers: tuple[dict[str, Any], ...] = ()
     description: str = ""
 
-    def spec(self, path_parameters: list[str], operation_id: str) -> dict[str, Any]:
+    def spec(self, path_parameters: list[str], operation_id: str, method: str = "get") -> dict[str, Any]:
         parameters = [
             {
                 "name": name,
@@ -71,6 +76,7 @@ class Operation:
                 *((401,) if self.auth else ()),
                 *((404,) if path_parameters else ()),
                 *((408, 413) if self.body is not None else ()),
+                *((429,) if self.auth and method in WRITE_METHODS else ()),  # ARTDAG_RATE_LIMIT
             }
         )
         responses: dict[str, Any] = {str(status): dict(answer) for status, answer in self.responses.items()}
@@ -78,6 +84,7 @@ class Operation:
             responses[str(status)] = {
                 "description": ERROR_DESCRIPTIONS[status],
                 "content": schemas.json_of(schemas.ERROR),
+                **({"headers": RETRY_AFTER} if status in (429, 503) else {}),
             }
         spec: dict[str, Any] = {
             "operationId": operation_id,
@@ -134,7 +141,8 @@ def document(app: web.Application) -> dict[str, Any]:
         if found is None:
             raise KeyError(f"{route.method} {path} has no @operation")
         method = route.method.lower()
-        spec = found.spec(_PATH_PARAMETER.findall(path), f"{method}_{route.name or path}".replace("-", "_"))
+        operation_id = f"{method}_{route.name or path}".replace("-", "_")
+        spec = found.spec(_PATH_PARAMETER.findall(path), operation_id, method)
         if method == "head":  # the same answers without their bodies
             spec["responses"] = {
                 status: {"description": told["description"]} for status, told in spec["responses"].items()

@@ -10,9 +10,10 @@ from node.http.appkeys import NODE
 from node.http.auth import require_user
 from node.http.bodies import read_small_body
 from node.http.cache import int_param, read_upload_field
+from node.http.limits import limits_of, quota_of
 from node.http.openapi import operation
 from node.http.params import path_parameter, ref_param
-from node.http.runs import bound_submission, checked_output_name, read_json, run_response
+from node.http.runs import RUN_LIMITS, bound_submission, checked_output_name, read_json, run_response
 from node.http.schemas import RECIPE_LINKS, RUN_LINKS, answer, json_body, page, ref
 from node.http.ui.recipe_pages import recipes_page
 from node.http.ui.templating import negotiated
@@ -45,7 +46,7 @@ async def upload(request: web.Request) -> web.Response:
         data = await read_upload_field(request, "file", MAX_RECIPE_BYTES)
     else:
         data = await read_small_body(request, MAX_RECIPE_BYTES)
-    recipe = await request.app[NODE].recipes.add(data, owner=user.name)
+    recipe = await request.app[NODE].recipes.add(data, owner=user.name, quota=quota_of(request, user))
     return web.json_response(recipe, status=201, headers={"Location": f"/recipes/{recipe['id']}"})
 
 
@@ -89,14 +90,15 @@ async def delete(request: web.Request) -> web.Response:
     "Run a recipe with these inputs",
     "recipes",
     {202: answer("Queued", ref("RunStarted"), RUN_LINKS)},
-    errors=(400, 409, 503),
+    errors=(400, 409, 413, 429, 503),
+    description=RUN_LIMITS,
     auth=True,
     body=json_body(ref("RecipeRunRequest")),
 )
 async def run(request: web.Request) -> web.Response:
     """``POST /recipes/{id}/run`` ``{"inputs": ..., "output_name": ...}``: like ``POST /runs``."""
     user = await require_user(request)
-    await request.app[NODE].run_manager.check_capacity()
+    await request.app[NODE].run_manager.check_capacity(owner=user.name, limits=limits_of(request, user))
     body = await read_json(request)
     summary, recipe, _ = await request.app[NODE].recipes.get(ref_param(request, "id"))
     entry = await request.app[NODE].store.resolve(summary["id"])

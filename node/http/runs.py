@@ -23,6 +23,7 @@ from node.http.auth import require_user
 from node.http.bodies import read_small_body
 from node.http.cache import int_param
 from node.http.hot import HOT
+from node.http.limits import limits_of
 from node.http.openapi import operation
 from node.http.schemas import RECORD_LINKS, RUN_LINKS, answer, json_body, page, query, ref
 from node.records import verify_record
@@ -37,6 +38,11 @@ OUTPUT_NAME = re.compile(r"[^\x00-\x1f/\\]{1,128}")
 STATUSES = tuple(RunStatus)
 EVENT_WAIT_MS = 5_000  # below the Redis client's socket timeout (10 s)
 MAX_STREAM_ID_PART = 2**63
+RUN_LIMITS = (
+    "Refused, with nothing written, with 429 too_many_runs (Retry-After) while the user has "
+    "ARTDAG_MAX_RUNS_PER_USER unfinished runs, and 413 quota_exceeded while they store as much as "
+    "ARTDAG_QUOTA_BYTES allows (a run's output counts to its owner); the admin is exempt."
+)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -56,7 +62,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     "Start a render: a recipe (or effect name) and its inputs",
     "runs",
     {202: answer("Queued; follow it at url or events", ref("RunStarted"), RUN_LINKS)},
-    errors=(400, 403, 404, 409, 503),
+    errors=(400, 403, 404, 409, 413, 429, 503),
+    description=RUN_LIMITS,
     auth=True,
     body=json_body(ref("RunRequest")),
 )
@@ -64,7 +71,8 @@ async def create(request: web.Request) -> web.Response:
     """``POST /runs`` ``{"recipe": NAME|ID|CID, "inputs": [REF...]|{NAME: REF}, "params": {...},
     "output_name": ...}`` (``params`` only with a built-in effect's name)."""
     user = await require_user(request)
-    await request.app[NODE].run_manager.check_capacity()  # before a recipe's bytes are stored
+    limits = limits_of(request, user)  # asked before a recipe's bytes are stored
+    await request.app[NODE].run_manager.check_capacity(owner=user.name, limits=limits)
     body = await read_json(request)
     output_name = checked_output_name(
         body, {"recipe", "inputs", "params", "output_name", "priority", "callback"}
@@ -89,7 +97,8 @@ async def create(request: web.Request) -> web.Response:
     "Start one run per item: one recipe over a list of inputs, validated as a whole",
     "runs",
     {202: answer("Every run, queued", ref("BatchStarted"))},
-    errors=(400, 403, 404, 409, 503),
+    errors=(400, 403, 404, 409, 413, 429, 503),
+    description=RUN_LIMITS + " A batch counts as many runs as it has items.",
     auth=True,
     body=json_body(ref("BatchRequest")),
 )
@@ -111,7 +120,7 @@ async def create_batch(request: web.Request) -> web.Response:
             f"items is a list of 1 to {node.settings.max_batch} inputs (ARTDAG_MAX_BATCH), one per run",
             field="items",
         )
-    await node.run_manager.check_capacity(adding=len(items))
+    await node.run_manager.check_capacity(adding=len(items), owner=user.name, limits=limits_of(request, user))
     recipe, recipe_entry = await _recipe_of(request, user, body)
     submissions, problems = [], []
     for index, inputs in enumerate(items):
@@ -167,6 +176,7 @@ async def bound_submission(
         cache=node.cache,
         priority=priority,
         callback=callback,
+        limits=limits_of(request, user),
     )
 
 
@@ -281,14 +291,16 @@ async def _owned(request: web.Request) -> tuple[User, RunRecord]:
     "Try a failed or cancelled run again, as a new run: done steps reused, failed ones afresh",
     "runs",
     {202: answer("The new run, queued; follow it at url or events", ref("RunStarted"), RUN_LINKS)},
-    errors=(403, 409),
+    errors=(403, 409, 413, 429),
+    description=RUN_LIMITS,
     auth=True,
 )
 async def retry(request: web.Request) -> web.Response:
     """``POST /runs/{run_id}/retry``: a new run of the same recipe, inputs and output name,
     ``retry_of`` this one; 409 unless this one failed or was cancelled."""
-    _, record = await _owned(request)
-    return run_response(await request.app[NODE].run_manager.retry(record["run_id"]))
+    user, record = await _owned(request)
+    limits = limits_of(request, user)
+    return run_response(await request.app[NODE].run_manager.retry(record["run_id"], limits))
 
 
 @operation(

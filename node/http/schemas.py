@@ -232,8 +232,31 @@ COMPONENTS: dict[str, Schema] = {
                 "type": ["string", "null"],
                 "description": "who the request's token or cookie is; null: not logged in",
             },
+            "usage": {
+                "oneOf": [{"type": "null"}, ref("Usage")],
+                "description": "what the user stores and runs, against their limits; null: not logged in",
+            },
             "redis": ref("Dependency"),
             "ipfs": ref("Dependency"),
+        },
+    ),
+    "Usage": _object(
+        ["stored_bytes", "quota_bytes", "unfinished_runs", "max_runs", "rate_limit"],
+        {
+            "stored_bytes": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "bytes of the content the user owns and of their kept runs' outputs, "
+                "each once (shared content counts for each of its owners)",
+            },
+            "quota_bytes": {"type": ["integer", "null"], "description": "ARTDAG_QUOTA_BYTES; null: none"},
+            "unfinished_runs": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "queued or running, cluster-wide",
+            },
+            "max_runs": {"type": ["integer", "null"], "description": "ARTDAG_MAX_RUNS_PER_USER; null: none"},
+            "rate_limit": {**NULLABLE_STRING, "description": "ARTDAG_RATE_LIMIT on writes; null: none"},
         },
     ),
     "RunRequest": {

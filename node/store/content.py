@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -23,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from node.errors import NodeError
 from node.store.cid import normalize_ref
 from node.store.errors import (
     AssetNameTaken,
@@ -32,15 +34,16 @@ from node.store.errors import (
     InvalidUpload,
     IpfsTimeout,
     NotOwner,
+    QuotaExceeded,
     UploadStalled,
-    UploadTooLarge,
 )
 from node.store.gate import AddGate
 from node.store.gone import Gone
 from node.store.ipfs import Added, IpfsClient, file_chunks
+from node.store.room import Room
 from node.store.sniffing import SNIFF_BYTES, sniff_media_type
 from node.sync.connection import redis_errors
-from node.sync.index import ContentEntry, ContentIndex
+from node.sync.index import ContentEntry, ContentIndex, PutResult
 from node.sync.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -71,9 +74,9 @@ class Stored:
 class _Meter:
     """Hashes, counts and sniffs bytes as they stream past, and enforces the size limit."""
 
-    def __init__(self, chunks: AsyncIterable[bytes], max_size: int, idle_timeout_s: float) -> None:
+    def __init__(self, chunks: AsyncIterable[bytes], room: Room, idle_timeout_s: float) -> None:
         self._chunks = chunks
-        self._max_size = max_size
+        self._room = room
         self._idle_timeout_s = idle_timeout_s
         self.handed_over_at: float | None = None  # while IPFS holds a chunk: since when
         self._hasher = hashlib.sha3_256()
@@ -86,8 +89,8 @@ class _Meter:
         try:
             while (chunk := await self._next(source)) is not None:
                 self.size += len(chunk)
-                if self.size > self._max_size:
-                    raise UploadTooLarge.over(self._max_size)
+                if self.size > self._room.limit:
+                    raise self._room.too_large()
                 if len(self._head) < SNIFF_BYTES:
                     self._head += chunk[: SNIFF_BYTES - len(self._head)]
                 await asyncio.to_thread(self._hasher.update, chunk)  # SHA3 releases the GIL
@@ -134,21 +137,28 @@ class ContentStore:
         self.gate = AddGate()  # adds wait while the garbage collector runs repo/gc, and it for them
 
     async def put(
-        self, chunks: AsyncIterable[bytes], *, max_size: int, owner: str = "", asset: str = ""
+        self, chunks: AsyncIterable[bytes], *, max_size: int, owner: str = "", asset: str = "", quota: int = 0
     ) -> Stored:
-        """Stream ``chunks`` into IPFS, then pin and index them; all or nothing."""
+        """Stream ``chunks`` into IPFS, then pin and index them; all or nothing. With a ``quota``
+        (bytes ``owner`` may hold in all), QuotaExceeded as soon as the bytes would pass it."""
         if asset:
             await self.check_asset_free(asset, owner)
+        room = await self.room(max_size, owner, quota)
         async with self.gate.adding():
-            return await self.commit(await self.ingest(chunks, max_size=max_size), owner=owner, asset=asset)
+            return await self.commit(await self.ingest(chunks, room), owner=owner, asset=asset, quota=quota)
 
-    async def put_bytes(self, data: bytes, *, max_size: int, owner: str = "") -> Stored:
+    async def put_bytes(self, data: bytes, *, max_size: int, owner: str = "", quota: int = 0) -> Stored:
         """Store a small item already in memory (a signed record, a recipe)."""
 
         async def chunks() -> AsyncIterator[bytes]:
             yield data
 
-        return await self.put(chunks(), max_size=max_size, owner=owner)
+        return await self.put(chunks(), max_size=max_size, owner=owner, quota=quota)
+
+    async def room(self, max_size: int, owner: str = "", quota: int = 0) -> Room:
+        """How much a put of ``owner``'s may store now (their usage read once, if they have a quota)."""
+        used = await self.index.usage.stored_bytes(owner) if owner and quota else 0
+        return Room(max_size, quota, used)
 
     async def put_file(self, path: Path, *, owner: str = "", media_type: str = "") -> Stored:
         """Store a local file (a step's output), read in chunks off the event loop.
@@ -158,7 +168,7 @@ class ContentStore:
         async with self.gate.adding():
             handle = path.open("rb")  # opened here, not in a thread: see LocalCache._fetch
             try:
-                entry = await self.ingest(file_chunks(handle), max_size=2**62)
+                entry = await self.ingest(file_chunks(handle), Room(2**62))
             finally:
                 handle.close()  # a read-only file: closing is one syscall, and an await here
                 # could be skipped by a task destroyed at shutdown, leaking the descriptor
@@ -180,14 +190,17 @@ class ContentStore:
         return entries
 
     async def put_handle(
-        self, handle: BinaryIO, *, max_size: int, owner: str = "", asset: str = ""
+        self, handle: BinaryIO, *, max_size: int, owner: str = "", asset: str = "", quota: int = 0
     ) -> Stored:
-        """Store what an open binary file holds, read in chunks in threads, up to ``max_size``."""
-        return await self.put(file_chunks(handle), max_size=max_size, owner=owner, asset=asset)
+        """Store what an open binary file holds, read in chunks in threads, up to ``max_size``
+        (and ``owner``'s ``quota``: a file known to be past it is refused before it is read)."""
+        (await self.room(max_size, owner, quota)).check(os.fstat(handle.fileno()).st_size)
+        return await self.put(file_chunks(handle), max_size=max_size, owner=owner, asset=asset, quota=quota)
 
-    async def ingest(self, chunks: AsyncIterable[bytes], *, max_size: int) -> ContentEntry:
-        """Stream ``chunks`` into IPFS unpinned (garbage until committed); the entry they make."""
-        meter = _Meter(chunks, max_size, CLIENT_IDLE_TIMEOUT_S)
+    async def ingest(self, chunks: AsyncIterable[bytes], room: Room) -> ContentEntry:
+        """Stream ``chunks`` into IPFS unpinned (garbage until committed), refused past the
+        ``room``'s limit; the entry they make."""
+        meter = _Meter(chunks, room, CLIENT_IDLE_TIMEOUT_S)
         try:
             added = await self._add_watched(meter)
         except Exception as exc:
@@ -235,9 +248,10 @@ class ContentStore:
             raise AssetNameTaken(f"asset name {asset!r} is taken", field="name", name=asset)
 
     async def commit(
-        self, entry: ContentEntry, *, owner: str = "", asset: str = "", undo_pin: bool = True
+        self, entry: ContentEntry, *, owner: str = "", asset: str = "", undo_pin: bool = True, quota: int = 0
     ) -> Stored:
-        """Pin and index ingested content with its owner and asset name; all or nothing.
+        """Pin and index ingested content with its owner and asset name; all or nothing. With a
+        ``quota``, QuotaExceeded (nothing kept) if ``owner`` would hold more than it in all.
 
         ``undo_pin=False`` (a step's output) skips asking the daemon whether the bytes were
         pinned before and keeps the pin if indexing fails: a kept pin loses nothing, and it
@@ -248,19 +262,16 @@ class ContentStore:
             keep_pin = not undo_pin or bool(await self.ipfs.pin_ls(entry.cid))
             try:
                 await self.ipfs.pin_add(entry.cid)
-                result = await self.index.put(entry, owner=owner, asset=asset)
+                result = await self.index.put(entry, owner=owner, asset=asset, quota=quota)
             except BaseException:
                 if not keep_pin and await self._safe_to_unpin(entry):
                     await self.ipfs.pin_rm(entry.cid)
                 raise
-            if result.name_taken_by is not None:
+            refusal = _refusal(result, entry, asset, quota)
+            if refusal is not None:
                 if not keep_pin and not result.existed:
                     await self.ipfs.pin_rm(entry.cid)
-                raise AssetNameTaken(
-                    f"asset name {asset!r} is taken by other content: choose another name",
-                    field="name",
-                    name=asset,
-                )
+                raise refusal
         stored = await self.index.get(entry.content_id)
         log.info(
             "stored %s cid=%s size=%d existed=%s", entry.content_id, entry.cid, entry.size, result.existed
@@ -358,6 +369,17 @@ class ContentStore:
         """Indexed JSON content (an analysis or expansion record), parsed off the event loop;
         ValueError if it is not JSON."""
         return await asyncio.to_thread(json.loads, await self.read_all(entry, max_bytes))
+
+
+def _refusal(result: PutResult, entry: ContentEntry, asset: str, quota: int) -> NodeError | None:
+    """Why the index refused a put (nothing written), if it did."""
+    if result.name_taken_by is not None:
+        return AssetNameTaken(
+            f"asset name {asset!r} is taken by other content: choose another name", field="name", name=asset
+        )
+    if result.used is not None:
+        return QuotaExceeded.over(result.used, quota, entry.size)
+    return None
 
 
 class _RedisLock:

@@ -51,6 +51,32 @@ class UploadTooLarge(TooLarge):
         return cls(f"upload exceeds the limit of {limit} bytes (ARTDAG_MAX_UPLOAD)", limit=limit)
 
 
+class QuotaExceeded(TooLarge):
+    """Storing more would take a user past ``ARTDAG_QUOTA_BYTES`` (nothing was stored)."""
+
+    code = "quota_exceeded"
+
+    @classmethod
+    def over(cls, used: int, quota: int, adding: int | None = None) -> QuotaExceeded:
+        what = f"{size_text(adding)} more" if adding is not None else "this"
+        return cls(
+            f"you store {size_text(used)} of your {size_text(quota)} quota (ARTDAG_QUOTA_BYTES), and {what} "
+            "would pass it: delete something you own (DELETE /cache/{cid}) or a run you keep "
+            "(DELETE /runs/{run_id}), or ask the operator for more",
+            used=used,
+            quota=quota,
+            size=adding,
+        )
+
+
+def size_text(size: int) -> str:
+    """``1.9 GB``, ``512 kB``, ``80 B``: a size in decimal units, as people read them."""
+    for unit, scale in (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} B"
+
+
 class InvalidUpload(InvalidInput):
     code = "invalid_upload"
 

@@ -17,25 +17,39 @@ import redis.asyncio as aioredis
 from node.media.kinds import kind_of
 from node.sync.connection import hashes, redis_errors, scored_members
 from node.sync.keys import MEDIA_KINDS, Keys
+from node.sync.usage import USAGE_LUA, Usage
 
 # Index content, its owner and asset name in one step; refuse (writing nothing) an asset name
-# that already names other content. Media (ARGV[8]: its kind, '' for none) is listed in
-# ``media`` and its kind's listing (kinds in ARGV[9..], their listings in KEYS[7..]), by the
-# content's first creation time; listings of another kind drop it (a later put may say what it
-# is more exactly). KEYS: content, cid, contents, owners, assets, media, media:{kind}...
-# ARGV: content_id, cid, size, media_type, created, owner, asset, kind, kinds...
-# Returns {existed, taken_by}.
-_PUT_CONTENT = """
+# that already names other content, or a new owner whose usage would pass their quota (ARGV[9],
+# bytes; 0: none). Media (ARGV[8]: its kind, '' for none) is listed in ``media`` and its kind's
+# listing (kinds in ARGV[10..], their listings in KEYS[7..]), by the content's first creation
+# time; listings of another kind drop it (a later put may say what it is more exactly). The
+# owner's usage hash is the last key, when there is an owner.
+# KEYS: content, cid, contents, owners, assets, media, media:{kind}..., usage:{owner}?
+# ARGV: content_id, cid, size, media_type, created, owner, asset, kind, quota, kinds...
+# Returns {existed, taken_by, used_when_refused}.
+_PUT_CONTENT = (
+    USAGE_LUA
+    + """
 local existed = redis.call('EXISTS', KEYS[1])
 if ARGV[7] ~= '' then
   local current = redis.call('HGET', KEYS[5], ARGV[7])
-  if current and current ~= ARGV[1] then return {existed, current} end
+  if current and current ~= ARGV[1] then return {existed, current, false} end
+end
+local owner, usage = ARGV[6], KEYS[#KEYS]
+local new_owner = owner ~= '' and redis.call('SISMEMBER', KEYS[4], owner) == 0
+local quota = tonumber(ARGV[9])
+if new_owner and quota > 0 and used(usage) + tonumber(ARGV[3]) > quota then
+  return {existed, false, used(usage)}
 end
 redis.call('HSET', KEYS[1], 'cid', ARGV[2], 'size', ARGV[3], 'media_type', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'created', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[1])
-if ARGV[6] ~= '' then redis.call('SADD', KEYS[4], ARGV[6]) end
+if new_owner then
+  redis.call('SADD', KEYS[4], owner)
+  hold(usage, ARGV[1], ARGV[3])
+end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], ARGV[7], ARGV[1]) end
 local created = redis.call('HGET', KEYS[1], 'created')
 if ARGV[8] ~= '' then
@@ -43,15 +57,16 @@ if ARGV[8] ~= '' then
 else
   redis.call('ZREM', KEYS[6], ARGV[1])
 end
-for i = 7, #KEYS do
-  if ARGV[i + 2] == ARGV[8] then
+for i = 7, 6 + #ARGV - 9 do
+  if ARGV[i + 3] == ARGV[8] then
     redis.call('ZADD', KEYS[i], 'NX', created, ARGV[1])
   else
     redis.call('ZREM', KEYS[i], ARGV[1])
   end
 end
-return {existed, false}
+return {existed, false, false}
 """
+)
 
 # Write a step entry only if none exists: a computed result is never overwritten; list it in
 # the steps listing (KEYS[2]). KEYS[3], when given, gets the signed receipt (ARGV[1]) in the
@@ -134,6 +149,7 @@ class HeldContent:
 class PutResult:
     existed: bool  # the content was indexed before this put
     name_taken_by: str | None = None  # content id the asset name already names (nothing written)
+    used: int | None = None  # the owner's usage, when their quota refused the put (nothing written)
 
 
 class ContentIndex:
@@ -144,13 +160,17 @@ class ContentIndex:
         self._redis = client
         self._keys = keys
         self._put = client.register_script(_PUT_CONTENT)
+        self.usage = Usage(client, keys)
 
-    async def put(self, entry: ContentEntry, *, owner: str = "", asset: str = "") -> PutResult:
+    async def put(
+        self, entry: ContentEntry, *, owner: str = "", asset: str = "", quota: int = 0
+    ) -> PutResult:
         """Index content with its owner and asset name, all or nothing; idempotent.
 
         A second put of the same content keeps its first creation time and adds the owner.
         If ``asset`` already names other content nothing is written (``name_taken_by`` says
-        which)."""
+        which); nor if ``owner`` does not own it yet and holding it would take their usage past
+        ``quota`` bytes (0: no quota; ``used`` says what they hold)."""
         keys = [
             self._keys.content(entry.content_id),
             self._keys.cid(entry.cid),
@@ -159,13 +179,18 @@ class ContentIndex:
             self._keys.assets,
             self._keys.media,
             *(self._keys.media_of_kind(kind) for kind in MEDIA_KINDS),
+            *([self._keys.usage(owner)] if owner else []),
         ]
         created = repr(entry.created)
         args = [entry.content_id, entry.cid, str(entry.size), entry.media_type, created, owner, asset]
-        args += [kind_of(entry.media_type) or "", *MEDIA_KINDS]
+        args += [kind_of(entry.media_type) or "", str(quota), *MEDIA_KINDS]
         with redis_errors():
-            existed, taken_by = await self._put(keys=keys, args=args)
-        return PutResult(existed=bool(existed), name_taken_by=str(taken_by) if taken_by else None)
+            existed, taken_by, used = await self._put(keys=keys, args=args)
+        return PutResult(
+            existed=bool(existed),
+            name_taken_by=str(taken_by) if taken_by else None,
+            used=int(used) if used is not None else None,
+        )
 
     async def get(self, content_id: str) -> ContentEntry | None:
         key = self._keys.content(content_id)
@@ -271,8 +296,9 @@ class ContentIndex:
         return [content_id for content_id, count in zip(content_ids, held, strict=True) if count]
 
     async def add_owner(self, content_id: str, owner: str) -> None:
-        with redis_errors():
-            await self._redis.sadd(self._keys.content_owners(content_id), owner)
+        """Add an owner, who holds the content from now (their usage grows by its size)."""
+        entry = await self.get(content_id)
+        await self.usage.add_owners(content_id, entry.size if entry else 0, [owner])
 
     async def owners(self, content_id: str) -> set[str]:
         with redis_errors():
@@ -287,14 +313,10 @@ class ContentIndex:
             await self._redis.srem(self._keys.content_runs(content_id), run_id)
 
     async def remove_owner(self, content_id: str, owner: str | None) -> set[str]:
-        """Drop one owner (None: every owner); the owners left."""
-        key = self._keys.content_owners(content_id)
-        with redis_errors():
-            if owner is None:
-                await self._redis.delete(key)
-            else:
-                await self._redis.srem(key, owner)
-            return {str(name) for name in await self._redis.smembers(key)}
+        """Drop one owner (None: every owner), lowering their usage; the owners left. Under the
+        content lock (``ContentStore.delete``), so no owner is added meanwhile."""
+        owners = [owner] if owner is not None else sorted(await self.owners(content_id))
+        return await self.usage.remove_owners(content_id, owners) if owners else set()
 
     async def media_info(self, content_id: str) -> str | None:
         """What probing the content found (JSON), if it was probed."""
@@ -308,7 +330,9 @@ class ContentIndex:
 
     async def remove(self, entry: ContentEntry) -> list[str]:
         """Forget content entirely: its entry, CID mapping, listings, owners, runs and asset
-        names; the asset names it had."""
+        names; the asset names it had. Owners left (content lost to a repository refill) release
+        their holds first, so their usage drops with it."""
+        await self.remove_owner(entry.content_id, None)
         with redis_errors():
             names = (await self.names_by_content()).get(entry.content_id, [])
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -342,18 +366,18 @@ class ContentIndex:
                 added = sum(int(new) for new in await pipe.execute())
             async with self._redis.pipeline(transaction=False) as pipe:
                 for item in held:
-                    self._restore_one(pipe, item)
+                    await self._restore_one(pipe, item)
                 await pipe.execute()
         return added
 
-    def _restore_one(self, pipe: Any, item: HeldContent) -> None:
+    async def _restore_one(self, pipe: Any, item: HeldContent) -> None:
         entry = item.entry
         key = self._keys.content(entry.content_id)
         for name, value in {**_fields(entry, "content_id"), "created": repr(entry.created)}.items():
             pipe.hsetnx(key, name, value)
         pipe.setnx(self._keys.cid(entry.cid), entry.content_id)
-        if item.owners:
-            pipe.sadd(self._keys.content_owners(entry.content_id), *item.owners)
+        if item.owners:  # each restored owner holds it again: their usage is rebuilt with it
+            await self.usage.add_owners(entry.content_id, entry.size, item.owners, client=pipe)
         if item.runs:
             pipe.sadd(self._keys.content_runs(entry.content_id), *item.runs)
         kind = kind_of(entry.media_type)

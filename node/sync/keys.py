@@ -21,6 +21,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 MEDIA_KINDS = ("image", "video", "audio")  # the media listings there are, besides all media
 USER_PATTERN = r"@[A-Za-z0-9._-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?"  # @name@l2-host
 _USER = re.compile(USER_PATTERN)
+_OWNER = re.compile(rf"{USER_PATTERN}|[A-Za-z0-9._-]{{1,64}}")  # an L2 user, or the local admin
 
 
 def _checked(kind: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -222,6 +223,21 @@ class Keys:
     def user_tokens(self, user: str) -> str:
         """Set of the SHA-256 of every token a user has authenticated with here (revoke-user)."""
         return f"{self.prefix}user_tokens:{_checked('user', user, _USER)}"
+
+    # --- quotas and rate limits ----------------------------------------------------------
+    def usage(self, owner: str) -> str:
+        """Hash {bytes, n:{content_id}, s:{content_id}}: what an owner holds (``node.sync.usage``):
+        bytes in all, and per content how many holds (ownership, kept runs' outputs) and its size."""
+        return f"{self.prefix}usage:{_checked('owner', owner, _OWNER)}"
+
+    def runs_active_of(self, owner: str) -> str:
+        """Sorted set of one owner's unfinished run ids (scored like ``runs_active``): the
+        per-user limit on concurrent runs counts it, cluster-wide."""
+        return f"{self.prefix}runs:active:{_checked('owner', owner, _OWNER)}"
+
+    def rate(self, owner: str) -> str:
+        """Sorted set of the times of one user's recent writes (``node.sync.rate``), expiring."""
+        return f"{self.prefix}rate:{_checked('owner', owner, _OWNER)}"
 
     # --- claims --------------------------------------------------------------------------
     def claim(self, cache_id: str) -> str:

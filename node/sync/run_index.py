@@ -17,22 +17,63 @@ from node.sync.connection import redis_errors, scored_members
 from node.sync.keys import Keys
 from node.sync.run_events import RunEvents, entry, final_event
 from node.sync.run_status import RunRecord, RunStatus, is_final, read_record
+from node.sync.usage import USAGE_LUA
 
 LIST_BATCH = 200
 ENDING_FIELDS = ("status", "output", "provenance_cid", "error")  # in a restored run's final event
 _FINAL_LUA = " or ".join(f"status == '{status}'" for status in RunStatus.finals())
 
 # Move a run to a final status only if it is not final already (a completion and a cancel can
-# race); the run leaves runs:active in the same step. Returns the record now in force.
-_FINISH = f"""
+# race); the run leaves runs:active (KEYS[2]) and its owner's (KEYS[3]) in the same step, and a
+# completed run's output (ARGV[3], its entry KEYS[5]) is held by its owner (usage KEYS[4]) while
+# the run is kept. Returns the record now in force.
+_FINISH = (
+    USAGE_LUA
+    + f"""
 local current = redis.call('GET', KEYS[1])
 if not current then return false end
 local status = cjson.decode(current)['status']
 if {_FINAL_LUA} then return current end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+if ARGV[3] ~= '' then hold(KEYS[4], ARGV[3], redis.call('HGET', KEYS[5], 'size') or '0') end
 return ARGV[1]
 """
+)
+
+# Add a run (record ARGV[1], plan ARGV[2], id ARGV[3], at ARGV[4]) unless its owner already has
+# ARGV[5] unfinished ones (0: no limit). KEYS: run, plan, runs:active, runs, runs:active:{owner}.
+# Returns how many the owner had when refused (nothing written), else -1.
+_ADD = """
+local limit = tonumber(ARGV[5])
+local unfinished = redis.call('ZCARD', KEYS[5])
+if limit > 0 and unfinished >= limit then return unfinished end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+return -1
+"""
+
+# Delete a finished run's record, events and listings (KEYS[1..6]: run, events, reported, runs,
+# runs:active, runs:active:{owner}; ARGV[2]: the run id); it stops holding its content (their
+# runs sets are KEYS[8..]), and its owner's hold on its output (ARGV[1], '' for none; their
+# usage is KEYS[7]) is released.
+_DELETE = (
+    USAGE_LUA
+    + """
+local run_id = ARGV[#ARGV]
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], run_id)
+redis.call('ZREM', KEYS[5], run_id)
+redis.call('ZREM', KEYS[6], run_id)
+for i = 8, #KEYS do redis.call('SREM', KEYS[i], run_id) end
+if ARGV[1] ~= '' then release(KEYS[7], ARGV[1]) end
+return 0
+"""
+)
 
 # Move a queued run to running (a run already running, or finished, stays as it is).
 _START = f"""
@@ -50,6 +91,14 @@ return 1
 
 class RunNotFound(NotFound):
     code = "run_not_found"
+
+
+class OwnerBusy(Exception):
+    """The owner already has as many unfinished runs as they may (nothing was written)."""
+
+    def __init__(self, unfinished: int) -> None:
+        super().__init__(f"{unfinished} unfinished runs")
+        self.unfinished = unfinished
 
 
 @dataclass(frozen=True)
@@ -72,17 +121,25 @@ class RunIndex:
         self.events = RunEvents(client, keys, followers)
         self._finish_script = client.register_script(_FINISH)
         self._start_script = client.register_script(_START)
+        self._add_script = client.register_script(_ADD)
+        self._delete_script = client.register_script(_DELETE)
 
-    async def add(self, record: RunRecord, plan: dict[str, Any]) -> None:
-        """Store a new run and its plan, listed (as active) from now."""
-        now = time.time()
+    async def add(self, record: RunRecord, plan: dict[str, Any], *, run_limit: int = 0) -> None:
+        """Store a new run and its plan, listed (as active) from now; OwnerBusy (nothing
+        written) if its owner already has ``run_limit`` unfinished runs (0: no limit)."""
+        run_id, owner = record["run_id"], record["owner"]
+        keys = [
+            self._keys.run(run_id),
+            self._keys.plan(record["plan_id"]),
+            self._keys.runs_active,
+            self._keys.runs,
+            self._keys.runs_active_of(owner),
+        ]
+        args = [json.dumps(record), json.dumps(plan), run_id, repr(time.time()), str(run_limit)]
         with redis_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._keys.plan(record["plan_id"]), json.dumps(plan))
-                pipe.set(self._keys.run(record["run_id"]), json.dumps(record))
-                pipe.zadd(self._keys.runs_active, {record["run_id"]: now})
-                pipe.zadd(self._keys.runs, {record["run_id"]: now})
-                await pipe.execute()
+            unfinished = int(await self._add_script(keys=keys, args=args))
+        if unfinished >= 0:
+            raise OwnerBusy(unfinished)
 
     async def get(self, run_id: str) -> RunRecord:
         """The run's record; RunNotFound if there is none."""
@@ -109,11 +166,12 @@ class RunIndex:
         or no record any more; the record in force afterwards, and whether ``wanted`` was
         written."""
         encoded = json.dumps(wanted)
-        run_id = wanted["run_id"]
+        run_id, owner, output = wanted["run_id"], wanted["owner"], wanted["output"]
+        held = output["content_id"] if output and wanted["status"] == RunStatus.COMPLETED else ""
+        keys = [self._keys.run(run_id), self._keys.runs_active, self._keys.runs_active_of(owner)]
+        keys += [self._keys.usage(owner), self._keys.content(held) if held else self._keys.runs]
         with redis_errors():
-            in_force = await self._finish_script(
-                keys=[self._keys.run(run_id), self._keys.runs_active], args=[encoded, run_id]
-            )
+            in_force = await self._finish_script(keys=keys, args=[encoded, run_id, held])
         if not in_force:  # the run was deleted meanwhile: nothing to finish
             return wanted, False
         return (wanted, True) if in_force == encoded else (_record(in_force), False)
@@ -128,10 +186,13 @@ class RunIndex:
         with redis_errors():
             return [str(run_id) for run_id in await self._redis.zrange(self._keys.runs_active, 0, -1)]
 
-    async def drop_active(self, run_id: str) -> None:
+    async def drop_active(self, run_id: str, owner: str) -> None:
         """Unlist a finished run from the unfinished ones (its node died before it could)."""
         with redis_errors():
-            await self._redis.zrem(self._keys.runs_active, run_id)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self._keys.runs_active, run_id)
+                pipe.zrem(self._keys.runs_active_of(owner), run_id)
+                await pipe.execute()
 
     async def listing(
         self, offset: int, limit: int, status: str | None = None, owner: str | None = None
@@ -201,16 +262,13 @@ class RunIndex:
         used = [item["content_id"] for item in record["inputs"]] + [record["recipe_content_id"]]
         output = record["output"]
         used += [output["content_id"]] if output else []
-        with redis_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(
-                    self._keys.run(run_id), self._keys.events(run_id), self._keys.run_reported(run_id)
-                )
-                pipe.zrem(self._keys.runs, run_id)
-                pipe.zrem(self._keys.runs_active, run_id)
-                for content_id in used:  # the run no longer holds its content against deletion
-                    pipe.srem(self._keys.content_runs(content_id), run_id)
-                await pipe.execute()
+        owner = record["owner"]
+        keys = [self._keys.run(run_id), self._keys.events(run_id), self._keys.run_reported(run_id)]
+        keys += [self._keys.runs, self._keys.runs_active, self._keys.runs_active_of(owner)]
+        keys += [self._keys.usage(owner), *map(self._keys.content_runs, used)]
+        held = output["content_id"] if output and record["status"] == RunStatus.COMPLETED else ""
+        with redis_errors():  # the run no longer holds its content against deletion
+            await self._delete_script(keys=keys, args=[held, run_id])
         return used
 
     async def listed(self) -> list[tuple[str, float]]:
@@ -258,6 +316,8 @@ class RunIndex:
                     pipe.zadd(self._keys.runs, {run_id: run.submitted}, nx=True)
                     if not is_final(status):
                         pipe.zadd(self._keys.runs_active, {run_id: run.submitted}, nx=True)
+                        owner = str(run.record.get("owner"))
+                        pipe.zadd(self._keys.runs_active_of(owner), {run_id: run.submitted}, nx=True)
                     else:
                         ending = {key: run.record.get(key) for key in ENDING_FIELDS}
                         pipe.xadd(self._keys.events(run_id), entry(final_event(RunStatus(status)), ending))
