@@ -18,6 +18,7 @@ import pytest
 from node.config import ConfigError, RateLimit, Settings
 from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
+from node.services import EmbeddedServices
 from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import CHUNKED_FORM_TYPE, Client, NodeClient, chunked_form, poll_async, sse
 from tests.l2_server import TestL2
@@ -169,6 +170,30 @@ async def test_a_run_output_counts_to_its_owner_and_is_checked_at_admission(
     assert (upload.status, (await error_of(upload))["code"]) == (413, "quota_exceeded")
     assert (await node.delete(f"/runs/{run_id}", headers=alice)).status == 200
     assert (await usage(node, alice))["stored_bytes"] == source["size"]
+
+
+async def test_usage_is_rebuilt_when_redis_is_emptied(
+    own_redis: EmbeddedServices, node_client: NodeClient, l2: TestL2
+) -> None:
+    """After FLUSHALL the node restores its published state, and with it what each user holds:
+    the content they own and their kept runs' outputs."""
+    settings = own_redis.settings.replace(redis_watch=0.2, state_debounce=3600)
+    node = await limited_node(node_client, settings, l2, quota_bytes=10**6)
+    alice = as_user(l2, "alice")
+    source = await stored(node, alice, picture(7))
+    started = await node.post("/runs", json={"recipe": "invert", "inputs": [source["cid"]]}, headers=alice)
+    assert started.status == 202, await started.text()
+    await sse(node, (await started.json())["run_id"])
+    before = (await usage(node, alice))["stored_bytes"]
+    assert before > source["size"]
+    await node.app[NODE].publisher.publish()
+    await node.app[NODE].redis.flushall()
+
+    async def rebuilt() -> bool:
+        shown = (await (await node.get("/", headers=alice)).json())["usage"] or {}
+        return bool(shown.get("stored_bytes") == before)
+
+    await poll_async(rebuilt, timeout_s=15)
 
 
 async def test_unfinished_runs_per_user(node_client: NodeClient, settings: Settings, l2: TestL2) -> None:

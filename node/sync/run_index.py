@@ -42,6 +42,10 @@ return ARGV[1]
 """
 )
 
+# A restored completed run's owner holds its output (content ARGV[1], its entry KEYS[2]) again,
+# in their usage (KEYS[1]).
+_HOLD_OUTPUT = USAGE_LUA + "hold(KEYS[1], ARGV[1], redis.call('HGET', KEYS[2], 'size') or '0')"
+
 # Add a run (record ARGV[1], plan ARGV[2], id ARGV[3], at ARGV[4]) unless its owner already has
 # ARGV[5] unfinished ones (0: no limit). KEYS: run, plan, runs:active, runs, runs:active:{owner}.
 # Returns how many the owner had when refused (nothing written), else -1.
@@ -123,6 +127,7 @@ class RunIndex:
         self._start_script = client.register_script(_START)
         self._add_script = client.register_script(_ADD)
         self._delete_script = client.register_script(_DELETE)
+        self._hold_output = client.register_script(_HOLD_OUTPUT)
 
     async def add(self, record: RunRecord, plan: dict[str, Any], *, run_limit: int = 0) -> None:
         """Store a new run and its plan, listed (as active) from now; OwnerBusy (nothing
@@ -321,7 +326,15 @@ class RunIndex:
                     else:
                         ending = {key: run.record.get(key) for key in ENDING_FIELDS}
                         pipe.xadd(self._keys.events(run_id), entry(final_event(RunStatus(status)), ending))
+                        await self._held_again(pipe, run.record)
                 await pipe.execute()
+
+    async def _held_again(self, pipe: Any, record: RunRecord) -> None:
+        """Queue a restored completed run's hold on its output (its content is restored first)."""
+        output = record.get("output")
+        if record.get("status") == RunStatus.COMPLETED and output:
+            keys = [self._keys.usage(str(record["owner"])), self._keys.content(output["content_id"])]
+            await self._hold_output(keys=keys, args=[output["content_id"]], client=pipe)
 
 
 def _record(raw: str | bytes) -> RunRecord:
