@@ -101,23 +101,24 @@ async def upload(request: web.Request) -> web.Response:
         raise InvalidUpload("send the file as multipart/form-data in a field named 'file'", field="file")
     await store.check_ready()
     name = request.query.get("name", "")
-    entry: ContentEntry | None = None
-    idle_s = request.app[NODE].settings.body_timeout
-    async for field in _fields(await _body_errors(request.multipart(), idle_s), idle_s):
-        if field.name == "name" and field.filename is None:
-            name = await _small_field(field, idle_s)
-        elif field.name == "file" and entry is None:
-            if name:
-                await store.check_asset_free(_checked_asset(name), user.name)
-            entry = await store.ingest(_part_chunks(field, idle_s), room)
-        else:
-            raise InvalidUpload(
-                f"unexpected form field {field.name!r}; send 'file' once and optionally 'name'"
-            )
-    if entry is None:
-        raise InvalidUpload("no file: send it in a form field named 'file'", field="file")
-    asset = _checked_asset(name) if name else ""
-    stored = await store.commit(entry, owner=user.name, asset=asset, quota=room.quota)
+    async with store.gate.adding():  # added unpinned, then pinned: no repo/gc in between
+        entry: ContentEntry | None = None
+        idle_s = request.app[NODE].settings.body_timeout
+        async for field in _fields(await _body_errors(request.multipart(), idle_s), idle_s):
+            if field.name == "name" and field.filename is None:
+                name = await _small_field(field, idle_s)
+            elif field.name == "file" and entry is None:
+                if name:
+                    await store.check_asset_free(_checked_asset(name), user.name)
+                entry = await store.ingest(_part_chunks(field, idle_s), room)
+            else:
+                raise InvalidUpload(
+                    f"unexpected form field {field.name!r}; send 'file' once and optionally 'name'"
+                )
+        if entry is None:
+            raise InvalidUpload("no file: send it in a form field named 'file'", field="file")
+        asset = _checked_asset(name) if name else ""
+        stored = await store.commit(entry, owner=user.name, asset=asset, quota=room.quota)
     return _stored_response(stored, name)
 
 
