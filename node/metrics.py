@@ -176,13 +176,15 @@ class Metrics:
         self.workers_total.set_function(workers_total)
 
     @contextlib.contextmanager
-    def redis_call(self, command: str) -> Iterator[None]:
-        """Time one Redis command (or pipeline) and count it if it fails."""
+    def redis_call(self, command: str, expected: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+        """Time one Redis command (or pipeline) and count it if it fails, unless the failure
+        is one of ``expected`` (part of the client's own protocol)."""
         started = time.perf_counter()
         try:
             yield
-        except Exception:
-            self.redis_errors.labels(command).inc()
+        except Exception as exc:
+            if not isinstance(exc, expected):
+                self.redis_errors.labels(command).inc()
             raise
         finally:
             self.redis_latency.labels(command).observe(time.perf_counter() - started)

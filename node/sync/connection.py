@@ -19,6 +19,8 @@ POOL_WAIT_S = 10.0  # how long a command waits for a free connection before it i
 # Replies of a Redis that cannot serve for a while (persistence failing, a failover).
 _OUTAGE_REPLIES = frozenset({"MISCONF", "TRYAGAIN", "MASTERDOWN", "LOADING", "CLUSTERDOWN"})
 DEFAULT_CONNECTIONS = 64
+# Not a failure: redis-py answers it by loading the script (SCRIPT LOAD) and sending it again.
+_CLIENT_PROTOCOL = (redis.exceptions.NoScriptError,)
 
 
 def connect(
@@ -57,7 +59,7 @@ class _MeasuredRedis(aioredis.Redis):
     metrics: Metrics
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        with self.metrics.redis_call(str(args[0]).upper()):
+        with self.metrics.redis_call(str(args[0]).upper(), _CLIENT_PROTOCOL):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
