@@ -3,7 +3,10 @@ Redis and IPFS latencies measured where the node calls them."""
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -184,3 +187,26 @@ async def test_a_lapsed_claim_is_taken_over_once(settings: Settings, redis_clien
     await alive.release(step, claim.token, "its own failure", scope="run")
     after_release = await alive.claim_or_hit(step, scope="run")
     assert after_release.outcome == "won" and not after_release.took_over
+
+
+def metric_names() -> set[str]:
+    """Every metric of a node as it is queried: counters with ``_total``, histograms bare."""
+    return {
+        f"{family.name}_total" if family.type == "counter" else family.name
+        for family in Metrics().registry.collect()
+    }
+
+
+def test_every_metric_is_documented_and_the_dashboard_names_only_metrics() -> None:
+    """docs/operations.md has a row for each metric; the Grafana dashboard queries nothing else."""
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    table = (docs / "operations.md").read_text()
+    assert [name for name in sorted(metric_names()) if f"| `{name}` |" not in table] == []
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text())
+    queried = {
+        re.sub(r"_bucket$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"artdag_\w+", target["expr"])
+    }
+    assert queried and queried <= metric_names()
