@@ -13,7 +13,7 @@ from types import FrameType
 import uvloop
 from aiohttp import web
 
-from node import __version__
+from node import __version__, logs
 from node.assembly import Node
 from node.config import ConfigError, Settings
 from node.http import create_app
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"artdag-node: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     if args.command == "verify":
         return uvloop.run(verify_command(settings, args.cid, args.trust, args.any_signer, args.json))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop daemons cleanly even during start-up

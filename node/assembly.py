@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from node import __version__
+from node import __version__, logs
 from node.auth.deletion import DeletionRules
 from node.auth.l2 import L2Verifier
 from node.auth.local import Authenticator, load_or_create_admin_token
@@ -51,6 +51,7 @@ from node.federation.recovery import recover
 from node.federation.refill import refill
 from node.identity import NodeIdentity, load_or_create
 from node.media.ffmpeg import cpu_class
+from node.metrics import Metrics
 from node.services import REFILL_MARKER, EmbeddedServices
 from node.store.content import ContentStore
 from node.store.gone import Gone
@@ -99,6 +100,7 @@ class NodeCore:
     notices: Notices
     activities: Activities
     http_session: aiohttp.ClientSession  # for IPFS and peers (large read buffer)
+    metrics: Metrics  # this node's own registry (GET /metrics), counted into by its parts
     ipfs: IpfsClient
     cache: LocalCache
     thumbnails: Thumbnails
@@ -184,15 +186,18 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
     redis_url = _required(settings.redis_url, "redis_url")
     ipfs_api = _required(settings.ipfs_api, "ipfs_api")
     identity = await asyncio.to_thread(load_or_create, settings.data_dir)
+    logs.node_id.set(identity.node_id)  # the tasks of this node, started from here on, log it
     log.info("node id %s", identity.node_id)
-    client = connect(redis_url, settings.redis_connections)
+    metrics = Metrics()
+    client = connect(redis_url, settings.redis_connections, metrics=metrics)
+    # Not timed: the followers' reads block until a run's next event, which is no latency.
     followers = connect(redis_url, settings.redis_connections, wait_s=None)
-    probe = connect(redis_url, PROBE_CONNECTIONS, wait_s=PROBE_WAIT_S)
+    probe = connect(redis_url, PROBE_CONNECTIONS, wait_s=PROBE_WAIT_S, metrics=metrics)
     keys = Keys(settings.redis_prefix)
     # A larger read buffer than aiohttp's 64 KiB: fewer pause/resume cycles when relaying
     # hundreds of MB from the daemon (measured in bench/store.py).
     session = aiohttp.ClientSession(read_bufsize=IPFS_READ_BUFSIZE)
-    ipfs = IpfsClient(ipfs_api, session, settings.ipfs_timeout)
+    ipfs = IpfsClient(ipfs_api, session, settings.ipfs_timeout, metrics=metrics)
     cache = LocalCache(settings.data_dir / "cache", ipfs)
     thumbnails = Thumbnails(settings.data_dir / "thumbnails", cache, memory_limit=settings.worker_memory)
     gone = Gone(cache, thumbnails)
@@ -211,6 +216,7 @@ async def _core(settings: Settings, services: EmbeddedServices | None) -> AsyncI
             notices=Notices(client, keys),
             activities=Activities(client, keys),
             http_session=session,
+            metrics=metrics,
             ipfs=ipfs,
             cache=cache,
             thumbnails=thumbnails,
@@ -304,6 +310,7 @@ async def _federation(core: NodeCore) -> AsyncIterator[_Federation]:
         data_dir=settings.data_dir,
         debounce_s=settings.state_debounce,
         recovery=recovery,
+        metrics=core.metrics,
     )
     marker = settings.data_dir / REFILL_MARKER
     refilling = marker.exists()  # others keep entries meanwhile
@@ -318,6 +325,7 @@ async def _federation(core: NodeCore) -> AsyncIterator[_Federation]:
         keys=keys,
         poll_s=settings.peer_poll,
         peering=peering,
+        metrics=core.metrics,
     )
     for prefix in ("step", "run", STATE_NOTICE.split(":", maxsplit=1)[0]):  # may change the state
         core.notices.on(prefix, publisher.on_notice)
@@ -393,6 +401,7 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
         published=writer.publish_soon,
         claims=RedisClaims(board, core.notices, heartbeat_s=settings.heartbeat),
         adopt=adopt if peer_sync.peers else None,
+        metrics=core.metrics,
     )
     notifier = Notifier(
         CallbackQueue(core.redis, core.keys), core.identity, core.http_session, settings.callback_hosts
@@ -410,6 +419,12 @@ async def _executor(core: NodeCore, federation: _Federation) -> AsyncIterator[_E
         retry_max_s=settings.retry_max,
         cache=cache,
         segment_s=settings.segment_seconds,
+    )
+    core.metrics.watch(
+        ready_steps=lambda: len(scheduler.waiting_priorities),
+        active_runs=lambda: run_manager.active,
+        workers_busy=lambda: len(pool.busy_pids),
+        workers_total=lambda: pool.size,
     )
     await _take_back_claims(board)
     notifier.start()
@@ -467,6 +482,7 @@ async def _collecting(core: NodeCore, publications: PublicationChecker) -> Async
         activities=core.activities,
         published=publications.published,
         changed=functools.partial(core.notices.publish, STATE_NOTICE),
+        metrics=core.metrics,
     )
     collector.start()
     try:

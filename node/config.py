@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from node.identity import public_key_from_node_id
+from node.logs import LOG_FORMATS
 from node.memory import default_limit as default_memory_limit
 
 MIN_WORKER_MEMORY = 256 * 1024**2
@@ -28,6 +29,7 @@ ENV_PREFIX = "ARTDAG_"
 CONFIG_FILE_VAR = "ARTDAG_CONFIG"
 _SWARM_ADDRESS = re.compile(r"/(ip4|ip6)/[0-9A-Fa-f.:]+/(tcp/\d{1,5}(/ws)?|udp/\d{1,5}/quic-v1)")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+METRICS_ACCESS = ("admin", "public")  # who may read GET /metrics
 _SIZE_UNITS = {
     "": 1, "B": 1,
     "K": 1000, "KB": 1000, "KIB": 1024,
@@ -123,6 +125,8 @@ class Settings:
     rate_limit: RateLimit | None = None  # a user's writes (POST, PUT, PATCH, DELETE), cluster-wide
     body_timeout: float = 30.0  # seconds a small body (JSON, a recipe) has to arrive whole
     log_level: str = "INFO"
+    log_format: str = "text"  # text, or json: one JSON object a line with the run, step and node ids
+    metrics: str = "admin"  # who may read GET /metrics: the admin (a bearer token), or public
 
     def __post_init__(self) -> None:
         if not self.worker_memory:
@@ -389,6 +393,16 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        choice = _text(value).lower()
+        if choice not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return choice
+
+    return parse
+
+
 def _peers(value: Any) -> tuple[str, ...]:
     return tuple(_peer(item) for item in _items(value))
 
@@ -458,4 +472,6 @@ _FIELDS = (
     _Field("rate_limit", _rate),
     _Field("body_timeout", _seconds_up_to(3600)),
     _Field("log_level", _log_level),
+    _Field("log_format", _one_of(LOG_FORMATS)),
+    _Field("metrics", _one_of(METRICS_ACCESS)),
 )

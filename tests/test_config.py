@@ -71,6 +71,13 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.max_upload == 512 * 1024**2
 
 
+def test_log_format_and_metrics_access() -> None:
+    """Text logs and admin-only metrics unless asked; the values are read in any case."""
+    assert (Settings().log_format, Settings().metrics) == ("text", "admin")
+    chosen = Settings.from_env({"ARTDAG_LOG_FORMAT": "JSON", "ARTDAG_METRICS": "public"})
+    assert (chosen.log_format, chosen.metrics) == ("json", "public")
+
+
 def test_public_url_defaults_to_host_and_port() -> None:
     """Without ARTDAG_PUBLIC_URL the node names itself by its listening address."""
     assert Settings.from_env({"ARTDAG_PORT": "8200"}).public_url == "http://127.0.0.1:8200"
@@ -100,6 +107,8 @@ def test_public_url_defaults_to_host_and_port() -> None:
         ("ARTDAG_MAX_UPLOAD", "5 parsecs"),
         ("ARTDAG_MAX_UPLOAD", "0"),
         ("ARTDAG_LOG_LEVEL", "LOUD"),
+        ("ARTDAG_LOG_FORMAT", "xml"),
+        ("ARTDAG_METRICS", "open"),
         ("ARTDAG_PEERS", "https://b.example"),
         ("ARTDAG_PEERS", "z6MkNotAKey@https://b.example"),
         ("ARTDAG_PEERS", f"{PEER}@"),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.config import Settings
 from node.http.appkeys import NODE
@@ -118,6 +119,17 @@ async def test_a_budget_below_a_run_s_intermediates_evicts_them_and_keeps_the_ou
     activity = (await (await client.get("/activities?limit=20")).json())["items"]
     collected = next(item for item in activity if item["kind"] == "garbage_collected")
     assert set(collected["cids"]) == gone and collected["reclaimed"] == report["reclaimed"]
+    exported = {
+        sample.name + str(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(
+            await (await client.get("/metrics", headers=auth)).text()
+        )
+        for sample in family.samples
+    }
+    assert exported["artdag_gc_runs_total[]"] == 1
+    assert exported["artdag_gc_reclaimed_bytes_total[]"] == report["reclaimed"]
+    assert exported["artdag_gc_evicted_total[('kind', 'step')]"] == 2
+    assert exported["artdag_disk_budget_bytes[]"] == 1
 
 
 async def test_uploads_and_what_an_unfinished_run_needs_stay(

@@ -14,7 +14,16 @@ NODE = Path(__file__).resolve().parent.parent / "node"
 
 # Bottom first. Each entry is one layer: the modules or packages on it (dotted, under ``node``).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("node", "node.errors", "node.canonical", "node.timestamps", "node.private_files", "node.kubo"),
+    (
+        "node",
+        "node.errors",
+        "node.canonical",
+        "node.timestamps",
+        "node.private_files",
+        "node.kubo",
+        "node.metrics",
+        "node.logs",
+    ),
     ("node.memory",),
     ("node.identity",),
     ("node.records", "node.config"),

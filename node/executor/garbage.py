@@ -36,6 +36,7 @@ from typing import Any
 from node.errors import NodeError
 from node.executor.planner import EXPAND
 from node.media.kinds import kind_of
+from node.metrics import Metrics
 from node.store.content import ContentStore
 from node.store.local_cache import LocalCache
 from node.sync.activities import Activities
@@ -47,7 +48,6 @@ from node.timestamps import utc_now
 log = logging.getLogger(__name__)
 
 Published = Callable[[list[str]], Awaitable[set[str]]]
-Listener = Callable[["Collection"], None]
 CACHE_GRACE_S = 60.0  # a cache file touched this recently may be about to be read by a worker
 ROUNDS_MAX = 5  # looks again after runs were submitted meanwhile, before giving up for now
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # an expansion record read to learn the steps it added
@@ -134,6 +134,7 @@ class GarbageCollector:
         activities: Activities,
         published: Published,
         changed: Callable[[], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.budget = budget
         self._interval_s = interval_s
@@ -147,13 +148,10 @@ class GarbageCollector:
         self._published = published
         self._changed = changed  # tells every node of the cluster its published state changed
         self._lock = asyncio.Lock()
-        self._listeners: list[Listener] = []
+        self._metrics = metrics or Metrics()
+        self._metrics.disk_budget.set(budget)
         self._task: asyncio.Task[None] | None = None
         self.last: Collection | None = None
-
-    def on_collected(self, listener: Listener) -> None:
-        """Call ``listener`` (synchronous, quick) with each collection done (metrics)."""
-        self._listeners.append(listener)
 
     async def evicted(self, cids: list[str]) -> set[str]:
         """Which of ``cids`` (intermediate outputs) the disk budget evicted, and are not held
@@ -166,6 +164,8 @@ class GarbageCollector:
         """The repository's and the local cache's size now."""
         repo = await self._store.ipfs.repo_size()
         cache = await asyncio.to_thread(_tree_size, self._cache.root)
+        self._metrics.disk_used.labels("repo").set(repo)
+        self._metrics.disk_used.labels("cache").set(cache)
         return Usage(repo, cache, self.budget)
 
     async def collect(self, *, reason: str = "requested", who: str = "") -> Collection:
@@ -201,8 +201,15 @@ class GarbageCollector:
         cids = [item["cid"] for item in collection.evicted]
         details = {key: value for key, value in report.items() if key != "evicted"}
         await self._activities.record("garbage_collected", who, cids, **details)
-        for listener in self._listeners:
-            listener(collection)
+        self._count(collection)
+
+    def _count(self, collection: Collection) -> None:
+        metrics = self._metrics
+        metrics.gc_runs.inc()
+        metrics.gc_reclaimed_bytes.inc(collection.reclaimed)
+        metrics.gc_evicted.labels("step").inc(sum(len(item["cache_ids"]) for item in collection.evicted))
+        metrics.gc_evicted.labels("cache_file").inc(collection.cache_files)
+        metrics.gc_duration.observe(collection.seconds)
 
     # --- intermediates ------------------------------------------------------------------------
     async def _evict_intermediates(self, excess: int, collection: Collection) -> int:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
+from node import logs
 from node.canonical import canonical_id
 from node.errors import Conflict, NodeError, NotFound, Unavailable
 from node.executor.admission import NO_LIMITS, OwnerLimits, TooManyRuns, check_owner
@@ -397,9 +398,15 @@ class RunManager:
             lambda done: self._tasks.pop(run_id) if self._tasks.get(run_id) is done else None
         )
 
+    @property
+    def active(self) -> int:
+        """How many runs this node is working on now."""
+        return len(self._tasks)
+
     async def _execute(self, run_id: str) -> None:
         """Run to a final status, whatever happens (except cancellation, which is shutdown or
         :meth:`cancel`); a run never stays running because of an error."""
+        logs.run_id.set(run_id)  # this task's own context: its lines, and its steps' tasks, say it
         try:
             await self._render(run_id)
             self._retries.pop(run_id, None)

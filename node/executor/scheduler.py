@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
+from node import logs
 from node.canonical import canonical_json
 from node.errors import NodeError, Unavailable
 from node.executor.errors import StepFailed, WorkerKilled
@@ -31,6 +32,7 @@ from node.executor.planner import EXPAND, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.slots import PrioritySlots, Rank
 from node.media.analysis import ANALYSIS_TYPE
+from node.metrics import Metrics
 from node.pixels.effects import EFFECTS
 from node.records import SignedRecord
 from node.store.content import ContentStore, Stored
@@ -146,8 +148,10 @@ class Scheduler:
         receipt: Receipt | None = None,
         published: Published | None = None,
         adopt: Adopt | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()  # steps executed, reused, failed, fenced (GET /metrics)
         self._steps = steps
         self._cache = cache
         self._pool = pool
@@ -254,6 +258,7 @@ class Scheduler:
     async def _join(
         self, step: Step, shared: asyncio.Task[ContentEntry], done: dict[str, ContentEntry], emit: Emit
     ) -> ContentEntry:
+        logs.step_id.set(step.cache_id)  # this task's own context
         try:
             entry = await asyncio.shield(shared)
         except asyncio.CancelledError:
@@ -273,6 +278,7 @@ class Scheduler:
 
     async def _run_step(self, step: Step, done: dict[str, ContentEntry], emit: Emit) -> ContentEntry:
         """Claim and compute ``step`` until it is done (here or elsewhere) or out of attempts."""
+        logs.step_id.set(step.cache_id)  # this task's own context (or _join's, the same step)
         _check_runtime(step)
         adopted = await self._adopt(step) if self._adopt is not None else None
         if adopted is not None:
@@ -289,11 +295,10 @@ class Scheduler:
                     claim = await self.claims.claim(step.cache_id, recompute=recompute, scope=_scope.get())
                     if claim.outcome == "won":
                         try:
-                            entry = await self._attempt(
-                                step, claim.token, [done[i] for i in step.inputs], emit
-                            )
+                            entry = await self._attempt(step, claim, [done[i] for i in step.inputs], emit)
                         except StepFailed as exc:
                             failure = exc
+                            self._metrics.steps_failed.labels(step.type).inc()
                             continue
                         if entry is not None:
                             return entry
@@ -347,11 +352,12 @@ class Scheduler:
         self._retry_in[step.cache_id] = delay  # waited out of the worker slot
 
     async def _attempt(
-        self, step: Step, token: str, inputs: list[ContentEntry], emit: Emit
+        self, step: Step, claim: Claim, inputs: list[ContentEntry], emit: Emit
     ) -> ContentEntry | None:
         """Compute a claimed step: its entry; None if the claim was lost or fenced; StepFailed
         (the claim released with the error, for another attempt) if it failed."""
-        node = self.claims.node_id
+        node, token, started = self.claims.node_id, claim.token, time.monotonic()
+        self._metrics.claim_takeovers.inc(claim.took_over)  # 1 if the last holder's lease lapsed
         await emit(
             "step_started",
             step=step.node_id,
@@ -369,6 +375,7 @@ class Scheduler:
             receipt = await self._receipt(step, entry) if self._receipt else None
         except LeaseLost:
             log.warning("step %s: lease lost while computing; discarded", step.node_id)
+            self._metrics.steps_fenced.labels(step.type).inc()
             return None
         except WorkerKilled as exc:  # infrastructure, not the step: let go, not counted, try again
             await self._killed(step, token, exc)
@@ -391,10 +398,13 @@ class Scheduler:
         )  # fmt: skip
         if not await self.claims.commit(record, token, receipt.data if receipt else b""):
             log.warning("step %s: fenced (another node holds it now); output discarded", step.node_id)
+            self._metrics.steps_fenced.labels(step.type).inc()
             if not stored.existed:
                 await self._discard(step, entry)
             return None
         self._kills.pop(step.cache_id, None)
+        self._metrics.steps_executed.labels(step.type).inc()
+        self._metrics.step_duration.labels(step.type).observe(time.monotonic() - started)
         if receipt and self._published:  # into IPFS in the background, off the step's path
             self._published(receipt.cid)  # (not written if the step was recorded already: skipped)
         await emit(
@@ -470,6 +480,7 @@ class Scheduler:
         ``RunManager``, so a result another node computed for this run stays "done")."""
         node = self.claims.node_id
         await self._steps.touch(step.cache_id)
+        self._metrics.steps_cached.labels(step.type).inc()
         await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=cid, node=node)
 
     async def _compute(self, step: Step, inputs: list[ContentEntry], emit: Emit) -> Stored:

@@ -28,6 +28,7 @@ from node.errors import NodeError
 from node.federation.peering import DaemonAddress, DaemonPeering
 from node.federation.snapshot import BATCH, INDEX_MAX_BYTES, read_index, read_steps
 from node.federation.state_document import STATE_MAX_BYTES, STATE_TOPIC, NodeState, read_state
+from node.metrics import Metrics
 from node.records import RecordError
 from node.store.ipfs import IpfsClient
 from node.sync.connection import redis_errors
@@ -109,8 +110,10 @@ class PeerSync:
         keys: Keys,
         poll_s: float,
         peering: DaemonPeering | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.peers = {peer.node_id: peer for peer in peers}
+        self._metrics = metrics or Metrics()  # peer states merged (GET /metrics)
         self._peering = peering
         self._ipfs = ipfs
         self._session = session
@@ -163,6 +166,7 @@ class PeerSync:
                 await self._record_error(peer, message)
                 return False
             await self._record_sync(state, source, count)
+            self._metrics.peer_merges.inc()
             log.info("peer %s: state %d from %s, %d steps", peer.node_id, state.sequence, source, count)
             return True
 

@@ -30,6 +30,7 @@ from node.federation.peering import own_address
 from node.federation.snapshot import Snapshot
 from node.federation.state_document import INDEXES, STATE_TOPIC, NodeState, read_state, sign_state
 from node.identity import NodeIdentity
+from node.metrics import Metrics
 from node.private_files import replace_private_file
 from node.store.cid import LEAF_MAX_BYTES, leaf_cid
 from node.store.errors import IpfsError
@@ -94,8 +95,10 @@ class StatePublisher:
         data_dir: Path,
         debounce_s: float,
         recovery: Callable[[], Awaitable[str]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._identity = identity
+        self._metrics = metrics or Metrics()  # states published (GET /metrics)
         self._ipfs = ipfs
         self._redis = client
         self._keys = keys
@@ -207,6 +210,7 @@ class StatePublisher:
             await self._remember(state, state_cid, digest)
             await self._announce(state_cid, state.data, names)
             await self._unpin(_pinned(last), keep={state_cid, *state.indexes.values()})
+            self._metrics.states_published.inc()
             log.info("published state %d cid=%s", state.sequence, state_cid)
             return state
 

@@ -1,5 +1,5 @@
 """The access log: one line per request, with secrets in the URL blanked (a login's
-``auth_token`` must never reach a log file)."""
+``auth_token`` must never reach a log file, text or JSON)."""
 
 from __future__ import annotations
 
@@ -25,14 +25,17 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         version = f"{request.version.major}.{request.version.minor}"
+        path = redacted(request.path_qs)
         self.logger.info(
             '%s "%s %s HTTP/%s" %d %d %.6fs "%s"',
             request.remote,
             request.method,
-            redacted(request.path_qs),
+            path,
             version,
             response.status,
             response.body_length,
             time,
             request.headers.get("User-Agent", "-"),
+            # Fields of their own in JSON lines (ARTDAG_LOG_FORMAT=json); the path redacted too.
+            extra={"method": request.method, "path": path, "status": response.status, "seconds": time},
         )

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from node.assembly import STATE_NOTICE, Node
 from node.errors import NodeError
-from node.http import cache, catalog, cluster, docs, health, login, recipes, runs, state, storage
+from node.http import cache, catalog, cluster, docs, health, login, metrics, recipes, runs, state, storage
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 def create_app(node: Node) -> web.Application:
     """The node's HTTP application: routes and middleware around an open ``node``
     (``Node.open``), which outlives it."""
-    app = web.Application(middlewares=[error_middleware, state_changes], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[metrics.measured, error_middleware, state_changes], client_max_size=1024**2
+    )
     app[NODE] = node
     app[PROBE_SLOTS] = asyncio.Semaphore(cache.PROBES_AT_ONCE)
     app[HOT] = HotReads()
@@ -41,6 +43,7 @@ def create_app(node: Node) -> web.Application:
     app.on_cleanup.append(stop)
     app.router.add_get("/", negotiated(health.index, home.home), name="index")
     app.router.add_get("/health", health.health, name="health")
+    app.router.add_get("/metrics", metrics.metrics, name="metrics")
     app.router.add_get("/cluster", negotiated(cluster.cluster, cluster_page.cluster_page), name="cluster")
     ref = path_parameter("ref", "upload", "import")
     app.router.add_post("/cache/upload", cache.upload, name="cache-upload")

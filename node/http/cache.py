@@ -119,6 +119,7 @@ async def upload(request: web.Request) -> web.Response:
             raise InvalidUpload("no file: send it in a form field named 'file'", field="file")
         asset = _checked_asset(name) if name else ""
         stored = await store.commit(entry, owner=user.name, asset=asset, quota=room.quota)
+    request.app[NODE].metrics.uploaded_bytes.inc(entry.size)
     return _stored_response(stored, name)
 
 
@@ -339,6 +340,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     status = 206 if wanted else 200
     small = await hot.small(store, entry) if request.method == "GET" else None
     if small is not None:  # small content: from memory, in one piece
+        request.app[NODE].metrics.served_bytes.inc(last - first + 1)
         return web.Response(status=status, body=small[first : last + 1], headers=headers)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = last - first + 1
@@ -356,9 +358,11 @@ async def _relay(
 ) -> None:
     """Copy the daemon's bytes to the client. Once the status line is sent an error cannot be
     answered any more: the connection is cut, so the client sees a short body, not a lie."""
+    served = request.app[NODE].metrics.served_bytes
     try:
         async for chunk in chunks:
             await response.write(chunk)
+            served.inc(len(chunk))
         await response.write_eof()
     except ConnectionError:
         log.info("download of %s ended by the client", cid)

@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -22,6 +23,8 @@ from typing import Any, BinaryIO
 import aiohttp
 from aiohttp import payload
 
+from node.errors import NodeError
+from node.metrics import Metrics
 from node.store.cid import LEAF_MAX_BYTES, normalize_cid
 from node.store.errors import ContentNotFound, ContentTooLarge, IpfsError, IpfsTimeout, IpfsUnavailable
 
@@ -60,10 +63,18 @@ class PubsubMessage:
 class IpfsClient:
     """Calls one daemon's RPC API through a shared :class:`aiohttp.ClientSession`."""
 
-    def __init__(self, api_url: str, session: aiohttp.ClientSession, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        session: aiohttp.ClientSession,
+        timeout_s: float = 30.0,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._session = session
         self._timeout_s = timeout_s
+        self._metrics = metrics or Metrics()  # each call timed, by endpoint (GET /metrics)
 
     @property
     def timeout_s(self) -> float:
@@ -88,15 +99,25 @@ class IpfsClient:
         data: Any = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         url = f"{self.api_url}/api/v0/{command}"
+        started = time.perf_counter()
         try:
             async with self._session.post(url, params=params, data=data, timeout=deadline) as response:
+                # Until the answer began: what follows is the caller reading it (a stream, at its pace).
+                self._metrics.ipfs_latency.labels(command).observe(time.perf_counter() - started)
                 if response.status >= 400:
-                    raise await _error_for(response, command)
+                    raise self._failed(command, await _error_for(response, command))
                 yield response
         except TimeoutError as exc:
-            raise IpfsTimeout(f"IPFS daemon did not answer {command} in time", command=command) from exc
+            message = f"IPFS daemon did not answer {command} in time"
+            raise self._failed(command, IpfsTimeout(message, command=command)) from exc
         except aiohttp.ClientConnectionError as exc:
-            raise IpfsUnavailable(f"IPFS daemon is unavailable: {exc}", command=command) from exc
+            message = f"IPFS daemon is unavailable: {exc}"
+            raise self._failed(command, IpfsUnavailable(message, command=command)) from exc
+
+    def _failed(self, command: str, error: NodeError) -> NodeError:
+        """``error``, counted (by endpoint and code) in the metrics."""
+        self._metrics.ipfs_errors.labels(command, error.code).inc()
+        return error
 
     async def call(self, command: str, *, timeout_s: float | None = None, **params: str) -> Any:
         """POST ``/api/v0/{command}`` and return its decoded JSON answer (last line if NDJSON)."""
@@ -383,7 +404,7 @@ _OUTAGE_STATUSES = frozenset({502, 503, 504})
 _OUTAGE_HINTS = ("context canceled", "context deadline exceeded", "daemon is shutting down")
 
 
-async def _error_for(response: aiohttp.ClientResponse, command: str) -> Exception:
+async def _error_for(response: aiohttp.ClientResponse, command: str) -> NodeError:
     try:
         body = await response.json(content_type=None)
         message = str(body.get("Message", "")) if isinstance(body, dict) else ""

@@ -44,7 +44,8 @@ return 0
 
 # A claim that is neither released nor committed ended with its node's death (or its lease
 # lapsing). Those are not the step's fault either, but a step that takes its node down every
-# time must not loop for ever: after ARGV[5] such deaths in this try it fails too.
+# time must not loop for ever: after ARGV[5] such deaths in this try it fails too. A claim won
+# over a lapsed one that no claim took over yet is a takeover ('taken': lapses taken over).
 _CLAIM_OR_HIT = """
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'hit', ''} end
 local holder = redis.call('GET', KEYS[2])
@@ -61,8 +62,11 @@ if started - ended >= tonumber(ARGV[5]) then
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'started', 1)
+local lapsed = started - ended
+local taken = tonumber(redis.call('HGET', KEYS[3], 'taken') or '0')
+if lapsed > taken then redis.call('HSET', KEYS[3], 'taken', lapsed) end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
-return {'won', tostring(failed + 1)}
+return {'won', tostring(failed + 1), lapsed > taken and '1' or '0'}
 """
 _HEARTBEAT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -105,6 +109,7 @@ class Claim:
     outcome: Outcome
     token: str = ""
     detail: str = ""
+    took_over: bool = False  # won after the last holder's lease lapsed (it died, or stalled)
 
 
 def step_notice(cache_id: str) -> str:
@@ -136,7 +141,7 @@ class ClaimBoard:
         token = f"{self.node_id}:{secrets.token_hex(8)}"
         keys = [self._keys.step(cache_id), self._keys.claim(cache_id), self._keys.attempts(cache_id, scope)]
         with redis_errors():
-            outcome, detail = await self._claim(
+            outcome, detail, *taken = await self._claim(
                 keys=keys,
                 args=[
                     token,
@@ -148,7 +153,8 @@ class ClaimBoard:
                 ],
             )
         outcome, detail = _text(outcome), _text(detail)
-        return Claim(outcome, token if outcome == "won" else "", detail)  # type: ignore[arg-type]
+        took_over = bool(taken) and _text(taken[0]) == "1"
+        return Claim(outcome, token if outcome == "won" else "", detail, took_over)  # type: ignore[arg-type]
 
     async def heartbeat(self, cache_id: str, token: str) -> bool:
         """Extend the lease; False if the claim is no longer this token's (lost)."""

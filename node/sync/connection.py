@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
+from node.metrics import Metrics
 from node.sync.errors import RedisUnavailable
 
 CONNECT_TIMEOUT_S = 2.0
@@ -17,15 +19,22 @@ POOL_WAIT_S = 10.0  # how long a command waits for a free connection before it i
 # Replies of a Redis that cannot serve for a while (persistence failing, a failover).
 _OUTAGE_REPLIES = frozenset({"MISCONF", "TRYAGAIN", "MASTERDOWN", "LOADING", "CLUSTERDOWN"})
 DEFAULT_CONNECTIONS = 64
+# Not a failure: redis-py answers it by loading the script (SCRIPT LOAD) and sending it again.
+_CLIENT_PROTOCOL = (redis.exceptions.NoScriptError,)
 
 
 def connect(
-    url: str, connections: int = DEFAULT_CONNECTIONS, *, wait_s: float | None = POOL_WAIT_S
+    url: str,
+    connections: int = DEFAULT_CONNECTIONS,
+    *,
+    wait_s: float | None = POOL_WAIT_S,
+    metrics: Metrics | None = None,
 ) -> aioredis.Redis:
     """A client on a bounded pool of ``connections``: a command that finds them all busy waits
     for one, up to ``wait_s`` (None: as long as it takes), then fails as RedisUnavailable; each
     answers or fails within a few seconds (no silent long retries). redis-py's default pool
-    raises at once instead ("Too many connections"), a 503 storm under load."""
+    raises at once instead ("Too many connections"), a 503 storm under load. With ``metrics``,
+    every command and pipeline is timed (and counted if it fails)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=connections,
@@ -36,7 +45,37 @@ def connect(
         health_check_interval=30,
         retry_on_timeout=False,
     )
-    return aioredis.Redis.from_pool(pool)
+    if metrics is None:
+        return aioredis.Redis.from_pool(pool)
+    client = cast(_MeasuredRedis, _MeasuredRedis.from_pool(pool))
+    client.metrics = metrics
+    return client
+
+
+class _MeasuredRedis(aioredis.Redis):
+    """A client that times its commands: redis-py sends every command, Lua scripts' EVALSHA
+    included, through ``execute_command``, and every pipeline through ``execute``."""
+
+    metrics: Metrics
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        with self.metrics.redis_call(str(args[0]).upper(), _CLIENT_PROTOCOL):
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = _MeasuredPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.metrics = self.metrics
+        return pipe
+
+
+class _MeasuredPipeline(Pipeline):
+    """A pipeline timed as one round trip (its commands are only queued one by one)."""
+
+    metrics: Metrics
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        with self.metrics.redis_call("pipeline"):
+            return await super().execute(raise_on_error)
 
 
 @contextlib.contextmanager
