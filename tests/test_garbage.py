@@ -23,6 +23,7 @@ from node.sync.keys import Keys
 from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, NodeClient, poll_async, sse, start, upload
 from tests.l2_server import TestL2
+from tests.test_ui_pages import page_text
 
 THREE_STEPS = """
 name: soft-edges-small
@@ -205,6 +206,11 @@ async def test_the_node_collects_by_itself_above_its_budget(
     shown = await poll_async(collected)
     assert shown["budget"] == 1 and shown["usage"]["total"] > 0
     assert (await client.get("/storage")).status == 401
+    page = await page_text(
+        client, "/", Authorization=auth["Authorization"]
+    )  # the admin's home page shows the disk
+    assert "Collect garbage now" in page and "steps evicted" in page and "(budget)" in page
+    assert "Collect garbage now" not in await page_text(client, "/")
 
 
 async def test_local_cache_files_go_last_and_content_stays_readable(

@@ -47,7 +47,9 @@ def size(count: int | None) -> str:
     value = float(count)
     for unit in _UNITS:
         if value < 1000 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+            if unit == "bytes":
+                return "1 byte" if count == 1 else f"{int(value)} bytes"
+            return f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
 

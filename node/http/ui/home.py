@@ -11,6 +11,7 @@ from node.errors import NodeError
 from node.http.appkeys import NODE
 from node.http.health import NAME, dependencies
 from node.http.ui.templating import page
+from node.http.ui.users import current_user
 from node.sync.connection import redis_errors
 
 RECENT_RUNS = 8
@@ -31,7 +32,19 @@ async def home(request: web.Request) -> dict[str, Any]:
         "runs": await _or_none(app[NODE].runs.listing(0, RECENT_RUNS))
         if health["redis"]["healthy"]
         else None,
+        "disk": await _disk(request) if health["ipfs"]["healthy"] else None,
     }
+
+
+async def _disk(request: web.Request) -> dict[str, Any] | None:
+    """The admin's view of the disk budget: usage now and the last collection."""
+    user = await current_user(request)
+    if user is None or not user.is_admin:
+        return None
+    garbage = request.app[NODE].garbage
+    usage = await _or_none(garbage.usage())
+    last = garbage.last.report() if garbage.last is not None else None
+    return {"usage": usage, "last": last} if usage is not None else None
 
 
 async def _names(app: web.Application) -> Any:
