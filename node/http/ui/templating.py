@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 from node import __version__
 from node.errors import NodeError
 from node.http.appkeys import NODE
-from node.http.errors import code_for_status, status_for
+from node.http.errors import code_for_status, error_middleware, status_for
 from node.http.ui import formats
 from node.http.ui.users import current_user
 
@@ -65,7 +65,7 @@ def setup(app: web.Application) -> None:
     urls = {path.name: str(static.url_for(filename=path.name)) for path in STATIC_DIR.iterdir()}
     env.globals["static"] = urls.__getitem__
     # inside the error middleware: a browser's failed GET becomes a page before it becomes JSON
-    app.middlewares.insert(1, _html_errors)
+    app.middlewares.insert(app.middlewares.index(error_middleware) + 1, _html_errors)
 
 
 async def _common(request: web.Request) -> dict[str, Any]:
