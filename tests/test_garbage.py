@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,28 @@ def steps_by_event(events: list[tuple[str, str, dict[str, Any]]], kind: str) -> 
     return {str(data["step"]) for _, name, data in events if name == kind and isinstance(data, dict)}
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A node on a daemon of its own with a budget of one byte, and one run of THREE_STEPS."""
+
+    client: Client
+    auth: dict[str, str]
+    image: dict[str, Any]
+    run: dict[str, Any]
+
+
+async def rendered(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient, **changes: Any
+) -> Rendered:
+    """Open the node (``changes`` to its settings) and render THREE_STEPS once on it."""
+    changes = {"ipfs_api": own_ipfs.settings.ipfs_api, "disk_budget": 1, "gc_interval": 3600, **changes}
+    settings = settings.replace(**changes)
+    client = await node_client(settings)
+    auth = admin(settings)
+    image = await upload(client, auth, photo())
+    return Rendered(client, auth, image, await render(client, auth, THREE_STEPS, image["cid"]))
+
+
 async def _pins(client: Client, cid: str) -> set[str]:
     found: set[str] = await client.server.app[NODE].ipfs.pin_ls(cid)  # type: ignore[attr-defined]
     return found
@@ -81,11 +104,8 @@ async def test_a_budget_below_a_run_s_intermediates_evicts_them_and_keeps_the_ou
     """The run completes; a collection evicts its two intermediates (step index, pin, local
     file), keeps the upload, the recipe, the output and the records; verification reports the
     intermediates as evicted, not as failures; running it again computes only what was evicted."""
-    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600)
-    client = await node_client(settings)
-    auth = admin(settings)
-    image = await upload(client, auth, photo())
-    first = await render(client, auth, THREE_STEPS, image["cid"])
+    done = await rendered(settings, own_ipfs, node_client)
+    client, auth, image, first = done.client, done.auth, done.image, done.run
     steps = first["steps"]
     gone = {steps[name]["cid"] for name in INTERMEDIATES}
 
@@ -137,11 +157,8 @@ async def test_uploads_and_what_an_unfinished_run_needs_stay(
     settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
 ) -> None:
     """While a run whose plan names the intermediates is unfinished, they stay; so do uploads."""
-    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600)
-    client = await node_client(settings)
-    auth = admin(settings)
-    image = await upload(client, auth, photo())
-    first = await render(client, auth, THREE_STEPS, image["cid"])
+    done = await rendered(settings, own_ipfs, node_client)
+    client, auth, image, first = done.client, done.auth, done.image, done.run
     uploaded = await client.post("/recipes/upload", data=SLOW_AFTER, headers=auth)
     assert uploaded.status == 201, await uploaded.text()
     waiting = await start(client, auth, {"recipe": (await uploaded.json())["id"], "inputs": [image["cid"]]})
@@ -192,11 +209,8 @@ async def test_the_node_collects_by_itself_above_its_budget(
     settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
 ) -> None:
     """Every ARTDAG_GC_INTERVAL, a node above its budget collects; GET /storage says so."""
-    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=0.2)
-    client = await node_client(settings)
-    auth = admin(settings)
-    image = await upload(client, auth, photo())
-    await render(client, auth, THREE_STEPS, image["cid"])
+    done = await rendered(settings, own_ipfs, node_client, gc_interval=0.2)
+    client, auth = done.client, done.auth
 
     async def collected() -> dict[str, Any] | None:
         shown = await (await client.get("/storage", headers=auth)).json()
@@ -218,11 +232,8 @@ async def test_local_cache_files_go_last_and_content_stays_readable(
 ) -> None:
     """Still above the budget once the intermediates went, the node removes local cache files
     not touched for a minute, least recently used first; their content is read from IPFS again."""
-    settings = settings.replace(ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600)
-    client = await node_client(settings)
-    auth = admin(settings)
-    image = await upload(client, auth, photo())
-    done = await render(client, auth, THREE_STEPS, image["cid"])
+    made = await rendered(settings, own_ipfs, node_client)
+    client, auth, done = made.client, made.auth, made.run
     cache = settings.data_dir / "cache"
     files = [path for path in cache.rglob("*") if path.is_file()]
     assert files
@@ -242,14 +253,8 @@ async def test_what_an_l2_published_stays_and_an_unreachable_l2_evicts_nothing(
 ) -> None:
     """An intermediate a trusted L2 has published is kept; while an L2 cannot be asked, no
     intermediate is evicted (it may have published any of them)."""
-    trusting = settings.replace(
-        ipfs_api=own_ipfs.settings.ipfs_api, disk_budget=1, gc_interval=3600,
-        l2_trusted=(l2.url,), public_url=L2_PUBLIC_URL,
-    )  # fmt: skip
-    client = await node_client(trusting)
-    auth = admin(trusting)
-    image = await upload(client, auth, photo())
-    done = await render(client, auth, THREE_STEPS, image["cid"])
+    made = await rendered(settings, own_ipfs, node_client, l2_trusted=(l2.url,), public_url=L2_PUBLIC_URL)
+    client, auth, done = made.client, made.auth, made.run
     soft = done["steps"]["soft"]["cid"]
     soft_id = (await (await client.get(f"/cache/{soft}/probe")).json())["content_id"]
     l2.down = True
