@@ -37,5 +37,10 @@ class AccessLogger(AbstractAccessLogger):
             time,
             request.headers.get("User-Agent", "-"),
             # Fields of their own in JSON lines (ARTDAG_LOG_FORMAT=json); the path redacted too.
-            extra={"method": request.method, "path": path, "status": response.status, "seconds": time},
+            extra={
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "seconds": round(time, 6),
+            },
         )
