@@ -17,7 +17,8 @@ its CID (``attestation_cid``), so every request answers the same bytes.
 
 The DSSE signature is Ed25519 over the PAE of the payload type and the payload (the JCS bytes
 of the statement); its ``keyid`` is the signing node's ``did:key``, whose public key is inside
-it (``node.identity``) and in ``GET /identity``. docs/security.md shows how to verify it.
+it (``node.identity``) and in ``GET /identity``. docs/cooperation.md "Attestations" shows how to
+verify it with standard tools.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from node.sync.index import ContentEntry
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-BUILD_TYPE = "https://artdag.dev/l1-render/v1"  # what the fields mean: docs/security.md
+BUILD_TYPE = "https://artdag.dev/l1-render/v1"  # what the fields mean: docs/cooperation.md
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 HASH_BATCH_BYTES = 1024 * 1024  # chunks gathered before one hop to a thread to hash them
 KNOWN_SHA256 = 4096  # content ids whose SHA-256 is remembered (inputs are often used again)

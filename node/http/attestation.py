@@ -26,7 +26,7 @@ DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"  # the envelope's own media 
     errors=(409,),
     description="Written with the run's provenance by the node that finished it, signed with that "
     "node's Ed25519 key over the DSSE PAE; the signature's keyid is the node's did:key (GET /identity). "
-    "Standard tools verify it; docs/security.md 'Attestations' shows how.",
+    "Standard tools verify it; docs/cooperation.md 'Attestations (in-toto / SLSA)' shows how.",
 )
 async def attestation(request: web.Request) -> web.Response:
     """``GET /runs/{run_id}/attestation``: the signed envelope of a completed run, as stored.

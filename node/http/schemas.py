@@ -619,7 +619,7 @@ COMPONENTS: dict[str, Schema] = {
             },
         ),
         "description": "a DSSE envelope holding an in-toto Statement v1 with a SLSA Provenance v1 predicate; "
-        "see docs/security.md 'Attestations'",
+        "see docs/cooperation.md 'Attestations (in-toto / SLSA)'",
     },
     "Verdict": _object(
         ["cid", "ok", "trusted", "problems"],
