@@ -19,7 +19,9 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import SSlibKey
 
+from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
+from node.sync.run_status import REQUIRED_FIELDS
 from tests.helpers import Client, poll_async, sse, start, upload
 
 RNG = np.random.default_rng(27)
@@ -174,3 +176,17 @@ async def test_no_attestation_before_completion(client: Client, auth: dict[str, 
     assert late["error"]["message"] == "run is cancelled: only a completed run has an attestation"
     unknown = await client.get("/runs/run-0000000000000000/attestation")
     assert unknown.status == 404 and (await unknown.json())["error"]["code"] == "run_not_found"
+
+
+async def test_a_run_completed_before_attestations_says_where_its_provenance_is(
+    client: Client, auth: dict[str, str]
+) -> None:
+    """A completed run whose record names no attestation (written by an older node) is 404,
+    pointing at its provenance."""
+    run, _ = await completed_run(client, auth)
+    node = client.app[NODE]
+    older = {key: value for key, value in run.items() if key in REQUIRED_FIELDS}
+    await node.redis.set(node.keys.run(run["run_id"]), json.dumps(older))
+    response = await client.get(f"/runs/{run['run_id']}/attestation")
+    assert response.status == 404
+    assert f"/runs/{run['run_id']}/provenance" in (await response.json())["error"]["message"]
