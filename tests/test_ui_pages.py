@@ -127,7 +127,7 @@ async def test_user_text_is_escaped(client: Client, auth: dict[str, str]) -> Non
 
 async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[str, str]) -> None:
     """The run page draws each step of the plan as a box with its state and a table row, and
-    links its output and provenance once complete."""
+    links its output, provenance and attestation once complete."""
     image = await upload(client, auth, png(2))
     recipe = (
         "name: two\nversion: '1'\ndag:\n  nodes:\n"
@@ -153,6 +153,7 @@ async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[st
     assert re.search(r"data-ran-cell>\d+\.\d s<", body) and "data-run-times>queued " in body
     assert f'src="/cache/{record["output"]["cid"]}"' in body
     assert f'data-verify="/provenance/{record["provenance_cid"]}/verify"' in body
+    assert f'href="/runs/{run["run_id"]}/attestation"' in body  # and its in-toto/SLSA attestation
     assert "data-events=" not in body  # finished: nothing to follow
     recipe_page = await page_text(client, f"/recipe/{(await stored.json())['id']}")
     assert recipe_page.count('class="dag-step') == 4 and "effect: invert" in recipe_page

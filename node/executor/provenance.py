@@ -176,7 +176,6 @@ class RunFacts:
 
 async def write_provenance(writer: RecordWriter, facts: RunFacts) -> str:
     """Sign and store a finished run's provenance record; its CID."""
-    used = sorted({str(step.config["effect"]) for step in facts.plan.steps if step.type == "EFFECT"})
     return await writer.put(
         {
             "kind": "artdag/provenance",
@@ -186,9 +185,7 @@ async def write_provenance(writer: RecordWriter, facts: RunFacts) -> str:
             "rendered_by": facts.rendered_by,
             "output": {"name": facts.output_name, **_content(facts.output)},
             "inputs": [{"name": name, **_content(entry)} for name, entry in facts.inputs],
-            "effects": [
-                {"name": name, "version": EFFECTS[name].version, "hash": EFFECTS[name].hash} for name in used
-            ],
+            "effects": effects_used(facts.plan),
             "recipe": {"name": facts.recipe_name, **_content(facts.recipe)},
             "plan": {"plan_id": facts.plan.plan_id, "cid": facts.plan_cid},
             "infrastructure": await writer.descriptors(),
@@ -196,6 +193,12 @@ async def write_provenance(writer: RecordWriter, facts: RunFacts) -> str:
             **({"expansions": facts.expansions} if facts.expansions else {}),
         }
     )
+
+
+def effects_used(plan: Plan) -> list[dict[str, Any]]:
+    """The effects a plan runs: name, version and hash of each, by name."""
+    used = sorted({str(step.config["effect"]) for step in plan.steps if step.type == "EFFECT"})
+    return [{"name": name, "version": EFFECTS[name].version, "hash": EFFECTS[name].hash} for name in used]
 
 
 def _content(entry: ContentEntry) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from node import logs
 from node.canonical import canonical_id
 from node.errors import Conflict, NodeError, NotFound, Unavailable
 from node.executor.admission import NO_LIMITS, OwnerLimits, TooManyRuns, check_owner
+from node.executor.attestation import Attester
 from node.executor.callbacks import Notifier
 from node.executor.errors import RecipeError
 from node.executor.expansion import completed
@@ -104,6 +105,7 @@ class RunManager:
         self._activities = activities
         self._scheduler = scheduler
         self._writer = writer
+        self._attester = Attester(writer.identity, store)
         self._store = store
         self._steps = steps
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -477,7 +479,10 @@ class RunManager:
             raise NotFound(f"finishing run {run_id} failed: {claim.detail}")
         try:
             await self._report_rest(run_id, plan)
-            provenance_cid = await self._provenance(record, plan, output)
+            facts = await self._run_facts(record, plan, output)
+            provenance_cid = await write_provenance(self._writer, facts)
+            finished = utc_now()  # the run record's and the attestation's, so they agree
+            attestation_cid = await self._attest(facts, provenance_cid, finished)
             output_json: RunOutput = {
                 "cid": output.cid,
                 "content_id": output.content_id,
@@ -486,7 +491,14 @@ class RunManager:
             await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
             if ASSET_NAME.fullmatch(record["output_name"]):  # its label names it as an input too
                 await self._store.index.name_output(record["output_name"], output.content_id)
-            await self._finish(run_id, RunStatus.COMPLETED, output=output_json, provenance_cid=provenance_cid)
+            await self._finish(
+                run_id,
+                RunStatus.COMPLETED,
+                at=finished,
+                output=output_json,
+                provenance_cid=provenance_cid,
+                attestation_cid=attestation_cid,
+            )
         except BaseException as exc:
             error = exc.message if isinstance(exc, NodeError) and not isinstance(exc, Unavailable) else ""
             await asyncio.shield(claims.release(finish_id(run_id), claim.token, error))
@@ -507,7 +519,14 @@ class RunManager:
                 "run %s: could not record its failure (%s); it will be retried on start", run_id, exc.message
             )
 
-    async def _provenance(self, record: RunRecord, plan: Plan, output: ContentEntry) -> str:
+    async def _attest(self, facts: RunFacts, provenance_cid: str, finished: str) -> str:
+        """The in-toto/SLSA attestation of the run (``node.executor.attestation``)."""
+        current = await self.get(facts.run_id)  # the record given to the finisher predates its start
+        started = current.get("started") or current["created"]
+        return await self._attester.attest(facts, provenance_cid, started=started, finished=finished)
+
+    async def _run_facts(self, record: RunRecord, plan: Plan, output: ContentEntry) -> RunFacts:
+        """What the run's provenance and attestation state; its receipts are in IPFS after."""
         index = self._store.index
         inputs = []
         for item in record["inputs"]:
@@ -528,7 +547,7 @@ class RunManager:
         recipe_entry = await index.get(record["recipe_content_id"])
         if recipe_entry is None:
             raise NotFound(f"recipe {record['recipe']['cid']} is no longer on this node")
-        facts = RunFacts(
+        return RunFacts(
             run_id=record["run_id"],
             rendered_by=record["owner"],
             output_name=record["output_name"],
@@ -541,17 +560,21 @@ class RunManager:
             receipts=receipts,
             expansions=expansions,
         )
-        return await write_provenance(self._writer, facts)
 
-    async def _finish(self, run_id: str, status: RunStatus, **ending: Unpack[RunEnding]) -> RunRecord:
-        """Give the run its final status, unless it already has one (then that one stands)."""
+    async def _finish(
+        self, run_id: str, status: RunStatus, at: str = "", **ending: Unpack[RunEnding]
+    ) -> RunRecord:
+        """Give the run its final status (at ``at``, or now), unless it already has one (then
+        that one stands)."""
         wanted = await self.get(run_id)
-        wanted["status"], wanted["updated"] = status, utc_now()
+        wanted["status"], wanted["updated"] = status, at or utc_now()
         wanted["finished"] = wanted["updated"]
         if "output" in ending:
             wanted["output"] = ending["output"]
         if "provenance_cid" in ending:
             wanted["provenance_cid"] = ending["provenance_cid"]
+        if ending.get("attestation_cid"):
+            wanted["attestation_cid"] = str(ending["attestation_cid"])
         if "error" in ending:
             wanted["error"] = ending["error"]
         in_force, written = await self._runs.finish(wanted)

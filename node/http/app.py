@@ -10,7 +10,20 @@ from aiohttp.typedefs import Handler
 
 from node.assembly import STATE_NOTICE, Node
 from node.errors import NodeError
-from node.http import cache, catalog, cluster, docs, health, login, metrics, recipes, runs, state, storage
+from node.http import (
+    attestation,
+    cache,
+    catalog,
+    cluster,
+    docs,
+    health,
+    login,
+    metrics,
+    recipes,
+    runs,
+    state,
+    storage,
+)
 from node.http.appkeys import NODE, PROBE_SLOTS
 from node.http.errors import error_middleware
 from node.http.hot import HOT, HotReads
@@ -53,16 +66,7 @@ def create_app(node: Node) -> web.Application:
     app.router.add_get("/cache/{ref}/thumbnail", cache.thumbnail, name="cache-thumbnail")
     app.router.add_delete(f"/cache/{ref}", cache.remove, name="cache-delete")
     app.router.add_post("/cache/import", cache.import_file, name="cache-imports")
-    app.router.add_post("/runs", runs.create, name="runs-create")
-    app.router.add_post("/runs/batch", runs.create_batch, name="runs-batch")
-    app.router.add_get("/runs", negotiated(runs.listing, run_pages.runs_page), name="runs-list")
-    run_id = path_parameter("run_id", "batch")
-    app.router.add_get(f"/runs/{run_id}", runs.detail, name="run")
-    app.router.add_delete(f"/runs/{run_id}", runs.delete, name="run-delete")
-    app.router.add_post(f"/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
-    app.router.add_post(f"/runs/{run_id}/retry", runs.retry, name="run-retry")
-    app.router.add_get(f"/runs/{run_id}/events", runs.events, name="run-events")
-    app.router.add_get(f"/runs/{run_id}/provenance", runs.provenance, name="run-provenance")
+    _add_run_routes(app)
     app.router.add_get("/auth", login.login, name="auth")
     app.router.add_post("/auth/revoke", login.revoke, name="auth-revoke")
     app.router.add_post("/auth/revoke-user", login.revoke_user, name="auth-revoke-user")
@@ -81,6 +85,20 @@ def create_app(node: Node) -> web.Application:
     docs.add_routes(app)
     ui_routes.add_routes(app)
     return app
+
+
+def _add_run_routes(app: web.Application) -> None:
+    app.router.add_post("/runs", runs.create, name="runs-create")
+    app.router.add_post("/runs/batch", runs.create_batch, name="runs-batch")
+    app.router.add_get("/runs", negotiated(runs.listing, run_pages.runs_page), name="runs-list")
+    run_id = path_parameter("run_id", "batch")
+    app.router.add_get(f"/runs/{run_id}", runs.detail, name="run")
+    app.router.add_delete(f"/runs/{run_id}", runs.delete, name="run-delete")
+    app.router.add_post(f"/runs/{run_id}/cancel", runs.cancel, name="run-cancel")
+    app.router.add_post(f"/runs/{run_id}/retry", runs.retry, name="run-retry")
+    app.router.add_get(f"/runs/{run_id}/events", runs.events, name="run-events")
+    app.router.add_get(f"/runs/{run_id}/provenance", runs.provenance, name="run-provenance")
+    app.router.add_get(f"/runs/{run_id}/attestation", attestation.attestation, name="run-attestation")
 
 
 @web.middleware

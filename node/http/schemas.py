@@ -58,6 +58,9 @@ RUN_LINKS = {
     "RetryRun": link("post_run_retry", "Try it again once it failed or was cancelled", run_id=_RUN_ID),
     "DeleteRun": link("delete_run_delete", "Delete it (once finished)", run_id=_RUN_ID),
     "ProvenanceOfRun": link("get_run_provenance", "Its signed provenance (once completed)", run_id=_RUN_ID),
+    "AttestationOfRun": link(
+        "get_run_attestation", "Its in-toto/SLSA attestation, DSSE-signed (once completed)", run_id=_RUN_ID
+    ),
 }
 _RECIPE_ID = "$response.body#/id"
 RECIPE_LINKS = {
@@ -366,6 +369,10 @@ COMPONENTS: dict[str, Schema] = {
             "updated": STRING,
             "output": {"oneOf": [{"type": "null"}, ref("RunOutput")]},
             "provenance_cid": NULLABLE_STRING,
+            "attestation_cid": {
+                **STRING,
+                "description": "its in-toto/SLSA attestation (DSSE), once completed",
+            },
             "error": NULLABLE_STRING,
             "retry_of": {**STRING, "description": "the failed or cancelled run this one tries again"},
             "priority": PRIORITY_SCHEMA,
@@ -587,6 +594,32 @@ COMPONENTS: dict[str, Schema] = {
         **_object(["cid", "record"], {"cid": STRING, "record": {"type": "object"}}),
         "description": "a record signed by a node (RFC 8785 canonical JSON, Ed25519), with its CID; "
         "see docs/cooperation.md 'Provenance'",
+    },
+    "DsseEnvelope": {
+        **_object(
+            ["payload", "payloadType", "signatures"],
+            {
+                "payload": {**STRING, "contentEncoding": "base64", "description": "the in-toto Statement v1"},
+                "payloadType": {"const": "application/vnd.in-toto+json"},
+                "signatures": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _object(
+                        ["keyid", "sig"],
+                        {
+                            "keyid": {**STRING, "description": "the signing node's did:key"},
+                            "sig": {
+                                **STRING,
+                                "contentEncoding": "base64",
+                                "description": "Ed25519 over the PAE",
+                            },
+                        },
+                    ),
+                },
+            },
+        ),
+        "description": "a DSSE envelope holding an in-toto Statement v1 with a SLSA Provenance v1 predicate; "
+        "see docs/cooperation.md 'Attestations (in-toto / SLSA)'",
     },
     "Verdict": _object(
         ["cid", "ok", "trusted", "problems"],

@@ -20,7 +20,7 @@ from node.sync.run_status import RunRecord, RunStatus, is_final, read_record
 from node.sync.usage import USAGE_LUA
 
 LIST_BATCH = 200
-ENDING_FIELDS = ("status", "output", "provenance_cid", "error")  # in a restored run's final event
+ENDING_FIELDS = ("status", "output", "provenance_cid", "attestation_cid", "error")  # a restored final event's
 _FINAL_LUA = " or ".join(f"status == '{status}'" for status in RunStatus.finals())
 
 # Move a run to a final status only if it is not final already (a completion and a cancel can
@@ -324,7 +324,7 @@ class RunIndex:
                         owner = str(run.record.get("owner"))
                         pipe.zadd(self._keys.runs_active_of(owner), {run_id: run.submitted}, nx=True)
                     else:
-                        ending = {key: run.record.get(key) for key in ENDING_FIELDS}
+                        ending = {key: run.record.get(key) for key in ENDING_FIELDS if key in run.record}
                         pipe.xadd(self._keys.events(run_id), entry(final_event(RunStatus(status)), ending))
                         await self._held_again(pipe, run.record)
                 await pipe.execute()

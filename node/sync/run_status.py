@@ -55,6 +55,7 @@ class RunEnding(TypedDict, total=False):
 
     output: RunOutput | None
     provenance_cid: str | None
+    attestation_cid: str | None
     error: str | None
 
 
@@ -97,3 +98,4 @@ class RunRecord(TypedDict):
     retry_of: NotRequired[str]  # the failed or cancelled run this one tries again
     priority: NotRequired[int]  # -10 to 10, 0 by default (and for records from before)
     callback: NotRequired[str]  # a URL told when the run ends
+    attestation_cid: NotRequired[str]  # its in-toto/SLSA attestation (absent in records from before)
