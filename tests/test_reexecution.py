@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -101,9 +105,7 @@ async def test_reexecution_writes_nothing_shared_and_keeps_what_was_held(
     job = await reexecuted(node_b, provenance["cid"], node_b.app[NODE].settings)
     assert job["state"] == "done" and job["progress"] == {"done": 3, "total": 3}
     prefix = node_b.app[NODE].settings.redis_prefix
-    written = {
-        key.removeprefix(prefix).split(":")[0] async for key in redis_client.scan_iter(f"{prefix}*")
-    }
+    written = {key.removeprefix(prefix).split(":")[0] async for key in redis_client.scan_iter(f"{prefix}*")}
     assert not written & {"step", "claim", "attempts", "run", "events", "plan"}, written
     index_b, index_a = node_b.app[NODE].store.index, client.app[NODE].store.index
     for step in job["steps"]:  # outputs held by A stay held; B indexed none of them
@@ -166,3 +168,24 @@ async def test_reexecute_refuses_junk_before_any_work(client: Client, auth: dict
     assert not_record.status == 400 and (await not_record.json())["error"]["code"] == "invalid_record"
     assert (await client.get("/reexecutions/0123456789abcdef")).status == 404
     assert (await client.get("/reexecutions/nope")).status == 404
+
+
+async def test_verify_reexecute_command(client: Client, auth: dict[str, str], settings: Settings) -> None:
+    """`artdag-node verify --reexecute CID` asks the node on its data directory, follows the
+    job and prints each step's verdict; exit 0 when all are reproduced."""
+    provenance = await rendered(client, auth)
+    assert client.server.port is not None
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ARTDAG_")}
+    env.update(ARTDAG_DATA_DIR=str(settings.data_dir), ARTDAG_PORT=str(client.server.port))
+    command = [sys.executable, "-m", "node", "verify", "--reexecute", provenance["cid"]]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"RE-EXECUTED {provenance['cid']}: 3 reproduced, 0 different")
+    assert "3/3 steps" in done.stderr
+    junk = [sys.executable, "-m", "node", "verify", "--reexecute", "not-a-cid"]
+    refused = await asyncio.to_thread(
+        subprocess.run, junk, env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "400" in refused.stderr
