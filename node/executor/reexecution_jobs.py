@@ -104,6 +104,13 @@ class Reexecutions:
             )
         return job
 
+    async def wait(self, job_id: str) -> ReexecutionJob:
+        """The job once it has ended (for tools in the node's process; clients poll ``get``)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.shield(task)
+        return self.get(job_id)
+
     async def _run(self, job: ReexecutionJob, original: Original) -> None:
         async def heard(verdict: StepVerdict) -> None:
             job.verdicts.append(verdict)
