@@ -95,16 +95,7 @@ class TestL2:
         verify_record(await (await origin.get(f"/cache/{cid}")).read(), {signer})
         verdict = await (await origin.get(f"/provenance/{cid}/verify", params={"trust": signer})).json()
         assert verdict["ok"], verdict["problems"]
-        asked = await reexecutor.post(
-            f"/provenance/{cid}/reexecute", headers={"Authorization": f"Bearer {token}"}
-        )
-        assert asked.status == 202, await asked.text()
-
-        async def finished() -> dict[str, Any] | None:
-            job: dict[str, Any] = await (await reexecutor.get(asked.headers["Location"])).json()
-            return job if job["state"] != "running" else None
-
-        job = await poll_async(finished, timeout_s=120)
+        job = await reexecuted(reexecutor, cid, token)
         assert job["state"] == "done", job
         witness = (await (await reexecutor.get("/identity")).json())["node_id"]
         return verify_record(await (await reexecutor.get(f"/cache/{job['record_cid']}")).read(), {witness})
@@ -116,6 +107,18 @@ class TestL2:
             "actor": f"http://{host}/users/{claims['sub']}",
             "scope": claims["scope"],
         }
+
+
+async def reexecuted(node: Client, cid: str, token: str) -> dict[str, Any]:
+    """Ask ``node`` to re-execute the provenance record ``cid``; its job once it has ended."""
+    asked = await node.post(f"/provenance/{cid}/reexecute", headers={"Authorization": f"Bearer {token}"})
+    assert asked.status == 202, await asked.text()
+
+    async def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = await (await node.get(asked.headers["Location"])).json()
+        return job if job["state"] != "running" else None
+
+    return dict(await poll_async(finished, timeout_s=120))
 
 
 @contextlib.asynccontextmanager

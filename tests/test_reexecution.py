@@ -16,8 +16,8 @@ from node.config import Settings
 from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from node.store.errors import ContentNotFound
-from tests.helpers import Client, NodeClient, poll_async, sse, start, upload
-from tests.l2_server import TestL2
+from tests.helpers import Client, NodeClient, sse, start, upload
+from tests.l2_server import TestL2, reexecuted
 
 RNG = np.random.default_rng(27)
 RECIPE = """
@@ -52,19 +52,6 @@ async def rendered(client: Client, auth: dict[str, str]) -> dict[str, Any]:
     return dict(await (await client.get(f"/runs/{run['run_id']}/provenance")).json())
 
 
-async def reexecuted(node: Client, cid: str, settings: Settings) -> dict[str, Any]:
-    asked = await node.post(
-        f"/provenance/{cid}/reexecute", headers={"Authorization": f"Bearer {token(settings)}"}
-    )
-    assert asked.status == 202, await asked.text()
-
-    async def finished() -> dict[str, Any] | None:
-        job: dict[str, Any] = await (await node.get(asked.headers["Location"])).json()
-        return job if job["state"] != "running" else None
-
-    return dict(await poll_async(finished, timeout_s=120))
-
-
 async def forged(client: Client, provenance: dict[str, Any], step: str, output: dict[str, Any]) -> str:
     """The provenance record again, signed by the same node, with ``step``'s receipt claiming
     ``output`` (bytes the step does not make); its CID."""
@@ -79,6 +66,19 @@ async def forged(client: Client, provenance: dict[str, Any], step: str, output: 
     if step == "soft":
         record["output"] = {**output, "name": record["output"]["name"]}
     return await node.writer.put({**record, "receipts": receipts})
+
+
+async def lied_about(
+    client: Client, auth: dict[str, str], node_b: Client, step: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Render on A, forge ``step``'s receipt to claim the run's input bytes, re-execute on B: the
+    genuine provenance and B's verdicts by step."""
+    provenance = await rendered(client, auth)
+    source = provenance["record"]["inputs"][0]
+    lie = {key: source[key] for key in ("cid", "sha3_256", "size", "media_type")}
+    cid = await forged(client, provenance, step, lie)
+    job = await reexecuted(node_b, cid, token(node_b.app[NODE].settings))
+    return provenance, {item["step"]: item for item in job["steps"]}
 
 
 async def test_l2_attests_a_record_that_another_node_reproduces(
@@ -102,7 +102,7 @@ async def test_reexecution_writes_nothing_shared_and_keeps_what_was_held(
 ) -> None:
     """No step entry, claim or run on the re-executing node; the originals keep their pins."""
     provenance = await rendered(client, auth)
-    job = await reexecuted(node_b, provenance["cid"], node_b.app[NODE].settings)
+    job = await reexecuted(node_b, provenance["cid"], token(node_b.app[NODE].settings))
     assert job["state"] == "done" and job["progress"] == {"done": 3, "total": 3}
     prefix = node_b.app[NODE].settings.redis_prefix
     written = {key.removeprefix(prefix).split(":")[0] async for key in redis_client.scan_iter(f"{prefix}*")}
@@ -120,11 +120,8 @@ async def test_a_receipt_claiming_other_bytes_is_different(
 ) -> None:
     """A record whose last receipt claims bytes the step does not make: that step is different
     (both CIDs given); the steps before it are reproduced."""
-    provenance = await rendered(client, auth)
+    provenance, verdicts = await lied_about(client, auth, node_b, "soft")
     source = provenance["record"]["inputs"][0]
-    lie = {key: source[key] for key in ("cid", "sha3_256", "size", "media_type")}
-    job = await reexecuted(node_b, await forged(client, provenance, "soft", lie), node_b.app[NODE].settings)
-    verdicts = {step["step"]: step for step in job["steps"]}
     assert [verdicts[name]["verdict"] for name in ("dark", "warm")] == ["reproduced", "reproduced"]
     assert verdicts["soft"]["verdict"] == "different"
     assert verdicts["soft"]["recorded"]["cid"] == source["cid"]
@@ -137,11 +134,7 @@ async def test_each_step_runs_from_its_recorded_inputs(
     """A middle receipt claiming other bytes: that step is different, and the step after it runs
     from those recorded bytes (so it is different too), making bytes no one holds: they never
     enter the IPFS repository."""
-    provenance = await rendered(client, auth)
-    source = provenance["record"]["inputs"][0]
-    lie = {key: source[key] for key in ("cid", "sha3_256", "size", "media_type")}
-    job = await reexecuted(node_b, await forged(client, provenance, "warm", lie), node_b.app[NODE].settings)
-    verdicts = {step["step"]: step for step in job["steps"]}
+    _, verdicts = await lied_about(client, auth, node_b, "warm")
     assert [verdicts[name]["verdict"] for name in ("dark", "warm", "soft")] == [
         "reproduced",
         "different",

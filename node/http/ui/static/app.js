@@ -158,10 +158,17 @@
   });
 
   // --- provenance ---------------------------------------------------------------------------
-  document.addEventListener("click", async function (event) {
-    const link = event.target instanceof Element ? event.target.closest("[data-verify]") : null;
-    if (!link) return;
-    event.preventDefault();
+  // A click on (something inside) an element with ``attribute``: handled by ``handler``(element).
+  function onClick(attribute, handler) {
+    document.addEventListener("click", function (event) {
+      const element = event.target instanceof Element ? event.target.closest("[" + attribute + "]") : null;
+      if (!element) return;
+      event.preventDefault();
+      handler(element);
+    });
+  }
+
+  onClick("data-verify", async function (link) {
     const verdict = link.parentElement.querySelector("[data-verdict]");
     verdict.className = "verdict";
     verdict.textContent = "Checking signatures, CIDs and hashes…";
@@ -186,10 +193,7 @@
   });
 
   // Re-execution: start it, poll its job until it ends, then list each step's verdict.
-  document.addEventListener("click", async function (event) {
-    const button = event.target instanceof Element ? event.target.closest("[data-reexecute]") : null;
-    if (!button) return;
-    event.preventDefault();
+  onClick("data-reexecute", async function (button) {
     const shown = button.parentElement.querySelector("[data-reexecution]");
     shown.className = "verdict";
     shown.textContent = "Starting the re-execution…";
