@@ -19,6 +19,7 @@ from node.config import ConfigError, Settings
 from node.http import create_app
 from node.http.access_log import AccessLogger
 from node.http.serving import NodeRunner
+from node.reexecute_cli import reexecute_command
 from node.services import EmbeddedServices, ServiceError
 from node.verify_cli import verify_command
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"artdag-node: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    if args.command == "verify" and args.reexecute:
+        return uvloop.run(reexecute_command(settings, args.cid, args.json))
     if args.command == "verify":
         return uvloop.run(verify_command(settings, args.cid, args.trust, args.any_signer, args.json))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop daemons cleanly even during start-up
@@ -63,6 +66,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     verify.add_argument("--any-signer", action="store_true", help="check integrity only, whoever signed")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    verify.add_argument(
+        "--reexecute",
+        action="store_true",
+        help="have the node running on this data directory compute every step again and compare by CID",
+    )
     return parser.parse_args(argv)
 
 

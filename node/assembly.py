@@ -42,6 +42,8 @@ from node.executor.planner import tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.provenance import RecordWriter
 from node.executor.recipe_store import RecipeStore
+from node.executor.reexecution_jobs import Reexecutions
+from node.executor.reexecutor import Reexecutor
 from node.executor.run_manager import RunManager
 from node.executor.scheduler import Scheduler
 from node.federation.peering import DaemonPeering
@@ -126,6 +128,7 @@ class Node(NodeCore):
     deletion: DeletionRules
     redis_watch: RedisWatch
     garbage: GarbageCollector
+    reexecutions: Reexecutions
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -158,6 +161,7 @@ class Node(NodeCore):
                 ),
                 redis_watch=await stack.enter_async_context(_watching_redis(core, auth, federation)),
                 garbage=await stack.enter_async_context(_collecting(core, publications)),
+                reexecutions=await stack.enter_async_context(_reexecuting(core, executor)),
             )
             core.notices.start()
             await stack.enter_async_context(_adopting(executor.run_manager))
@@ -366,6 +370,25 @@ async def _refill(marker: Path, core: NodeCore, peering: DaemonPeering) -> None:
         log.error("could not refill the new IPFS repository yet (%s); tried again at the next start", exc)
     except Exception:  # a bug: logged, and the marker stays for the next start
         log.exception("refilling the new IPFS repository failed; tried again at the next start")
+
+
+@contextlib.asynccontextmanager
+async def _reexecuting(core: NodeCore, executor: _Executor) -> AsyncIterator[Reexecutions]:
+    """Re-executions of provenance records, on the run's workers; stopped before them."""
+    settings = core.settings
+    reexecutor = Reexecutor(
+        ipfs=core.ipfs,
+        index=core.store.index,
+        cache=core.cache,
+        pool=executor.pool,
+        work_dir=settings.data_dir / "work",
+        step_timeout_s=settings.step_timeout,
+    )
+    jobs = Reexecutions(reexecutor, executor.writer)
+    try:
+        yield jobs
+    finally:
+        await jobs.close()
 
 
 @dataclass(frozen=True)

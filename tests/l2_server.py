@@ -1,6 +1,7 @@
 """A small L2 for the tests: issues scoped tokens and answers ``POST /auth/verify`` and
 ``POST /published`` as the contracts in ``node/auth/l2.py`` and ``node/auth/publication.py``
-(and docs/security.md) say. Not a mock of a dependency of ours: L2 is
+(and docs/security.md) say, and checks provenance as L2 does (``attest``: the signer's
+identity, then a re-execution on another node). Not a mock of a dependency of ours: L2 is
 another project, which these machines do not run."""
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 import jwt
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from node.records import verify_record
+from tests.helpers import Client, poll_async
 
 
 class TestL2:
@@ -82,6 +86,20 @@ class TestL2:
         asked = set((await request.json()).get("sha3_256", []))
         return web.json_response({"published": sorted(asked & self.published)})
 
+    async def attest(self, origin: Client, cid: str, reexecutor: Client, token: str) -> dict[str, Any]:
+        """What L2 does before it accepts a provenance record from a node: the record's bytes are
+        signed by the node its ``GET /identity`` names and verify there; then another node
+        re-executes it; the re-execution record, its signature checked against that node's
+        ``GET /identity``."""
+        signer = (await (await origin.get("/identity")).json())["node_id"]
+        verify_record(await (await origin.get(f"/cache/{cid}")).read(), {signer})
+        verdict = await (await origin.get(f"/provenance/{cid}/verify", params={"trust": signer})).json()
+        assert verdict["ok"], verdict["problems"]
+        job = await reexecuted(reexecutor, cid, token)
+        assert job["state"] == "done", job
+        witness = (await (await reexecutor.get("/identity")).json())["node_id"]
+        return verify_record(await (await reexecutor.get(f"/cache/{job['record_cid']}")).read(), {witness})
+
     def _who(self, claims: dict[str, Any]) -> dict[str, str]:
         host = self.actor_host or f"127.0.0.1:{self.server.port if self.server else 0}"
         return {
@@ -89,6 +107,18 @@ class TestL2:
             "actor": f"http://{host}/users/{claims['sub']}",
             "scope": claims["scope"],
         }
+
+
+async def reexecuted(node: Client, cid: str, token: str) -> dict[str, Any]:
+    """Ask ``node`` to re-execute the provenance record ``cid``; its job once it has ended."""
+    asked = await node.post(f"/provenance/{cid}/reexecute", headers={"Authorization": f"Bearer {token}"})
+    assert asked.status == 202, await asked.text()
+
+    async def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = await (await node.get(asked.headers["Location"])).json()
+        return job if job["state"] != "running" else None
+
+    return dict(await poll_async(finished, timeout_s=120))
 
 
 @contextlib.asynccontextmanager

@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("node.federation",),
     ("node.auth", "node.executor"),
     ("node.assembly",),
-    ("node.http", "node.verify_cli"),
+    ("node.http", "node.verify_cli", "node.reexecute_cli"),
     ("node.__main__", "node.testing"),
 )
 # The ``artdag`` client talks to a node over HTTP only: it imports nothing of the node's.

@@ -154,6 +154,9 @@ async def test_run_page_draws_the_plan_with_states(client: Client, auth: dict[st
     assert f'src="/cache/{record["output"]["cid"]}"' in body
     assert f'data-verify="/provenance/{record["provenance_cid"]}/verify"' in body
     assert f'href="/runs/{run["run_id"]}/attestation"' in body  # and its in-toto/SLSA attestation
+    assert "data-reexecute=" not in body  # starting a re-execution needs a signed-in user
+    signed_in = await page_text(client, f"/run/{run['run_id']}", 200, **auth)
+    assert f'data-reexecute="/provenance/{record["provenance_cid"]}/reexecute"' in signed_in
     assert "data-events=" not in body  # finished: nothing to follow
     recipe_page = await page_text(client, f"/recipe/{(await stored.json())['id']}")
     assert recipe_page.count('class="dag-step') == 4 and "effect: invert" in recipe_page

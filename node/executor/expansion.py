@@ -23,9 +23,10 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from node.canonical import canonical_json
 from node.executor.errors import StepFailed
 from node.executor.nodetypes import NODE_TYPES
-from node.executor.planner import Plan, Step, plan_fragment
+from node.executor.planner import Plan, Step, plan_fragment, tool_versions
 from node.executor.recipe import RecipeNode
 
 RECORD_KIND = "artdag/expansion"
@@ -61,6 +62,12 @@ def expansion_record(step: Step, analysis: Mapping[str, Any], tools: Mapping[str
         "steps": [added.record() for added in steps],
         "output": steps[-1].cache_id,
     }
+
+
+def expansion_bytes(step: Step, analysis: Mapping[str, Any]) -> bytes:
+    """The EXPAND ``step``'s output: its expansion record as canonical JSON, planned with this
+    node's tool versions (which its runtime check made sure are the step's)."""
+    return canonical_json(expansion_record(step, analysis, tool_versions()))
 
 
 def _cuts(times: list[float], duration: float, fps: float) -> list[float]:

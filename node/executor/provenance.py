@@ -28,6 +28,7 @@ from node import __version__
 from node.errors import NodeError, NotFound
 from node.executor.planner import Plan, Step, tool_versions
 from node.identity import NodeIdentity
+from node.media.ffmpeg import cpu_class
 from node.pixels.effects import EFFECTS
 from node.records import RecordError, SignedRecord, sign_record, verify_record
 from node.store.cid import LEAF_MAX_BYTES, leaf_cid, normalize_cid
@@ -150,6 +151,7 @@ class RecordWriter:
             "kind": "artdag/hardware",
             "machine": platform.machine(),
             "cpu": _cpu_model(),
+            "cpu_class": cpu_class(),  # what byte-identical outputs are promised between
             "cpus": os.cpu_count(),
             "os": platform.platform(),
         }
@@ -372,6 +374,18 @@ async def _fetch(ipfs: IpfsClient, cid: str) -> bytes:
         return await ipfs.cat_all(cid, RECORD_MAX_BYTES)
     except ContentTooLarge:
         raise RecordError(f"larger than the {RECORD_MAX_BYTES} bytes a record may have") from None
+
+
+async def fetch_signed(
+    ipfs: IpfsClient, cid: str, kind: str, trusted: set[str] | None = None
+) -> dict[str, Any]:
+    """The signed record of ``kind`` at ``cid`` from this node's daemon, its signature checked
+    (by a ``trusted`` signer, if given); RecordError if it is not such a record, the IPFS
+    errors (ContentNotFound ...) if it is not retrievable."""
+    record = verify_record(await _fetch(ipfs, normalize_cid(cid)), trusted)
+    if record.get("kind") != kind:
+        raise RecordError(f"{cid} is a {record.get('kind')!r} record, not {kind}")
+    return record
 
 
 async def _verified(

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from node import logs
-from node.canonical import canonical_json
 from node.errors import NodeError, Unavailable
 from node.executor.errors import StepFailed, WorkerKilled
-from node.executor.expansion import expansion_record, spliced
+from node.executor.expansion import expansion_bytes, spliced
 from node.executor.planner import EXPAND, Plan, Step, tool_versions
 from node.executor.pool import WorkerPool
 from node.executor.slots import PrioritySlots, Rank
@@ -484,10 +483,9 @@ class Scheduler:
         await emit("step_cached", step=step.node_id, cache_id=step.cache_id, cid=cid, node=node)
 
     async def _compute(self, step: Step, inputs: list[ContentEntry], emit: Emit) -> Stored:
-        if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
-            return Stored(inputs[0], existed=True)  # identity: same bytes, same CID, nothing added
-        if step.expansion:
-            return Stored(inputs[-1], existed=True)  # a cut at an analysis's events: its join's output
+        same = zero_copy_input(step)
+        if same is not None:
+            return Stored(inputs[same], existed=True)  # same bytes, same CID, nothing added
         if step.type == EXPAND:
             return await self._expand(step, inputs[-1])
         # not offline: in a cluster, an input may be on another node's daemon
@@ -497,8 +495,7 @@ class Scheduler:
             await emit(STEP_PROGRESS, step=step.node_id, cache_id=step.cache_id, **fields)
 
         async with self._scratch(step) as output:
-            job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
-            job.update(inputs=paths, media_types=[entry.media_type for entry in inputs], output=str(output))
+            job = step_job(step, paths, [entry.media_type for entry in inputs], output)
             answer = await self._pool.run(job, self._step_timeout_s, progress)
             if answer.get("log"):  # reported with the step's outcome
                 self._logs[step.cache_id] = str(answer["log"])
@@ -511,9 +508,9 @@ class Scheduler:
         """An EXPAND step: its expansion record, planned from the analysis (small JSON: read
         and planned in a thread)."""
         record = await self._store.read_json(analysis, MAX_EXPANSION_BYTES)
-        planned = await asyncio.to_thread(expansion_record, step, record, tool_versions())
+        planned = await asyncio.to_thread(expansion_bytes, step, record)
         async with self._scratch(step) as output:
-            await asyncio.to_thread(output.write_bytes, canonical_json(planned))
+            await asyncio.to_thread(output.write_bytes, planned)
             return await self._store.put_file(output, media_type=ANALYSIS_TYPE)
 
     @contextlib.asynccontextmanager
@@ -534,6 +531,21 @@ class Scheduler:
         await asyncio.to_thread(os.replace, output, target)
 
 
+def zero_copy_input(step: Step) -> int | None:
+    """Which input's bytes are ``step``'s output, if it computes nothing: ``identity`` (its
+    input), a cut at an analysis's events (its join's output, the last input)."""
+    if step.type == "EFFECT" and EFFECTS[step.config["effect"]].zero_copy:
+        return 0
+    return -1 if step.expansion else None
+
+
+def step_job(step: Step, inputs: list[str], media_types: list[str], output: Path) -> dict[str, Any]:
+    """The job a worker (``node.executor.worker``) computes ``step`` from: its input files, in
+    DAG order, and where to write the output."""
+    job: dict[str, Any] = {"job": step.cache_id, "type": step.type, "config": dict(step.config)}
+    return {**job, "inputs": inputs, "media_types": media_types, "output": str(output)}
+
+
 def _said(said: str) -> dict[str, str]:
     return {"log": said} if said else {}  # the tail of what the step's tools said (step_log)
 
@@ -542,8 +554,10 @@ def _fused(step: Step) -> dict[str, Any]:
     return {"fused": list(step.fused)} if step.fused else {}  # the recipe nodes a CHAIN covers
 
 
-def _check_runtime(step: Step) -> None:
-    """A node computes only steps whose output it reproduces: same tools, same effect version."""
+def runtime_mismatch(step: Step) -> dict[str, str]:
+    """The tool and effect versions ``step`` needs that this node does not have (name -> the
+    version it needs); empty if this node reproduces its output. An effect this node lacks
+    altogether counts as one it has in another version."""
     here = tool_versions()
     wanted = {tool: version for tool, version in step.runtime.items() if here.get(tool) != version}
     ops: list[Mapping[str, Any]] = (
@@ -551,8 +565,15 @@ def _check_runtime(step: Step) -> None:
     )  # CHAIN, PART
     for op in ops:
         config = op["config"]
-        if op["type"] == "EFFECT" and EFFECTS[config["effect"]].version != config["effect_version"]:
+        effect = EFFECTS.get(str(config.get("effect"))) if op["type"] == "EFFECT" else None
+        if op["type"] == "EFFECT" and (effect is None or effect.version != config["effect_version"]):
             wanted[config["effect"]] = config["effect_version"]
+    return wanted
+
+
+def _check_runtime(step: Step) -> None:
+    """A node computes only steps whose output it reproduces: same tools, same effect version."""
+    wanted = runtime_mismatch(step)
     if wanted:
         needs = ", ".join(f"{tool} {version}" for tool, version in sorted(wanted.items()))
         raise StepFailed(

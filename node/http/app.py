@@ -20,6 +20,7 @@ from node.http import (
     login,
     metrics,
     recipes,
+    reexecution,
     runs,
     state,
     storage,
@@ -76,11 +77,8 @@ def create_app(node: Node) -> web.Application:
     app.router.add_get("/peers", state.peers, name="peers")
     app.router.add_get("/storage", storage.storage, name="storage")
     app.router.add_post("/storage/gc", storage.collect, name="storage-gc")
-    app.router.add_get("/activities", catalog.activities, name="activities")
-    app.router.add_get("/effects", catalog.effects, name="effects")
-    app.router.add_get("/assets", catalog.assets, name="assets")
-    app.router.add_get("/provenance/{cid}", catalog.provenance, name="provenance")
-    app.router.add_get("/provenance/{cid}/verify", catalog.verify, name="provenance-verify")
+    catalog.add_routes(app)
+    reexecution.add_routes(app)
     recipes.add_routes(app)
     docs.add_routes(app)
     ui_routes.add_routes(app)

@@ -91,3 +91,11 @@ async def activities(request: web.Request) -> web.Response:
     """``GET /activities?limit=``: the newest activity records."""
     limit = int_param(request, "limit", 50, 1, 1000)  # str.isdigit took '²', which int() refuses
     return web.json_response({"items": await request.app[NODE].activities.newest(limit)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/activities", activities, name="activities")
+    app.router.add_get("/effects", effects, name="effects")
+    app.router.add_get("/assets", assets, name="assets")
+    app.router.add_get("/provenance/{cid}", provenance, name="provenance")
+    app.router.add_get("/provenance/{cid}/verify", verify, name="provenance-verify")

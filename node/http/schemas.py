@@ -68,6 +68,10 @@ RECIPE_LINKS = {
     "RunRecipe": link("post_recipes_run", "Run it", id=_RECIPE_ID),
     "DeleteRecipe": link("delete_recipes_delete", "Forget it", id=_RECIPE_ID),
 }
+_JOB_ID = "$response.body#/id"
+REEXECUTION_LINKS = {
+    "FollowReexecution": link("get_reexecution", "Its progress, verdicts and record", job_id=_JOB_ID),
+}
 RECORD_LINKS = {
     "VerifyRecord": link("get_provenance_verify", "Verify it: signatures, every CID, every hash", cid=_CID),
 }
@@ -132,6 +136,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "id": {**REF_SCHEMA, "description": "the recipe's CID or SHA3-256 hex"},
     "cid": CID_SCHEMA,
     "run_id": {"type": "string", "pattern": f"^{RUN_ID_PATTERN}$"},
+    "job_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
 }
 OUTPUT_NAME_SCHEMA: Schema = {"type": "string", "pattern": "^[^\\x00-\\x1f/\\\\]{1,128}$"}
 INTEGER: Schema = {"type": "integer"}
@@ -635,6 +640,35 @@ COMPONENTS: dict[str, Schema] = {
                 "items": STRING,
                 "description": "intermediate outputs the disk budget evicted; their receipts verify",
             },
+        },
+    ),
+    "Reexecution": _object(
+        ["id", "url", "provenance", "state", "started_at", "progress", "summary", "steps"],
+        {
+            "id": STRING,
+            "url": STRING,
+            "provenance": {**STRING, "description": "the provenance record's CID"},
+            "state": {"enum": ["running", "done", "failed"]},
+            "started_at": STRING,
+            "finished_at": STRING,
+            "progress": _object(["done", "total"], {"done": INTEGER, "total": INTEGER}),
+            "summary": {"type": "object", "additionalProperties": INTEGER},
+            "steps": {"type": "array", "items": ref("StepVerdict")},
+            "record_cid": {**STRING, "description": "the signed artdag/reexecution record (once done)"},
+            "error": {**STRING, "description": "why it failed (once failed)"},
+        },
+    ),
+    "StepVerdict": _object(
+        ["step", "cache_id", "type", "verdict", "inputs"],
+        {
+            "step": STRING,
+            "cache_id": STRING,
+            "type": STRING,
+            "verdict": {"enum": ["reproduced", "different", "not reproducible here"]},
+            "inputs": {"enum": ["recorded", "re-executed"]},
+            "recorded": _object(["cid", "sha3_256"], {"cid": STRING, "sha3_256": STRING}),
+            "reexecuted": _object(["cid", "sha3_256"], {"cid": STRING, "sha3_256": STRING}),
+            "reason": STRING,
         },
     ),
     "Storage": _object(

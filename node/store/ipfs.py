@@ -142,14 +142,16 @@ class IpfsClient:
         return dict(await self.call("version"))
 
     # --- bytes ----------------------------------------------------------------------------------
-    async def add(self, chunks: AsyncIterable[bytes], *, pin: bool = False) -> Added:
-        """Stream bytes into IPFS with the fixed import settings; unpinned unless ``pin``."""
+    async def add(self, chunks: AsyncIterable[bytes], *, pin: bool = False, only_hash: bool = False) -> Added:
+        """Stream bytes into IPFS with the fixed import settings; unpinned unless ``pin``.
+        ``only_hash``: only the CID they would have; nothing is written to the repository."""
         writer = aiohttp.MultipartWriter("form-data")
         part = writer.append_payload(
             payload.AsyncIterablePayload(chunks, content_type="application/octet-stream")
         )
         part.set_content_disposition("form-data", name="file", filename="data")
-        return (await self._add(writer, pin=pin, deadline=self._deadline("idle")))[-1]
+        deadline = self._deadline("idle")
+        return (await self._add(writer, pin=pin, deadline=deadline, only_hash=only_hash))[-1]
 
     async def add_many(self, blobs: list[bytes], *, pin: bool = False) -> list[Added]:
         """Add several small items (signed records) in one call; their CIDs, in order."""
@@ -163,10 +165,17 @@ class IpfsClient:
         return result
 
     async def _add(
-        self, writer: aiohttp.MultipartWriter, *, pin: bool, deadline: aiohttp.ClientTimeout
+        self,
+        writer: aiohttp.MultipartWriter,
+        *,
+        pin: bool,
+        deadline: aiohttp.ClientTimeout,
+        only_hash: bool = False,
     ) -> list[Added]:
         """Post ``add`` with the fixed import settings; one entry per line of the answer."""
         params = {**IMPORT_PARAMS, "pin": str(pin).lower(), "progress": "false"}
+        if only_hash:
+            params["only-hash"] = "true"
         async with self._request("add", params, deadline, data=writer) as response:
             text = await response.text()
         try:

@@ -158,10 +158,17 @@
   });
 
   // --- provenance ---------------------------------------------------------------------------
-  document.addEventListener("click", async function (event) {
-    const link = event.target instanceof Element ? event.target.closest("[data-verify]") : null;
-    if (!link) return;
-    event.preventDefault();
+  // A click on (something inside) an element with ``attribute``: handled by ``handler``(element).
+  function onClick(attribute, handler) {
+    document.addEventListener("click", function (event) {
+      const element = event.target instanceof Element ? event.target.closest("[" + attribute + "]") : null;
+      if (!element) return;
+      event.preventDefault();
+      handler(element);
+    });
+  }
+
+  onClick("data-verify", async function (link) {
     const verdict = link.parentElement.querySelector("[data-verdict]");
     verdict.className = "verdict";
     verdict.textContent = "Checking signatures, CIDs and hashes…";
@@ -184,6 +191,52 @@
       verdict.textContent = result.ok ? "Not verified: " + result.body.problems.join("; ") : problem(result);
     }
   });
+
+  // Re-execution: start it, poll its job until it ends, then list each step's verdict.
+  onClick("data-reexecute", async function (button) {
+    const shown = button.parentElement.querySelector("[data-reexecution]");
+    shown.className = "verdict";
+    shown.textContent = "Starting the re-execution…";
+    button.disabled = true;
+    const started = await send("POST", button.dataset.reexecute, null);
+    if (!started.ok) {
+      button.disabled = false;
+      shown.classList.add("bad");
+      shown.textContent = problem(started);
+      return;
+    }
+    let job = started.body;
+    while (job.state === "running") {
+      shown.textContent = "Re-executing: " + job.progress.done + " of " + job.progress.total + " steps…";
+      await new Promise(function (resolve) { window.setTimeout(resolve, 1000); });
+      const polled = await send("GET", job.url, null);
+      if (!polled.ok) { shown.classList.add("bad"); shown.textContent = problem(polled); button.disabled = false; return; }
+      job = polled.body;
+    }
+    button.disabled = false;
+    showReexecution(shown, job);
+  });
+
+  function showReexecution(shown, job) {
+    if (job.state === "failed") {
+      shown.classList.add("bad");
+      shown.textContent = "Re-execution failed: " + job.error;
+      return;
+    }
+    const all = job.summary.reproduced === job.progress.total;
+    shown.classList.add(all ? "ok" : "bad");
+    shown.textContent = (all ? "Reproduced: every step made the same CID here. " : "Not all reproduced: ") +
+      Object.keys(job.summary).map(function (name) { return job.summary[name] + " " + name; }).join(", ") +
+      ". Signed record " + short(job.record_cid, 12) + ".";
+    const list = document.createElement("ul");
+    list.className = "checks";
+    job.steps.forEach(function (step) {
+      const item = document.createElement("li");
+      item.textContent = step.step + " (" + step.type + "): " + step.verdict + (step.reason ? " — " + step.reason : "");
+      list.append(item);
+    });
+    shown.append(list);
+  }
 
   // --- live pages -------------------------------------------------------------------------------
   async function freshPage() {
