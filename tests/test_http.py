@@ -153,6 +153,7 @@ SAMPLE_PARAMETERS = {
     "cid": "bafkreihkusuu5iya4djmo5mwrs7ef4fvwuoov7plople5hx535wu5caimu",
     "id": "bafkreihkusuu5iya4djmo5mwrs7ef4fvwuoov7plople5hx535wu5caimu",
     "run_id": "run-0123456789abcdef",
+    "job_id": "0123456789abcdef",
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
