@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.config import Settings
 from node.errors import NotFound
 from node.executor.planner import Plan, Step
-from node.executor.provenance import verify_provenance
+from node.executor.provenance import RunFacts, verify_provenance
 from node.executor.recipe import builtin_recipe, parse_recipe
-from node.executor.run_manager import Submission
+from node.executor.run_manager import Submission, finish_id
 from node.http.appkeys import NODE
 from node.identity import NodeIdentity
 from node.pixels.imaging import png_bytes
@@ -30,7 +31,7 @@ from node.store.cid import leaf_cid
 from node.store.errors import ContentNotFound
 from node.sync.index import ContentEntry, StepEntry
 from node.testing import NodeProcess
-from tests.helpers import Client, pid_alive, slow_recipe, wait_until_async
+from tests.helpers import Client, NodeClient, pid_alive, slow_recipe, wait_until_async
 
 RNG = np.random.default_rng(3)
 
@@ -320,3 +321,28 @@ async def test_a_step_committed_but_not_yet_reported_is_not_shown_cached_first(c
     await finishing
     kinds = [event["kind"] for _, event in await client.app[NODE].runs.events.read(run_id)]
     assert kinds == ["step_started", "step_finished", "progress"]
+
+
+async def test_the_finisher_renews_its_claim_while_it_writes_the_run_s_records(
+    settings: Settings, node_client: NodeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing a run's provenance and attestation (which hashes its output and every input) may
+    outlast the lease: the finisher renews its claim meanwhile, so no other node takes over."""
+    client = await node_client(settings.replace(lease=1.0, heartbeat=0.1))
+    node = client.app[NODE]
+    attest = node.run_manager._attest
+    held: list[bool] = []
+
+    async def slowly(facts: RunFacts, provenance_cid: str, finished: str) -> str:
+        key = node.keys.claim(finish_id(facts.run_id))
+        until = time.monotonic() + 3.0  # three leases: as hashing a large input may take
+        while time.monotonic() < until:
+            held.append(bool(await node.redis.exists(key)))
+            await asyncio.sleep(0.05)  # the slow work itself, not a wait for anything
+        return await attest(facts, provenance_cid, finished)
+
+    monkeypatch.setattr(node.run_manager, "_attest", slowly)
+    run_id = await submit(client, None, effect="invert")
+    record = await node.run_manager.wait(run_id)
+    assert record["status"] == "completed" and record["attestation_cid"]
+    assert len(held) > 20 and all(held)

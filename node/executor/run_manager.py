@@ -27,7 +27,7 @@ from node.executor.planner import EXPAND, Plan, make_plan, tool_versions
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
 from node.executor.run_detail import run_times, step_details
-from node.executor.scheduler import MAX_EXPANSION_BYTES, Scheduler
+from node.executor.scheduler import MAX_EXPANSION_BYTES, Scheduler, renewing
 from node.executor.segments import clip_facts, segmented
 from node.store.content import ContentStore
 from node.store.local_cache import LocalCache
@@ -478,27 +478,25 @@ class RunManager:
         if claim.outcome == "failed":
             raise NotFound(f"finishing run {run_id} failed: {claim.detail}")
         try:
-            await self._report_rest(run_id, plan)
-            facts = await self._run_facts(record, plan, output)
-            provenance_cid = await write_provenance(self._writer, facts)
-            finished = utc_now()  # the run record's and the attestation's, so they agree
-            attestation_cid = await self._attest(facts, provenance_cid, finished)
-            output_json: RunOutput = {
-                "cid": output.cid,
-                "content_id": output.content_id,
-                "media_type": output.media_type,
-            }
-            await self._store.index.add_run(output.content_id, run_id)  # the output is held for the run too
-            if ASSET_NAME.fullmatch(record["output_name"]):  # its label names it as an input too
-                await self._store.index.name_output(record["output_name"], output.content_id)
-            await self._finish(
-                run_id,
-                RunStatus.COMPLETED,
-                at=finished,
-                output=output_json,
-                provenance_cid=provenance_cid,
-                attestation_cid=attestation_cid,
-            )
+            async with renewing(claims, finish_id(run_id), claim.token):
+                provenance_cid, attestation_cid, finished = await self._records(record, plan, output)
+                output_json: RunOutput = {
+                    "cid": output.cid,
+                    "content_id": output.content_id,
+                    "media_type": output.media_type,
+                }
+                # the output is held for the run too
+                await self._store.index.add_run(output.content_id, run_id)
+                if ASSET_NAME.fullmatch(record["output_name"]):  # its label names it as an input too
+                    await self._store.index.name_output(record["output_name"], output.content_id)
+                await self._finish(
+                    run_id,
+                    RunStatus.COMPLETED,
+                    at=finished,
+                    output=output_json,
+                    provenance_cid=provenance_cid,
+                    attestation_cid=attestation_cid,
+                )
         except BaseException as exc:
             error = exc.message if isinstance(exc, NodeError) and not isinstance(exc, Unavailable) else ""
             await asyncio.shield(claims.release(finish_id(run_id), claim.token, error))
@@ -518,6 +516,15 @@ class RunManager:
             log.error(
                 "run %s: could not record its failure (%s); it will be retried on start", run_id, exc.message
             )
+
+    async def _records(self, record: RunRecord, plan: Plan, output: ContentEntry) -> tuple[str, str, str]:
+        """Report the steps left, write the provenance and the attestation; their CIDs and the
+        finishing time."""
+        await self._report_rest(record["run_id"], plan)
+        facts = await self._run_facts(record, plan, output)
+        provenance_cid = await write_provenance(self._writer, facts)
+        finished = utc_now()  # the run record's and the attestation's, so they agree
+        return provenance_cid, await self._attest(facts, provenance_cid, finished), finished
 
     async def _attest(self, facts: RunFacts, provenance_cid: str, finished: str) -> str:
         """The in-toto/SLSA attestation of the run (``node.executor.attestation``)."""

@@ -87,6 +87,31 @@ class Claims(Protocol):
         with no error after a cancellation, an outage or a killed worker (not counted)."""
 
 
+@contextlib.asynccontextmanager
+async def renewing(claims: Claims, cache_id: str, token: str) -> AsyncIterator[None]:
+    """Renew a claim every heartbeat while the block runs: work done under a claim outside the
+    scheduler (a run's finishing: its receipts, provenance and attestation, which hashes the
+    output and inputs) keeps it however long that takes. A lost claim is logged; the work goes
+    on (a run's final status is written once whoever finishes, ``RunIndex.finish``)."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(claims.heartbeat_s)  # the renewal period, not a wait for anything
+            try:
+                if not await claims.heartbeat(cache_id, token):
+                    log.warning("claim on %s lapsed while its work went on", cache_id)
+                    return
+            except Unavailable:  # a Redis blip: the lease has time to spare; renew again
+                continue
+
+    task = asyncio.create_task(renew(), name=f"renew-{cache_id[:12]}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 LOCAL_TOKEN = "local"  # noqa: S105 - not a secret: the one claimant of a lone scheduler
 
 
