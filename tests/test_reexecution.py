@@ -16,6 +16,7 @@ from node.config import Settings
 from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from node.store.errors import ContentNotFound
+from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, NodeClient, sse, start, upload
 from tests.l2_server import TestL2, reexecuted
 
@@ -182,3 +183,21 @@ async def test_verify_reexecute_command(client: Client, auth: dict[str, str], se
         subprocess.run, junk, env=env, capture_output=True, text=True, check=False
     )
     assert refused.returncode == 2 and "400" in refused.stderr
+
+
+async def test_a_record_an_untrusted_node_signed_is_re_executed_only_for_the_admin(
+    client: Client, auth: dict[str, str], settings: Settings, node_client: NodeClient, l2: TestL2
+) -> None:
+    """Its plan's step configs would run on this node's workers as written: a user who is not
+    the admin gets 403 for a record signed by a node this one does not trust; the admin may."""
+    provenance = await rendered(client, auth)
+    node_c = await node_client(settings.replace(
+        data_dir=settings.data_dir.parent / "c", redis_prefix=settings.redis_prefix + "c:",
+        l2_trusted=(l2.url,), public_url=L2_PUBLIC_URL,
+    ))  # fmt: skip
+    alice = {"Authorization": f"Bearer {l2.issue('alice', L2_PUBLIC_URL)}"}
+    refused = await node_c.post(f"/provenance/{provenance['cid']}/reexecute", headers=alice)
+    assert refused.status == 403, await refused.text()
+    assert "does not trust" in (await refused.json())["error"]["message"]
+    job = await reexecuted(node_c, provenance["cid"], token(node_c.app[NODE].settings))
+    assert job["state"] == "done" and job["summary"]["reproduced"] == 3

@@ -57,6 +57,12 @@ class Original:
     receipts: Mapping[str, Mapping[str, Any]]
     sources: Mapping[str, ContentEntry]
     hardware: Mapping[str, Any]
+    signers: frozenset[str] = frozenset()  # who signed the provenance and the plan its steps run as
+
+    def signed_by(self, trusted: set[str]) -> bool:
+        """Whether only ``trusted`` nodes signed what the re-execution would run: the plan's
+        step configs go to this node's workers as written, so their author must be trusted."""
+        return bool(self.signers) and self.signers <= trusted
 
     @property
     def computed(self) -> int:
@@ -145,12 +151,15 @@ async def load_original(ipfs: IpfsClient, cid: str) -> Original:
             "first (ipfs pin add), or ask a node that holds it",
             cid=cid,
         ) from None
-    plan = await _plan(ipfs, record)
+    plan, plan_signer = await _plan(ipfs, record)
     receipts = await _receipts(ipfs, record)
-    return Original(cid, record, plan, receipts, _sources(record), await _hardware(ipfs, record))
+    signers = frozenset({str(record.get("signer", "")), plan_signer})
+    hardware = await _hardware(ipfs, record)
+    return Original(cid, record, plan, receipts, _sources(record), hardware, signers)
 
 
-async def _plan(ipfs: IpfsClient, record: Mapping[str, Any]) -> Plan:
+async def _plan(ipfs: IpfsClient, record: Mapping[str, Any]) -> tuple[Plan, str]:
+    """The plan, its expansions spliced in, and who signed it."""
     stated = _mapping(record.get("plan"))
     plan_record = await fetch_signed(ipfs, str(stated.get("cid", "")), "artdag/plan")
     try:
@@ -170,7 +179,7 @@ async def _plan(ipfs: IpfsClient, record: Mapping[str, Any]) -> Plan:
         return expansions.get(cache_id)
 
     try:
-        return await completed(plan, load)
+        return await completed(plan, load), str(plan_record.get("signer", ""))
     except (NodeError, KeyError, TypeError) as exc:
         raise RecordError(f"the expansions do not fit the plan: {exc}") from exc
 

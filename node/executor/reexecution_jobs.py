@@ -128,7 +128,11 @@ class Reexecutions:
             job.state, job.error, job.finished_at = "failed", exc.message, utc_now()
             log.warning("re-execution %s of %s failed: %s", job.job_id, job.provenance, exc.message)
         except Exception as exc:  # a bug: reported, not left "running" forever
-            job.state, job.error, job.finished_at = "failed", f"internal error: {exc!r}", utc_now()
+            job.state, job.error, job.finished_at = (
+                "failed",
+                f"internal error ({type(exc).__name__}): see the node's log",
+                utc_now(),
+            )
             log.exception("re-execution %s of %s failed", job.job_id, job.provenance)
 
     def _forget_old(self) -> None:

@@ -96,6 +96,7 @@ class _Reexecution:
         self._progress = progress
         self._inputs = LocalCache(scratch / "inputs", node.ipfs)  # inputs the node's cache lacks
         self._outputs: dict[str, asyncio.Future[Local | None]] = {}
+        self._order: dict[str, int] = {}  # a step waits only for steps before it: a plan can lie
         self._fetching = asyncio.Semaphore(FETCHES_AT_ONCE)
         self._computing = asyncio.Semaphore(node.pool.size)
         self._cpu = _other_cpu_class(original)
@@ -104,6 +105,7 @@ class _Reexecution:
         steps = [step for step in self._original.plan.steps if step.type != "SOURCE"]
         loop = asyncio.get_running_loop()
         self._outputs = {step.cache_id: loop.create_future() for step in steps}
+        self._order = {step.cache_id: position for position, step in enumerate(steps)}
         tasks = [asyncio.create_task(self._judged(step)) for step in steps]
         try:
             return list(await asyncio.gather(*tasks))
@@ -136,8 +138,8 @@ class _Reexecution:
         try:
             async with self._computing:
                 produced = await self._compute(step, inputs)
-        except StepFailed as exc:
-            return replace(base, verdict=DIFFERENT, inputs=origin, reason=f"failed here: {exc.message}"), None
+        except StepFailed as exc:  # no bytes to compare: not evidence of other bytes
+            return replace(base, inputs=origin, reason=f"it failed here: {exc.message}"), None
         made = produced.entry
         same = recorded is not None and made.cid == recorded.cid
         reason = "" if same else f"recorded {recorded.cid if recorded else '?'}, made {made.cid} here"
@@ -166,7 +168,8 @@ class _Reexecution:
             if local is None:
                 origin = "re-executed"
                 waited = self._outputs.get(cache_id)
-                local = await waited if waited is not None else None
+                earlier = self._order.get(cache_id, len(self._order)) < self._order[step.cache_id]
+                local = await waited if waited is not None and earlier else None
             if local is None:
                 return [], origin, f"its input {cache_id} is not retrievable here, nor re-executed"
             inputs.append(local)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.errors import NotFound
+from node.errors import Forbidden, NotFound
 from node.executor.reexecution import load_original
 from node.http.appkeys import NODE
 from node.http.auth import require_user
@@ -26,7 +26,7 @@ JOB_ID_LENGTH = 16
     "Re-execute a provenance record's steps on this node and compare every output by CID",
     "provenance",
     {202: answer("Started; follow it at url (Location)", ref("Reexecution"), REEXECUTION_LINKS)},
-    errors=(400, 404, 429, 502),
+    errors=(400, 403, 404, 429, 502),
     description=(
         "Every step runs again here from its recorded inputs, without the step index, and each "
         "gets a verdict: reproduced, different (both CIDs) or not reproducible here (another "
@@ -38,11 +38,18 @@ JOB_ID_LENGTH = 16
 )
 async def start(request: web.Request) -> web.Response:
     """``POST /provenance/{cid}/reexecute``: 202 and the job's status."""
-    await require_user(request)
+    user = await require_user(request)
     cid = cid_param(request, "cid")
     node = request.app[NODE]
     node.reexecutions.check_capacity()  # before the records are read
     original = await load_original(node.ipfs, cid)
+    trusted = {node.identity.node_id, *node.peer_sync.peers}
+    if not user.is_admin and not original.signed_by(trusted):
+        raise Forbidden(
+            "this record was signed by a node this one does not trust, and its plan's steps would run "
+            "on this node's workers as written: ask this node's admin to re-execute it, or ask a node "
+            "that trusts its signer"
+        )
     job = node.reexecutions.start(original)
     return web.json_response(job.status(), status=202, headers={"Location": job.status()["url"]})
 
