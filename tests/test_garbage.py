@@ -18,8 +18,8 @@ from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
 from node.sync.connection import connect
-from node.sync.eviction import StepEviction
-from node.sync.index import StepEntry, StepIndex
+from node.sync.eviction import Evicted, StepEviction
+from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
 from node.sync.keys import Keys
 from tests.conftest import L2_PUBLIC_URL
 from tests.helpers import Client, NodeClient, poll_async, sse, start, upload
@@ -177,27 +177,42 @@ async def test_uploads_and_what_an_unfinished_run_needs_stay(
     await poll_async(evicted_once_finished)
 
 
-async def test_eviction_is_refused_while_a_step_is_claimed_or_runs_changed(settings: Settings) -> None:
-    """The Lua script evicts nothing while a node claims a step, nor once a run was submitted
-    since the collector looked; otherwise the steps leave the index together and are recorded."""
+async def test_eviction_is_refused_while_claimed_used_put_again_or_runs_changed(settings: Settings) -> None:
+    """The Lua script evicts nothing while a node claims a step, once a run was submitted since
+    the collector looked, once a run reused one of the steps or put the same bytes again since;
+    otherwise the steps leave the index together and the eviction is recorded."""
     assert settings.redis_url is not None
     client: aioredis.Redis = connect(settings.redis_url, 8)
     keys = Keys(settings.redis_prefix)
-    steps, eviction = StepIndex(client, keys), StepEviction(client, keys)
+    steps, eviction, contents = (
+        StepIndex(client, keys),
+        StepEviction(client, keys),
+        ContentIndex(client, keys),
+    )
     content_id, cid = "c" * 64, "bafkreievicted"
     cache_ids = ["a" * 64, "b" * 64]
+    active = ["run-0000000000000001"]
     try:
         for cache_id in cache_ids:
             await steps.put_if_absent(StepEntry(cache_id, cid, content_id, 10, "image/png"))
+        await contents.put(ContentEntry(content_id, cid, 10, "image/png"))
+        since = await eviction.now()
+
+        async def evict(runs: list[str], when: float) -> Evicted:
+            return await eviction.evict(content_id, cid, cache_ids, active_runs=runs, since=when, node="n")
+
         await client.set(keys.claim(cache_ids[1]), "node:token", px=30_000)
-        assert (await eviction.evict(content_id, cid, cache_ids, active_runs=[], node="n")).busy
+        assert (await evict([], since)).busy
         await client.delete(keys.claim(cache_ids[1]))
-        await client.zadd(keys.runs_active, {"run-0000000000000001": 1.0})
-        assert (await eviction.evict(content_id, cid, cache_ids, active_runs=[], node="n")).runs_changed
+        await client.zadd(keys.runs_active, {active[0]: 1.0})
+        assert (await evict([], since)).runs_changed
+        await steps.touch(cache_ids[0])  # a run reused it after the look
+        assert (await evict(active, since)).busy
+        since = await eviction.now()
+        await contents.put(ContentEntry(content_id, cid, 10, "image/png"))  # the same bytes, again
+        assert (await evict(active, since)).busy
         assert len(await steps.get_many(cache_ids)) == 2
-        done = await eviction.evict(
-            content_id, cid, cache_ids, active_runs=["run-0000000000000001"], node="n"
-        )
+        done = await evict(active, await eviction.now())
         assert done.steps == 2 and await steps.get_many(cache_ids) == []
         assert {member for member, _ in await steps.listed()} == set()
         assert json.loads(str(await client.hget(keys.evicted, cid)))["cache_ids"] == cache_ids

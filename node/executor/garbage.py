@@ -38,6 +38,7 @@ from node.executor.planner import EXPAND
 from node.media.kinds import kind_of
 from node.metrics import Metrics
 from node.store.content import ContentStore
+from node.store.gate import QUIET_WAIT_S
 from node.store.local_cache import LocalCache
 from node.sync.activities import Activities
 from node.sync.eviction import StepEviction
@@ -52,6 +53,7 @@ CACHE_GRACE_S = 60.0  # a cache file touched this recently may be about to be re
 ROUNDS_MAX = 5  # looks again after runs were submitted meanwhile, before giving up for now
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # an expansion record read to learn the steps it added
 BATCH = 500  # step entries read per round trip
+REPO_GC_PUT_OFF = "repo/gc put off: an add was in flight"
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,12 @@ class GarbageCollector:
             excess = collection.before.excess
             if excess:
                 excess -= await self._evict_intermediates(excess, collection)
-            async with self._store.gate.collecting():
-                await self._store.ipfs.collect_garbage()
+            async with self._store.gate.collecting() as quiet:
+                if quiet:
+                    await self._store.ipfs.collect_garbage()
+                else:  # a slow upload is still adding: its blocks are not pinned yet
+                    collection.kept[REPO_GC_PUT_OFF] = 1
+                    log.warning("repo/gc put off: an add has been in flight for %.0f s", QUIET_WAIT_S)
             usage = await self.usage()
             if usage.excess:
                 collection.cache_files = await self._remove_cache_files(usage.excess)
@@ -216,13 +222,14 @@ class GarbageCollector:
         """Evict the least recently used intermediates until about ``excess`` bytes went; how many."""
         freed = 0
         for _ in range(ROUNDS_MAX):
+            since = await self._eviction.now()  # before anything is read: later changes refuse
             active_runs, candidates = await self._candidates(collection.kept)
             if candidates is None:
                 return freed
             for candidate in candidates:
                 if freed >= excess:
                     return freed
-                outcome = await self._evict(candidate, active_runs)
+                outcome = await self._evict(candidate, active_runs, since)
                 if outcome == "changed":
                     break  # a run came or went: look again with its plan in mind
                 if outcome == "evicted":
@@ -236,7 +243,7 @@ class GarbageCollector:
                 return freed
         return freed
 
-    async def _evict(self, candidate: _Candidate, active_runs: list[str]) -> str:
+    async def _evict(self, candidate: _Candidate, active_runs: list[str], since: float) -> str:
         """``evicted``, ``changed`` (runs came or went), or why it stayed."""
         entry = await self._store.index.get(candidate.content_id)
         if entry is None:
@@ -247,9 +254,9 @@ class GarbageCollector:
             nonlocal outcome
             result = await self._eviction.evict(
                 candidate.content_id, candidate.cid, candidate.cache_ids,
-                active_runs=active_runs, node=self._node_id,
+                active_runs=active_runs, since=since, node=self._node_id,
             )  # fmt: skip
-            outcome = "changed" if result.runs_changed else "claimed" if result.busy else "evicted"
+            outcome = "changed" if result.runs_changed else "claimed or used" if result.busy else "evicted"
             return result.steps > 0
 
         await self._store.discard(entry, consent=out_of_the_index)

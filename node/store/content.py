@@ -33,6 +33,7 @@ from node.store.errors import (
     ContentNotFound,
     InvalidUpload,
     IpfsTimeout,
+    IpfsUnavailable,
     NotOwner,
     QuotaExceeded,
     UploadStalled,
@@ -261,7 +262,7 @@ class ContentStore:
             # there before (another node on the same daemon, an earlier upload).
             keep_pin = not undo_pin or bool(await self.ipfs.pin_ls(entry.cid))
             try:
-                await self.ipfs.pin_add(entry.cid)
+                await self._pin_added(entry)
                 result = await self.index.put(entry, owner=owner, asset=asset, quota=quota)
             except BaseException:
                 if not keep_pin and await self._safe_to_unpin(entry):
@@ -277,6 +278,20 @@ class ContentStore:
             "stored %s cid=%s size=%d existed=%s", entry.content_id, entry.cid, entry.size, result.existed
         )
         return Stored(stored or entry, result.existed)
+
+    async def _pin_added(self, entry: ContentEntry) -> None:
+        """Pin bytes just added. Their blocks are gone only if a garbage collection ran on the
+        daemon in between (another node's, on a daemon nodes share: this node's own waits for
+        its adds): an outage, so the upload is sent again or the step computed again; never the
+        run's own failure."""
+        try:
+            await self.ipfs.pin_add(entry.cid)
+        except ContentNotFound as exc:
+            raise IpfsUnavailable(
+                f"the IPFS daemon collected {entry.cid} before it was pinned (a garbage collection on a "
+                "shared daemon?): try again",
+                command="pin/add",
+            ) from exc
 
     async def _safe_to_unpin(self, entry: ContentEntry) -> bool:
         """After a failed index write: unpin only content the index does not (or may not) hold."""

@@ -23,25 +23,31 @@ import redis.asyncio as aioredis
 from node.sync.connection import redis_errors, scored_members
 from node.sync.keys import Keys
 
-# KEYS: runs:active, steps listing, steps:used, evicted, then each step's hash and claim.
-# ARGV: content id, CID, the evicted record (JSON), n, n active run ids, then the cache ids.
-# Returns -1 if the unfinished runs changed, 0 if a step is claimed or names other content
-# (nothing written), else how many steps left the index.
+# KEYS: runs:active, steps listing, steps:used, evicted, the content's hash, then each step's
+# hash and claim. ARGV: content id, CID, the evicted record (JSON), when the collector looked
+# (Redis's clock), n, n active run ids, then the cache ids. Returns -1 if the unfinished runs
+# changed, 0 if a step is claimed, names other content or was reused since the look, or the
+# content was put again since (a run committing the same bytes under another step): nothing
+# written; else how many steps left the index.
 _EVICT = """
+local since = tonumber(ARGV[4])
 local known = {}
-local count = tonumber(ARGV[4])
-for i = 1, count do known[ARGV[4 + i]] = true end
+local count = tonumber(ARGV[5])
+for i = 1, count do known[ARGV[5 + i]] = true end
 for _, run in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if not known[run] then return -1 end
 end
-local steps = (#KEYS - 4) / 2
+if tonumber(redis.call('HGET', KEYS[5], 'put_at') or '0') > since then return 0 end
+local steps = (#KEYS - 5) / 2
 for i = 1, steps do
-  if redis.call('EXISTS', KEYS[4 + 2 * i]) == 1 then return 0 end
-  if redis.call('HGET', KEYS[3 + 2 * i], 'content_id') ~= ARGV[1] then return 0 end
+  local cache_id = ARGV[5 + count + i]
+  if redis.call('EXISTS', KEYS[5 + 2 * i]) == 1 then return 0 end
+  if redis.call('HGET', KEYS[4 + 2 * i], 'content_id') ~= ARGV[1] then return 0 end
+  if tonumber(redis.call('ZSCORE', KEYS[3], cache_id) or '0') > since then return 0 end
 end
 for i = 1, steps do
-  local cache_id = ARGV[4 + count + i]
-  redis.call('DEL', KEYS[3 + 2 * i])
+  local cache_id = ARGV[5 + count + i]
+  redis.call('DEL', KEYS[4 + 2 * i])
   redis.call('ZREM', KEYS[2], cache_id)
   redis.call('ZREM', KEYS[3], cache_id)
 end
@@ -75,16 +81,32 @@ class StepEviction:
             for cache_id, recorded in await scored_members(self._redis, self._keys.steps)
         }
 
+    async def now(self) -> float:
+        """Redis's clock (the one ``put_at`` and ``steps:used`` are written by), in seconds."""
+        with redis_errors():
+            seconds, micros = await self._redis.time()
+        return float(seconds) + float(micros) / 1_000_000
+
     async def evict(
-        self, content_id: str, cid: str, cache_ids: list[str], *, active_runs: list[str], node: str
+        self,
+        content_id: str,
+        cid: str,
+        cache_ids: list[str],
+        *,
+        active_runs: list[str],
+        since: float,
+        node: str,
     ) -> Evicted:
         """Drop the steps whose output is ``content_id`` from the index, all or none, unless
-        one is claimed or the unfinished runs are no longer ``active_runs``."""
+        one is claimed, the unfinished runs are no longer ``active_runs``, or since the
+        collector looked (``since``, by :meth:`now`) a run reused one of the steps or put the
+        same bytes again."""
         keys = [self._keys.runs_active, self._keys.steps, self._keys.steps_used, self._keys.evicted]
+        keys.append(self._keys.content(content_id))
         for cache_id in cache_ids:
             keys += [self._keys.step(cache_id), self._keys.claim(cache_id)]
         record = json.dumps({"cache_ids": cache_ids, "node": node, "at": time.time()})
-        args = [content_id, cid, record, str(len(active_runs)), *active_runs, *cache_ids]
+        args = [content_id, cid, record, repr(since), str(len(active_runs)), *active_runs, *cache_ids]
         with redis_errors():
             done = int(await self._evict(keys=keys, args=args))
         if done < 0:

@@ -42,7 +42,10 @@ local quota = tonumber(ARGV[9])
 if new_owner and quota > 0 and used(usage) + tonumber(ARGV[3]) > quota then
   return {existed, false, used(usage)}
 end
-redis.call('HSET', KEYS[1], 'cid', ARGV[2], 'size', ARGV[3], 'media_type', ARGV[4])
+local now = redis.call('TIME')
+-- put_at: the garbage collector evicts nothing put again since it looked (node.sync.eviction)
+redis.call('HSET', KEYS[1], 'cid', ARGV[2], 'size', ARGV[3], 'media_type', ARGV[4],
+           'put_at', now[1] + now[2] / 1000000)
 redis.call('HSETNX', KEYS[1], 'created', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[1])
@@ -67,6 +70,13 @@ end
 return {existed, false, false}
 """
 )
+
+# KEYS[1]: steps:used; ARGV[1]: the cache id, used now (Redis's clock, the same for every node).
+_TOUCH = """
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[1], now[1] + now[2] / 1000000, ARGV[1])
+return 0
+"""
 
 # Write a step entry only if none exists: a computed result is never overwritten; list it in
 # the steps listing (KEYS[2]). KEYS[3], when given, gets the signed receipt (ARGV[1]) in the
@@ -422,6 +432,7 @@ class StepIndex:
         self._redis = client
         self._keys = keys
         self._put_if_absent = client.register_script(_PUT_STEP_IF_ABSENT)
+        self._touch = client.register_script(_TOUCH)
 
     async def get(self, cache_id: str) -> StepEntry | None:
         key = self._keys.step(cache_id)
@@ -448,10 +459,10 @@ class StepIndex:
                 await pipe.execute()
 
     async def touch(self, cache_id: str) -> None:
-        """A run reused the step's output now (the garbage collector evicts the least recently
-        used first: ``node.sync.eviction``)."""
+        """A run reused the step's output now, by Redis's clock (the garbage collector evicts
+        the least recently used first, and nothing used since it looked: ``node.sync.eviction``)."""
         with redis_errors():
-            await self._redis.zadd(self._keys.steps_used, {cache_id: time.time()})
+            await self._touch(keys=[self._keys.steps_used], args=[cache_id])
 
     async def put_if_absent(self, entry: StepEntry, receipt: bytes = b"") -> bool:
         """Record a computed step (and its signed receipt's bytes, kept under the receipt's
