@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -148,6 +149,9 @@ async def create_batch(request: web.Request) -> web.Response:
             field="items",
             problems=problems,
         )
+    # The quota was asked for the batch as a whole, above: an early item's output (a cache hit
+    # completes at once) must not refuse a later one after earlier ones were submitted.
+    submissions = [replace(item, limits=replace(item.limits, quota=0)) for item in submissions]
     runs = [await node.run_manager.submit(submission) for submission in submissions]
     return web.json_response({"runs": [_with_links(record) for record in runs]}, status=202)
 
