@@ -14,9 +14,13 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.config import Settings
+from node.executor.garbage import GarbageCollector
 from node.http.appkeys import NODE
 from node.pixels.imaging import png_bytes
 from node.services import EmbeddedServices
+from node.store.content import ContentStore
+from node.store.errors import IpfsUnavailable
+from node.store.ipfs import IpfsClient
 from node.sync.connection import connect
 from node.sync.eviction import Evicted, StepEviction
 from node.sync.index import ContentEntry, ContentIndex, StepEntry, StepIndex
@@ -280,3 +284,33 @@ async def test_what_an_l2_published_stays_and_an_unreachable_l2_evicts_nothing(
     report = await (await client.post("/storage/gc", headers=auth)).json()
     assert [item["cid"] for item in report["evicted"]] == [done["steps"]["edges"]["cid"]]
     assert (await client.get(f"/cache/{soft}")).status == 200
+
+
+class _UnpinFails(IpfsClient):
+    """The daemon answers everything but the unpin: as if it went away at that very moment."""
+
+    async def pin_rm(self, cid: str) -> None:
+        raise IpfsUnavailable("IPFS daemon is unavailable", command="pin/rm")
+
+
+async def test_an_eviction_the_daemon_could_not_unpin_is_unpinned_by_the_next_collection(
+    settings: Settings, own_ipfs: EmbeddedServices, node_client: NodeClient
+) -> None:
+    """Out of every index but still pinned, no later look would find it: the collection
+    remembers it, and the next one unpins it."""
+    done = await rendered(settings, own_ipfs, node_client)
+    node = done.client.app[NODE]
+    gone = {done.run["steps"][name]["cid"] for name in INTERMEDIATES}
+    failing = _UnpinFails(node.ipfs.api_url, node.http_session, node.ipfs.timeout_s)
+    collector = GarbageCollector(
+        budget=1, interval_s=3600, node_id=node.identity.node_id,
+        store=ContentStore(failing, node.store.index, node.redis, node.keys, gone=node.gone),
+        steps=node.steps, eviction=StepEviction(node.redis, node.keys), runs=node.runs,
+        cache=node.cache, activities=node.activities, published=node.publications.published,
+    )  # fmt: skip
+    first = await collector.collect()
+    assert {item["cid"] for item in first.evicted} == gone
+    assert all([await _pins(done.client, cid) for cid in gone])  # still pinned
+    await node.garbage.collect()
+    assert not any([await _pins(done.client, cid) for cid in gone])
+    assert await StepEviction(node.redis, node.keys).unpins_left() == {}

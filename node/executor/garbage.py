@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.errors import NodeError
+from node.errors import NodeError, Unavailable
 from node.executor.planner import EXPAND
 from node.media.kinds import kind_of
 from node.metrics import Metrics
@@ -175,6 +175,7 @@ class GarbageCollector:
         what no pin keeps (``repo/gc``)."""
         async with self._lock:
             started = time.monotonic()
+            await self._unpin_left()
             collection = Collection(reason, utc_now(), await self.usage())
             excess = collection.before.excess
             if excess:
@@ -259,8 +260,24 @@ class GarbageCollector:
             outcome = "changed" if result.runs_changed else "claimed or used" if result.busy else "evicted"
             return result.steps > 0
 
-        await self._store.discard(entry, consent=out_of_the_index)
+        try:
+            await self._store.discard(entry, consent=out_of_the_index)
+        except Unavailable as exc:
+            if outcome != "evicted":
+                raise
+            # Out of every index, but the daemon did not unpin it: no later look would find it.
+            await self._eviction.unpin_later(candidate.cid, candidate.content_id)
+            log.warning("evicted %s, not unpinned yet (%s): unpinned at the next collection", entry.cid, exc)
         return outcome
+
+    async def _unpin_left(self) -> None:
+        """Unpin what an earlier collection evicted but the daemon did not unpin then, unless a
+        run has put the same bytes back since (under the content lock, as a commit takes it)."""
+        for cid, content_id in (await self._eviction.unpins_left()).items():
+            async with self._store.content_lock(content_id):
+                if await self._store.index.get(content_id) is None:
+                    await self._store.ipfs.pin_rm(cid)
+                await self._eviction.unpinned(cid)
 
     async def _candidates(self, kept: dict[str, int]) -> tuple[list[str], list[_Candidate] | None]:
         """The unfinished runs now, and the intermediates that may go, least recently used
@@ -278,7 +295,7 @@ class GarbageCollector:
         }
         free = set(await self._free(list(wanted)))
         try:
-            published = await self._published(sorted(free))
+            published = await self._published_of(sorted(free))
         except NodeError as exc:  # an L2 down: what it may have published stays
             log.warning("no intermediate evicted: %s", exc.message)
             kept["an L2 could not be asked"] = len(free)
@@ -295,6 +312,13 @@ class GarbageCollector:
             if content_id in free and content_id not in published
         ]
         return active_runs, sorted(candidates, key=lambda item: (item.last_used, item.content_id))
+
+    async def _published_of(self, content_ids: list[str]) -> set[str]:
+        """Those a trusted L2 published, asked BATCH at a time (one request each)."""
+        published: set[str] = set()
+        for start in range(0, len(content_ids), BATCH):
+            published |= await self._published(content_ids[start : start + BATCH])
+        return published
 
     def _evictable(self, content_id: str, entries: list[StepEntry], needed: set[str]) -> bool:
         """Media this node computed, that no unfinished run's plan names."""

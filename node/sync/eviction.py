@@ -113,6 +113,21 @@ class StepEviction:
             return Evicted(runs_changed=True)
         return Evicted(steps=done, busy=done == 0)
 
+    async def unpin_later(self, cid: str, content_id: str) -> None:
+        """An evicted output the daemon did not unpin (it was away): the next collection does."""
+        with redis_errors():
+            await self._redis.hset(self._keys.unpins_left, cid, content_id)
+
+    async def unpins_left(self) -> dict[str, str]:
+        """CID -> content id of the evicted outputs still to unpin."""
+        with redis_errors():
+            found = await self._redis.hgetall(self._keys.unpins_left)
+        return {str(cid): str(content_id) for cid, content_id in found.items()}
+
+    async def unpinned(self, cid: str) -> None:
+        with redis_errors():
+            await self._redis.hdel(self._keys.unpins_left, cid)
+
     async def evicted(self, cids: list[str]) -> dict[str, dict[str, Any]]:
         """Which of ``cids`` the collector evicted: CID -> {cache_ids, node, at}."""
         if not cids:

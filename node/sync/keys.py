@@ -129,6 +129,12 @@ class Keys:
         {cache_id, node, at}: verification reports it as evicted, not as missing."""
         return f"{self.prefix}evicted"
 
+    @property
+    def unpins_left(self) -> str:
+        """Hash: CID -> content id of an evicted output its daemon did not unpin when it was
+        evicted (IPFS was away): the next collection unpins it, unless it is indexed again."""
+        return f"{self.prefix}unpins-left"
+
     def peer_step(self, cache_id: str) -> str:
         """Hash {cid, content_id, size, media_type, receipt_cid, node, peer}: a step ``node``
         computed, from trusted ``peer``'s published state, fetched by CID when a run here needs it."""
