@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import platform
 import secrets
 import shutil
@@ -179,8 +180,10 @@ class _Reexecution:
         entry = self._original.recorded(cache_id)
         if entry is None:
             return None
-        if await asyncio.to_thread(self._node.cache.has, entry.content_id):
-            return Local(self._node.cache.path_for(entry.content_id), entry)
+        cached = self._node.cache.path_for(entry.content_id)
+        linked = await asyncio.to_thread(_linked, cached, self._scratch / "linked")
+        if linked is not None:
+            return Local(linked, entry)
         # Content the cluster indexes may come from its daemons; anything else only from this
         # node's own (a request never makes the daemon search the network).
         indexed = await self._node.index.get(entry.content_id) is not None
@@ -253,3 +256,20 @@ def _sha3(path: Path) -> tuple[str, int]:
             hasher.update(chunk)
             size += len(chunk)
     return hasher.hexdigest(), size
+
+
+def _linked(path: Path, folder: Path) -> Path | None:
+    """A hard link to the node's cache file in ``folder`` (the garbage collector may remove the
+    cache file meanwhile: the link keeps the bytes); the file itself if they are on different
+    file systems; None if the cache does not hold it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    try:
+        os.link(path, target)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        return None
+    except OSError:  # another file system: read it in place
+        return path if path.is_file() else None
+    return target
