@@ -211,6 +211,11 @@ def test_upload_render_watch_verify(page: Page, ui_node: NodeProcess, tmp_path: 
     expect(page.locator("[data-run-times]")).to_contain_text("took")
     page.get_by_role("link", name="Verify").click()
     expect(page.locator("[data-verdict]")).to_contain_text("Verified: signed by")
+    page.get_by_role("button", name="Re-execute on this node").click()  # the step again, compared
+    expect(page.locator("[data-reexecution]")).to_contain_text(
+        "Reproduced: every step made the same CID here"
+    )
+    expect(page.locator("[data-reexecution] li")).to_have_text(["dog (EFFECT): reproduced"])
     screenshot(page, "run-completed")
     run_again_with_other_parameters(page, run_id)
     page.goto(f"{ui_node.url}/runs")
