@@ -35,6 +35,7 @@ from typing import Any
 
 from node.errors import NodeError, Unavailable
 from node.executor.planner import EXPAND
+from node.executor.scheduler import recorded_expansion
 from node.media.kinds import kind_of
 from node.metrics import Metrics
 from node.store.content import ContentStore
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 Published = Callable[[list[str]], Awaitable[set[str]]]
 CACHE_GRACE_S = 60.0  # a cache file touched this recently may be about to be read by a worker
 ROUNDS_MAX = 5  # looks again after runs were submitted meanwhile, before giving up for now
-MAX_RECORD_BYTES = 64 * 1024 * 1024  # an expansion record read to learn the steps it added
 BATCH = 500  # step entries read per round trip
 REPO_GC_PUT_OFF = "repo/gc put off: an add was in flight"
 
@@ -356,11 +356,9 @@ class GarbageCollector:
         return needed
 
     async def _expanded(self, cache_id: str) -> set[str]:
-        hit = await self._steps.get(cache_id)
-        entry = await self._store.index.get(hit.content_id) if hit is not None else None
-        if entry is None:
+        record = await recorded_expansion(self._steps, self._store, cache_id)
+        if record is None:
             return set()  # not expanded yet: its steps are not known, nor recorded by this run
-        record = await self._store.read_json(entry, MAX_RECORD_BYTES)
         return {str(step["cache_id"]) for step in record.get("steps", [])}
 
     # --- local cache files --------------------------------------------------------------------

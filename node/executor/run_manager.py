@@ -27,7 +27,7 @@ from node.executor.planner import EXPAND, Plan, make_plan, tool_versions
 from node.executor.provenance import RecordWriter, RunFacts, write_provenance
 from node.executor.recipe import MAX_RECIPE_BYTES, Recipe, parse_recipe
 from node.executor.run_detail import run_times, step_details
-from node.executor.scheduler import MAX_EXPANSION_BYTES, Scheduler, renewing
+from node.executor.scheduler import Scheduler, recorded_expansion, renewing
 from node.executor.segments import clip_facts, segmented
 from node.store.content import ContentStore
 from node.store.local_cache import LocalCache
@@ -456,12 +456,7 @@ class RunManager:
 
     async def _expansion(self, cache_id: str) -> dict[str, Any] | None:
         """The record an EXPAND step made, if it is done (``node.executor.expansion``)."""
-        hit = await self._steps.get(cache_id)
-        entry = await self._store.index.get(hit.content_id) if hit is not None else None
-        if entry is None:
-            return None
-        record: dict[str, Any] = await self._store.read_json(entry, MAX_EXPANSION_BYTES)
-        return record
+        return await recorded_expansion(self._steps, self._store, cache_id)
 
     async def _finish_claimed(self, record: RunRecord, plan: Plan, output: ContentEntry) -> None:
         """Write the provenance and the final status, if this node wins the finishing claim;

@@ -87,6 +87,17 @@ class Claims(Protocol):
         with no error after a cancellation, an outage or a killed worker (not counted)."""
 
 
+async def recorded_expansion(steps: StepIndex, store: ContentStore, cache_id: str) -> dict[str, Any] | None:
+    """The record an EXPAND step made, if it is done and its output still held
+    (``node.executor.expansion``)."""
+    hit = await steps.get(cache_id)
+    entry = await store.index.get(hit.content_id) if hit is not None else None
+    if entry is None:
+        return None
+    record: dict[str, Any] = await store.read_json(entry, MAX_EXPANSION_BYTES)
+    return record
+
+
 @contextlib.asynccontextmanager
 async def renewing(claims: Claims, cache_id: str, token: str) -> AsyncIterator[None]:
     """Renew a claim every heartbeat while the block runs: work done under a claim outside the
