@@ -88,6 +88,10 @@ class Collection:
     kept: dict[str, int] = field(default_factory=dict)  # why candidates stayed -> how many
 
     @property
+    def evicted_steps(self) -> int:
+        return sum(len(item["cache_ids"]) for item in self.evicted)
+
+    @property
     def reclaimed(self) -> int:
         return max(0, self.before.total - self.after.total) if self.after else 0
 
@@ -103,7 +107,7 @@ class Collection:
             "after": {**asdict(after), "total": after.total},
             "reclaimed": self.reclaimed,
             "over_budget": after.excess,
-            "evicted_steps": sum(len(item["cache_ids"]) for item in self.evicted),
+            "evicted_steps": self.evicted_steps,
             "evicted": self.evicted,
             "cache_files_removed": self.cache_files,
             "kept": self.kept,
@@ -177,9 +181,8 @@ class GarbageCollector:
             started = time.monotonic()
             await self._unpin_left()
             collection = Collection(reason, utc_now(), await self.usage())
-            excess = collection.before.excess
-            if excess:
-                excess -= await self._evict_intermediates(excess, collection)
+            if collection.before.excess:
+                await self._evict_intermediates(collection.before.excess, collection)
             async with self._store.gate.collecting() as quiet:
                 if quiet:
                     await self._store.ipfs.collect_garbage()
@@ -214,22 +217,22 @@ class GarbageCollector:
         metrics = self._metrics
         metrics.gc_runs.inc()
         metrics.gc_reclaimed_bytes.inc(collection.reclaimed)
-        metrics.gc_evicted.labels("step").inc(sum(len(item["cache_ids"]) for item in collection.evicted))
+        metrics.gc_evicted.labels("step").inc(collection.evicted_steps)
         metrics.gc_evicted.labels("cache_file").inc(collection.cache_files)
         metrics.gc_duration.observe(collection.seconds)
 
     # --- intermediates ------------------------------------------------------------------------
-    async def _evict_intermediates(self, excess: int, collection: Collection) -> int:
-        """Evict the least recently used intermediates until about ``excess`` bytes went; how many."""
+    async def _evict_intermediates(self, excess: int, collection: Collection) -> None:
+        """Evict the least recently used intermediates until about ``excess`` bytes went."""
         freed = 0
         for _ in range(ROUNDS_MAX):
             since = await self._eviction.now()  # before anything is read: later changes refuse
             active_runs, candidates = await self._candidates(collection.kept)
             if candidates is None:
-                return freed
+                return
             for candidate in candidates:
                 if freed >= excess:
-                    return freed
+                    return
                 outcome = await self._evict(candidate, active_runs, since)
                 if outcome == "changed":
                     break  # a run came or went: look again with its plan in mind
@@ -241,8 +244,7 @@ class GarbageCollector:
                 else:
                     collection.kept[outcome] = collection.kept.get(outcome, 0) + 1
             else:
-                return freed
-        return freed
+                return
 
     async def _evict(self, candidate: _Candidate, active_runs: list[str], since: float) -> str:
         """``evicted``, ``changed`` (runs came or went), or why it stayed."""
@@ -315,10 +317,7 @@ class GarbageCollector:
 
     async def _published_of(self, content_ids: list[str]) -> set[str]:
         """Those a trusted L2 published, asked BATCH at a time (one request each)."""
-        published: set[str] = set()
-        for start in range(0, len(content_ids), BATCH):
-            published |= await self._published(content_ids[start : start + BATCH])
-        return published
+        return {content_id for batch in _batches(content_ids) for content_id in await self._published(batch)}
 
     def _evictable(self, content_id: str, entries: list[StepEntry], needed: set[str]) -> bool:
         """Media this node computed, that no unfinished run's plan names."""
@@ -331,16 +330,15 @@ class GarbageCollector:
 
     async def _free(self, content_ids: list[str]) -> list[str]:
         """Those nobody owns and no run holds."""
-        held = set()
-        for start in range(0, len(content_ids), BATCH):
-            held |= set(await self._store.index.in_library(content_ids[start : start + BATCH]))
+        held = {
+            content_id
+            for batch in _batches(content_ids)
+            for content_id in await self._store.index.in_library(batch)
+        }
         return [content_id for content_id in content_ids if content_id not in held]
 
     async def _entries(self, cache_ids: list[str]) -> list[StepEntry]:
-        entries: list[StepEntry] = []
-        for start in range(0, len(cache_ids), BATCH):
-            entries += await self._steps.get_many(cache_ids[start : start + BATCH])
-        return entries
+        return [entry for batch in _batches(cache_ids) for entry in await self._steps.get_many(batch)]
 
     async def _needed(self, plans: list[dict[str, Any]]) -> set[str]:
         """Cache ids and content ids the unfinished runs' plans name, with the steps their
@@ -400,6 +398,11 @@ class GarbageCollector:
                 log.warning("garbage collection put off: %s", exc.message)
             except Exception:  # a bug: logged; the node serves on
                 log.exception("garbage collection failed")
+
+
+def _batches(items: list[str]) -> list[list[str]]:
+    """``items`` in slices of BATCH: one Redis round trip or L2 request each."""
+    return [items[start : start + BATCH] for start in range(0, len(items), BATCH)]
 
 
 def _tree_size(root: Path) -> int:
