@@ -15,6 +15,7 @@ from aiohttp import web
 
 from node.auth.errors import AuthRequired, CsrfRefused
 from node.auth.local import User
+from node.errors import Forbidden
 from node.http.appkeys import NODE
 from node.http.limits import check_rate
 
@@ -48,6 +49,14 @@ async def require_user(request: web.Request) -> User:
         raise AuthRequired(f"the token is not accepted: {why_not}")
     if request.method not in SAFE_METHODS:
         await check_rate(request, user)
+    return user
+
+
+async def require_admin(request: web.Request, why: str) -> User:
+    """The admin, authenticated as :func:`require_user` says; 403 with ``why`` for anyone else."""
+    user = await require_user(request)
+    if not user.is_admin:
+        raise Forbidden(why)
     return user
 
 

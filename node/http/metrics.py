@@ -15,9 +15,8 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from node.errors import Forbidden
 from node.http.appkeys import NODE
-from node.http.auth import require_user
+from node.http.auth import require_admin
 from node.http.openapi import operation
 from node.metrics import CONTENT_TYPE, UNMATCHED_ROUTE
 
@@ -72,7 +71,7 @@ async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: steps, workers, Redis and IPFS latency, HTTP traffic, federation."""
     node = request.app[NODE]
     if node.settings.metrics != "public":
-        user = await require_user(request)
-        if not user.is_admin:
-            raise Forbidden("the metrics are the admin's (ARTDAG_METRICS=public serves them to anyone)")
+        await require_admin(
+            request, "the metrics are the admin's (ARTDAG_METRICS=public serves them to anyone)"
+        )
     return web.Response(body=node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

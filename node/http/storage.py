@@ -8,20 +8,12 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from node.errors import Forbidden
 from node.http.appkeys import NODE
-from node.http.auth import require_user
+from node.http.auth import require_admin
 from node.http.openapi import operation
 from node.http.schemas import answer, ref
 
 ADMIN_ONLY = "only the node's admin may see or collect its storage: send the admin token"
-
-
-async def _require_admin(request: web.Request) -> str:
-    user = await require_user(request)
-    if not user.is_admin:
-        raise Forbidden(ADMIN_ONLY)
-    return user.name
 
 
 @operation(
@@ -33,7 +25,7 @@ async def _require_admin(request: web.Request) -> str:
 )
 async def storage(request: web.Request) -> web.Response:
     """``GET /storage``: usage now (bytes), the budget and the last collection's report."""
-    await _require_admin(request)
+    await require_admin(request, ADMIN_ONLY)
     garbage = request.app[NODE].garbage
     usage = await garbage.usage()
     last = garbage.last.report() if garbage.last is not None else None
@@ -58,6 +50,6 @@ async def storage(request: web.Request) -> web.Response:
 async def collect(request: web.Request) -> web.Response:
     """``POST /storage/gc``: one collection, answered when it is done (one at a time: a second
     request waits for the first)."""
-    who = await _require_admin(request)
+    who = (await require_admin(request, ADMIN_ONLY)).name
     collection = await request.app[NODE].garbage.collect(reason="requested", who=who)
     return web.json_response(collection.report())
