@@ -49,7 +49,7 @@ async def check_rate(request: web.Request, user: User) -> None:
 
 def quota_of(request: web.Request, user: User) -> int:
     """The bytes ``user`` may store in all; 0: no quota (the admin, or none set)."""
-    return 0 if user.is_admin else request.app[NODE].settings.quota_bytes
+    return limits_of(request, user).quota
 
 
 def limits_of(request: web.Request, user: User) -> OwnerLimits:
